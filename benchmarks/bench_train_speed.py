@@ -1,0 +1,151 @@
+"""CPU training throughput: our UNet + GaussianDiffusion against lucidrains' denoising-diffusion-pytorch.
+
+Both train at one matched config: 32x32x3 images, dim 64, dim_mults (1, 2, 4, 8), 2 res blocks per
+level, linear attention at every level and full attention in the middle, eps objective (lucidrains'
+'pred_noise'), cosine schedule with 1000 steps, AdamW, batch 16, no dropout, fp32. Images are a fixed
+random batch (data loading is not measured). A training step is zero_grad, loss, backward, step.
+
+Both models live in this one process. After warm-up steps each, the script runs `--rounds` rounds;
+in every round each model trains `--steps` steps, the order swapping from round to round (ABBA), so
+slow drift of the machine hits both alike. It reports each model's median img/s over the rounds
+and the ratio ours / theirs.
+
+lucidrains' package is a benchmark-only dependency (see BENCHMARKS.md for the install command). It
+imports torchvision on load, which cannot import beside the CPU torch wheel; a stand-in from
+benchmarks/stubs/ is put first on sys.path, as its Unet and GaussianDiffusion never use torchvision.
+
+    .venv/bin/python benchmarks/bench_train_speed.py --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from datetime import datetime, timezone
+from importlib.metadata import version
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent), str(HERE / "stubs")]
+
+import torch  # noqa: E402
+
+from core.diffusion import GaussianDiffusion, make_betas  # noqa: E402
+from core.model import UNet, count_parameters  # noqa: E402
+
+DEFAULT_JSON = HERE / "results" / "train_speed.json"
+IMAGE_SIZE, DIM, DIM_MULTS, RES_BLOCKS, TIMESTEPS, LR = 32, 64, (1, 2, 4, 8), 2, 1000, 1e-4
+
+
+def build_ours():
+    """A step function for our UNet; x0 in [-1, 1]."""
+    torch.manual_seed(0)
+    model = UNet(image_size=IMAGE_SIZE, dim=DIM, dim_mults=DIM_MULTS, res_blocks=RES_BLOCKS,
+                 attention="linear", attn_resolutions=(32, 16, 8, 4), dropout=0.0)
+    diffusion = GaussianDiffusion(make_betas("cosine", TIMESTEPS), objective="eps", loss="l2")
+    return model, lambda x0: diffusion.training_loss(lambda x, t: model(x, t), x0)
+
+
+def build_theirs():
+    """A step function for lucidrains' Unet; it rescales [0, 1] images to [-1, 1] itself."""
+    from denoising_diffusion_pytorch import GaussianDiffusion as LGaussianDiffusion, Unet
+
+    torch.manual_seed(0)
+    # 2 res blocks per level are fixed in its Unet; full_attn all False = linear attention at every
+    # level (its default makes the last level full); its middle is always full attention.
+    model = Unet(dim=DIM, dim_mults=DIM_MULTS, full_attn=(False,) * len(DIM_MULTS), dropout=0.0)
+    diffusion = LGaussianDiffusion(model, image_size=IMAGE_SIZE, timesteps=TIMESTEPS,
+                                   objective="pred_noise", beta_schedule="cosine")
+    return model, lambda x0: diffusion((x0 + 1) / 2)
+
+
+class Runner:
+    """One model, its optimizer and its timings."""
+
+    def __init__(self, name: str, build, batch: torch.Tensor):
+        self.name, self.batch, self.rates = name, batch, []
+        self.model, self.loss_fn = build()
+        self.params = count_parameters(self.model)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=LR)
+        self.model.train()
+
+    def steps(self, n: int) -> float:
+        """Train n steps; return img/s."""
+        start = time.perf_counter()
+        for _ in range(n):
+            self.opt.zero_grad(set_to_none=True)
+            self.loss_fn(self.batch).backward()
+            self.opt.step()
+        return n * self.batch.shape[0] / (time.perf_counter() - start)
+
+
+def save_json(path: Path, record: dict) -> None:
+    """Append `record` to the JSON list at `path` (written through a .tmp file, then renamed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    records = json.loads(path.read_text()) if path.exists() else []
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(records + [record], indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rounds", type=int, default=8, help="timed rounds (default 8)")
+    p.add_argument("--steps", type=int, default=8, help="steps per model per round (default 8)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps per model first (default 3)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                   help=f"torch intra-op threads (default torch's: {torch.get_num_threads()})")
+    p.add_argument("--json", nargs="?", const=DEFAULT_JSON, type=Path, default=None, metavar="PATH",
+                   help=f"append the result to a JSON list (default path {DEFAULT_JSON.relative_to(HERE.parent)})")
+    args = p.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    x0 = torch.rand(args.batch_size, 3, IMAGE_SIZE, IMAGE_SIZE) * 2 - 1
+    runners = [Runner("ours", build_ours, x0), Runner("lucidrains", build_theirs, x0)]
+    ours, theirs = runners
+    print(f"torch {torch.__version__}, {args.threads} threads, batch {args.batch_size}, "
+          f"denoising-diffusion-pytorch {version('denoising-diffusion-pytorch')}")
+    for r in runners:
+        print(f"{r.name:>10}: {r.params:,} parameters")
+
+    for r in runners:
+        r.steps(args.warmup)
+    for i in range(args.rounds):
+        for r in runners if i % 2 == 0 else runners[::-1]:
+            r.rates.append(r.steps(args.steps))
+        print(f"round {i + 1}/{args.rounds}: " + ", ".join(f"{r.name} {r.rates[-1]:.2f}" for r in runners) + " img/s")
+
+    med = {r.name: statistics.median(r.rates) for r in runners}
+    ratio = med["ours"] / med["lucidrains"]
+    print(f"\n| model      | parameters | median img/s | min-max img/s |\n|---|---:|---:|---:|")
+    for r in runners:
+        print(f"| {r.name:<10} | {r.params / 1e6:.2f} M | {med[r.name]:.2f} | {min(r.rates):.2f}-{max(r.rates):.2f} |")
+    print(f"\nratio ours / lucidrains (median img/s): {ratio:.2f}x (goal >= 1.3x: {'met' if ratio >= 1.3 else 'NOT met'})")
+
+    record = {
+        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                    "cpu_count": os.cpu_count(), "threads": args.threads},
+        "versions": {"torch": torch.__version__, "denoising-diffusion-pytorch": version("denoising-diffusion-pytorch")},
+        "config": {"image_size": IMAGE_SIZE, "dim": DIM, "dim_mults": list(DIM_MULTS), "res_blocks": RES_BLOCKS,
+                   "batch_size": args.batch_size, "rounds": args.rounds, "steps": args.steps, "warmup": args.warmup},
+        "params": {r.name: r.params for r in runners},
+        "img_per_s": {r.name: [round(x, 3) for x in r.rates] for r in runners},
+        "median_img_per_s": {k: round(v, 3) for k, v in med.items()},
+        "ratio": round(ratio, 3),
+    }
+    if args.json:
+        save_json(args.json, record)
+        print(f"appended to {args.json}")
+    return record
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+"""Training configuration: one dataclass is the source of CLI flags, TOML keys and validation."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.errors import BadInput
+
+CLASSES = ("cancerous", "non_cancerous", "both")
+PREPROCESS = ("center-crop", "resize")
+SCHEDULES = ("linear", "cosine", "quadratic", "sigmoid")
+ATTENTION = ("none", "linear", "full")
+OBJECTIVES = ("eps", "x0", "v")
+LOSSES = ("l2", "l1", "huber")
+PRECISIONS = ("fp32", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda")
+IMAGE_SIZES = (32, 64, 96)
+
+
+def _opt(default: Any, help: str, choices: tuple | None = None, **kw: Any) -> Any:
+    meta = {"help": help, "choices": choices}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta, **kw)
+    return field(default=default, metadata=meta, **kw)
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run. Field names are the TOML keys; flags use dashes."""
+
+    data: str = _opt("demo", "dataset directory (PCam h5 or Kaggle layout), or 'demo'")
+    classes: str = _opt("both", "which patches to train on", CLASSES)
+    conditional: bool = _opt(False, "one class-conditional model for both classes")
+    image_size: int = _opt(32, "training resolution in pixels", IMAGE_SIZES)
+    preprocess: str = _opt("center-crop", "how 96 px patches become image-size", PREPROCESS)
+    augment: bool = _opt(True, "random dihedral (flip/rotate) augmentation")
+    schedule: str = _opt("cosine", "noise schedule", SCHEDULES)
+    timesteps: int = _opt(1000, "diffusion steps T")
+    attention: str = _opt("full", "self-attention kind", ATTENTION)
+    attn_resolutions: str = _opt("16", "feature-map sizes (px) that get attention, e.g. 16,8")
+    dim: int = _opt(64, "base channel width of the U-Net")
+    dim_mults: str = _opt("1,2,4", "channel multiplier per U-Net level, e.g. 1,2,4,8")
+    res_blocks: int = _opt(2, "residual blocks per level")
+    dropout: float = _opt(0.1, "dropout in residual blocks")
+    objective: str = _opt("eps", "what the network predicts", OBJECTIVES)
+    loss: str = _opt("l2", "training loss", LOSSES)
+    lr: float = _opt(2e-4, "AdamW learning rate")
+    warmup_steps: int = _opt(200, "linear learning-rate warm-up steps")
+    weight_decay: float = _opt(0.0, "AdamW weight decay")
+    grad_clip: float = _opt(1.0, "max gradient norm (0 disables)")
+    batch_size: int = _opt(64, "images per step")
+    max_steps: int = _opt(10000, "total optimizer steps")
+    epochs: float = _opt(0.0, "if > 0, train this many epochs instead of --max-steps")
+    ema_decay: float = _opt(0.9995, "EMA decay of the sampling weights")
+    cond_drop: float = _opt(0.1, "label dropout for classifier-free guidance (conditional only)")
+    precision: str = _opt("fp32", "autocast precision on CUDA", PRECISIONS)
+    compile: bool = _opt(False, "torch.compile the model")
+    seed: int = _opt(0, "seed for weights, data order, noise")
+    ckpt_every: int = _opt(500, "checkpoint every N steps")
+    keep_ckpts: int = _opt(3, "checkpoints kept")
+    eval_every: int = _opt(0, "validation loss every N steps (0: off)")
+    sample_every: int = _opt(0, "EMA sample grid every N steps (0: off)")
+    max_nonfinite: int = _opt(10, "stop after this many non-finite losses in a row")
+    device: str = _opt("auto", "where to train", DEVICES)
+    name: str = _opt("", "run name")
+    tag: list = _opt([], "tags (repeatable)")
+
+    # ---- derived views -------------------------------------------------------------------
+    @property
+    def dim_mults_tuple(self) -> tuple[int, ...]:
+        return parse_int_list(self.dim_mults, "dim_mults")
+
+    @property
+    def attn_resolutions_tuple(self) -> tuple[int, ...]:
+        if self.attention == "none" or not str(self.attn_resolutions).strip():
+            return ()
+        return parse_int_list(self.attn_resolutions, "attn_resolutions")
+
+    @property
+    def num_classes(self) -> int:
+        return 2 if self.conditional else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> "TrainConfig":
+        """Raise BadInput naming the first field whose value cannot work."""
+        for f in dataclasses.fields(self):
+            choices = f.metadata.get("choices")
+            value = getattr(self, f.name)
+            if choices and value not in choices:
+                raise BadInput(
+                    f"--{flag(f.name)}: unknown value {value!r} (choose from {', '.join(map(str, choices))})"
+                )
+        positive = ("lr", "batch_size", "max_steps", "timesteps", "dim", "res_blocks", "ckpt_every",
+                    "keep_ckpts", "max_nonfinite")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise BadInput(f"--{flag(name)}: must be positive, got {getattr(self, name)!r}")
+        for name in ("warmup_steps", "grad_clip", "epochs", "eval_every", "sample_every", "weight_decay"):
+            if getattr(self, name) < 0:
+                raise BadInput(f"--{flag(name)}: must not be negative, got {getattr(self, name)!r}")
+        for name in ("dropout", "cond_drop", "ema_decay"):
+            if not 0 <= getattr(self, name) < 1:
+                raise BadInput(f"--{flag(name)}: must be in [0, 1), got {getattr(self, name)!r}")
+        if self.conditional and self.classes != "both":
+            raise BadInput(f"--conditional needs --classes both, got {self.classes!r}")
+        mults = self.dim_mults_tuple
+        if not mults or min(mults) < 1:
+            raise BadInput(f"--dim-mults: need at least one positive multiplier, got {self.dim_mults!r}")
+        factor = 2 ** (len(mults) - 1)
+        if self.image_size % factor or self.image_size // factor < 1:
+            raise BadInput(
+                f"--image-size {self.image_size} is not divisible by 2^(len(dim_mults)-1) = {factor} "
+                f"(--dim-mults {self.dim_mults})"
+            )
+        levels = [self.image_size // 2**i for i in range(len(mults))]
+        for res in self.attn_resolutions_tuple:
+            if res not in levels:
+                raise BadInput(
+                    f"--attn-resolutions: {res} px is not a U-Net level (levels: {', '.join(map(str, levels))})"
+                )
+        if self.dim % 8:
+            raise BadInput(f"--dim: must be a multiple of 8 (GroupNorm groups), got {self.dim}")
+        return self
+
+
+def flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def parse_int_list(text: Any, name: str) -> tuple[int, ...]:
+    """'1,2,4' -> (1, 2, 4); a list or tuple of ints is accepted as is."""
+    if isinstance(text, (list, tuple)):
+        items = list(text)
+    else:
+        items = [p for p in str(text).replace(" ", "").split(",") if p]
+    try:
+        return tuple(int(p) for p in items)
+    except (TypeError, ValueError):
+        raise BadInput(f"--{flag(name)}: expected comma-separated integers, got {text!r}") from None
+
+
+FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+
+
+def coerce(name: str, value: Any, source: str) -> Any:
+    """Check a raw value for field `name` and convert int->float where that is lossless."""
+    kind = FIELD_TYPES[name]
+    if name in ("dim_mults", "attn_resolutions") and isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in parse_int_list(value, name))
+    ok = {
+        "bool": isinstance(value, bool),
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "str": isinstance(value, str),
+        "list": isinstance(value, list) and all(isinstance(v, str) for v in value),
+    }[kind]
+    if not ok:
+        raise BadInput(f"{source}: key {name!r} must be {kind}, got {value!r}")
+    return float(value) if kind == "float" else value
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML config; keys may use dashes or underscores. Unknown keys and wrong types fail."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise BadInput(f"{path}: config file not found") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{path}: not valid TOML ({exc})") from None
+    values = {}
+    for key, value in raw.items():
+        name = key.replace("-", "_")
+        if name not in FIELD_TYPES:
+            raise BadInput(f"{path}: unknown key {key!r}")
+        values[name] = coerce(name, value, str(path))
+    return values
+
+
+def build_config(cli_values: dict[str, Any], config_file: str | Path | None = None) -> TrainConfig:
+    """Defaults < TOML file < flags given on the command line (None means 'not given')."""
+    values = load_toml(config_file) if config_file else {}
+    values.update({k: v for k, v in cli_values.items() if v is not None})
+    return TrainConfig(**values).validate()
+
+
+def config_from_dict(values: dict[str, Any]) -> TrainConfig:
+    """Rebuild a stored config, ignoring keys a newer version may have added."""
+    return TrainConfig(**{k: v for k, v in values.items() if k in FIELD_TYPES})

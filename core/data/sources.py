@@ -1,0 +1,205 @@
+"""Readers for the two real layouts. A source is one split: labels in memory, pixels read on demand
+in contiguous index ranges (a PCam train file is 7.2 GB and is never loaded whole)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import h5py
+import imageio.v3 as iio
+import numpy as np
+
+from core.errors import BadInput
+
+PCAM_SPLITS = ("train", "valid", "test")
+PATCH_SHAPE = (96, 96, 3)
+# PCam label 1 = tumour tissue in the centre 32x32 region
+CLASS_LABELS = {"cancerous": (1,), "non_cancerous": (0,), "both": (0, 1)}
+KAGGLE_FRACTIONS = {"train": 0.8, "valid": 0.1, "test": 0.1}
+_HEX_ID = re.compile(r"^[0-9a-f]{40}$")
+
+
+def pcam_paths(root: Path, split: str) -> tuple[Path, Path]:
+    stem = f"camelyonpatch_level_2_split_{split}"
+    return root / f"{stem}_x.h5", root / f"{stem}_y.h5"
+
+
+def detect_layout(path: str | Path) -> str:
+    """'pcam' for a folder of camelyonpatch_*.h5 files, 'kaggle' for train/ + labels CSV."""
+    root = Path(path)
+    if not root.exists():
+        raise BadInput(f"{root}: data path does not exist")
+    if not root.is_dir():
+        raise BadInput(f"{root}: data path is not a directory")
+    if any(root.glob("camelyonpatch_level_2_split_*_x.h5")):
+        return "pcam"
+    if (root / "train").is_dir() and find_labels_csv(root) is not None:
+        return "kaggle"
+    raise BadInput(
+        f"{root}: no dataset found (expected camelyonpatch_level_2_split_*_x.h5 files, "
+        "or train/ with a labels CSV)"
+    )
+
+
+class PatchSource:
+    """One split of a dataset: `labels` (N,) uint8 and `read(start, end)` -> (n, 96, 96, 3) uint8."""
+
+    name: str
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def read(self, start: int, end: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class PCamSplit(PatchSource):
+    """`camelyonpatch_level_2_split_{split}_{x,y}.h5`: dataset x (N,96,96,3) uint8, y (N,1,1,1) uint8."""
+
+    def __init__(self, root: Path, split: str):
+        x_path, y_path = pcam_paths(root, split)
+        self.name = f"{root}:{split}"
+        for p in (x_path, y_path):
+            if not p.exists():
+                raise BadInput(f"{p}: missing file for split {split!r}")
+        self._xf = _open_h5(x_path)
+        with _open_h5(y_path) as yf:
+            y = _dataset(yf, "y", y_path)
+            if y.dtype != np.uint8 or y.ndim not in (1, 4) or (y.ndim == 4 and y.shape[1:] != (1, 1, 1)):
+                raise BadInput(f"{y_path}: dataset 'y' must be (N,1,1,1) uint8, got {y.shape} {y.dtype}")
+            self.labels = np.asarray(y[...]).reshape(-1)
+        self._x = _dataset(self._xf, "x", x_path)
+        if self._x.dtype != np.uint8 or self._x.shape[1:] != PATCH_SHAPE:
+            raise BadInput(f"{x_path}: dataset 'x' must be (N,96,96,3) uint8, got {self._x.shape} {self._x.dtype}")
+        if len(self._x) != len(self.labels):
+            raise BadInput(f"{x_path}: {len(self._x)} images but {y_path.name} has {len(self.labels)} labels")
+        bad = np.setdiff1d(np.unique(self.labels), [0, 1])
+        if bad.size:
+            raise BadInput(f"{y_path}: labels must be 0 or 1, found {int(bad[0])}")
+
+    def read(self, start: int, end: int) -> np.ndarray:
+        return self._x[start:end]
+
+    def close(self) -> None:
+        self._xf.close()
+
+
+def _open_h5(path: Path) -> h5py.File:
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise BadInput(f"{path}: not a readable HDF5 file ({exc.__class__.__name__})") from None
+
+
+def _dataset(f: h5py.File, key: str, path: Path):
+    if key not in f:
+        raise BadInput(f"{path}: no dataset {key!r} (found: {', '.join(f.keys()) or 'none'})")
+    return f[key]
+
+
+def find_labels_csv(root: Path) -> Path | None:
+    preferred = root / "train_labels.csv"
+    if preferred.exists():
+        return preferred
+    candidates = sorted(root.glob("*.csv"))
+    return candidates[0] if candidates else None
+
+
+def read_kaggle_labels(root: Path) -> tuple[list[str], np.ndarray]:
+    """(ids, labels) from the labels CSV; an extra leading index column is tolerated."""
+    path = find_labels_csv(root)
+    if path is None:
+        raise BadInput(f"{root}: no labels CSV (expected train_labels.csv)")
+    with path.open(newline="") as fh:
+        rows = list(csv.reader(fh))
+    if not rows:
+        raise BadInput(f"{path}: empty labels CSV")
+    header = [h.strip().lower() for h in rows[0]]
+    if "id" not in header or "label" not in header:
+        raise BadInput(f"{path}: header must name columns 'id' and 'label', got {rows[0]}")
+    id_col, label_col = header.index("id"), header.index("label")
+    ids, labels, seen = [], [], set()
+    for line_no, row in enumerate(rows[1:], start=2):
+        if not row:
+            continue
+        try:
+            pid, label = row[id_col].strip(), row[label_col].strip()
+        except IndexError:
+            raise BadInput(f"{path}:{line_no}: expected {len(header)} columns, got {len(row)}") from None
+        if label not in ("0", "1"):
+            raise BadInput(f"{path}:{line_no}: label must be 0 or 1, got {label!r} for id {pid}")
+        if pid in seen:
+            raise BadInput(f"{path}:{line_no}: duplicate id {pid}")
+        seen.add(pid)
+        ids.append(pid)
+        labels.append(int(label))
+    if not ids:
+        raise BadInput(f"{path}: no rows")
+    missing = [pid for pid in ids if not (root / "train" / f"{pid}.tif").exists()]
+    if missing:
+        raise BadInput(
+            f"{path}: {len(missing)} ids have no image in {root / 'train'}, e.g. {missing[0]}.tif"
+        )
+    return ids, np.asarray(labels, dtype=np.uint8)
+
+
+def kaggle_split_ids(ids: list[str], seed: int) -> dict[str, list[str]]:
+    """A seeded train/valid/test partition by id. It depends on the set of ids only (never on
+    CSV order), and each id lands in exactly one split."""
+    ordered = sorted(ids)
+    perm = np.random.default_rng(seed).permutation(len(ordered))
+    n = len(ordered)
+    n_train = int(round(n * KAGGLE_FRACTIONS["train"]))
+    n_valid = int(round(n * KAGGLE_FRACTIONS["valid"]))
+    cuts = {"train": perm[:n_train], "valid": perm[n_train:n_train + n_valid], "test": perm[n_train + n_valid:]}
+    return {name: sorted(ordered[i] for i in idx) for name, idx in cuts.items()}
+
+
+class KaggleSplit(PatchSource):
+    """The Kaggle layout: train/<id>.tif (96x96 RGB) with an id,label CSV, split by seeded id hash."""
+
+    def __init__(self, root: Path, split: str, split_seed: int = 0, split_file: Path | None = None):
+        ids, labels = read_kaggle_labels(root)
+        label_of = dict(zip(ids, labels.tolist()))
+        if split_file is not None and split_file.exists():
+            chosen = json.loads(split_file.read_text())[split]
+            unknown = [i for i in chosen if i not in label_of]
+            if unknown:
+                raise BadInput(f"{split_file}: id {unknown[0]} is not in the labels CSV")
+        else:
+            chosen = kaggle_split_ids(ids, split_seed)[split]
+        self.root, self.name, self.ids = root, f"{root}:{split}", chosen
+        self.labels = np.asarray([label_of[i] for i in chosen], dtype=np.uint8)
+
+    def read(self, start: int, end: int) -> np.ndarray:
+        images = []
+        for pid in self.ids[start:end]:
+            path = self.root / "train" / f"{pid}.tif"
+            image = np.asarray(iio.imread(path))
+            if image.shape != PATCH_SHAPE or image.dtype != np.uint8:
+                raise BadInput(f"{path}: expected a 96x96 RGB uint8 image, got {image.shape} {image.dtype}")
+            images.append(image)
+        return np.stack(images) if images else np.zeros((0, *PATCH_SHAPE), np.uint8)
+
+
+def open_split(path: str | Path, split: str, split_seed: int = 0, split_file: Path | None = None) -> PatchSource:
+    """The split `split` of the dataset at `path`, whichever layout it is in."""
+    root = Path(path)
+    if detect_layout(root) == "pcam":
+        return PCamSplit(root, split)
+    return KaggleSplit(root, split, split_seed, split_file)
+
+
+def selected_indices(source: PatchSource, classes: str) -> np.ndarray:
+    """Indices of the patches whose label belongs to `classes`; empty selections are an error."""
+    idx = np.flatnonzero(np.isin(source.labels, CLASS_LABELS[classes]))
+    if idx.size == 0:
+        raise BadInput(f"{source.name}: no patches of class {classes!r}")
+    return idx

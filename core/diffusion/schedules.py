@@ -1,0 +1,49 @@
+"""Noise schedules beta_1..beta_T, computed in float64."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def linear_betas(timesteps: int) -> np.ndarray:
+    """Ho et al. 2020 (Sec. 4): beta linear from 1e-4 to 0.02 at T=1000, scaled by 1000/T."""
+    scale = 1000.0 / timesteps
+    return np.linspace(scale * 1e-4, scale * 0.02, timesteps, dtype=np.float64)
+
+
+def quadratic_betas(timesteps: int) -> np.ndarray:
+    """sqrt(beta) linear between the linear schedule's end points, then squared."""
+    scale = 1000.0 / timesteps
+    return np.linspace(math.sqrt(scale * 1e-4), math.sqrt(scale * 0.02), timesteps, dtype=np.float64) ** 2
+
+
+def sigmoid_betas(timesteps: int) -> np.ndarray:
+    """Sigmoid of linspace(-6, 6) mapped onto the linear schedule's range (Xu et al. 2022, GeoDiff)."""
+    scale = 1000.0 / timesteps
+    lo, hi = scale * 1e-4, scale * 0.02
+    s = 1.0 / (1.0 + np.exp(-np.linspace(-6.0, 6.0, timesteps, dtype=np.float64)))
+    return s * (hi - lo) + lo
+
+
+def cosine_betas(timesteps: int, s: float = 0.008, max_beta: float = 0.999) -> np.ndarray:
+    """Nichol & Dhariwal 2021, Eq. 17: alpha_bar(t) = cos^2(((t/T + s)/(1 + s)) * pi/2);
+    beta_t = 1 - alpha_bar(t)/alpha_bar(t-1), clipped at max_beta."""
+    steps = np.arange(timesteps + 1, dtype=np.float64) / timesteps
+    alpha_bar = np.cos((steps + s) / (1 + s) * math.pi / 2) ** 2
+    betas = 1.0 - alpha_bar[1:] / alpha_bar[:-1]
+    return np.clip(betas, 0.0, max_beta)
+
+
+SCHEDULES = {
+    "linear": linear_betas,
+    "cosine": cosine_betas,
+    "quadratic": quadratic_betas,
+    "sigmoid": sigmoid_betas,
+}
+
+
+def make_betas(name: str, timesteps: int) -> np.ndarray:
+    """The betas of schedule `name` for T=`timesteps` steps (float64, shape (T,))."""
+    return SCHEDULES[name](timesteps)

@@ -1,0 +1,129 @@
+"""Opening the store: engine, SQLite pragmas, Alembic migrations, retry on a locked database."""
+
+from __future__ import annotations
+
+import functools
+import random
+import sqlite3
+import time
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.errors import BadInput
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+DEFAULT_URL = "sqlite:///runs.db"
+
+
+def alembic_config(connection=None) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head_revision() -> str:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cur = dbapi_connection.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1] if "///" in url else ""
+        if path and path != ":memory:":
+            db_file = Path(path)
+            if db_file.exists() and db_file.stat().st_size and not _is_sqlite_file(db_file):
+                raise BadInput(f"{db_file}: not an SQLite database (refusing to touch it)")
+            if not db_file.parent.exists():
+                raise BadInput(f"{db_file.parent}: directory for the database does not exist")
+        engine = create_engine(url, connect_args={"timeout": 10, "check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _is_sqlite_file(path: Path) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(16) == b"SQLite format 3\x00"
+
+
+class Store:
+    """An opened, migrated database. `session()` gives a SQLAlchemy session."""
+
+    def __init__(self, url: str = DEFAULT_URL, migrate: bool = True):
+        self.url = url
+        self.engine = make_engine(url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        if migrate:
+            self.migrate()
+
+    def migrate(self) -> None:
+        """Bring the schema to head; refuse a database made by a newer version of the code."""
+        head = head_revision()
+        try:
+            with self.engine.connect() as conn:
+                current = MigrationContext.configure(conn).get_current_revision()
+                if current == head:
+                    return
+                known = {s.revision for s in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+                if current is not None and current not in known:
+                    raise BadInput(
+                        f"{self.url}: database schema {current} is newer than this ddpm-tui "
+                        f"(knows up to {head}); upgrade ddpm-tui, the database was not modified"
+                    )
+            with self.engine.begin() as conn:
+                command.upgrade(alembic_config(conn), "head")
+        except (OperationalError, DBAPIError) as exc:
+            raise BadInput(f"{self.url}: cannot open the database ({_short(exc)})") from None
+
+    def session(self) -> Session:
+        return self._sessions()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _short(exc: Exception) -> str:
+    orig = getattr(exc, "orig", None)
+    return str(orig or exc).splitlines()[0]
+
+
+def is_locked(exc: BaseException) -> bool:
+    text = str(getattr(exc, "orig", exc)).lower()
+    return "database is locked" in text or "database is busy" in text or isinstance(
+        getattr(exc, "orig", None), sqlite3.OperationalError) and "locked" in text
+
+
+def retrying(fn=None, *, attempts: int = 8, base_delay: float = 0.05):
+    """Retry `fn` with jittered exponential backoff while SQLite says the database is locked."""
+    if fn is None:
+        return functools.partial(retrying, attempts=attempts, base_delay=base_delay)
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        for attempt in range(attempts):
+            try:
+                return fn(*args, **kwargs)
+            except OperationalError as exc:
+                if not is_locked(exc) or attempt == attempts - 1:
+                    raise
+                time.sleep(base_delay * 2**attempt * (0.5 + random.random()))
+        raise AssertionError("unreachable")
+
+    return wrapper

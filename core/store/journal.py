@@ -1,0 +1,95 @@
+"""Metric logging that survives a database outage: every point goes to the run's metrics.jsonl
+journal first, then to the store in batches. Replaying the journal is idempotent."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from core.store import queries
+from core.store.db import Store
+
+log = logging.getLogger(__name__)
+
+
+class MetricLogger:
+    """`log(step, loss=..., lr=...)`; flushes to the store every `batch_points` points or
+    `batch_seconds` seconds. If the store fails, points stay pending and training goes on."""
+
+    def __init__(self, store: Store | None, run_id: int, journal: Path, batch_points: int = 500,
+                 batch_seconds: float = 2.0):
+        self.store, self.run_id, self.journal = store, run_id, Path(journal)
+        self.batch_points, self.batch_seconds = batch_points, batch_seconds
+        self._fh = self.journal.open("a")
+        self._pending: list[tuple[str, int, float, float]] = []
+        self._last_flush = time.monotonic()
+        self.store_ok = True
+
+    def log(self, step: int, **values: float) -> None:
+        wall = time.time()
+        self._fh.write(json.dumps({"s": step, "t": wall, "m": values}) + "\n")
+        self._pending.extend((k, step, float(v), wall) for k, v in values.items())
+        if len(self._pending) >= self.batch_points or time.monotonic() - self._last_flush > self.batch_seconds:
+            self.flush()
+
+    def flush(self) -> bool:
+        """Write pending points to the journal's disk and to the store; False if the store failed."""
+        self._fh.flush()
+        self._last_flush = time.monotonic()
+        if not self._pending or self.store is None:
+            return True
+        try:
+            queries.insert_metrics(self.store, self.run_id, self._pending)
+        except SQLAlchemyError as exc:
+            if self.store_ok:
+                log.warning("metric store unavailable, journaling only: %s", str(exc).splitlines()[0])
+            self.store_ok = False
+            return False
+        self._pending.clear()
+        self.store_ok = True
+        return True
+
+    def close(self) -> None:
+        self.flush()
+        self._fh.close()
+
+
+def read_journal(path: Path) -> list[tuple[str, int, float, float]]:
+    """All points of a journal; a torn last line (killed mid-write) is skipped."""
+    points = []
+    if not Path(path).exists():
+        return points
+    for line in Path(path).read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        points += [(k, int(entry["s"]), float(v), float(entry["t"])) for k, v in entry["m"].items()]
+    return points
+
+
+def replay_journal(store: Store, run_id: int, path: Path, chunk: int = 5000) -> int:
+    """Insert every journal point the store lacks; returns how many were missing."""
+    points = read_journal(path)
+    return sum(queries.insert_metrics(store, run_id, points[i:i + chunk]) for i in range(0, len(points), chunk))
+
+
+def truncate_journal(path: Path, last_step: int) -> None:
+    """Drop journal entries after `last_step` (used when a run resumes from that step's checkpoint)."""
+    path = Path(path)
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["s"] <= last_step:
+                kept.append(line)
+        except (json.JSONDecodeError, KeyError):
+            continue
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(line + "\n" for line in kept))
+    tmp.replace(path)

@@ -1,0 +1,240 @@
+"""Reads and writes on the store. Screens and commands call these; none of them writes SQL."""
+
+from __future__ import annotations
+
+import time
+from typing import Iterable, Sequence
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from core.errors import BadInput
+from core.store.db import Store, retrying
+from core.store.models import Artifact, Metric, MetricSummary, Note, Run, StatusEvent, Sweep, Tag
+
+
+def now() -> float:
+    return time.time()
+
+
+@retrying
+def create_run(
+    store: Store, config: dict, status: str = "queued", name: str = "", total_steps: int = 0,
+    sweep_id: int | None = None, parent_id: int | None = None, tags: Sequence[str] = (),
+    executor: str = "local",
+) -> Run:
+    """A new run row (and its first status event and tags)."""
+    with store.session() as s, s.begin():
+        run = Run(name=name, status=status, config=config, created_at=now(), total_steps=total_steps,
+                  sweep_id=sweep_id, parent_id=parent_id, executor=executor)
+        s.add(run)
+        s.flush()
+        if not run.name:
+            run.name = f"run-{run.id}"
+        s.add(StatusEvent(run_id=run.id, status=status, reason="created", at=run.created_at))
+        for tag in dict.fromkeys(tags):
+            s.add(Tag(run_id=run.id, tag=tag))
+    return run
+
+
+@retrying
+def update_run(store: Store, run_id: int, **fields) -> None:
+    with store.session() as s, s.begin():
+        s.execute(update(Run).where(Run.id == run_id).values(**fields))
+
+
+@retrying
+def set_status(store: Store, run_id: int, status: str, reason: str | None = None,
+               expect: Sequence[str] | None = None, **fields) -> bool:
+    """Move a run to `status` (recording an event). With `expect`, only from those statuses;
+    returns whether the row changed (a compare-and-set, so two writers cannot both win)."""
+    at = now()
+    values = dict(fields, status=status)
+    if status in ("finished", "failed", "stopped", "crashed"):
+        values.setdefault("ended_at", at)
+        values.setdefault("exit_reason", reason)
+    with store.session() as s, s.begin():
+        stmt = update(Run).where(Run.id == run_id)
+        if expect is not None:
+            stmt = stmt.where(Run.status.in_(tuple(expect)))
+        changed = s.execute(stmt.values(**values)).rowcount > 0
+        if changed:
+            s.add(StatusEvent(run_id=run_id, status=status, reason=reason, at=at))
+    return changed
+
+
+def get_run(store: Store, run_id: int | str) -> Run:
+    """The run with this id; BadInput when there is none."""
+    try:
+        key = int(run_id)
+    except (TypeError, ValueError):
+        raise BadInput(f"run id must be a number, got {run_id!r}") from None
+    with store.session() as s:
+        run = s.get(Run, key)
+    if run is None:
+        raise BadInput(f"no run with id {key}")
+    return run
+
+
+def list_runs(store: Store, status: str | None = None, sweep_id: int | None = None) -> list[Run]:
+    with store.session() as s:
+        stmt = select(Run).order_by(Run.id)
+        if status:
+            stmt = stmt.where(Run.status == status)
+        if sweep_id is not None:
+            stmt = stmt.where(Run.sweep_id == sweep_id)
+        return list(s.scalars(stmt))
+
+
+def run_tags(store: Store, run_ids: Iterable[int] | None = None) -> dict[int, list[str]]:
+    with store.session() as s:
+        stmt = select(Tag.run_id, Tag.tag).order_by(Tag.run_id, Tag.tag)
+        if run_ids is not None:
+            stmt = stmt.where(Tag.run_id.in_(list(run_ids)))
+        out: dict[int, list[str]] = {}
+        for run_id, tag in s.execute(stmt):
+            out.setdefault(run_id, []).append(tag)
+        return out
+
+
+def summaries(store: Store, run_ids: Iterable[int] | None = None) -> dict[int, dict[str, dict]]:
+    """{run_id: {key: {last, last_step, min, max, count}}} from the summary table (no scan of metrics)."""
+    with store.session() as s:
+        stmt = select(MetricSummary)
+        if run_ids is not None:
+            stmt = stmt.where(MetricSummary.run_id.in_(list(run_ids)))
+        out: dict[int, dict[str, dict]] = {}
+        for m in s.scalars(stmt):
+            out.setdefault(m.run_id, {})[m.key] = {
+                "last": m.last, "last_step": m.last_step, "min": m.min, "max": m.max, "count": m.count}
+        return out
+
+
+def _insert_ignoring_duplicates(store: Store):
+    if store.engine.dialect.name == "postgresql":
+        return pg_insert(Metric).on_conflict_do_nothing(index_elements=["run_id", "key", "step"])
+    return sqlite_insert(Metric).on_conflict_do_nothing(index_elements=["run_id", "key", "step"])
+
+
+@retrying
+def insert_metrics(store: Store, run_id: int, points: Sequence[tuple[str, int, float, float]]) -> int:
+    """Insert (key, step, value, wall_time) points; points already stored are skipped, so replaying
+    a journal is idempotent. Updates the per-key summaries with exactly the new points.
+    Returns how many points were new."""
+    if not points:
+        return 0
+    rows = [{"run_id": run_id, "key": k, "step": int(st), "value": float(v), "wall_time": float(w)}
+            for k, st, v, w in points]
+    with store.session() as s, s.begin():
+        stmt = _insert_ignoring_duplicates(store).returning(Metric.key, Metric.step, Metric.value)
+        inserted = s.execute(stmt, rows).all() if len(rows) > 1 else s.execute(stmt.values(rows)).all()
+        by_key: dict[str, list[tuple[int, float]]] = {}
+        for key, step, value in inserted:
+            by_key.setdefault(key, []).append((step, value))
+        existing = {m.key: m for m in s.scalars(
+            select(MetricSummary).where(MetricSummary.run_id == run_id, MetricSummary.key.in_(list(by_key))))}
+        for key, new in by_key.items():
+            last_step, last = max(new)
+            values = [v for _, v in new]
+            m = existing.get(key)
+            if m is None:
+                s.add(MetricSummary(run_id=run_id, key=key, last=last, last_step=last_step,
+                                    min=min(values), max=max(values), count=len(new)))
+            else:
+                if last_step >= m.last_step:
+                    m.last, m.last_step = last, last_step
+                m.min, m.max = min(m.min, *values), max(m.max, *values)
+                m.count += len(new)
+    return len(inserted)
+
+
+def metric_series(store: Store, run_id: int, key: str, max_points: int = 2000) -> tuple[list[int], list[float], list[float]]:
+    """(steps, values, wall_times) of one series, evenly thinned to at most `max_points`."""
+    with store.session() as s:
+        n = s.scalar(select(func.count()).select_from(Metric).where(Metric.run_id == run_id, Metric.key == key))
+        stmt = select(Metric.step, Metric.value, Metric.wall_time).where(
+            Metric.run_id == run_id, Metric.key == key).order_by(Metric.step)
+        rows = s.execute(stmt).all()
+    if n and n > max_points:
+        stride = -(-n // max_points)
+        rows = rows[::stride]
+    return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
+
+
+def metric_keys(store: Store, run_id: int) -> list[str]:
+    with store.session() as s:
+        return list(s.scalars(select(MetricSummary.key).where(MetricSummary.run_id == run_id).order_by(MetricSummary.key)))
+
+
+@retrying
+def add_artifact(store: Store, run_id: int, kind: str, path: str, step: int | None = None) -> None:
+    with store.session() as s, s.begin():
+        s.add(Artifact(run_id=run_id, kind=kind, path=path, step=step, created_at=now()))
+
+
+def artifacts(store: Store, run_id: int, kind: str | None = None) -> list[Artifact]:
+    with store.session() as s:
+        stmt = select(Artifact).where(Artifact.run_id == run_id).order_by(Artifact.id)
+        if kind:
+            stmt = stmt.where(Artifact.kind == kind)
+        return list(s.scalars(stmt))
+
+
+def status_events(store: Store, run_id: int) -> list[StatusEvent]:
+    with store.session() as s:
+        return list(s.scalars(select(StatusEvent).where(StatusEvent.run_id == run_id).order_by(StatusEvent.id)))
+
+
+def notes(store: Store, run_id: int) -> list[Note]:
+    with store.session() as s:
+        return list(s.scalars(select(Note).where(Note.run_id == run_id).order_by(Note.id)))
+
+
+@retrying
+def add_note(store: Store, run_id: int, text: str) -> None:
+    with store.session() as s, s.begin():
+        s.add(Note(run_id=run_id, text=text, created_at=now()))
+
+
+@retrying
+def add_tags(store: Store, run_id: int, tags: Sequence[str], remove: bool = False) -> None:
+    with store.session() as s, s.begin():
+        have = set(s.scalars(select(Tag.tag).where(Tag.run_id == run_id)))
+        for tag in tags:
+            if remove and tag in have:
+                s.execute(delete(Tag).where(Tag.run_id == run_id, Tag.tag == tag))
+            elif not remove and tag not in have:
+                s.add(Tag(run_id=run_id, tag=tag))
+
+
+@retrying
+def delete_run(store: Store, run_id: int) -> None:
+    with store.session() as s, s.begin():
+        s.execute(update(Run).where(Run.parent_id == run_id).values(parent_id=None))
+        for table in (Metric, MetricSummary, Artifact, Tag, Note, StatusEvent):
+            s.execute(delete(table).where(table.run_id == run_id))
+        s.execute(delete(Run).where(Run.id == run_id))
+
+
+@retrying
+def create_sweep(store: Store, name: str, spec: dict) -> Sweep:
+    with store.session() as s, s.begin():
+        sweep = Sweep(name=name, spec=spec, created_at=now())
+        s.add(sweep)
+    return sweep
+
+
+@retrying
+def truncate_metrics(store: Store, run_id: int, after_step: int) -> None:
+    """Forget points after `after_step` (a resume replays those steps) and rebuild the summaries."""
+    with store.session() as s, s.begin():
+        s.execute(delete(Metric).where(Metric.run_id == run_id, Metric.step > after_step))
+        s.execute(delete(MetricSummary).where(MetricSummary.run_id == run_id))
+        stats = s.execute(
+            select(Metric.key, func.min(Metric.value), func.max(Metric.value), func.count(), func.max(Metric.step))
+            .where(Metric.run_id == run_id).group_by(Metric.key)).all()
+        for key, lo, hi, count, last_step in stats:
+            last = s.scalar(select(Metric.value).where(
+                Metric.run_id == run_id, Metric.key == key, Metric.step == last_step))
+            s.add(MetricSummary(run_id=run_id, key=key, last=last, last_step=last_step, min=lo, max=hi, count=count))

@@ -1,0 +1,350 @@
+"""The training loop: config in, checkpoints and metrics out.
+
+One path: TrainConfig -> data stream, U-Net, diffusion, AdamW -> `loss = diffusion.training_loss(...)`
+per step -> EMA, checkpoints, samples, validation loss. Resume is exact: the checkpoint holds
+everything that decides the next step (weights, EMA, optimizer, scaler, RNG states, data position);
+the learning rate is a pure function of the step.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from core.config import TrainConfig
+from core.data import PatchStream, open_split, selected_indices, to_model_input
+from core.diffusion import GaussianDiffusion, make_betas
+from core.errors import BadInput, WorkFailed
+from core.model import build_unet
+from core.sample import generate, make_grid, save_png, upscale
+from core.train import checkpoint as ckpt
+
+log = logging.getLogger("ddpm_tui.train")
+
+ARCHITECTURE_KEYS = ("image_size", "dim", "dim_mults", "res_blocks", "attention", "attn_resolutions",
+                     "conditional")
+
+
+@dataclass
+class StepStats:
+    step: int
+    total: int
+    loss: float | None
+    img_per_s: float
+    lr: float
+    eta_s: float
+    nonfinite: int
+
+
+def pick_device(choice: str) -> torch.device:
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise BadInput("--device cuda: no CUDA device is available")
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(choice)
+
+
+def warmup_lr(base_lr: float, step: int, warmup_steps: int) -> float:
+    """Linear warm-up to base_lr over warmup_steps, then constant."""
+    return base_lr * min(1.0, (step + 1) / warmup_steps) if warmup_steps else base_lr
+
+
+def ema_decay_at(decay: float, step: int) -> float:
+    """EMA decay ramped up early so the average is not dominated by the random init."""
+    return min(decay, (1 + step) / (10 + step))
+
+
+@torch.no_grad()
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * model, parameters and buffers."""
+    for e, p in zip(ema.parameters(), model.parameters()):
+        e.lerp_(p.detach(), 1.0 - decay)
+    for e, b in zip(ema.buffers(), model.buffers()):
+        e.copy_(b)
+
+
+def rng_state() -> dict:
+    state = {
+        "python": random.getstate(),
+        "numpy": _numpy_state_to_dict(np.random.get_state()),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    np.random.set_state(_numpy_state_from_dict(state["numpy"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _numpy_state_to_dict(s) -> dict:
+    # weights_only loading accepts tensors and plain containers, not numpy arrays
+    return {"name": s[0], "keys": torch.from_numpy(s[1].astype(np.int64)), "pos": s[2], "has_gauss": s[3],
+            "gauss": s[4]}
+
+
+def _numpy_state_from_dict(d: dict):
+    return (d["name"], d["keys"].numpy().astype(np.uint32), d["pos"], d["has_gauss"], d["gauss"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def total_steps(cfg: TrainConfig, epoch_size: int) -> int:
+    if cfg.epochs > 0:
+        return max(1, math.ceil(cfg.epochs * epoch_size / cfg.batch_size))
+    return cfg.max_steps
+
+
+def check_architecture(path: Path, saved: dict, cfg: TrainConfig) -> None:
+    diffs = [f"{k}={saved.get(k)!r} (run has {getattr(cfg, k)!r})" for k in ARCHITECTURE_KEYS
+             if k in saved and saved.get(k) != getattr(cfg, k)]
+    if diffs:
+        raise BadInput(f"{path}: checkpoint of another architecture: {', '.join(diffs)}")
+
+
+def load_weights(module: torch.nn.Module, weights: dict, path: Path) -> None:
+    try:
+        module.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise BadInput(f"{path}: checkpoint does not fit this model ({str(exc).splitlines()[0]})") from None
+
+
+class Trainer:
+    """Trains one run in `run_dir` (checkpoints/, samples/, train.log)."""
+
+    def __init__(self, cfg: TrainConfig, run_dir: Path, data_root: Path, metrics=None,
+                 on_step: Callable[[StepStats], None] | None = None, split_file: Path | None = None,
+                 on_artifact: Callable[[str, Path, int], None] | None = None):
+        self.cfg, self.run_dir = cfg, Path(run_dir)
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.metrics, self.on_step, self.on_artifact = metrics, on_step, on_artifact
+        self.device = pick_device(cfg.device)
+        self.precision = cfg.precision
+        if self.device.type != "cuda" and cfg.precision != "fp32":
+            log.warning("--precision %s needs CUDA; training in fp32 on %s", cfg.precision, self.device)
+            self.precision = "fp32"
+        self.channels_last = self.device.type == "cuda"
+        seed_everything(cfg.seed)
+
+        self.source = open_split(data_root, "train", split_file=split_file)
+        self.indices = selected_indices(self.source, cfg.classes)
+        self.total = total_steps(cfg, len(self.indices))
+        self.stream = PatchStream(self.source, self.indices, cfg.batch_size, cfg.seed, cfg.augment)
+        self.data_root, self.split_file = data_root, split_file
+
+        self.model = build_unet(cfg).to(self.device)
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
+        self.net = torch.compile(self.model) if cfg.compile else self.model
+        self.diffusion = GaussianDiffusion(make_betas(cfg.schedule, cfg.timesteps), cfg.objective, cfg.loss)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
+        self.step = 0
+        self.nonfinite_total = 0
+        self.nonfinite_run = 0
+        self.stop_requested = False
+        self.last_ckpt_step = -1
+        self._val_batch = None
+
+    # ---- state -------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": rng_state(),
+            "data_position": self.stream.position,
+            "nonfinite_total": self.nonfinite_total,
+            "lr_schedule": {"base_lr": self.cfg.lr, "warmup_steps": self.cfg.warmup_steps},
+            "config": self.cfg.to_dict(),
+        }
+
+    def load_state(self, path: Path, state: dict) -> None:
+        check_architecture(path, state.get("config", {}), self.cfg)
+        load_weights(self.model, state["model"], path)
+        load_weights(self.ema, state["ema"], path)
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scaler.load_state_dict(state["scaler"])
+            self.step = int(state["step"])
+            self.stream.position = int(state["data_position"])
+            self.nonfinite_total = int(state.get("nonfinite_total", 0))
+            set_rng_state(state["rng"])
+        except (KeyError, ValueError, RuntimeError, TypeError) as exc:
+            raise BadInput(f"{path}: incomplete checkpoint ({exc.__class__.__name__}: {exc})") from None
+        self.last_ckpt_step = self.step
+
+    def resume_from_latest(self) -> Path | None:
+        """Restore the newest loadable checkpoint; None when the run has none yet."""
+        found = ckpt.load_latest_good(self.ckpt_dir)
+        if found is None:
+            if ckpt.list_checkpoints(self.ckpt_dir):
+                raise BadInput(f"{self.ckpt_dir}: no loadable checkpoint (all are corrupt)")
+            return None
+        path, state = found
+        self.load_state(path, state)
+        return path
+
+    def save_checkpoint(self) -> Path:
+        path = ckpt.checkpoint_path(self.ckpt_dir, self.step)
+        ckpt.save_atomic(self.state_dict(), path)
+        ckpt.prune(self.ckpt_dir, self.cfg.keep_ckpts)
+        self.last_ckpt_step = self.step
+        log.info("checkpoint %s", path.name)
+        if self.on_artifact:
+            self.on_artifact("checkpoint", path, self.step)
+        return path
+
+    # ---- one step ------------------------------------------------------------------------------
+    def autocast(self):
+        if self.precision == "fp32":
+            return nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(device_type="cuda", dtype=dtype)
+
+    def train_step(self, images: np.ndarray, labels: np.ndarray, codes: np.ndarray | None) -> float | None:
+        """One optimizer step; returns the loss, or None when it (or the gradient) was not finite."""
+        cfg = self.cfg
+        x = to_model_input(images, cfg.image_size, cfg.preprocess, self.device, codes, self.channels_last)
+        y = None
+        if cfg.conditional:
+            y = torch.from_numpy(labels).to(self.device)
+            drop = torch.rand(y.shape[0]) < cfg.cond_drop
+            y = torch.where(drop.to(self.device), torch.full_like(y, self.model.num_classes), y)
+        for group in self.optimizer.param_groups:
+            group["lr"] = warmup_lr(cfg.lr, self.step, cfg.warmup_steps)
+        self.optimizer.zero_grad(set_to_none=True)
+        with self.autocast():
+            loss = self.diffusion.training_loss(lambda xt, t: self.net(xt, t, y), x)
+        if not torch.isfinite(loss):
+            return None
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        max_norm = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        if not torch.isfinite(grad_norm) and self.precision != "fp16":
+            self.optimizer.zero_grad(set_to_none=True)
+            return None
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        ema_update(self.ema, self.model, ema_decay_at(cfg.ema_decay, self.step))
+        self._grad_norm = float(grad_norm)
+        return float(loss.detach())
+
+    # ---- extras ------------------------------------------------------------------------------------
+    def write_samples(self) -> Path:
+        """A 4x4 grid of EMA samples (DDIM, 25 steps, fixed seed so grids are comparable over time)."""
+        images, _ = generate(self.ema, self.diffusion, 16, self.cfg.image_size, "ddim", 25, seed=self.cfg.seed,
+                             device=self.device)
+        path = self.run_dir / "samples" / f"step-{self.step:08d}.png"
+        save_png(path, upscale(make_grid(images, ncols=4), max(1, 96 // self.cfg.image_size)))
+        if self.on_artifact:
+            self.on_artifact("samples", path, self.step)
+        return path
+
+    @torch.no_grad()
+    def validation_loss(self, n: int = 128) -> float | None:
+        """Mean EMA loss on a fixed set of validation patches, timesteps and noise."""
+        if self._val_batch is None:
+            try:
+                source = open_split(self.data_root, "valid", split_file=self.split_file)
+            except BadInput:
+                return None
+            idx = np.flatnonzero(np.isin(source.labels, [0, 1] if self.cfg.classes == "both"
+                                         else [1 if self.cfg.classes == "cancerous" else 0]))[:n]
+            if not idx.size:
+                return None
+            images = np.stack([source.read(int(i), int(i) + 1)[0] for i in idx])
+            x = to_model_input(images, self.cfg.image_size, self.cfg.preprocess, self.device)
+            g = torch.Generator().manual_seed(self.cfg.seed)
+            t = torch.randint(0, self.diffusion.num_timesteps, (len(x),), generator=g).to(self.device)
+            noise = torch.randn(x.shape, generator=g).to(self.device)
+            y = torch.from_numpy(source.labels[idx].astype(np.int64)).to(self.device) if self.cfg.conditional else None
+            self._val_batch = (x, t, noise, y)
+            source.close()
+        x, t, noise, y = self._val_batch
+        loss = self.diffusion.training_loss(lambda xt, tt: self.ema(xt, tt, y), x, t=t, noise=noise)
+        return float(loss)
+
+    # ---- the loop --------------------------------------------------------------------------------
+    def fit(self) -> str:
+        """Train to the last step. Returns 'finished' or 'stopped'; raises WorkFailed on divergence."""
+        cfg = self.cfg
+        self.model.train()
+        rate_steps, rate_time, last_time = 0, 0.0, time.perf_counter()
+        last_log = 0.0
+        try:
+            while self.step < self.total:
+                if self.stop_requested:
+                    if self.last_ckpt_step != self.step:
+                        self.save_checkpoint()
+                    return "stopped"
+                images, labels, codes = self.stream.next_batch()
+                loss = self.train_step(images, labels, codes)
+                self.step += 1
+                now = time.perf_counter()
+                rate_steps, rate_time = rate_steps * 0.9 + 1, rate_time * 0.9 + (now - last_time)
+                last_time = now
+                img_per_s = rate_steps * cfg.batch_size / rate_time if rate_time else 0.0
+                if loss is None:
+                    self.nonfinite_total += 1
+                    self.nonfinite_run += 1
+                    if self.metrics:
+                        self.metrics.log(self.step, nonfinite_total=self.nonfinite_total)
+                    if self.nonfinite_run >= cfg.max_nonfinite:
+                        raise WorkFailed(
+                            f"loss was not finite for {self.nonfinite_run} steps in a row at step {self.step}; "
+                            f"stopped, last good checkpoint kept in {self.ckpt_dir}")
+                else:
+                    self.nonfinite_run = 0
+                    if self.metrics:
+                        self.metrics.log(self.step, **{"train/loss": loss, "lr": self.optimizer.param_groups[0]["lr"],
+                                                       "grad_norm": self._grad_norm, "img_per_s": img_per_s})
+                stats = StepStats(self.step, self.total, loss, img_per_s, self.optimizer.param_groups[0]["lr"],
+                                  (self.total - self.step) * cfg.batch_size / img_per_s if img_per_s else 0.0,
+                                  self.nonfinite_total)
+                if self.on_step:
+                    self.on_step(stats)
+                if time.monotonic() - last_log > 10 or self.step == self.total:
+                    last_log = time.monotonic()
+                    log.info("step %d/%d loss %s %.1f img/s eta %.0fs", self.step, self.total,
+                             "nan" if loss is None else f"{loss:.4f}", img_per_s, stats.eta_s)
+                if self.step % cfg.ckpt_every == 0 or self.step == self.total:
+                    self.save_checkpoint()
+                if cfg.eval_every and self.step % cfg.eval_every == 0:
+                    val = self.validation_loss()
+                    if val is not None and self.metrics:
+                        self.metrics.log(self.step, **{"val/loss": val})
+                if cfg.sample_every and self.step % cfg.sample_every == 0:
+                    self.write_samples()
+            return "finished"
+        finally:
+            if self.metrics:
+                self.metrics.flush()
+
+    def close(self) -> None:
+        self.stream.close()
+        self.source.close()

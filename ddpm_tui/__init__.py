@@ -1,0 +1,1 @@
+"""ddpm-tui's faces: the Typer command line and the Textual app."""

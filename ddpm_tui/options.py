@@ -1,0 +1,84 @@
+"""Command-line options generated from core's TrainConfig, and the global --db/--runs-dir options.
+
+Typer reads a command's signature; these decorators extend it, so every training field is a flag
+without being written out a second time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import os
+from pathlib import Path
+from typing import Annotated, List, Optional
+
+import click
+import typer
+
+from core.config import TrainConfig, flag
+
+_PY_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+def _train_parameter(f: dataclasses.Field) -> inspect.Parameter:
+    choices = f.metadata.get("choices")
+    help_text = f.metadata["help"] + (f" [{'|'.join(map(str, choices))}]" if choices else "")
+    help_text += f" (default: {f.default if f.default is not dataclasses.MISSING else '[]'})"
+    name = flag(f.name)
+    if f.type == "bool":
+        annotation = Annotated[Optional[bool], typer.Option(f"--{name}/--no-{name}", help=help_text, show_default=False)]
+    elif f.type == "list":
+        annotation = Annotated[Optional[List[str]], typer.Option(f"--{name}", help=help_text, show_default=False)]
+    else:
+        annotation = Annotated[Optional[_PY_TYPES[f.type]], typer.Option(f"--{name}", help=help_text, show_default=False)]
+    return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
+
+
+TRAIN_FIELDS = [f.name for f in dataclasses.fields(TrainConfig)]
+
+
+def _extend_signature(func, params: list[inspect.Parameter], collect):
+    sig = inspect.signature(func)
+    names = [p.name for p in params]
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        extra = {n: kwargs.pop(n) for n in names if n in kwargs}
+        return func(*args, **collect(extra), **kwargs)
+
+    keep = [p for p in sig.parameters.values() if p.name not in ("train_values", "ctx_store")]
+    wrapper.__signature__ = sig.replace(parameters=keep + params)
+    return wrapper
+
+
+def train_options(func):
+    """Adds one option per TrainConfig field; the command receives them as `train_values` (dict,
+    None for flags not given)."""
+    params = [_train_parameter(f) for f in dataclasses.fields(TrainConfig)]
+    return _extend_signature(func, params, lambda extra: {"train_values": extra})
+
+
+def global_options(func):
+    """Adds --db and --runs-dir to a command; it receives `ctx_store` = (db_url, runs_dir)."""
+    params = [
+        inspect.Parameter("db", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+            Optional[str], typer.Option("--db", help="database URL (env DDPM_TUI_DB) [default: sqlite:///runs.db]")]),
+        inspect.Parameter("runs_dir", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+            Optional[Path], typer.Option("--runs-dir", help="runs directory (env DDPM_TUI_RUNS) [default: ./runs]")]),
+    ]
+
+    def collect(extra):
+        ctx = click_context_obj()
+        db = extra.get("db") or ctx.get("db") or os.environ.get("DDPM_TUI_DB") or "sqlite:///runs.db"
+        runs = extra.get("runs_dir") or ctx.get("runs_dir") or os.environ.get("DDPM_TUI_RUNS") or "runs"
+        return {"ctx_store": (db, Path(runs))}
+
+    return _extend_signature(func, params, collect)
+
+
+def click_context_obj() -> dict:
+    ctx = click.get_current_context(silent=True)
+    while ctx is not None and ctx.parent is not None:
+        ctx = ctx.parent
+    return (ctx.obj or {}) if ctx is not None else {}
