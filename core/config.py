@@ -41,7 +41,7 @@ class TrainConfig:
     schedule: str = _opt("cosine", "noise schedule", SCHEDULES)
     timesteps: int = _opt(1000, "diffusion steps T")
     attention: str = _opt("full", "self-attention kind", ATTENTION)
-    attn_resolutions: str = _opt("16", "feature-map sizes (px) that get attention, e.g. 16,8")
+    attn_resolutions: str = _opt("auto", "feature-map sizes (px) that get attention, e.g. 16,8; auto: <= 16 px")
     dim: int = _opt(64, "base channel width of the U-Net")
     dim_mults: str = _opt("1,2,4", "channel multiplier per U-Net level, e.g. 1,2,4,8")
     res_blocks: int = _opt(2, "residual blocks per level")
@@ -75,9 +75,16 @@ class TrainConfig:
         return parse_int_list(self.dim_mults, "dim_mults")
 
     @property
+    def levels(self) -> list[int]:
+        """Feature-map size (px) of each U-Net level."""
+        return [self.image_size // 2**i for i in range(len(self.dim_mults_tuple))]
+
+    @property
     def attn_resolutions_tuple(self) -> tuple[int, ...]:
         if self.attention == "none" or not str(self.attn_resolutions).strip():
             return ()
+        if self.attn_resolutions == "auto":
+            return tuple(r for r in self.levels if r <= 16) or (self.levels[-1],)
         return parse_int_list(self.attn_resolutions, "attn_resolutions")
 
     @property
@@ -118,7 +125,7 @@ class TrainConfig:
                 f"--image-size {self.image_size} is not divisible by 2^(len(dim_mults)-1) = {factor} "
                 f"(--dim-mults {self.dim_mults})"
             )
-        levels = [self.image_size // 2**i for i in range(len(mults))]
+        levels = self.levels
         for res in self.attn_resolutions_tuple:
             if res not in levels:
                 raise BadInput(

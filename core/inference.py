@@ -10,7 +10,7 @@ from core.config import config_from_dict
 from core.diffusion import GaussianDiffusion, make_betas
 from core.errors import BadInput
 from core.model import build_unet
-from core.sample import SAMPLERS, generate, make_grid, save_gif, save_png, upscale
+from core.sample import SAMPLERS, display_scale, generate, make_grid, save_gif, save_png
 from core.store import queries
 from core.store.db import Store
 from core.train import checkpoint as ckpt
@@ -63,12 +63,12 @@ def sample_run(store: Store, run_id, out: Path, n: int = 16, sampler: str = "ddi
     with torch.inference_mode():
         images, frames = generate(net, diffusion, n, cfg.image_size, sampler, steps, guidance, label, seed,
                                   next(net.parameters()).device, eta, frames=48 if gif else 0)
-    factor = scale or max(1, 96 // cfg.image_size)
-    save_png(out, upscale(make_grid(images), factor))
+    factor = scale or display_scale(cfg.image_size)
+    save_png(out, make_grid(images, scale=factor))
     written = [Path(out)]
     queries.add_artifact(store, run.id, "samples", str(Path(out).resolve()), None)
     if gif is not None:
-        save_gif(gif, [upscale(f, factor) for f in frames])
+        save_gif(gif, [make_grid(f, scale=factor) for f in frames])
         written.append(Path(gif))
         queries.add_artifact(store, run.id, "gif", str(Path(gif).resolve()), None)
     return written

@@ -31,7 +31,7 @@ def generate(
     guidance: float = 0.0, class_label: int | None = None, seed: int = 0, device="cpu", eta: float = 0.0,
     frames: int = 0,
 ) -> tuple[np.ndarray, list[np.ndarray]]:
-    """n samples as uint8 (n, S, S, 3), plus up to `frames` grids of predicted x_t along the way."""
+    """n samples as uint8 (n, S, S, 3), plus up to `frames` snapshots of x_t along the chain."""
     num_classes = getattr(net, "num_classes", 0)
     labels = class_labels(n, num_classes, class_label, device)
     model_fn = guided(lambda x, t, y: net(x, t, y), labels, guidance, num_classes if num_classes else None)
@@ -44,15 +44,18 @@ def generate(
         chain = ddim_sample(diffusion, model_fn, shape, steps=steps, eta=eta, generator=generator, device=device)
         total = min(steps, diffusion.num_timesteps)
     keep = set(np.linspace(0, total - 1, frames).round().astype(int).tolist()) if frames else set()
-    grids, x = [], None
+    snapshots, x = [], None
     for i, (_, x, _) in enumerate(chain):
         if i in keep:
-            grids.append(make_grid(to_uint8(x)))
-    return to_uint8(x), grids
+            snapshots.append(to_uint8(x))
+    return to_uint8(x), snapshots
 
 
-def make_grid(images: np.ndarray, ncols: int | None = None, pad: int = 2) -> np.ndarray:
-    """Tile uint8 (n, h, w, 3) images into one (H, W, 3) image with `pad` white pixels between."""
+def make_grid(images: np.ndarray, ncols: int | None = None, pad: int = 2, scale: int = 1) -> np.ndarray:
+    """Tile uint8 (n, h, w, 3) images, each enlarged `scale` times, into one (H, W, 3) image with
+    `pad` white pixels between tiles."""
+    if scale > 1:
+        images = images.repeat(scale, axis=1).repeat(scale, axis=2)
     n, h, w, c = images.shape
     ncols = ncols or math.ceil(math.sqrt(n))
     nrows = math.ceil(n / ncols)
@@ -63,9 +66,9 @@ def make_grid(images: np.ndarray, ncols: int | None = None, pad: int = 2) -> np.
     return grid
 
 
-def upscale(image: np.ndarray, factor: int) -> np.ndarray:
-    """Nearest-neighbour enlargement so 32 px patches are visible in a viewer."""
-    return image.repeat(factor, axis=0).repeat(factor, axis=1) if factor > 1 else image
+def display_scale(image_size: int) -> int:
+    """Enlargement that shows a patch at about the 96 px of the original PCam patch."""
+    return max(1, 96 // image_size)
 
 
 def save_png(path: str | Path, image: np.ndarray) -> None:

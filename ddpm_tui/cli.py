@@ -1,6 +1,5 @@
 """The `ddpm-tui` command line. Errors: one line on stderr; exit 2 for bad input, 1 for failures."""
 
-from __future__ import annotations
 
 import json
 import logging
@@ -8,16 +7,22 @@ import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import typer
 
 from core.errors import BadInput, WorkFailed
-from ddpm_tui.options import global_options, train_options
+from ddpm_tui.options import ROOT_OPTIONS, global_options, sweep_options, train_options
+
+try:  # typer >= 0.22 vendors click
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_errors
 
 app = typer.Typer(add_completion=False, no_args_is_help=False, pretty_exceptions_enable=False,
                   rich_markup_mode=None, help="A terminal lab for denoising diffusion models of PCam patches.")
 data_app = typer.Typer(help="Datasets: build the demo set, check a folder.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+runs_app = typer.Typer(help="Inspect and control runs.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
 
 Store = tuple[str, Path]
 
@@ -29,7 +34,8 @@ def root(
     runs_dir: Annotated[Optional[Path], typer.Option("--runs-dir", envvar="DDPM_TUI_RUNS", help="runs directory")] = None,
 ):
     """Open the TUI when no command is given."""
-    ctx.obj = {"db": db, "runs_dir": runs_dir}
+    ROOT_OPTIONS.clear()
+    ROOT_OPTIONS.update(db=db, runs_dir=runs_dir)
     if ctx.invoked_subcommand is None:
         typer.echo(ctx.get_help())
 
@@ -166,6 +172,241 @@ def sample(
         typer.echo(str(path))
 
 
+# ---- detached runs, queue, sweeps ------------------------------------------------------------------
+@app.command()
+@train_options
+@global_options
+def launch(
+    config: Annotated[Optional[Path], typer.Option("--config", help="TOML file of training options")] = None,
+    queue: Annotated[bool, typer.Option("--queue", help="leave it queued for `ddpm-tui worker`")] = False,
+    train_values: dict = None, ctx_store: Store = None,
+):
+    """Start a training run as a detached background process; prints the run id."""
+    from core.config import build_config
+    from core.runner.lifecycle import launch as launch_run
+
+    store = open_store(ctx_store)
+    run = launch_run(store, ctx_store[1], build_config(train_values, config), queue=queue)
+    typer.echo(str(run.id))
+
+
+@app.command("_exec", hidden=True)
+@global_options
+def exec_run(run: Annotated[int, typer.Argument()], ctx_store: Store = None):
+    """Train a run in this process (what detached runs execute); continues from a checkpoint if any."""
+    from core.train.run import execute_run
+
+    logging.getLogger("ddpm_tui").addHandler(logging.StreamHandler(sys.stdout))
+    outcome = execute_run(open_store(ctx_store), run, resume=True)
+    raise typer.Exit(0 if outcome in ("finished", "stopped") else 1)
+
+
+@app.command()
+@sweep_options
+@global_options
+def ablate(
+    seeds: Annotated[int, typer.Option("--seeds", help="runs per configuration, seeds --seed .. --seed+N-1")] = 1,
+    config: Annotated[Optional[Path], typer.Option("--config", help="TOML file of training options")] = None,
+    sweep_name: Annotated[str, typer.Option("--sweep-name", help="name of the sweep")] = "",
+    train_values: dict = None, ctx_store: Store = None,
+):
+    """Queue a grid of runs: any training option may be a comma list (';' for --dim-mults and
+    --attn-resolutions). Prints the sweep id."""
+    from core.runner.lifecycle import launch as launch_run
+    from core.runner.sweeps import expand_grid
+    from core.store import queries
+
+    configs = expand_grid(train_values, seeds, config, sweep_name)
+    store = open_store(ctx_store)
+    axes = sorted({k for k, v in train_values.items() if v is not None and len(str(v).split(";" if k in ("dim_mults", "attn_resolutions") else ",")) > 1})
+    sweep = queries.create_sweep(store, sweep_name or "sweep", {"axes": axes, "seeds": seeds, "runs": len(configs)})
+    for cfg in configs:
+        launch_run(store, ctx_store[1], cfg, queue=True, sweep_id=sweep.id)
+    typer.echo(str(sweep.id))
+    typer.echo(f"sweep {sweep.id}: {len(configs)} runs queued over {', '.join(axes) or 'seeds'}", err=True)
+
+
+@app.command()
+@global_options
+def worker(
+    slots: Annotated[int, typer.Option("--slots", help="runs at once")] = 1,
+    gpus: Annotated[Optional[str], typer.Option("--gpus", help="GPU ids to spread slots over, e.g. 0,1")] = None,
+    until_empty: Annotated[bool, typer.Option("--until-empty", help="exit when nothing is queued or running")] = False,
+    poll: Annotated[float, typer.Option("--poll", help="seconds between queue checks")] = 1.0,
+    ctx_store: Store = None,
+):
+    """Run queued runs, `--slots` at a time, until SIGTERM (unstarted runs stay queued)."""
+    from core.runner.worker import Worker
+
+    if slots < 1:
+        raise BadInput(f"--slots: must be at least 1, got {slots}")
+    gpu_list = [g.strip() for g in gpus.split(",") if g.strip()] if gpus else []
+    logging.getLogger("ddpm_tui").setLevel(logging.INFO)
+    logging.getLogger("ddpm_tui").addHandler(logging.StreamHandler(sys.stderr))
+    Worker(open_store(ctx_store), ctx_store[1], slots, gpu_list, poll=poll, until_empty=until_empty).run()
+
+
+@runs_app.command("list")
+@global_options
+def runs_list(
+    status: Annotated[Optional[str], typer.Option("--status", help="only runs with this status")] = None,
+    sweep: Annotated[Optional[int], typer.Option("--sweep", help="only runs of this sweep")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    ctx_store: Store = None,
+):
+    """Every run with status, progress and loss."""
+    from core.runner.liveness import reconcile
+    from core.store import RUN_STATUSES, queries
+
+    if status is not None and status not in RUN_STATUSES:
+        raise BadInput(f"--status: unknown status {status!r} (choose from {', '.join(RUN_STATUSES)})")
+    store = open_store(ctx_store)
+    reconcile(store)
+    records = queries.run_records(store, status=status, sweep_id=sweep)
+    if as_json:
+        echo_json([{k: v for k, v in r.items() if k != "config"} for r in records])
+        return
+    typer.echo(f"{'id':>4}  {'name':<28} {'status':<9} {'step':>13}  {'loss':>8}  {'img/s':>7}  sweep")
+    for r in records:
+        loss = f"{r['loss']:.4f}" if r["loss"] is not None else "-"
+        rate = f"{r['img_per_s']:.1f}" if r["img_per_s"] is not None else "-"
+        typer.echo(f"{r['id']:>4}  {r['name'][:28]:<28} {r['status']:<9} {r['step']:>6}/{r['total_steps']:<6}  "
+                   f"{loss:>8}  {rate:>7}  {r['sweep_id'] or ''}")
+
+
+@runs_app.command("show")
+@global_options
+def runs_show(run: Annotated[str, typer.Argument(help="run id")],
+              as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+              ctx_store: Store = None):
+    """One run: config, status history, summaries, notes, artifacts."""
+    from core.runner.liveness import reconcile
+    from core.store import queries
+
+    store = open_store(ctx_store)
+    reconcile(store)
+    r = queries.get_run(store, run)
+    record = queries.run_record(r, queries.summaries(store, [r.id]).get(r.id), queries.run_tags(store, [r.id]).get(r.id))
+    record["events"] = [{"status": e.status, "reason": e.reason, "at": e.at} for e in queries.status_events(store, r.id)]
+    record["notes"] = [{"text": n.text, "at": n.created_at} for n in queries.notes(store, r.id)]
+    record["metrics"] = queries.summaries(store, [r.id]).get(r.id, {})
+    record["artifacts"] = [{"kind": a.kind, "path": a.path, "step": a.step} for a in queries.artifacts(store, r.id)][-20:]
+    if as_json:
+        echo_json(record)
+        return
+    for key in ("id", "name", "status", "step", "total_steps", "loss", "host", "pid", "run_dir", "exit_reason", "tags"):
+        typer.echo(f"{key:>12}: {record[key]}")
+    typer.echo("      config: " + ", ".join(f"{k}={v}" for k, v in record["config"].items()))
+    for e in record["events"]:
+        typer.echo(f"       event: {e['status']:<9} {e['reason'] or ''}")
+    for n in record["notes"]:
+        typer.echo(f"        note: {n['text']}")
+
+
+@runs_app.command("stop")
+@global_options
+def runs_stop(run: Annotated[str, typer.Argument(help="run id")],
+              wait: Annotated[float, typer.Option("--wait", help="seconds to wait for the checkpoint")] = 0.0,
+              ctx_store: Store = None):
+    """SIGTERM a running run: it checkpoints and becomes `stopped`."""
+    from core.runner.lifecycle import stop
+
+    r = stop(open_store(ctx_store), run, wait=wait)
+    typer.echo(f"run {r.id}: {r.status}", err=True)
+
+
+@runs_app.command("kill")
+@global_options
+def runs_kill(run: Annotated[str, typer.Argument(help="run id")],
+              grace: Annotated[float, typer.Option("--grace", help="seconds between SIGTERM and SIGKILL")] = 10.0,
+              ctx_store: Store = None):
+    """SIGTERM, then SIGKILL the run's process group after a grace period."""
+    from core.runner.lifecycle import kill
+
+    r = kill(open_store(ctx_store), run, grace=grace)
+    typer.echo(f"run {r.id}: {r.status}", err=True)
+
+
+@runs_app.command("resume")
+@global_options
+def runs_resume(run: Annotated[str, typer.Argument(help="run id")],
+                queue: Annotated[bool, typer.Option("--queue", help="queue it for a worker instead")] = False,
+                ctx_store: Store = None):
+    """Continue a stopped/crashed/failed run (same id) from its last good checkpoint, detached."""
+    from core.runner.lifecycle import resume
+
+    r = resume(open_store(ctx_store), ctx_store[1], run, queue=queue)
+    typer.echo(str(r.id))
+
+
+@runs_app.command("rm")
+@global_options
+def runs_rm(run: Annotated[str, typer.Argument(help="run id")],
+            yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False,
+            ctx_store: Store = None):
+    """Delete a run's records and its directory (only inside the runs dir)."""
+    from core.runner.lifecycle import remove
+    from core.store import queries
+
+    store = open_store(ctx_store)
+    target = queries.get_run(store, run)
+    if not yes and not typer.confirm(f"delete run {target.id} ({target.name}) and {target.run_dir}?", err=True):
+        raise BadInput("not confirmed; nothing deleted")
+    removed = remove(store, ctx_store[1], target.id)
+    typer.echo(f"deleted run {removed.id}", err=True)
+
+
+@runs_app.command("tag")
+@global_options
+def runs_tag(run: Annotated[str, typer.Argument(help="run id")],
+             tags: Annotated[list[str], typer.Argument(help="tags to add")],
+             remove: Annotated[bool, typer.Option("--remove", help="remove these tags instead")] = False,
+             ctx_store: Store = None):
+    """Add (or remove) tags."""
+    from core.store import queries
+
+    store = open_store(ctx_store)
+    r = queries.get_run(store, run)
+    queries.add_tags(store, r.id, tags, remove=remove)
+    typer.echo(" ".join(queries.run_tags(store, [r.id]).get(r.id, [])))
+
+
+@runs_app.command("note")
+@global_options
+def runs_note(run: Annotated[str, typer.Argument(help="run id")],
+              text: Annotated[str, typer.Argument(help="the note")], ctx_store: Store = None):
+    """Attach a note to a run."""
+    from core.store import queries
+
+    store = open_store(ctx_store)
+    if not text.strip():
+        raise BadInput("note: empty text")
+    queries.add_note(store, queries.get_run(store, run).id, text)
+
+
+@app.command()
+@global_options
+def export(fmt: Annotated[str, typer.Option("--format", help="csv|json")] = "csv",
+           ctx_store: Store = None):
+    """All runs with their summaries, as CSV or JSON on stdout."""
+    import csv
+
+    from core.store import queries
+
+    if fmt not in ("csv", "json"):
+        raise BadInput(f"--format: unknown value {fmt!r} (choose from csv, json)")
+    records = queries.run_records(open_store(ctx_store))
+    if fmt == "json":
+        echo_json(records)
+        return
+    config_keys = sorted({k for r in records for k in r["config"]})
+    fields = [k for k in records[0] if k not in ("config", "tags")] if records else ["id"]
+    writer = csv.writer(sys.stdout)
+    writer.writerow(fields + ["tags"] + [f"config.{k}" for k in config_keys])
+    for r in records:
+        writer.writerow([r[k] for k in fields] + [" ".join(r["tags"])] + [r["config"].get(k) for k in config_keys])
+
+
 # ---- entry point ---------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI, turning every error into one line on stderr and the contract's exit code."""
@@ -176,11 +417,11 @@ def main(argv: list[str] | None = None) -> None:
     command = typer.main.get_command(app)
     try:
         code = command.main(args=argv, prog_name="ddpm-tui", standalone_mode=False)
-    except click.exceptions.UsageError as exc:
+    except click_errors.UsageError as exc:
         where = f"{exc.ctx.command_path}: " if exc.ctx else ""
         print(f"error: {where}{exc.format_message()}", file=sys.stderr)
         sys.exit(2)
-    except click.exceptions.Abort:
+    except typer.Abort:
         print("error: aborted", file=sys.stderr)
         sys.exit(130)
     except BadInput as exc:

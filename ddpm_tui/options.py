@@ -13,7 +13,6 @@ import os
 from pathlib import Path
 from typing import Annotated, List, Optional
 
-import click
 import typer
 
 from core.config import TrainConfig, flag
@@ -35,7 +34,8 @@ def _train_parameter(f: dataclasses.Field) -> inspect.Parameter:
     return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
 
 
-TRAIN_FIELDS = [f.name for f in dataclasses.fields(TrainConfig)]
+# --db/--runs-dir given before the command name (`ddpm-tui --db URL runs list`)
+ROOT_OPTIONS: dict = {}
 
 
 def _extend_signature(func, params: list[inspect.Parameter], collect):
@@ -59,6 +59,19 @@ def train_options(func):
     return _extend_signature(func, params, lambda extra: {"train_values": extra})
 
 
+def sweep_options(func):
+    """Like train_options, but every value is text so it can hold a comma list of grid values."""
+    params = []
+    for f in dataclasses.fields(TrainConfig):
+        if f.type == "list":
+            params.append(_train_parameter(f))
+            continue
+        help_text = f.metadata["help"] + " (comma list to sweep)"
+        annotation = Annotated[Optional[str], typer.Option(f"--{flag(f.name)}", help=help_text, show_default=False)]
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation))
+    return _extend_signature(func, params, lambda extra: {"train_values": extra})
+
+
 def global_options(func):
     """Adds --db and --runs-dir to a command; it receives `ctx_store` = (db_url, runs_dir)."""
     params = [
@@ -69,16 +82,9 @@ def global_options(func):
     ]
 
     def collect(extra):
-        ctx = click_context_obj()
+        ctx = ROOT_OPTIONS
         db = extra.get("db") or ctx.get("db") or os.environ.get("DDPM_TUI_DB") or "sqlite:///runs.db"
         runs = extra.get("runs_dir") or ctx.get("runs_dir") or os.environ.get("DDPM_TUI_RUNS") or "runs"
         return {"ctx_store": (db, Path(runs))}
 
     return _extend_signature(func, params, collect)
-
-
-def click_context_obj() -> dict:
-    ctx = click.get_current_context(silent=True)
-    while ctx is not None and ctx.parent is not None:
-        ctx = ctx.parent
-    return (ctx.obj or {}) if ctx is not None else {}

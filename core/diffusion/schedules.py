@@ -1,4 +1,9 @@
-"""Noise schedules beta_1..beta_T, computed in float64."""
+"""Noise schedules beta_1..beta_T, computed in float64.
+
+The linear, quadratic and sigmoid schedules scale their end points by 1000/T so that any T
+covers the same noise range; for very short chains (T < 50) that would exceed 1, so every
+schedule is clipped at MAX_BETA like the cosine one.
+"""
 
 from __future__ import annotations
 
@@ -36,6 +41,8 @@ def cosine_betas(timesteps: int, s: float = 0.008, max_beta: float = 0.999) -> n
     return np.clip(betas, 0.0, max_beta)
 
 
+MAX_BETA = 0.999
+
 SCHEDULES = {
     "linear": linear_betas,
     "cosine": cosine_betas,
@@ -46,4 +53,4 @@ SCHEDULES = {
 
 def make_betas(name: str, timesteps: int) -> np.ndarray:
     """The betas of schedule `name` for T=`timesteps` steps (float64, shape (T,))."""
-    return SCHEDULES[name](timesteps)
+    return np.clip(SCHEDULES[name](timesteps), 0.0, MAX_BETA)

@@ -24,7 +24,8 @@ class MetricLogger:
                  batch_seconds: float = 2.0):
         self.store, self.run_id, self.journal = store, run_id, Path(journal)
         self.batch_points, self.batch_seconds = batch_points, batch_seconds
-        self._fh = self.journal.open("a")
+        # line-buffered: a point is in the OS's hands as soon as it is logged, so SIGKILL loses none
+        self._fh = self.journal.open("a", buffering=1)
         self._pending: list[tuple[str, int, float, float]] = []
         self._last_flush = time.monotonic()
         self.store_ok = True

@@ -238,3 +238,24 @@ def truncate_metrics(store: Store, run_id: int, after_step: int) -> None:
             last = s.scalar(select(Metric.value).where(
                 Metric.run_id == run_id, Metric.key == key, Metric.step == last_step))
             s.add(MetricSummary(run_id=run_id, key=key, last=last, last_step=last_step, min=lo, max=hi, count=count))
+
+
+def run_record(run: Run, summary: dict | None = None, tags: list[str] | None = None) -> dict:
+    """A run as plain data (what `runs list --json` prints and the TUI shows)."""
+    summary = summary or {}
+    loss = summary.get("train/loss", {})
+    return {
+        "id": run.id, "name": run.name, "status": run.status, "step": run.step, "total_steps": run.total_steps,
+        "loss": loss.get("last"), "best_loss": loss.get("min"), "img_per_s": summary.get("img_per_s", {}).get("last"),
+        "created_at": run.created_at, "started_at": run.started_at, "ended_at": run.ended_at,
+        "heartbeat_at": run.heartbeat_at, "host": run.host, "pid": run.pid, "exit_reason": run.exit_reason,
+        "sweep_id": run.sweep_id, "parent_id": run.parent_id, "executor": run.executor, "run_dir": run.run_dir,
+        "checkpoint_path": run.checkpoint_path, "tags": tags or [], "config": run.config,
+    }
+
+
+def run_records(store: Store, status: str | None = None, sweep_id: int | None = None) -> list[dict]:
+    """Every run (optionally filtered) with its summary and tags, in three queries."""
+    runs = list_runs(store, status=status, sweep_id=sweep_id)
+    sums, tags = summaries(store), run_tags(store)
+    return [run_record(r, sums.get(r.id), tags.get(r.id)) for r in runs]

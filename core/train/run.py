@@ -131,6 +131,7 @@ def execute_run(store: Store, run_id: int, on_step: Callable[[StepStats], None] 
         if resume:
             restored = trainer.resume_from_latest()
             start = trainer.step if restored else 0
+            replay_journal(store, run_id, journal)  # points the store missed before the interruption
             truncate_journal(journal, start)
             queries.truncate_metrics(store, run_id, start)
             log.info("resuming run %d from %s", run_id, restored.name if restored else "the start")
@@ -143,9 +144,12 @@ def execute_run(store: Store, run_id: int, on_step: Callable[[StepStats], None] 
 
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGINT, request_stop)
-        queries.set_status(store, run_id, "running", reason="resumed" if resume else "started",
-                           started_at=time.time(), ended_at=None, exit_reason=None, host=socket.gethostname(),
-                           pid=os.getpid(), pgid=os.getpgid(0), total_steps=trainer.total, step=trainer.step)
+        process = dict(started_at=time.time(), ended_at=None, exit_reason=None, host=socket.gethostname(),
+                       pid=os.getpid(), pgid=os.getpgid(0), total_steps=trainer.total, step=trainer.step)
+        if queries.get_run(store, run_id).status == "running":  # a launcher already said so
+            queries.update_run(store, run_id, **process)
+        else:
+            queries.set_status(store, run_id, "running", reason="resumed" if resume else "started", **process)
         try:
             with Heartbeat(store, run_id, lambda: trainer.step):
                 outcome = trainer.fit()

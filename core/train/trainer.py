@@ -26,7 +26,7 @@ from core.data import PatchStream, open_split, selected_indices, to_model_input
 from core.diffusion import GaussianDiffusion, make_betas
 from core.errors import BadInput, WorkFailed
 from core.model import build_unet
-from core.sample import generate, make_grid, save_png, upscale
+from core.sample import display_scale, generate, make_grid, save_png
 from core.train import checkpoint as ckpt
 
 log = logging.getLogger("ddpm_tui.train")
@@ -260,7 +260,7 @@ class Trainer:
         images, _ = generate(self.ema, self.diffusion, 16, self.cfg.image_size, "ddim", 25, seed=self.cfg.seed,
                              device=self.device)
         path = self.run_dir / "samples" / f"step-{self.step:08d}.png"
-        save_png(path, upscale(make_grid(images, ncols=4), max(1, 96 // self.cfg.image_size)))
+        save_png(path, make_grid(images, ncols=4, scale=display_scale(self.cfg.image_size)))
         if self.on_artifact:
             self.on_artifact("samples", path, self.step)
         return path

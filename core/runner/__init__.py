@@ -1,0 +1,1 @@
+"""Running runs: detached processes, liveness, stop/kill/resume, sweeps and the queue worker."""

@@ -1,0 +1,64 @@
+"""Local processes: start a run detached from the terminal, tell whether a pid is still alive."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+
+def pid_alive(pid: int | None) -> bool:
+    """True while `pid` is a live process (a zombie left for its parent to reap counts as dead)."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
+
+
+def run_command(db_url: str, runs_dir: Path, run_id: int) -> list[str]:
+    """The command a detached run executes: the hidden `_exec` command of the CLI."""
+    return [sys.executable, "-m", "ddpm_tui", "--db", db_url, "--runs-dir", str(runs_dir), "_exec", str(run_id)]
+
+
+def spawn_detached(command: list[str], log_path: Path, env: dict | None = None, cwd: Path | None = None) -> subprocess.Popen:
+    """Start `command` in its own session (so a terminal hang-up never reaches it), stdin closed,
+    stdout and stderr appended to `log_path`."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            close_fds=True, env=env, cwd=cwd,
+        )
+
+
+def signal_group(pgid: int | None, pid: int | None, sig: int) -> bool:
+    """Send `sig` to the process group (or the pid when no group is known); False if none was there."""
+    try:
+        if pgid:
+            os.killpg(pgid, sig)
+        elif pid:
+            os.kill(pid, sig)
+        else:
+            return False
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def thread_env(threads: int) -> dict:
+    """Environment limiting a child's CPU threads (several runs sharing cores must not oversubscribe)."""
+    return {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+
+
+SIGTERM, SIGKILL = signal.SIGTERM, signal.SIGKILL

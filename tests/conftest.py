@@ -1,0 +1,106 @@
+"""Shared fixtures: small datasets in the real layouts, an isolated store, a CLI runner."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).parent / "data"
+
+
+def write_pcam(root: Path, counts: dict[str, int] | None = None, seed: int = 0, x_shape=(96, 96, 3),
+               x_dtype=np.uint8, chunks=True) -> Path:
+    """A tiny PCam-layout dataset: smooth random 'tissue' with labels alternating 0/1."""
+    counts = counts or {"train": 64, "valid": 16, "test": 16}
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for split, n in counts.items():
+        base = rng.integers(0, 256, size=(n, 12, 12, 3)).astype(np.float64)
+        x = np.kron(base, np.ones((8, 8, 1)))[:, : x_shape[0], : x_shape[1]].astype(x_dtype)
+        if x.shape[1:] != x_shape:
+            x = np.zeros((n, *x_shape), dtype=x_dtype)
+        y = (np.arange(n) % 2).astype(np.uint8).reshape(n, 1, 1, 1)
+        stem = root / f"camelyonpatch_level_2_split_{split}"
+        with h5py.File(f"{stem}_x.h5", "w") as f:
+            f.create_dataset("x", data=x, chunks=(1, *x.shape[1:]) if chunks else None)
+        with h5py.File(f"{stem}_y.h5", "w") as f:
+            f.create_dataset("y", data=y)
+    return root
+
+
+def write_kaggle(root: Path, n: int = 40, seed: int = 0, index_column: bool = False) -> tuple[Path, list[str]]:
+    """A Kaggle-layout folder: train/<40-hex id>.tif and train_labels.csv."""
+    rng = np.random.default_rng(seed)
+    (root / "train").mkdir(parents=True, exist_ok=True)
+    ids = [hashlib.sha1(f"{seed}-{i}".encode()).hexdigest() for i in range(n)]
+    for pid in ids:
+        iio.imwrite(root / "train" / f"{pid}.tif", rng.integers(0, 256, (96, 96, 3), dtype=np.uint8))
+    with (root / "train_labels.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(([""] if index_column else []) + ["id", "label"])
+        for i, pid in enumerate(ids):
+            w.writerow(([i] if index_column else []) + [pid, i % 2])
+    return root, ids
+
+
+@pytest.fixture
+def pcam(tmp_path) -> Path:
+    return write_pcam(tmp_path / "pcam")
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch) -> Path:
+    """A working directory with its own runs.db, runs/ and demo cache."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DDPM_TUI_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("DDPM_TUI_DB", raising=False)
+    monkeypatch.delenv("DDPM_TUI_RUNS", raising=False)
+    return tmp_path
+
+
+class CliResult:
+    def __init__(self, code: int, out: str, err: str):
+        self.code, self.out, self.err = code, out, err
+
+    def __repr__(self):
+        return f"CliResult(code={self.code}, out={self.out[-500:]!r}, err={self.err[-1500:]!r})"
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run `ddpm-tui ARGS` in this process; returns exit code, stdout, stderr."""
+    from ddpm_tui.cli import main
+
+    def run(*args: str) -> CliResult:
+        capsys.readouterr()
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+def ddpm_subprocess(args: list[str], cwd: Path, **kwargs) -> subprocess.Popen:
+    """Start `ddpm-tui ARGS` as a real process (for signals and crashes)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), DDPM_TUI_CACHE=str(cwd / "cache"))
+    return subprocess.Popen([sys.executable, "-m", "ddpm_tui", *map(str, args)], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+# options for a model small enough that a CPU step takes milliseconds
+TINY = ["--dim", "16", "--dim-mults", "1,2", "--res-blocks", "1", "--attention", "none",
+        "--batch-size", "8", "--timesteps", "50", "--warmup-steps", "2", "--device", "cpu"]

@@ -1,0 +1,232 @@
+"""Readers for the real layouts, the split, the stream and the transforms."""
+
+import json
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from conftest import DATA, write_kaggle, write_pcam
+from core.data import PatchStream, detect_layout, open_split, selected_indices, to_model_input
+from core.data.check import check_dataset
+from core.data.demo import real_patches, write_demo_dataset
+from core.data.sources import kaggle_split_ids, read_kaggle_labels
+from core.data.transforms import center_crop, dihedral
+from core.errors import BadInput
+
+
+# ---- PCam h5 ---------------------------------------------------------------------------------------
+def test_pcam_split_reads_blocks_and_labels(pcam):
+    s = open_split(pcam, "train")
+    assert len(s) == 64 and s.read(3, 7).shape == (4, 96, 96, 3)
+    assert s.labels[:4].tolist() == [0, 1, 0, 1]
+    assert detect_layout(pcam) == "pcam"
+
+
+def test_real_pcam_patches_shipped_in_the_package():
+    x, y = real_patches()
+    assert x.shape == (15, 96, 96, 3) and x.dtype == np.uint8
+    assert sorted(set(y.tolist())) == [0, 1] and int(y.sum()) == 5
+    assert x.std() > 10  # real tissue, not a blank placeholder
+
+
+@pytest.mark.parametrize("break_it,message", [
+    (lambda r: h5py.File(r / "camelyonpatch_level_2_split_train_x.h5", "w").create_dataset("x", data=np.zeros((4, 32, 32, 3), np.uint8)),
+     "dataset 'x' must be \\(N,96,96,3\\) uint8, got \\(4, 32, 32, 3\\)"),
+    (lambda r: h5py.File(r / "camelyonpatch_level_2_split_train_x.h5", "w").create_dataset("x", data=np.zeros((64, 96, 96, 3), np.float32)),
+     "float32"),
+    (lambda r: h5py.File(r / "camelyonpatch_level_2_split_train_y.h5", "w").create_dataset("y", data=np.zeros((5, 1, 1, 1), np.uint8)),
+     "64 images but camelyonpatch_level_2_split_train_y.h5 has 5 labels"),
+    (lambda r: h5py.File(r / "camelyonpatch_level_2_split_train_y.h5", "w").create_dataset("z", data=np.zeros((64,), np.uint8)),
+     "no dataset 'y'"),
+    (lambda r: (r / "camelyonpatch_level_2_split_train_y.h5").unlink(), "missing file for split 'train'"),
+    (lambda r: (r / "camelyonpatch_level_2_split_train_x.h5").write_bytes(b"not hdf5"), "not a readable HDF5 file"),
+])
+def test_pcam_bad_files_name_the_problem(pcam, break_it, message):
+    f = break_it(pcam)
+    if hasattr(f, "file"):
+        f.file.close()
+    with pytest.raises(BadInput, match=message):
+        open_split(pcam, "train")
+
+
+def test_missing_data_path(tmp_path):
+    with pytest.raises(BadInput, match="does not exist"):
+        detect_layout(tmp_path / "nope")
+    with pytest.raises(BadInput, match="no dataset found"):
+        detect_layout(tmp_path)
+
+
+def test_empty_class_selection(tmp_path):
+    root = write_pcam(tmp_path / "p", {"train": 4})
+    with h5py.File(root / "camelyonpatch_level_2_split_train_y.h5", "w") as f:
+        f.create_dataset("y", data=np.zeros((4, 1, 1, 1), np.uint8))
+    s = open_split(root, "train")
+    assert len(selected_indices(s, "non_cancerous")) == 4
+    with pytest.raises(BadInput, match="no patches of class 'cancerous'"):
+        selected_indices(s, "cancerous")
+
+
+# ---- Kaggle ------------------------------------------------------------------------------------------
+def test_real_kaggle_tifs_with_index_column():
+    ids, labels = read_kaggle_labels(DATA / "kaggle_real")
+    assert len(ids) == 15 and int(labels.sum()) == 5
+    split = kaggle_split_ids(ids, seed=0)
+    s = open_split(DATA / "kaggle_real", "train")
+    assert detect_layout(DATA / "kaggle_real") == "kaggle"
+    assert len(s) == len(split["train"]) == 12
+    assert s.read(0, 2).shape == (2, 96, 96, 3)
+
+
+def test_kaggle_split_is_disjoint_complete_and_order_independent(tmp_path):
+    ids = [f"{i:040x}" for i in range(1000)]
+    split = kaggle_split_ids(ids, seed=7)
+    sets = {k: set(v) for k, v in split.items()}
+    assert sets["train"].isdisjoint(sets["valid"]) and sets["train"].isdisjoint(sets["test"])
+    assert sets["valid"].isdisjoint(sets["test"])
+    assert set().union(*sets.values()) == set(ids)
+    assert [len(split[k]) for k in ("train", "valid", "test")] == [800, 100, 100]
+    assert kaggle_split_ids(list(reversed(ids)), seed=7) == split
+    assert kaggle_split_ids(ids, seed=8) != split
+
+
+def test_no_evaluation_id_can_leak_into_train(tmp_path):
+    """The original project sampled eval ids independently of train, so ~90% of them were train ids.
+    Here every eval id comes from the held-out splits, for every seed."""
+    ids = [f"{i:040x}" for i in range(500)]
+    for seed in range(5):
+        split = kaggle_split_ids(ids, seed)
+        assert not set(split["test"]) & set(split["train"])
+        assert not set(split["valid"]) & set(split["train"])
+
+
+def test_kaggle_split_frozen_in_a_run_file(tmp_path):
+    root, ids = write_kaggle(tmp_path / "k", n=20)
+    frozen = {"train": ids[:10], "valid": ids[10:15], "test": ids[15:]}
+    (tmp_path / "split.json").write_text(json.dumps(frozen))
+    assert open_split(root, "valid", split_file=tmp_path / "split.json").ids == ids[10:15]
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda p: p.write_text(p.read_text() + "abc,1\n"), "1 ids have no image in .*abc.tif"),
+    (lambda p: p.write_text(p.read_text() + p.read_text().splitlines()[1] + "\n"), "duplicate id"),
+    (lambda p: p.write_text(p.read_text().replace(",1\n", ",2\n", 1)), "label must be 0 or 1, got '2'"),
+    (lambda p: p.write_text("name,value\nx,1\n"), "header must name columns 'id' and 'label'"),
+])
+def test_kaggle_csv_problems(tmp_path, edit, message):
+    root, _ = write_kaggle(tmp_path / "k", n=6)
+    edit(root / "train_labels.csv")
+    with pytest.raises(BadInput, match=message):
+        open_split(root, "train")
+
+
+def test_kaggle_wrong_image_shape(tmp_path):
+    import imageio.v3 as iio
+
+    root, ids = write_kaggle(tmp_path / "k", n=10)
+    for pid in ids:
+        iio.imwrite(root / "train" / f"{pid}.tif", np.zeros((50, 50, 3), np.uint8))
+    s = open_split(root, "train")
+    with pytest.raises(BadInput, match="expected a 96x96 RGB uint8 image, got \\(50, 50, 3\\)"):
+        s.read(0, 1)
+
+
+# ---- stream -----------------------------------------------------------------------------------------
+def _stream(source, seed=0, position=0, **kw):
+    return PatchStream(source, np.arange(len(source)), batch_size=5, seed=seed, position=position,
+                       block_size=8, window_blocks=2, **kw)
+
+
+def _fingerprints(images):
+    return [int(img.astype(np.int64).sum() * 1000 + img[0, 0, 0]) for img in images]
+
+
+def test_stream_epoch_is_a_permutation_and_epochs_differ(tmp_path):
+    source = open_split(write_pcam(tmp_path / "p", {"train": 40}), "train")
+    windows0, _ = _stream(source).epoch_plan(0)
+    windows1, _ = _stream(source).epoch_plan(1)
+    order0, order1 = np.concatenate(windows0), np.concatenate(windows1)
+    assert sorted(order0.tolist()) == list(range(40))
+    assert order0.tolist() != order1.tolist()
+    assert order0.tolist() != list(range(40))
+    assert max(len(w) for w in windows0) <= 16  # bounded by window_blocks * block_size
+
+
+def test_stream_resumes_at_any_position(tmp_path):
+    source = open_split(write_pcam(tmp_path / "p", {"train": 37}), "train")
+    straight = _stream(source)
+    batches = [straight.next_batch() for _ in range(20)]  # crosses two epoch boundaries
+    resumed = _stream(source, position=5 * 13)
+    for images, labels, codes in batches[13:]:
+        r_images, r_labels, r_codes = resumed.next_batch()
+        assert np.array_equal(images, r_images) and np.array_equal(labels, r_labels)
+        assert np.array_equal(codes, r_codes)
+
+
+def test_stream_reads_contiguous_blocks_only(tmp_path):
+    source = open_split(write_pcam(tmp_path / "p", {"train": 64}), "train")
+    reads = []
+    original = source.read
+    source.read = lambda a, b: reads.append((a, b)) or original(a, b)
+    stream = _stream(source)
+    for _ in range(13):
+        stream.next_batch()
+    stream.close()
+    assert reads and all(b - a <= 8 and a % 8 == 0 for a, b in reads)
+
+
+def test_stream_respects_class_selection(pcam):
+    source = open_split(pcam, "train")
+    stream = PatchStream(source, selected_indices(source, "cancerous"), batch_size=10, seed=0)
+    for _ in range(5):
+        _, labels, _ = stream.next_batch()
+        assert set(labels.tolist()) == {1}
+
+
+# ---- transforms ---------------------------------------------------------------------------------------
+def test_center_crop_takes_the_labelled_centre():
+    x = torch.zeros(1, 3, 96, 96)
+    x[..., 32:64, 32:64] = 1
+    assert center_crop(x, 32).eq(1).all()
+    assert center_crop(x, 64).sum() == 3 * 32 * 32
+
+
+def test_dihedral_gives_eight_distinct_symmetries_and_preserves_content():
+    x = torch.arange(16.0).reshape(1, 1, 4, 4).repeat(8, 1, 1, 1)
+    out = dihedral(x, torch.arange(8))
+    assert len({tuple(o.flatten().tolist()) for o in out}) == 8
+    assert all(sorted(o.flatten().tolist()) == list(range(16)) for o in out)
+    assert torch.equal(out[0], x[0])
+
+
+def test_to_model_input_range_and_resize():
+    images = np.full((2, 96, 96, 3), 255, np.uint8)
+    images[:, :48] = 0
+    x = to_model_input(images, 32, "center-crop", "cpu")
+    assert x.shape == (2, 3, 32, 32) and x.min() == -1 and x.max() == 1
+    r = to_model_input(images, 32, "resize", "cpu")
+    assert r.shape == (2, 3, 32, 32) and torch.allclose(r[:, :, :15], torch.tensor(-1.0))
+    assert torch.allclose(r[:, :, 17:], torch.tensor(1.0))
+
+
+# ---- demo and check -----------------------------------------------------------------------------------
+def test_demo_dataset_is_pcam_layout_and_labelled_as_demo(tmp_path):
+    counts = write_demo_dataset(tmp_path / "demo")
+    report = check_dataset(tmp_path / "demo")
+    assert report["layout"] == "pcam" and not report["problems"]
+    assert {k: v["n"] for k, v in report["splits"].items()} == counts
+    for split in report["splits"].values():
+        assert split["cancerous"] > 0 and split["non_cancerous"] > 0
+    assert "DEMO" in (tmp_path / "demo" / "README.txt").read_text()
+    with h5py.File(tmp_path / "demo" / "camelyonpatch_level_2_split_train_x.h5") as f:
+        assert "DEMO" in f.attrs["description"]
+        assert f["x"].shape[1:] == (96, 96, 3)
+
+
+def test_check_reports_a_broken_split_and_keeps_the_rest(pcam):
+    (pcam / "camelyonpatch_level_2_split_valid_y.h5").unlink()
+    report = check_dataset(pcam)
+    assert set(report["splits"]) == {"train", "test"}
+    assert any("valid" in p for p in report["problems"])

@@ -1,0 +1,77 @@
+"""U-Net shapes over every configuration axis, and its input checks."""
+
+import itertools
+
+import pytest
+import torch
+
+from core.config import TrainConfig
+from core.errors import BadInput
+from core.model import UNet, build_unet, sinusoidal_embedding
+
+
+@pytest.mark.parametrize("attention,conditional,size,mults", [
+    *itertools.product(["none", "linear", "full"], [False, True], [32], ["1,2", "1,2,4,8"]),
+    ("full", False, 64, "1,2,2,2"), ("linear", True, 96, "1,2,4"), ("none", False, 96, "1"),
+])
+def test_output_shape_matches_input(attention, conditional, size, mults):
+    levels = [size // 2**i for i in range(len(mults.split(",")))]
+    cfg = TrainConfig(image_size=size, dim=16, dim_mults=mults, res_blocks=1, attention=attention,
+                      attn_resolutions=",".join(map(str, levels[1:] or levels)), conditional=conditional).validate()
+    net = build_unet(cfg)
+    x = torch.randn(2, 3, size, size)
+    t = torch.tensor([0, 999])
+    y = torch.tensor([0, 2]) if conditional else None  # 2 = the null class
+    out = net(x, t, y)
+    assert out.shape == x.shape and torch.isfinite(out).all()
+    out.float().pow(2).mean().backward()
+
+
+@pytest.mark.parametrize("objective", ["eps", "x0", "v"])
+@pytest.mark.parametrize("loss", ["l2", "l1", "huber"])
+def test_every_objective_and_loss_trains_a_step(objective, loss):
+    from core.diffusion import GaussianDiffusion, make_betas
+
+    net = UNet(32, dim=16, dim_mults=(1, 2), res_blocks=1, attention="none")
+    d = GaussianDiffusion(make_betas("sigmoid", 50), objective, loss)
+    value = d.training_loss(lambda x, t: net(x, t), torch.rand(2, 3, 32, 32) * 2 - 1)
+    value.backward()
+    assert value.ndim == 0 and torch.isfinite(value)
+
+
+def test_res_blocks_add_parameters_and_channel_widths_follow_dim_mults():
+    small = UNet(32, dim=16, dim_mults=(1, 2), res_blocks=1, attention="none")
+    deep = UNet(32, dim=16, dim_mults=(1, 2), res_blocks=3, attention="none")
+    assert sum(p.numel() for p in deep.parameters()) > sum(p.numel() for p in small.parameters())
+    assert UNet(32, dim=16, dim_mults=(1, 4), attention="none").mid1.conv1.in_channels == 64
+
+
+def test_image_size_must_divide():
+    with pytest.raises(BadInput, match="not divisible by 2\\^\\(len\\(dim_mults\\)-1\\) = 64"):
+        TrainConfig(image_size=32, dim_mults="1,2,4,8,16,32,64").validate()
+    with pytest.raises(BadInput, match="--image-size 96 is not divisible"):
+        TrainConfig(image_size=96, dim_mults="1,2,2,2,2,2,2").validate()
+    with pytest.raises(BadInput, match="--attn-resolutions: 12 px is not a U-Net level"):
+        TrainConfig(image_size=32, attn_resolutions="12").validate()
+
+
+def test_sinusoidal_embedding_distinguishes_timesteps():
+    e = sinusoidal_embedding(torch.tensor([0, 1, 500]), 32)
+    assert e.shape == (3, 32)
+    assert not torch.allclose(e[0], e[1]) and e[0, :16].eq(1).all()
+
+
+def test_conditional_embedding_changes_output_and_unconditional_ignores_labels():
+    torch.manual_seed(0)
+    net = UNet(32, dim=16, dim_mults=(1, 2), res_blocks=1, attention="none", num_classes=2)
+    for p in net.parameters():  # zero-initialised output layers would hide the difference
+        torch.nn.init.normal_(p, std=0.05)
+    x, t = torch.randn(1, 3, 32, 32), torch.tensor([10])
+    assert not torch.allclose(net(x, t, torch.tensor([0])), net(x, t, torch.tensor([1])))
+    assert torch.allclose(net(x, t, None), net(x, t, torch.tensor([2])))
+
+
+def test_auto_attention_resolutions_follow_image_size():
+    assert TrainConfig(image_size=32, dim_mults="1,2,4").validate().attn_resolutions_tuple == (16, 8)
+    assert TrainConfig(image_size=96, dim_mults="1,2,4").validate().attn_resolutions_tuple == (24,)
+    assert TrainConfig(attention="none").validate().attn_resolutions_tuple == ()
