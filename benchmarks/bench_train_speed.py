@@ -8,7 +8,8 @@ random batch (data loading is not measured). A training step is zero_grad, loss,
 Both models live in this one process. After warm-up steps each, the script runs `--rounds` rounds;
 in every round each model trains `--steps` steps, the order swapping from round to round (ABBA), so
 slow drift of the machine hits both alike. A timing during which other processes kept more than
-`--max-other` of the cores busy (read from /proc/stat) is redone, up to `--retries` times. It
+`--max-other` of the cores busy (read from /proc/stat) is redone, up to `--retries` times, and
+each timing first waits (up to `--max-wait` s) for such a quiet moment. It
 reports each model's median img/s over the rounds and the ratio ours / theirs.
 
 lucidrains' package is a benchmark-only dependency (see BENCHMARKS.md for the install command). It
@@ -35,6 +36,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE / "stubs")]
 
 import torch  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from core.diffusion import GaussianDiffusion, make_betas  # noqa: E402
 from core.model import UNet, count_parameters  # noqa: E402
@@ -82,6 +84,9 @@ class Runner:
         self.rates, self.others, self.discarded = [], [], 0
         self.model, self.loss_fn = build()
         self.params = count_parameters(self.model)
+        with FlopCounterMode(display=False) as counter:  # matmuls and convolutions of one step
+            self.loss_fn(batch).backward()
+        self.gflop = counter.get_total_flops() / 1e9
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=LR)
         self.model.train()
 
@@ -96,15 +101,28 @@ class Runner:
         other = None if busy0 is None else max(0.0, busy1 - busy0 - (time.process_time() - own0))
         return n * self.batch.shape[0] / wall, None if other is None else other / (wall * os.cpu_count())
 
-    def timed(self, n: int, max_other: float, retries: int) -> None:
-        """Time n steps, again (up to `retries` times) while other processes used over `max_other`."""
+    def timed(self, n: int, max_other: float, retries: int, max_wait: float) -> None:
+        """Time n steps once the machine is quiet; redo (up to `retries` times) if others got busy."""
         for attempt in range(retries + 1):
+            wait_quiet(max_other, max_wait)
             rate, other = self.steps(n)
             if other is None or other <= max_other or attempt == retries:
                 break
             self.discarded += 1
         self.rates.append(rate)
         self.others.append(other)
+
+
+def wait_quiet(max_other: float, max_wait: float, probe: float = 0.5) -> None:
+    """Sleep until other processes use at most `max_other` of the cores over `probe` s (max_wait s at most)."""
+    deadline = time.monotonic() + max_wait
+    while time.monotonic() < deadline:
+        busy0, own0 = busy_cpu_s(), time.process_time()
+        if busy0 is None:
+            return
+        time.sleep(probe)
+        if busy_cpu_s() - busy0 - (time.process_time() - own0) <= max_other * probe * os.cpu_count():
+            return
 
 
 def save_json(path: Path, record: dict) -> None:
@@ -127,6 +145,8 @@ def main(argv=None) -> dict:
     p.add_argument("--max-other", type=float, default=0.05,
                    help="redo a timing while other processes used more than this share of the cores (0.05)")
     p.add_argument("--retries", type=int, default=3, help="redos per timing at most (default 3)")
+    p.add_argument("--max-wait", type=float, default=60.0,
+                   help="seconds to wait for a quiet machine before each timing at most (default 60)")
     p.add_argument("--json", nargs="?", const=DEFAULT_JSON, type=Path, default=None, metavar="PATH",
                    help=f"append the result to a JSON list (default path {DEFAULT_JSON.relative_to(HERE.parent)})")
     args = p.parse_args(argv)
@@ -138,22 +158,23 @@ def main(argv=None) -> dict:
     print(f"torch {torch.__version__}, {args.threads} threads, batch {args.batch_size}, "
           f"denoising-diffusion-pytorch {version('denoising-diffusion-pytorch')}")
     for r in runners:
-        print(f"{r.name:>10}: {r.params:,} parameters")
+        print(f"{r.name:>10}: {r.params:,} parameters, {r.gflop:.1f} GFLOP per step (forward + backward)")
 
     for r in runners:
         r.steps(args.warmup)
     for i in range(args.rounds):
         for r in runners if i % 2 == 0 else runners[::-1]:
-            r.timed(args.steps, args.max_other, args.retries)
+            r.timed(args.steps, args.max_other, args.retries, args.max_wait)
         print(f"round {i + 1:>2}/{args.rounds}: " + ", ".join(
             f"{r.name} {r.rates[-1]:5.2f} img/s" + ("" if r.others[-1] is None else f" (others {r.others[-1]:.0%})")
             for r in runners))
 
     med = {r.name: statistics.median(r.rates) for r in runners}
     ratio = med["ours"] / med["lucidrains"]
-    print(f"\n| model      | parameters | median img/s | min-max img/s |\n|---|---:|---:|---:|")
+    print("\n| model | parameters | GFLOP/step | median img/s | min-max img/s |\n|---|---:|---:|---:|---:|")
     for r in runners:
-        print(f"| {r.name:<10} | {r.params / 1e6:.2f} M | {med[r.name]:.2f} | {min(r.rates):.2f}-{max(r.rates):.2f} |")
+        print(f"| {r.name} | {r.params / 1e6:.2f} M | {r.gflop:.0f} | {med[r.name]:.2f} "
+              f"| {min(r.rates):.2f}-{max(r.rates):.2f} |")
     print("timings redone because other processes were busy: "
           + ", ".join(f"{r.name} {r.discarded}" for r in runners))
     print(f"ratio ours / lucidrains (median img/s): {ratio:.2f}x (goal >= 1.3x: {'met' if ratio >= 1.3 else 'NOT met'})")
@@ -165,8 +186,10 @@ def main(argv=None) -> dict:
         "versions": {"torch": torch.__version__, "denoising-diffusion-pytorch": version("denoising-diffusion-pytorch")},
         "config": {"image_size": IMAGE_SIZE, "dim": DIM, "dim_mults": list(DIM_MULTS), "res_blocks": RES_BLOCKS,
                    "batch_size": args.batch_size, "rounds": args.rounds, "steps": args.steps, "warmup": args.warmup,
-                   "max_other": args.max_other, "retries": args.retries},
+                   "max_other": args.max_other, "retries": args.retries,
+                   "max_wait": args.max_wait},
         "params": {r.name: r.params for r in runners},
+        "gflop_per_step": {r.name: round(r.gflop, 2) for r in runners},
         "img_per_s": {r.name: [round(x, 3) for x in r.rates] for r in runners},
         "median_img_per_s": {k: round(v, 3) for k, v in med.items()},
         "ratio": round(ratio, 3),

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from sqlalchemy.exc import SQLAlchemyError
 
 from core.errors import BadInput, WorkFailed
 from ddpm_tui.options import ROOT_OPTIONS, global_options, sweep_options, train_options
@@ -48,6 +49,23 @@ def open_store(ctx_store: Store):
 
 def echo_json(value) -> None:
     sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+@app.command()
+@global_options
+def demo(ctx_store: Store = None):
+    """Build the demo dataset and train a small CPU-sized run on it, then sample from it."""
+    from core.config import DEMO_PRESET, TrainConfig
+    from core.inference import sample_run
+    from core.train.run import new_run
+
+    store = open_store(ctx_store)
+    run = new_run(store, ctx_store[1], TrainConfig(**DEMO_PRESET).validate())
+    typer.echo(f"demo run {run.id}: {run.run_dir}", err=True)
+    outcome = _train_with_progress(store, run.id, resume=False)
+    grid = Path(run.run_dir) / "demo-samples.png"
+    sample_run(store, run.id, grid, n=16, steps=50, gif=grid.with_suffix(".gif"))
+    typer.echo(f"run {run.id} {outcome}; samples: {grid}", err=True)
 
 
 # ---- data -------------------------------------------------------------------------------------
@@ -429,5 +447,12 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except WorkFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except SQLAlchemyError as exc:
+        message = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        if "readonly" in message or "read-only" in message:
+            print(f"error: the database is read-only, nothing was changed ({message})", file=sys.stderr)
+            sys.exit(2)
+        print(f"error: database: {message}", file=sys.stderr)
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)

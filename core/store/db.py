@@ -12,7 +12,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, make_url
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -37,7 +37,7 @@ def head_revision() -> str:
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cur = dbapi_connection.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute("PRAGMA busy_timeout=5000")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
@@ -45,22 +45,17 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1] if "///" in url else ""
-        if path and path != ":memory:":
+        path = make_url(url).database or ""
+        if path and path != ":memory:" and not path.startswith("file:"):
+            # The file's header is left to SQLite: opening and closing it ourselves would drop the
+            # POSIX locks this process's other connections hold on it.
             db_file = Path(path)
-            if db_file.exists() and db_file.stat().st_size and not _is_sqlite_file(db_file):
-                raise BadInput(f"{db_file}: not an SQLite database (refusing to touch it)")
             if not db_file.parent.exists():
                 raise BadInput(f"{db_file.parent}: directory for the database does not exist")
-        engine = create_engine(url, connect_args={"timeout": 10, "check_same_thread": False})
+        engine = create_engine(url, connect_args={"timeout": 5, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True)
-
-
-def _is_sqlite_file(path: Path) -> bool:
-    with path.open("rb") as fh:
-        return fh.read(16) == b"SQLite format 3\x00"
 
 
 class Store:
@@ -90,6 +85,8 @@ class Store:
             with self.engine.begin() as conn:
                 command.upgrade(alembic_config(conn), "head")
         except (OperationalError, DBAPIError) as exc:
+            if "not a database" in _short(exc):
+                raise BadInput(f"{self.url}: not an SQLite database (left untouched)") from None
             raise BadInput(f"{self.url}: cannot open the database ({_short(exc)})") from None
 
     def session(self) -> Session:
@@ -110,7 +107,7 @@ def is_locked(exc: BaseException) -> bool:
         getattr(exc, "orig", None), sqlite3.OperationalError) and "locked" in text
 
 
-def retrying(fn=None, *, attempts: int = 8, base_delay: float = 0.05):
+def retrying(fn=None, *, attempts: int = 4, base_delay: float = 0.05):
     """Retry `fn` with jittered exponential backoff while SQLite says the database is locked."""
     if fn is None:
         return functools.partial(retrying, attempts=attempts, base_delay=base_delay)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from pathlib import Path
 
@@ -17,8 +18,9 @@ log = logging.getLogger(__name__)
 
 
 class MetricLogger:
-    """`log(step, loss=..., lr=...)`; flushes to the store every `batch_points` points or
-    `batch_seconds` seconds. If the store fails, points stay pending and training goes on."""
+    """`log(step, loss=..., lr=...)` appends to the journal at once; a background thread writes the
+    points to the store every `batch_points` points or `batch_seconds` seconds, so a slow or locked
+    database never stalls training. Points the store refuses stay pending and are retried."""
 
     def __init__(self, store: Store | None, run_id: int, journal: Path, batch_points: int = 500,
                  batch_seconds: float = 2.0):
@@ -27,34 +29,49 @@ class MetricLogger:
         # line-buffered: a point is in the OS's hands as soon as it is logged, so SIGKILL loses none
         self._fh = self.journal.open("a", buffering=1)
         self._pending: list[tuple[str, int, float, float]] = []
-        self._last_flush = time.monotonic()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closed = False
         self.store_ok = True
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
 
     def log(self, step: int, **values: float) -> None:
         wall = time.time()
         self._fh.write(json.dumps({"s": step, "t": wall, "m": values}) + "\n")
-        self._pending.extend((k, step, float(v), wall) for k, v in values.items())
-        if len(self._pending) >= self.batch_points or time.monotonic() - self._last_flush > self.batch_seconds:
+        with self._lock:
+            self._pending.extend((k, step, float(v), wall) for k, v in values.items())
+            if len(self._pending) >= self.batch_points:
+                self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._closed:
+            self._wake.wait(self.batch_seconds)
+            self._wake.clear()
             self.flush()
 
     def flush(self) -> bool:
-        """Write pending points to the journal's disk and to the store; False if the store failed."""
-        self._fh.flush()
-        self._last_flush = time.monotonic()
-        if not self._pending or self.store is None:
+        """Write pending points to the store now; False if the store failed (they stay pending)."""
+        with self._lock:
+            batch = list(self._pending)
+        if not batch or self.store is None:
             return True
         try:
-            queries.insert_metrics(self.store, self.run_id, self._pending)
+            queries.insert_metrics(self.store, self.run_id, batch)
         except SQLAlchemyError as exc:
             if self.store_ok:
                 log.warning("metric store unavailable, journaling only: %s", str(exc).splitlines()[0])
             self.store_ok = False
             return False
-        self._pending.clear()
+        with self._lock:
+            del self._pending[:len(batch)]
         self.store_ok = True
         return True
 
     def close(self) -> None:
+        self._closed = True
+        self._wake.set()
+        self._thread.join()
         self.flush()
         self._fh.close()
 

@@ -43,6 +43,8 @@ class Run(Base):
     checkpoint_path: Mapped[str | None] = mapped_column(Text)
     sweep_id: Mapped[int | None] = mapped_column(ForeignKey("sweeps.id", ondelete="SET NULL"), index=True)
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    # ids are never reused after a delete: a run id (and its directory name) names one run forever
+    __table_args__ = {"sqlite_autoincrement": True}
 
 
 class Metric(Base):
