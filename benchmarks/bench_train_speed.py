@@ -9,8 +9,8 @@ Both models live in this one process. After warm-up steps each, the script runs 
 in every round each model trains `--steps` steps, the order swapping from round to round (ABBA), so
 slow drift of the machine hits both alike. A timing during which other processes kept more than
 `--max-other` of the cores busy (read from /proc/stat) is redone, up to `--retries` times, and
-each timing first waits (up to `--max-wait` s) for such a quiet moment. It
-reports each model's median img/s over the rounds and the ratio ours / theirs.
+each timing first waits (up to `--max-wait` s) for such a quiet moment. It reports each model's
+median img/s over the rounds and the ratio ours / theirs.
 
 lucidrains' package is a benchmark-only dependency (see BENCHMARKS.md for the install command). It
 imports torchvision on load, which cannot import beside the CPU torch wheel; a stand-in from
@@ -83,12 +83,12 @@ class Runner:
         self.name, self.batch = name, batch
         self.rates, self.others, self.discarded = [], [], 0
         self.model, self.loss_fn = build()
+        self.model.train()
         self.params = count_parameters(self.model)
         with FlopCounterMode(display=False) as counter:  # matmuls and convolutions of one step
             self.loss_fn(batch).backward()
         self.gflop = counter.get_total_flops() / 1e9
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=LR)
-        self.model.train()
 
     def steps(self, n: int) -> tuple[float, float | None]:
         """Train n steps; return img/s and the share of all cores that other processes used meanwhile."""
@@ -177,7 +177,8 @@ def main(argv=None) -> dict:
               f"| {min(r.rates):.2f}-{max(r.rates):.2f} |")
     print("timings redone because other processes were busy: "
           + ", ".join(f"{r.name} {r.discarded}" for r in runners))
-    print(f"ratio ours / lucidrains (median img/s): {ratio:.2f}x (goal >= 1.3x: {'met' if ratio >= 1.3 else 'NOT met'})")
+    print(f"ratio ours / lucidrains (median img/s): {ratio:.2f}x "
+          f"(goal >= 1.3x: {'met' if ratio >= 1.3 else 'NOT met'})")
 
     record = {
         "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -186,8 +187,7 @@ def main(argv=None) -> dict:
         "versions": {"torch": torch.__version__, "denoising-diffusion-pytorch": version("denoising-diffusion-pytorch")},
         "config": {"image_size": IMAGE_SIZE, "dim": DIM, "dim_mults": list(DIM_MULTS), "res_blocks": RES_BLOCKS,
                    "batch_size": args.batch_size, "rounds": args.rounds, "steps": args.steps, "warmup": args.warmup,
-                   "max_other": args.max_other, "retries": args.retries,
-                   "max_wait": args.max_wait},
+                   "max_other": args.max_other, "retries": args.retries, "max_wait": args.max_wait},
         "params": {r.name: r.params for r in runners},
         "gflop_per_step": {r.name: round(r.gflop, 2) for r in runners},
         "img_per_s": {r.name: [round(x, 3) for x in r.rates] for r in runners},

@@ -3,6 +3,7 @@
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -38,7 +39,10 @@ def root(
     ROOT_OPTIONS.clear()
     ROOT_OPTIONS.update(db=db, runs_dir=runs_dir)
     if ctx.invoked_subcommand is None:
-        typer.echo(ctx.get_help())
+        from ddpm_tui.tui.app import run_app
+
+        run_app(db or os.environ.get("DDPM_TUI_DB") or "sqlite:///runs.db",
+                runs_dir or Path(os.environ.get("DDPM_TUI_RUNS") or "runs"))
 
 
 def open_store(ctx_store: Store):

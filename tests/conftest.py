@@ -104,3 +104,42 @@ def ddpm_subprocess(args: list[str], cwd: Path, **kwargs) -> subprocess.Popen:
 # options for a model small enough that a CPU step takes milliseconds
 TINY = ["--dim", "16", "--dim-mults", "1,2", "--res-blocks", "1", "--attention", "none",
         "--batch-size", "8", "--timesteps", "50", "--warmup-steps", "2", "--device", "cpu"]
+
+
+def seed_store(root: Path, n_runs: int = 3) -> tuple[str, Path]:
+    """A store with finished/running/queued runs, loss curves and a sample grid, for TUI tests.
+    Returns (db_url, runs_dir). Nothing trains: rows and files are written directly."""
+    from core.config import TrainConfig
+    from core.store import Store, queries
+
+    url, runs_dir = f"sqlite:///{root / 'runs.db'}", root / "runs"
+    store = Store(url)
+    statuses = ["finished", "stopped", "queued", "failed", "crashed"]
+    for i in range(n_runs):
+        cfg = TrainConfig(data=str(root / "pcam"), schedule=("cosine", "linear")[i % 2],
+                          attention=("none", "full")[i % 2], max_steps=100, name=f"seed-{i + 1}").to_dict()
+        run = queries.create_run(store, cfg, status=statuses[i % len(statuses)], name=cfg["name"], total_steps=100)
+        run_dir = runs_dir / str(run.id)
+        (run_dir / "samples").mkdir(parents=True)
+        queries.update_run(store, run.id, run_dir=str(run_dir), step=100 if i % 5 == 0 else 40,
+                           host="test-host", exit_reason="reached step 100" if i % 5 == 0 else None)
+        points = [("train/loss", s, 1.0 / (s + i + 1), 1000.0 + s) for s in range(1, 101)]
+        points += [("train/loss_smooth", s, 1.2 / (s + i + 1), 1000.0 + s) for s in range(1, 101)]
+        queries.insert_metrics(store, run.id, points)
+        grid = np.full((50, 50, 3), 40 * (i + 1), np.uint8)
+        iio.imwrite(run_dir / "samples" / "step-00000100.png", grid)
+        queries.add_artifact(store, run.id, "samples", str(run_dir / "samples" / "step-00000100.png"), 100)
+        (run_dir / "train.log").write_text(f"run {run.id} line 1\nrun {run.id} line 2\n")
+    store.close()
+    return url, runs_dir
+
+
+@pytest.fixture
+def tui_app(tmp_path):
+    """A DdpmApp over a seeded store (use `async with tui_app.run_test() as pilot`)."""
+    from ddpm_tui.tui.app import DdpmApp
+    from ddpm_tui.tui.backend import Backend
+
+    write_pcam(tmp_path / "pcam")
+    url, runs_dir = seed_store(tmp_path)
+    return DdpmApp(Backend(url, runs_dir))

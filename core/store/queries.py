@@ -244,9 +244,12 @@ def run_record(run: Run, summary: dict | None = None, tags: list[str] | None = N
     """A run as plain data (what `runs list --json` prints and the TUI shows)."""
     summary = summary or {}
     loss = summary.get("train/loss", {})
+    smooth = summary.get("train/loss_smooth", {})
+    best = summary.get("val/loss", smooth)
     return {
         "id": run.id, "name": run.name, "status": run.status, "step": run.step, "total_steps": run.total_steps,
-        "loss": loss.get("last"), "best_loss": loss.get("min"), "img_per_s": summary.get("img_per_s", {}).get("last"),
+        "loss": loss.get("last"), "smooth_loss": smooth.get("last"), "best": best.get("min"),
+        "img_per_s": summary.get("img_per_s", {}).get("last"),
         "created_at": run.created_at, "started_at": run.started_at, "ended_at": run.ended_at,
         "heartbeat_at": run.heartbeat_at, "host": run.host, "pid": run.pid, "exit_reason": run.exit_reason,
         "sweep_id": run.sweep_id, "parent_id": run.parent_id, "executor": run.executor, "run_dir": run.run_dir,
@@ -259,3 +262,8 @@ def run_records(store: Store, status: str | None = None, sweep_id: int | None = 
     runs = list_runs(store, status=status, sweep_id=sweep_id)
     sums, tags = summaries(store), run_tags(store)
     return [run_record(r, sums.get(r.id), tags.get(r.id)) for r in runs]
+
+
+def list_sweeps(store: Store) -> list[Sweep]:
+    with store.session() as s:
+        return list(s.scalars(select(Sweep).order_by(Sweep.id)))

@@ -26,6 +26,7 @@ from core.data import PatchStream, open_split, selected_indices, to_model_input
 from core.diffusion import GaussianDiffusion, make_betas
 from core.errors import BadInput, WorkFailed
 from core.model import build_unet
+from core.smoothing import RunningMean
 from core.sample import display_scale, generate, make_grid, save_png
 from core.train import checkpoint as ckpt
 
@@ -166,6 +167,7 @@ class Trainer:
         self.stop_requested = False
         self.last_ckpt_step = -1
         self._val_batch = None
+        self.smooth_loss = RunningMean()
 
     # ---- state -------------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -178,6 +180,7 @@ class Trainer:
             "rng": rng_state(),
             "data_position": self.stream.position,
             "nonfinite_total": self.nonfinite_total,
+            "smooth_loss": self.smooth_loss.state_dict(),
             "lr_schedule": {"base_lr": self.cfg.lr, "warmup_steps": self.cfg.warmup_steps},
             "config": self.cfg.to_dict(),
         }
@@ -192,6 +195,7 @@ class Trainer:
             self.step = int(state["step"])
             self.stream.position = int(state["data_position"])
             self.nonfinite_total = int(state.get("nonfinite_total", 0))
+            self.smooth_loss.load_state_dict(state["smooth_loss"])
             set_rng_state(state["rng"])
         except (KeyError, ValueError, RuntimeError, TypeError) as exc:
             raise BadInput(f"{path}: incomplete checkpoint ({exc.__class__.__name__}: {exc})") from None
@@ -320,8 +324,10 @@ class Trainer:
                             f"stopped, last good checkpoint kept in {self.ckpt_dir}")
                 else:
                     self.nonfinite_run = 0
+                    self.smooth_loss.update(loss)
                     if self.metrics:
-                        self.metrics.log(self.step, **{"train/loss": loss, "lr": self.optimizer.param_groups[0]["lr"],
+                        self.metrics.log(self.step, **{"train/loss": loss, "train/loss_smooth": self.smooth_loss.value,
+                                                       "lr": self.optimizer.param_groups[0]["lr"],
                                                        "grad_norm": self._grad_norm, "img_per_s": img_per_s})
                 stats = StepStats(self.step, self.total, loss, img_per_s, self.optimizer.param_groups[0]["lr"],
                                   (self.total - self.step) * cfg.batch_size / img_per_s if img_per_s else 0.0,

@@ -1,0 +1,114 @@
+"""The ddpm-tui Textual application: modes (digits) for the top-level views, runs open as screens."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+
+from ddpm_tui.tui.backend import Backend
+from ddpm_tui.tui.screens.detail import RunDetailScreen
+from ddpm_tui.tui.screens.help import HelpScreen, describe_bindings
+from ddpm_tui.tui.screens.ablation import AblationScreen
+from ddpm_tui.tui.screens.blind import BlindTestScreen
+from ddpm_tui.tui.screens.compare import CompareScreen
+from ddpm_tui.tui.screens.gpus import GpuScreen
+from ddpm_tui.tui.screens.launch import LaunchScreen
+from ddpm_tui.tui.screens.runs import RunsScreen
+
+
+def _short(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).splitlines()
+    return text[0] if text else exc.__class__.__name__
+
+
+class DdpmApp(App):
+    CSS_PATH = "app.tcss"
+    TITLE = "ddpm-tui"
+    MODES = {"runs": RunsScreen, "launch": LaunchScreen, "ablation": AblationScreen, "compare": CompareScreen,
+             "blind": BlindTestScreen, "gpus": GpuScreen}
+    DEFAULT_MODE = "runs"
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("1", "switch_mode('runs')", "Runs", show=False),
+        Binding("2", "switch_mode('launch')", "Launch", show=False),
+        Binding("3", "switch_mode('ablation')", "Ablation", show=False),
+        Binding("4", "switch_mode('compare')", "Compare", show=False),
+        Binding("5", "switch_mode('blind')", "Blind test", show=False),
+        Binding("6", "switch_mode('gpus')", "GPUs", show=False),
+    ]
+
+    def __init__(self, backend: Backend, open_run_id: int | None = None):
+        super().__init__()
+        self.backend = backend
+        self.open_run_id = open_run_id
+        self.launch_prefill: dict | None = None
+        self.compare_ids: list[int] = []
+
+    def on_mount(self) -> None:
+        if self.open_run_id is not None:
+            self.open_run(self.open_run_id)
+
+    # ---- navigation ------------------------------------------------------------------------------
+    def open_run(self, run_id: int) -> None:
+        self.push_screen(RunDetailScreen(run_id))
+
+    def open_launch(self, config: dict | None = None) -> None:
+        self.launch_prefill = config
+        self.switch_mode("launch")
+
+    def open_compare(self, run_ids: list[int]) -> None:
+        self.compare_ids = list(run_ids)
+        self.switch_mode("compare")
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        self.push_screen(HelpScreen(describe_bindings(self.active_bindings), f"Keys — {self.screen.title or 'ddpm-tui'}"))
+
+    def report_error(self, what: str, exc: BaseException) -> None:
+        self.notify(f"{what}: {_short(exc)}", severity="error", timeout=6)
+
+    # ---- actions on runs (I/O in a worker) ---------------------------------------------------------------
+    @work(thread=True, group="actions")
+    def act_on_runs(self, action: str, run_ids: list[int], text: str | None = None) -> None:
+        b = self.backend
+        for run_id in run_ids or [None]:
+            try:
+                message = self._do(b, action, run_id, text)
+            except Exception as exc:  # every failure becomes a notification, never a crash
+                self.call_from_thread(self.report_error, f"{action} {run_id or ''}".strip(), exc)
+                continue
+            self.call_from_thread(self.notify, message)
+
+    def _do(self, b: Backend, action: str, run_id: int | None, text: str | None) -> str:
+        if action == "stop":
+            return f"run {run_id}: {b.stop(run_id).status} (SIGTERM sent)"
+        if action == "kill":
+            return f"run {run_id}: {b.kill(run_id).status}"
+        if action == "resume":
+            return f"run {run_id}: {b.resume(run_id).status}"
+        if action == "delete":
+            b.delete(run_id)
+            return f"run {run_id} deleted"
+        if action == "tag":
+            b.tag(run_id, text.split())
+            return f"run {run_id}: tagged {text}"
+        if action == "note":
+            b.note(run_id, text)
+            return f"run {run_id}: note added"
+        if action == "sample":
+            out = Path(b.run(run_id)["run_dir"]) / "samples" / f"tui-{time.strftime('%Y%m%d-%H%M%S')}.png"
+            b.sample(run_id, out)
+            return f"run {run_id}: samples written to {out}"
+        if action == "worker":
+            return f"worker started (pid {b.start_worker()}); it exits when the queue is empty"
+        raise ValueError(f"unknown action {action}")
+
+
+def run_app(db_url: str, runs_dir: Path, open_run_id: int | None = None) -> None:
+    DdpmApp(Backend(db_url, Path(runs_dir)), open_run_id).run()

@@ -1,0 +1,14 @@
+"""Compare runs (placeholder until built)."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static
+
+
+class CompareScreen(Screen):
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("Compare runs: not built yet")
+        yield Footer()

@@ -1,0 +1,174 @@
+"""One run: live loss chart, latest samples, log tail, config, status history."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Log, Static, TabbedContent, TabPane
+
+from ddpm_tui.tui.screens.dialogs import ConfirmDialog
+from ddpm_tui.tui.screens.runs import STATUS_STYLE, eta_seconds, fmt_duration, fmt_float
+from ddpm_tui.tui.widgets.loss_chart import LossChart
+from ddpm_tui.tui.widgets.sample_view import SampleView
+
+LOG_TAIL_BYTES = 64_000
+
+
+def read_new_log(path: Path, offset: int) -> tuple[str, int]:
+    """Text appended to `path` since `offset` (the last LOG_TAIL_BYTES on first read or after a
+    truncation); returns (text, new offset). A missing file gives ''."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return "", 0
+    if size < offset:
+        offset = 0
+    start = max(offset, size - LOG_TAIL_BYTES) if offset == 0 else offset
+    with path.open("rb") as fh:
+        fh.seek(start)
+        data = fh.read(size - start)
+    return data.decode("utf-8", "replace"), size
+
+
+class RunDetailScreen(Screen):
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("g", "toggle_smooth", "Smooth"),
+        Binding("l", "toggle_log", "Log-y"),
+        Binding("x", "toggle_x", "Step/time"),
+        Binding("m", "next_metric", "Metric"),
+        Binding("s", "stop", "Stop"),
+        Binding("r", "resume", "Resume"),
+        Binding("k", "kill", "Kill", show=False),
+        Binding("p", "sample", "Sample", show=False),
+        Binding("d", "duplicate", "Duplicate", show=False),
+    ]
+
+    def __init__(self, run_id: int):
+        super().__init__()
+        self.run_id = run_id
+        self.metric = "train/loss"
+        self.smooth, self.log_y, self.wall_x = True, False, False
+        self.log_offset = 0
+        self.record: dict | None = None
+        self.keys: list[str] = []
+        self.shown_events = -1
+        self.config_shown = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="detail-status")
+        with Horizontal(id="detail-top"):
+            yield LossChart(id="detail-chart")
+            with Vertical(id="detail-side"):
+                yield SampleView(id="detail-samples")
+        with TabbedContent(id="detail-tabs"):
+            with TabPane("Log", id="tab-log"):
+                yield Log(id="detail-log", max_lines=2000)
+            with TabPane("Config", id="tab-config"):
+                yield Static("", id="detail-config")
+            with TabPane("History", id="tab-history"):
+                yield DataTable(id="detail-history", cursor_type="row")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = f"run {self.run_id}"
+        self.query_one("#detail-history", DataTable).add_columns("when", "status", "reason")
+        self.refresh_detail()
+        self.set_interval(1.0, self.refresh_detail)
+
+    @work(thread=True, exclusive=True, group="detail-refresh")
+    def refresh_detail(self) -> None:
+        backend = self.app.backend
+        try:
+            record = backend.run(self.run_id)
+            keys = backend.metric_keys(self.run_id)
+            steps, values, walls = backend.series(self.run_id, self.metric)
+            events = backend.events(self.run_id)
+            samples = backend.latest_samples(self.run_id)
+        except Exception as exc:
+            self.app.call_from_thread(self.app.report_error, f"reading run {self.run_id}", exc)
+            return
+        log_path = Path(record["run_dir"]) / "train.log"
+        text, self.log_offset = read_new_log(log_path, self.log_offset)
+        self.app.call_from_thread(self.apply, record, keys, (steps, values, walls), events, samples, text,
+                                  log_path.exists() or not record["run_dir"])
+
+    def apply(self, record, keys, series, events, samples, log_text, log_present) -> None:
+        self.record, self.keys = record, keys
+        status = Text.assemble(
+            (f"{record['name']}  ", "bold"), (record["status"], STATUS_STYLE.get(record["status"], "")),
+            f"  step {record['step']}/{record['total_steps']}  loss {fmt_float(record['loss'])}"
+            f"  img/s {fmt_float(record['img_per_s'], 1)}  ETA {fmt_duration(eta_seconds(record))}",
+            f"  — {record['exit_reason']}" if record["exit_reason"] and record["status"] != "running" else "",
+        )
+        self.query_one("#detail-status", Static).update(status)
+        steps, values, walls = series
+        if self.wall_x and walls:
+            xs, xlabel = [(w - walls[0]) / 60 for w in walls], "minutes"
+        else:
+            xs, xlabel = steps, "step"
+        self.query_one(LossChart).show({self.metric: (xs, values)}, title=self.metric, xlabel=xlabel,
+                                        smooth=self.smooth, log_y=self.log_y)
+        self.query_one(SampleView).show(samples)
+        if log_text:
+            self.query_one("#detail-log", Log).write(log_text)
+        elif not log_present and self.log_offset == 0 and not self.query_one("#detail-log", Log).line_count:
+            self.query_one("#detail-log", Log).write_line(f"(no log yet at {record['run_dir']}/train.log)")
+        if not self.config_shown:
+            self.query_one("#detail-config", Static).update(
+                "\n".join(f"{k:>18} = {v}" for k, v in record["config"].items()))
+            self.config_shown = True
+        if len(events) != self.shown_events:
+            table = self.query_one("#detail-history", DataTable)
+            table.clear()
+            for e in events:
+                table.add_row(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.at)), e.status, e.reason or "")
+            self.shown_events = len(events)
+
+    def redraw(self) -> None:
+        self.refresh_detail()
+
+    def action_toggle_smooth(self) -> None:
+        self.smooth = not self.smooth
+        self.notify(f"smoothing {'on' if self.smooth else 'off'}")
+        self.redraw()
+
+    def action_toggle_log(self) -> None:
+        self.log_y = not self.log_y
+        self.redraw()
+
+    def action_toggle_x(self) -> None:
+        self.wall_x = not self.wall_x
+        self.redraw()
+
+    def action_next_metric(self) -> None:
+        keys = self.keys or [self.metric]
+        self.metric = keys[(keys.index(self.metric) + 1) % len(keys)] if self.metric in keys else keys[0]
+        self.notify(f"metric: {self.metric}")
+        self.redraw()
+
+    def action_stop(self) -> None:
+        self.app.push_screen(ConfirmDialog(f"Stop run {self.run_id}? It checkpoints and can be resumed."),
+                             lambda ok: ok and self.app.act_on_runs("stop", [self.run_id]))
+
+    def action_kill(self) -> None:
+        self.app.push_screen(ConfirmDialog(f"Kill run {self.run_id}? SIGTERM, then SIGKILL after 10 s."),
+                             lambda ok: ok and self.app.act_on_runs("kill", [self.run_id]))
+
+    def action_resume(self) -> None:
+        self.app.act_on_runs("resume", [self.run_id])
+
+    def action_sample(self) -> None:
+        self.app.act_on_runs("sample", [self.run_id])
+
+    def action_duplicate(self) -> None:
+        if self.record:
+            self.app.open_launch(dict(self.record["config"]))

@@ -1,0 +1,296 @@
+"""The runs table: every run, refreshed live, sortable, filterable, with actions on the selection."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Input, Static
+
+from ddpm_tui.tui.screens.dialogs import ConfirmDialog, TextPrompt
+
+STATUS_STYLE = {"running": "bold green", "queued": "yellow", "finished": "blue", "failed": "bold red",
+                "stopped": "magenta", "crashed": "bold red reverse"}
+COLUMNS = [("id", "id"), ("name", "name"), ("status", "status"), ("classes", "classes"), ("schedule", "schedule"),
+           ("attention", "attn"), ("size", "size"), ("step", "step/total"), ("loss", "loss~"), ("img_per_s", "img/s"),
+           ("eta", "ETA"), ("best", "best")]
+
+
+def eta_seconds(r: dict) -> float | None:
+    if r["status"] != "running" or not r.get("img_per_s"):
+        return None
+    batch = r["config"].get("batch_size", 1)
+    return max(0, r["total_steps"] - r["step"]) * batch / r["img_per_s"]
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def fmt_float(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def sort_value(r: dict, column: str):
+    """The value a column sorts by (numbers as numbers, missing values last)."""
+    cfg = r["config"]
+    value = {"id": r["id"], "name": r["name"], "status": r["status"], "classes": cfg.get("classes"),
+             "schedule": cfg.get("schedule"), "attention": cfg.get("attention"), "size": cfg.get("image_size"),
+             "step": r["step"], "loss": r.get("smooth_loss"), "img_per_s": r.get("img_per_s"), "eta": eta_seconds(r),
+             "best": r.get("best")}[column]
+    return (value is None, value if value is not None else 0)
+
+
+def row_cells(r: dict, selected: bool) -> list:
+    cfg = r["config"]
+    return [
+        Text(("● " if selected else "  ") + str(r["id"]), style="bold" if selected else ""),
+        r["name"], Text(r["status"], style=STATUS_STYLE.get(r["status"], "")), cfg.get("classes", "-"),
+        cfg.get("schedule", "-"), cfg.get("attention", "-"), str(cfg.get("image_size", "-")),
+        f"{r['step']}/{r['total_steps']}", fmt_float(r.get("smooth_loss")), fmt_float(r.get("img_per_s"), 1),
+        fmt_duration(eta_seconds(r)), fmt_float(r.get("best")),
+    ]
+
+
+def matches(r: dict, text: str) -> bool:
+    """Every word of the filter must appear in the run's name, status, tags or `key=value` config."""
+    haystack = " ".join([r["name"], r["status"], *r["tags"], *(f"{k}={v}" for k, v in r["config"].items())]).lower()
+    return all(word in haystack for word in text.lower().split())
+
+
+class RunsScreen(Screen):
+    BINDINGS = [
+        Binding("enter", "open", "Open"),
+        Binding("space", "toggle_select", "Select"),
+        Binding("slash", "filter", "Filter", key_display="/"),
+        Binding("o", "cycle_sort", "Sort"),
+        Binding("O", "reverse_sort", "Reverse", show=False),
+        Binding("s", "stop", "Stop"),
+        Binding("k", "kill", "Kill"),
+        Binding("r", "resume", "Resume"),
+        Binding("x", "delete", "Delete"),
+        Binding("t", "tag", "Tag", show=False),
+        Binding("n", "note", "Note", show=False),
+        Binding("p", "sample", "Sample", show=False),
+        Binding("d", "duplicate", "Duplicate", show=False),
+        Binding("c", "compare", "Compare", show=False),
+        Binding("w", "worker", "Worker", show=False),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+    ]
+
+    def __init__(self):
+        super().__init__()
+        self.records: dict[int, dict] = {}
+        self.selected: set[int] = set()
+        self.filter_text = ""
+        self.sort_column, self.sort_reverse = "id", False
+        self.shown_order: list[int] = []
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="runs-status")
+        table = DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        for key, label in COLUMNS:
+            table.add_column(label, key=key)
+        yield table
+        yield Input(placeholder="filter: words in name, tags, status or key=value", id="runs-filter", classes="hidden")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = "ddpm-tui — runs"
+        self.refresh_runs()
+        self.set_interval(1.0, self.refresh_runs)
+
+    # ---- data ----------------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="runs-refresh")
+    def refresh_runs(self) -> None:
+        try:
+            records = self.app.backend.runs()
+        except Exception as exc:  # a locked, busy or broken store must not take the app down
+            self.app.call_from_thread(self.app.report_error, "reading runs", exc)
+            return
+        self.app.call_from_thread(self.apply, records)
+
+    def apply(self, records: list[dict]) -> None:
+        self.records = {r["id"]: r for r in records}
+        self.selected &= set(self.records)
+        self.render_table()
+
+    def visible(self) -> list[dict]:
+        rows = [r for r in self.records.values() if matches(r, self.filter_text)]
+        return sorted(rows, key=lambda r: sort_value(r, self.sort_column), reverse=self.sort_reverse)
+
+    def render_table(self) -> None:
+        table = self.query_one("#runs-table", DataTable)
+        rows = self.visible()
+        order = [r["id"] for r in rows]
+        current = self.current_id()
+        if order == self.shown_order:
+            for r in rows:
+                for (key, _), cell in zip(COLUMNS, row_cells(r, r["id"] in self.selected)):
+                    table.update_cell(str(r["id"]), key, cell)
+        else:
+            table.clear()
+            for r in rows:
+                table.add_row(*row_cells(r, r["id"] in self.selected), key=str(r["id"]))
+            self.shown_order = order
+            if current in order:
+                table.move_cursor(row=order.index(current))
+        counts = {}
+        for r in self.records.values():
+            counts[r["status"]] = counts.get(r["status"], 0) + 1
+        summary = "  ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "no runs yet — press 2 to launch one"
+        sort = f"sort {self.sort_column}{' ↓' if self.sort_reverse else ''}"
+        flt = f"  filter '{self.filter_text}'" if self.filter_text else ""
+        sel = f"  {len(self.selected)} selected" if self.selected else ""
+        self.query_one("#runs-status", Static).update(f"{summary}   [{sort}{flt}{sel}]")
+
+    def current_id(self) -> int | None:
+        table = self.query_one("#runs-table", DataTable)
+        if not table.row_count:
+            return None
+        try:
+            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+        except Exception:
+            return None
+        return int(key.value) if key is not None and key.value is not None else None
+
+    def targets(self) -> list[int]:
+        if self.selected:
+            return sorted(self.selected)
+        current = self.current_id()
+        return [current] if current is not None else []
+
+    # ---- navigation, selection, sort, filter -----------------------------------------------------
+    def action_open(self) -> None:
+        run_id = self.current_id()
+        if run_id is not None:
+            self.app.open_run(run_id)
+
+    @on(DataTable.RowSelected, "#runs-table")
+    def row_chosen(self, event: DataTable.RowSelected) -> None:
+        self.app.open_run(int(event.row_key.value))
+
+    @on(DataTable.HeaderSelected, "#runs-table")
+    def header_chosen(self, event: DataTable.HeaderSelected) -> None:
+        column = str(event.column_key.value)
+        self.sort_reverse = not self.sort_reverse if column == self.sort_column else False
+        self.sort_column = column
+        self.render_table()
+
+    def action_toggle_select(self) -> None:
+        run_id = self.current_id()
+        if run_id is None:
+            return
+        self.selected ^= {run_id}
+        self.render_table()
+        table = self.query_one("#runs-table", DataTable)
+        table.move_cursor(row=min(table.cursor_row + 1, table.row_count - 1))
+
+    def action_cycle_sort(self) -> None:
+        keys = [k for k, _ in COLUMNS]
+        self.sort_column = keys[(keys.index(self.sort_column) + 1) % len(keys)]
+        self.render_table()
+
+    def action_reverse_sort(self) -> None:
+        self.sort_reverse = not self.sort_reverse
+        self.render_table()
+
+    def action_filter(self) -> None:
+        box = self.query_one("#runs-filter", Input)
+        box.remove_class("hidden")
+        box.focus()
+
+    @on(Input.Changed, "#runs-filter")
+    def filter_changed(self, event: Input.Changed) -> None:
+        self.filter_text = event.value.strip()
+        self.render_table()
+
+    @on(Input.Submitted, "#runs-filter")
+    def filter_done(self) -> None:
+        self.query_one("#runs-table", DataTable).focus()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#runs-filter", Input)
+        if self.filter_text or not box.has_class("hidden"):
+            box.value = ""
+            box.add_class("hidden")
+            self.filter_text = ""
+            self.query_one("#runs-table", DataTable).focus()
+            self.render_table()
+        elif self.selected:
+            self.selected.clear()
+            self.render_table()
+
+    # ---- actions --------------------------------------------------------------------------------
+    def confirm_then(self, question: str, action: str, **kwargs) -> None:
+        ids = self.targets()
+        if not ids:
+            self.notify("no run under the cursor", severity="warning")
+            return
+        label = ", ".join(map(str, ids))
+
+        def done(ok: bool | None) -> None:
+            if ok:
+                self.app.act_on_runs(action, ids, **kwargs)
+
+        self.app.push_screen(ConfirmDialog(question.format(runs=label)), done)
+
+    def action_stop(self) -> None:
+        self.confirm_then("Stop run(s) {runs}? They checkpoint and can be resumed.", "stop")
+
+    def action_kill(self) -> None:
+        self.confirm_then("Kill run(s) {runs}? SIGTERM, then SIGKILL after 10 s.", "kill")
+
+    def action_delete(self) -> None:
+        self.confirm_then("Delete run(s) {runs} and their directories? This cannot be undone.", "delete")
+
+    def action_resume(self) -> None:
+        ids = self.targets()
+        if ids:
+            self.app.act_on_runs("resume", ids)
+
+    def _prompt(self, title: str, action: str) -> None:
+        ids = self.targets()
+        if not ids:
+            return
+
+        def done(text: str | None) -> None:
+            if text:
+                self.app.act_on_runs(action, ids, text=text)
+
+        self.app.push_screen(TextPrompt(title), done)
+
+    def action_tag(self) -> None:
+        self._prompt("Tags to add (space separated)", "tag")
+
+    def action_note(self) -> None:
+        self._prompt("Note", "note")
+
+    def action_sample(self) -> None:
+        ids = self.targets()
+        if ids:
+            self.app.act_on_runs("sample", ids)
+
+    def action_duplicate(self) -> None:
+        run_id = self.current_id()
+        if run_id is not None:
+            self.app.open_launch(dict(self.records[run_id]["config"]))
+
+    def action_compare(self) -> None:
+        ids = self.targets()
+        if len(ids) < 2:
+            self.notify("select two or more runs with space, then press c", severity="warning")
+            return
+        self.app.open_compare(ids)
+
+    def action_worker(self) -> None:
+        self.app.act_on_runs("worker", [])

@@ -1,0 +1,145 @@
+"""Pilot tests of the runs table, the run detail screen and the actions on runs."""
+
+import asyncio
+
+import pytest
+from textual.widgets import DataTable, Input, Log, Static
+
+from core.store import Store, queries
+from ddpm_tui.tui.screens.detail import RunDetailScreen
+from ddpm_tui.tui.screens.dialogs import ConfirmDialog, TextPrompt
+from ddpm_tui.tui.screens.help import HelpScreen
+from ddpm_tui.tui.widgets.loss_chart import LossChart
+
+
+async def wait_rows(pilot, n, timeout=10.0):
+    table = pilot.app.screen.query_one("#runs-table", DataTable)
+    for _ in range(int(timeout / 0.05)):
+        if table.row_count == n:
+            return table
+        await pilot.pause(0.05)
+    raise AssertionError(f"table has {table.row_count} rows, expected {n}")
+
+
+def cell_texts(table):
+    return [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+
+
+@pytest.mark.asyncio
+async def test_runs_table_lists_sorts_and_filters(tui_app):
+    async with tui_app.run_test(size=(120, 30)) as pilot:
+        table = await wait_rows(pilot, 3)
+        rows = cell_texts(table)
+        assert [r[1] for r in rows] == ["seed-1", "seed-2", "seed-3"]
+        assert rows[0][2] == "finished" and rows[0][7] == "100/100"
+        await pilot.press("o")  # sort by name, then reverse
+        await pilot.press("O")
+        assert [r[1] for r in cell_texts(table)] == ["seed-3", "seed-2", "seed-1"]
+        await pilot.press("slash")
+        await pilot.press(*"linear")
+        await pilot.pause(0.1)
+        assert [r[1] for r in cell_texts(table)] == ["seed-2"]
+        await pilot.press("escape")
+        await pilot.pause(0.1)
+        assert table.row_count == 3
+        assert "hidden" in pilot.app.screen.query_one("#runs-filter", Input).classes
+
+
+@pytest.mark.asyncio
+async def test_select_several_and_tag_them(tui_app):
+    async with tui_app.run_test(size=(120, 30)) as pilot:
+        table = await wait_rows(pilot, 3)
+        await pilot.press("space", "space")
+        assert pilot.app.screen.selected == {1, 2}
+        await pilot.press("t")
+        assert isinstance(pilot.app.screen, TextPrompt)
+        await pilot.press(*"keep", "enter")
+        await pilot.app.workers.wait_for_complete()
+        tags = queries.run_tags(pilot.app.backend.store)
+        assert tags == {1: ["keep"], 2: ["keep"]}
+
+
+@pytest.mark.asyncio
+async def test_delete_asks_first_and_then_deletes(tui_app):
+    async with tui_app.run_test(size=(120, 30)) as pilot:
+        await wait_rows(pilot, 3)
+        await pilot.press("x")
+        assert isinstance(pilot.app.screen, ConfirmDialog)
+        await pilot.press("n")
+        await pilot.app.workers.wait_for_complete()
+        assert len(queries.list_runs(pilot.app.backend.store)) == 3
+        await pilot.press("x")
+        await pilot.press("y")
+        await pilot.app.workers.wait_for_complete()
+        assert [r.id for r in queries.list_runs(pilot.app.backend.store)] == [2, 3]
+        await wait_rows(pilot, 2)
+
+
+@pytest.mark.asyncio
+async def test_run_detail_shows_chart_log_config_history(tui_app):
+    async with tui_app.run_test(size=(120, 36)) as pilot:
+        await wait_rows(pilot, 3)
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+        screen = pilot.app.screen
+        assert isinstance(screen, RunDetailScreen) and screen.run_id == 1
+        for _ in range(100):
+            if screen.record is not None and screen.query_one(Log).line_count >= 2:
+                break
+            await pilot.pause(0.05)
+        assert "seed-1" in str(screen.query_one("#detail-status", Static).render())
+        assert screen.query_one(Log).lines[:2] == ["run 1 line 1", "run 1 line 2"]
+        assert screen.query_one("#detail-samples").path.name == "step-00000100.png"
+        assert "schedule = cosine" in str(screen.query_one("#detail-config", Static).render())
+        assert screen.query_one("#detail-history", DataTable).row_count == 1
+        await pilot.press("m")  # next metric
+        assert screen.metric == "train/loss_smooth"
+        await pilot.press("l", "x", "g")
+        assert (screen.log_y, screen.wall_x, screen.smooth) == (True, True, False)
+        await pilot.press("escape")
+        assert not isinstance(pilot.app.screen, RunDetailScreen)
+
+
+@pytest.mark.asyncio
+async def test_help_lists_the_screen_keys(tui_app):
+    async with tui_app.run_test(size=(100, 40)) as pilot:
+        await wait_rows(pilot, 3)
+        await pilot.press("question_mark")
+        assert isinstance(pilot.app.screen, HelpScreen)
+        text = str(pilot.app.screen.query_one("#help-text", Static).render())
+        for words in ("Filter", "Stop", "Kill", "Resume", "Delete", "Quit"):
+            assert words in text
+        await pilot.press("escape")
+        assert not isinstance(pilot.app.screen, HelpScreen)
+
+
+@pytest.mark.asyncio
+async def test_app_survives_a_broken_database_and_resizes(tmp_path):
+    from ddpm_tui.tui.app import DdpmApp
+    from ddpm_tui.tui.backend import Backend
+
+    (tmp_path / "runs.db").write_bytes(b"not a database" * 50)
+    app = DdpmApp(Backend(f"sqlite:///{tmp_path / 'runs.db'}", tmp_path / "runs"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(1.5)
+        assert app.is_running
+        assert any("not an SQLite database" in str(n.message) for n in app._notifications)
+        await pilot.resize_terminal(60, 20)
+        await pilot.resize_terminal(140, 50)
+        await pilot.pause(0.2)
+        assert app.is_running
+    assert (tmp_path / "runs.db").read_bytes() == b"not a database" * 50
+
+
+@pytest.mark.asyncio
+async def test_detail_of_a_run_whose_directory_vanished(tui_app, tmp_path):
+    import shutil
+
+    async with tui_app.run_test(size=(120, 36)) as pilot:
+        await wait_rows(pilot, 3)
+        shutil.rmtree(tmp_path / "runs" / "1")
+        await pilot.press("enter")
+        await pilot.pause(1.5)
+        screen = pilot.app.screen
+        assert isinstance(screen, RunDetailScreen) and pilot.app.is_running
+        assert "no log yet" in screen.query_one(Log).lines[0]
