@@ -95,15 +95,14 @@ class LinearAttention(nn.Module):
 ATTENTION = {"full": FullAttention, "linear": LinearAttention}
 
 
-class Level(nn.Module):
-    """The residual blocks (and attention) of one resolution."""
+def Downsample(in_ch: int, out_ch: int) -> nn.Module:
+    """Halve the resolution losslessly (pixel unshuffle), then mix to out_ch with a 1x1 conv."""
+    return nn.Sequential(nn.PixelUnshuffle(2), nn.Conv2d(4 * in_ch, out_ch, 1))
 
-    def __init__(self, in_chs: list[int], out_ch: int, emb_dim: int, dropout: float, attention: str | None):
-        super().__init__()
-        self.blocks = nn.ModuleList(ResBlock(c, out_ch, emb_dim, dropout) for c in in_chs)
-        self.attns = nn.ModuleList(
-            ATTENTION[attention](out_ch) if attention else nn.Identity() for _ in in_chs
-        )
+
+def Upsample(in_ch: int, out_ch: int) -> nn.Module:
+    """Nearest-neighbour doubling, then a 3x3 conv to out_ch."""
+    return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(in_ch, out_ch, 3, padding=1))
 
 
 class UNet(nn.Module):
@@ -127,35 +126,29 @@ class UNet(nn.Module):
         self.init_conv = nn.Conv2d(in_channels, dim, 3, padding=1)
 
         chans = [dim * m for m in dim_mults]
-        attn_at = set(attn_resolutions) if attention != "none" else set()
-        self.down, self.downsample = nn.ModuleList(), nn.ModuleList()
-        skip_chs, ch, res = [], dim, image_size
-        for i, out_ch in enumerate(chans):
-            ins = [ch] + [out_ch] * (res_blocks - 1)
-            self.down.append(Level(ins, out_ch, emb_dim, dropout, attention if res in attn_at else None))
-            skip_chs += [out_ch] * res_blocks
-            ch = out_ch
-            last = i == len(chans) - 1
-            self.downsample.append(nn.Identity() if last else nn.Conv2d(ch, ch, 3, stride=2, padding=1))
-            res = res if last else res // 2
+        ins = [dim] + chans[:-1]  # the width each level's down blocks run at
+        attn_at = {image_size // 2**i for i, r in enumerate(chans) if image_size // 2**i in set(attn_resolutions)}
+        attn_at = attn_at if attention != "none" else set()
+        res = [image_size // 2**i for i in range(len(chans))]
 
-        self.mid1 = ResBlock(ch, ch, emb_dim, dropout)
-        self.mid_attn = FullAttention(ch) if attention != "none" else nn.Identity()
-        self.mid2 = ResBlock(ch, ch, emb_dim, dropout)
+        def attn(ch: int, r: int) -> nn.Module:
+            return ATTENTION[attention](ch) if r in attn_at else nn.Identity()
 
-        self.up, self.upsample = nn.ModuleList(), nn.ModuleList()
-        for i, out_ch in reversed(list(enumerate(chans))):
-            ins = []
-            for _ in range(res_blocks):
-                ins.append(ch + skip_chs.pop())
-                ch = out_ch
-            self.up.append(Level(ins, out_ch, emb_dim, dropout, attention if res in attn_at else None))
-            first = i == 0
-            self.upsample.append(
-                nn.Identity() if first else nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
-                                                          nn.Conv2d(ch, ch, 3, padding=1))
-            )
-            res = res if first else res * 2
+        self.down = nn.ModuleList(
+            nn.ModuleList([*(ResBlock(c, c, emb_dim, dropout) for _ in range(res_blocks)), attn(c, r),
+                           Downsample(c, out) if i < len(chans) - 1 else nn.Identity()])
+            for i, (c, out, r) in enumerate(zip(ins, chans, res))
+        )
+        mid = chans[-1]
+        self.mid1 = ResBlock(ins[-1], mid, emb_dim, dropout)
+        self.mid_attn = FullAttention(mid) if attention != "none" else nn.Identity()
+        self.mid2 = ResBlock(mid, mid, emb_dim, dropout)
+        self.up = nn.ModuleList(
+            nn.ModuleList([*(ResBlock(out + c, out, emb_dim, dropout) for _ in range(res_blocks)), attn(out, r),
+                           Upsample(out, c) if i else nn.Identity()])
+            for i, (c, out, r) in reversed(list(enumerate(zip(ins, chans, res))))
+        )
+        ch = chans[0]
         self.out = nn.Sequential(group_norm(ch), nn.SiLU(), zero_init(nn.Conv2d(ch, in_channels, 3, padding=1)))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
@@ -166,16 +159,17 @@ class UNet(nn.Module):
             emb = emb + self.class_emb(y)
         h = self.init_conv(x)
         skips = []
-        for level, down in zip(self.down, self.downsample):
-            for block, attn in zip(level.blocks, level.attns):
-                h = attn(block(h, emb))
+        for *blocks, attn, down in self.down:
+            for block in blocks:
+                h = block(h, emb)
                 skips.append(h)
+            skips[-1] = h = attn(h)
             h = down(h)
         h = self.mid2(self.mid_attn(self.mid1(h, emb)), emb)
-        for level, up in zip(self.up, self.upsample):
-            for block, attn in zip(level.blocks, level.attns):
-                h = attn(block(torch.cat([h, skips.pop()], dim=1), emb))
-            h = up(h)
+        for *blocks, attn, up in self.up:
+            for block in blocks:
+                h = block(torch.cat([h, skips.pop()], dim=1), emb)
+            h = up(attn(h))
         return self.out(h)
 
 

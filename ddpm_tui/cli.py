@@ -57,19 +57,36 @@ def echo_json(value) -> None:
 
 @app.command()
 @global_options
-def demo(ctx_store: Store = None):
-    """Build the demo dataset and train a small CPU-sized run on it, then sample from it."""
+def demo(
+    no_tui: Annotated[bool, typer.Option("--no-tui", help="train in the foreground instead of opening the TUI")] = False,
+    steps: Annotated[int, typer.Option("--steps", help="training steps of the demo run")] = 0,
+    ctx_store: Store = None,
+):
+    """Build the demo dataset, queue a small CPU-sized run, start a worker and open the TUI on it."""
     from core.config import DEMO_PRESET, TrainConfig
-    from core.inference import sample_run
-    from core.train.run import new_run
+    from core.runner.lifecycle import launch as launch_run
 
+    interactive = not no_tui and sys.stdout.isatty() and sys.stdin.isatty()
+    preset = dict(DEMO_PRESET, max_steps=steps or (DEMO_PRESET["max_steps"] * (5 if interactive else 1)))
     store = open_store(ctx_store)
-    run = new_run(store, ctx_store[1], TrainConfig(**DEMO_PRESET).validate())
-    typer.echo(f"demo run {run.id}: {run.run_dir}", err=True)
-    outcome = _train_with_progress(store, run.id, resume=False)
-    grid = Path(run.run_dir) / "demo-samples.png"
-    sample_run(store, run.id, grid, n=16, steps=50, gif=grid.with_suffix(".gif"))
-    typer.echo(f"run {run.id} {outcome}; samples: {grid}", err=True)
+    cfg = TrainConfig(**preset).validate()
+    if not interactive:
+        from core.inference import sample_run
+        from core.train.run import new_run
+
+        run = new_run(store, ctx_store[1], cfg)
+        typer.echo(f"demo run {run.id}: {run.run_dir}", err=True)
+        outcome = _train_with_progress(store, run.id, resume=False)
+        grid = Path(run.run_dir) / "demo-samples.png"
+        sample_run(store, run.id, grid, n=16, steps=50, gif=grid.with_suffix(".gif"))
+        typer.echo(f"run {run.id} {outcome}; samples: {grid}", err=True)
+        return
+    from ddpm_tui.tui.app import run_app
+    from ddpm_tui.tui.backend import Backend
+
+    run = launch_run(store, ctx_store[1], cfg, queue=True)
+    Backend(ctx_store[0], ctx_store[1]).start_worker()
+    run_app(ctx_store[0], ctx_store[1], open_run_id=run.id)
 
 
 # ---- data -------------------------------------------------------------------------------------

@@ -119,3 +119,19 @@ class StatusEvent(Base):
 
 
 Index("ix_runs_created", Run.created_at)
+
+
+# ---- blind tests (ddpm_tui/tui/screens/blind.py, core/blind.py) --------------------------------------
+class BlindTest(Base):
+    """One person's blind test of a run: `mode` is 'class' (guess the class of generated patches)
+    or 'real-vs-generated' (pick the generated patch of a pair); `answers` holds the trials."""
+
+    __tablename__ = "blind_tests"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    mode: Mapped[str] = mapped_column(String(32))
+    n: Mapped[int] = mapped_column(Integer)
+    correct: Mapped[int] = mapped_column(Integer)
+    p_value: Mapped[float] = mapped_column(Float)
+    answers: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[float] = mapped_column(Float)

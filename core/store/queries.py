@@ -212,7 +212,7 @@ def add_tags(store: Store, run_id: int, tags: Sequence[str], remove: bool = Fals
 def delete_run(store: Store, run_id: int) -> None:
     with store.session() as s, s.begin():
         s.execute(update(Run).where(Run.parent_id == run_id).values(parent_id=None))
-        for table in (Metric, MetricSummary, Artifact, Tag, Note, StatusEvent):
+        for table in (Metric, MetricSummary, Artifact, Tag, Note, StatusEvent, BlindTest):
             s.execute(delete(table).where(table.run_id == run_id))
         s.execute(delete(Run).where(Run.id == run_id))
 
@@ -267,3 +267,27 @@ def run_records(store: Store, status: str | None = None, sweep_id: int | None = 
 def list_sweeps(store: Store) -> list[Sweep]:
     with store.session() as s:
         return list(s.scalars(select(Sweep).order_by(Sweep.id)))
+
+
+# ---- blind tests ------------------------------------------------------------------------------------
+from core.store.models import BlindTest  # noqa: E402  (appended section; delete_run uses it too)
+
+
+@retrying
+def add_blind_test(store: Store, run_id: int, mode: str, n: int, correct: int, p_value: float,
+                   answers: dict | list) -> BlindTest:
+    """Store the outcome of one blind test of a run."""
+    with store.session() as s, s.begin():
+        row = BlindTest(run_id=run_id, mode=mode, n=n, correct=correct, p_value=p_value, answers=answers,
+                        created_at=now())
+        s.add(row)
+    return row
+
+
+def blind_tests(store: Store, run_id: int | None = None) -> list[BlindTest]:
+    """Blind-test results, newest first (of one run, or of all runs)."""
+    with store.session() as s:
+        stmt = select(BlindTest).order_by(BlindTest.id.desc())
+        if run_id is not None:
+            stmt = stmt.where(BlindTest.run_id == run_id)
+        return list(s.scalars(stmt))

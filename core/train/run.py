@@ -134,7 +134,10 @@ def execute_run(store: Store, run_id: int, on_step: Callable[[StepStats], None] 
             replay_journal(store, run_id, journal)  # points the store missed before the interruption
             truncate_journal(journal, start)
             queries.truncate_metrics(store, run_id, start)
-            log.info("resuming run %d from %s", run_id, restored.name if restored else "the start")
+            if restored:
+                log.info("resuming run %d from %s", run_id, restored.name)
+            else:
+                log.info("starting run %d", run_id)
         trainer.metrics = MetricLogger(store, run_id, journal)
         previous = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
 

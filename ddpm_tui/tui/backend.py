@@ -93,3 +93,60 @@ class Backend:
                    str(Path(self.runs_dir).resolve()), "worker", "--slots", str(slots), "--until-empty"]
         proc = spawn_detached(command, Path(self.runs_dir) / "worker.log", env=dict(os.environ))
         return proc.pid
+
+    # ---- blind test (screens/blind.py) ------------------------------------------------------------
+    def blind_tests(self, run_id: int | None = None) -> list[dict]:
+        return [{"id": b.id, "run_id": b.run_id, "mode": b.mode, "n": b.n, "correct": b.correct,
+                 "p_value": b.p_value, "answers": b.answers, "created_at": b.created_at}
+                for b in queries.blind_tests(self.store, run_id)]
+
+    def add_blind_test(self, run_id: int, mode: str, n: int, correct: int, p_value: float, answers: dict) -> int:
+        return queries.add_blind_test(self.store, run_id, mode, n, correct, p_value, answers).id
+
+    def blind_generate(self, run_id: int, n: int, seed: int, class_label: int | None = None,
+                       steps: int = 50):
+        """n generated patches, uint8 (n, S, S, 3), from the run's EMA weights (DDIM, `steps` steps).
+        class_label 0/1 needs a conditional run; None alternates the classes of a conditional run."""
+        import torch
+
+        from core.errors import BadInput
+        from core.inference import load_run_model
+        from core.sample import generate
+
+        net, diffusion, cfg, _, run = load_run_model(self.store, run_id, device="auto")
+        if class_label is not None and not cfg.conditional:
+            raise BadInput(f"run {run.id} is not class-conditional (trained on {cfg.classes}); "
+                           "the class test needs a --conditional run")
+        with torch.inference_mode():
+            images, _ = generate(net, diffusion, n, cfg.image_size, "ddim", min(steps, cfg.timesteps), 0.0,
+                                 class_label, seed, next(net.parameters()).device)
+        return images
+
+    def blind_real(self, run_id: int, labels: list[int | None], seed: int):
+        """Real test-split patches of the run's dataset, one per entry of `labels` (a PCam label,
+        or None for any of the run's classes), prepared as the run saw them (centre crop or resize
+        to its image size): uint8 (n, S, S, 3)."""
+        import numpy as np
+
+        from core.config import config_from_dict
+        from core.data import open_split, selected_indices
+        from core.data.transforms import to_model_input, to_uint8
+        from core.train.run import resolve_data
+
+        run = queries.get_run(self.store, run_id)
+        cfg = config_from_dict(run.config)
+        split_file = Path(run.run_dir) / "split.json" if run.run_dir else None
+        source = open_split(resolve_data(cfg.data), "test",
+                            split_file=split_file if split_file and split_file.exists() else None)
+        try:
+            rng = np.random.default_rng(seed)
+            allowed = selected_indices(source, cfg.classes)
+            by_label = {lab: allowed[source.labels[allowed] == lab] for lab in (0, 1)}
+            picked = []
+            for lab in labels:
+                pool = allowed if lab is None or not len(by_label[lab]) else by_label[lab]
+                picked.append(int(rng.choice(pool)))
+            patches = np.stack([source.read(i, i + 1)[0] for i in picked])
+        finally:
+            source.close()
+        return to_uint8(to_model_input(patches, cfg.image_size, cfg.preprocess, "cpu"))

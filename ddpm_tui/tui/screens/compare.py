@@ -1,14 +1,203 @@
-"""Compare runs (placeholder until built)."""
+"""Compare runs: their loss curves overlaid in one chart and the config keys on which they differ.
+
+The runs come from `app.compare_ids`, set by the runs screen (select with space, then press c)."""
 
 from __future__ import annotations
 
+from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.widgets import DataTable, Footer, Header, Static
+
+from ddpm_tui.tui.screens.runs import STATUS_STYLE, fmt_float
+from ddpm_tui.tui.widgets.loss_chart import LossChart
+
+HOW_TO = "Nothing to compare yet: in the runs view (1) select two or more runs with space, then press c."
+MISSING = object()  # a config key a run does not have
+
+
+def config_diff(configs: list[dict]) -> list[tuple[str, list]]:
+    """(key, [value per config]) for the keys whose values are not all equal, in first-seen key
+    order; a key missing from a config counts as a difference (its value shows as MISSING)."""
+    keys = list(dict.fromkeys(k for cfg in configs for k in cfg))
+    rows = []
+    for key in keys:
+        values = [cfg.get(key, MISSING) for cfg in configs]
+        if any(v != values[0] for v in values[1:]):
+            rows.append((key, values))
+    return rows
+
+
+def fmt_value(value) -> str:
+    if value is MISSING:
+        return "—"
+    if isinstance(value, list):
+        return ",".join(map(str, value)) or "[]"
+    return str(value)
+
+
+def series_label(record: dict) -> str:
+    return f"{record['id']} {record['name']}"
 
 
 class CompareScreen(Screen):
+    BINDINGS = [
+        Binding("escape", "back", "Back"),
+        Binding("g", "toggle_smooth", "Smooth"),
+        Binding("l", "toggle_log", "Log-y"),
+        Binding("x", "toggle_x", "Step/time"),
+        Binding("m", "next_metric", "Metric"),
+        Binding("enter", "open", "Open run", show=False),
+    ]
+
+    def __init__(self):
+        super().__init__()
+        self.run_ids: list[int] = []
+        self.metric = "train/loss"
+        self.smooth, self.log_y, self.wall_x = True, False, False
+        self.records: list[dict] = []
+        self.keys: list[str] = []
+        self.series: dict[str, tuple[list, list]] = {}
+        self.diff: list[tuple[str, list]] = []
+        self.missing: list[int] = []
+        self.loaded = False
+
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static("Compare runs: not built yet")
+        yield Static("", id="compare-status")
+        yield Static(HOW_TO, id="compare-empty", classes="hidden")
+        yield LossChart(id="compare-chart")
+        yield DataTable(id="compare-diff", cursor_type="column", zebra_stripes=True)
         yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = "ddpm-tui — compare runs"
+        self.set_interval(2.0, self.refresh_compare)
+
+    def on_screen_resume(self) -> None:
+        ids = list(dict.fromkeys(getattr(self.app, "compare_ids", []) or []))
+        if ids != self.run_ids:
+            self.run_ids, self.loaded = ids, False
+            self.records, self.series, self.diff = [], {}, []
+        self.show_state()
+        self.refresh_compare()
+
+    def enough(self) -> bool:
+        return len(self.run_ids) >= 2
+
+    def show_state(self) -> None:
+        enough = self.enough()
+        self.query_one("#compare-empty", Static).set_class(enough, "hidden")
+        self.query_one("#compare-chart", LossChart).set_class(not enough, "hidden")
+        self.query_one("#compare-diff", DataTable).set_class(not enough, "hidden")
+        if not enough:
+            self.query_one("#compare-status", Static).update("compare: fewer than two runs chosen")
+        elif not self.loaded:
+            self.query_one("#compare-status", Static).update(
+                f"compare runs {', '.join(map(str, self.run_ids))}: loading…")
+
+    # ---- data (worker thread) ------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="compare-refresh")
+    def refresh_compare(self) -> None:
+        run_ids, metric, wall_x = list(self.run_ids), self.metric, self.wall_x
+        if len(run_ids) < 2:
+            return
+        backend = self.app.backend
+        records, series, keys, missing = [], {}, [], []
+        try:
+            for run_id in run_ids:
+                try:
+                    record = backend.run(run_id)
+                except Exception as exc:  # deleted since it was chosen
+                    if "no run with id" in str(exc):
+                        missing.append(run_id)
+                        continue
+                    raise
+                records.append(record)
+                steps, values, walls = backend.series(run_id, metric)
+                if wall_x and walls:
+                    xs = [(w - walls[0]) / 60 for w in walls]
+                else:
+                    xs = steps
+                series[series_label(record)] = (xs, values)
+                keys.extend(k for k in backend.metric_keys(run_id) if k not in keys)
+        except Exception as exc:  # a locked or broken store must not take the app down
+            self.app.call_from_thread(self.app.report_error, "reading runs to compare", exc)
+            return
+        self.app.call_from_thread(self.apply, run_ids, metric, wall_x, records, series, sorted(keys), missing)
+
+    def apply(self, run_ids, metric, wall_x, records, series, keys, missing) -> None:
+        if run_ids != self.run_ids or metric != self.metric or wall_x != self.wall_x:
+            return  # the choice changed while reading; the next refresh draws it
+        self.records, self.series, self.keys, self.missing, self.loaded = records, series, keys, missing, True
+        self.draw_chart()
+        self.draw_diff()
+        names = "  ".join(f"{r['id']} {r['name']}" for r in records)
+        gone = f"  (gone: {', '.join(map(str, missing))})" if missing else ""
+        self.query_one("#compare-status", Static).update(
+            Text.assemble(("compare ", "bold"), names, gone, f"   [{metric}{', log-y' if self.log_y else ''}"
+                          f"{', smoothed' if self.smooth else ''}]"))
+
+    def draw_chart(self) -> None:
+        self.query_one(LossChart).show(self.series, title=self.metric,
+                                       xlabel="minutes" if self.wall_x else "step",
+                                       smooth=self.smooth, log_y=self.log_y)
+
+    def draw_diff(self) -> None:
+        table = self.query_one("#compare-diff", DataTable)
+        self.diff = config_diff([r["config"] for r in self.records])
+        table.clear(columns=True)
+        table.add_column("", key="key")
+        for r in self.records:
+            table.add_column(f"{r['id']} {r['name']}", key=str(r["id"]))
+        table.add_row(Text("status", style="dim italic"),
+                      *[Text(r["status"], style=STATUS_STYLE.get(r["status"], "")) for r in self.records])
+        table.add_row(Text("step", style="dim italic"), *[f"{r['step']}/{r['total_steps']}" for r in self.records])
+        table.add_row(Text("loss~", style="dim italic"), *[fmt_float(r.get("smooth_loss")) for r in self.records])
+        table.add_row(Text("best", style="dim italic"), *[fmt_float(r.get("best")) for r in self.records])
+        if not self.diff:
+            table.add_row(Text("(same config)", style="dim"), *["" for _ in self.records])
+        for key, values in self.diff:
+            table.add_row(Text(key, style="bold"), *[fmt_value(v) for v in values], key=f"cfg:{key}")
+
+    # ---- keys -------------------------------------------------------------------------------------
+    def redraw(self) -> None:
+        if self.loaded:
+            self.draw_chart()
+            self.apply(self.run_ids, self.metric, self.wall_x, self.records, self.series, self.keys, self.missing)
+
+    def action_back(self) -> None:
+        self.app.switch_mode("runs")
+
+    def action_toggle_smooth(self) -> None:
+        self.smooth = not self.smooth
+        self.notify(f"smoothing {'on' if self.smooth else 'off'}")
+        self.redraw()
+
+    def action_toggle_log(self) -> None:
+        self.log_y = not self.log_y
+        self.redraw()
+
+    def action_toggle_x(self) -> None:
+        self.wall_x = not self.wall_x
+        self.refresh_compare()
+
+    def action_next_metric(self) -> None:
+        keys = self.keys or [self.metric]
+        self.metric = keys[(keys.index(self.metric) + 1) % len(keys)] if self.metric in keys else keys[0]
+        self.notify(f"metric: {self.metric}")
+        self.refresh_compare()
+
+    def action_open(self) -> None:
+        """Open the run whose column is under the cursor."""
+        table = self.query_one("#compare-diff", DataTable)
+        column = table.cursor_column - 1
+        if 0 <= column < len(self.records):
+            self.app.open_run(self.records[column]["id"])
+
+    def check_action(self, action: str, parameters) -> bool | None:
+        if action in ("toggle_smooth", "toggle_log", "toggle_x", "next_metric", "open"):
+            return True if self.enough() else None
+        return True

@@ -61,6 +61,7 @@ class RunDetailScreen(Screen):
         self.keys: list[str] = []
         self.shown_events = -1
         self.config_shown = False
+        self.log_placeholder = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -118,10 +119,15 @@ class RunDetailScreen(Screen):
         self.query_one(LossChart).show({self.metric: (xs, values)}, title=self.metric, xlabel=xlabel,
                                         smooth=self.smooth, log_y=self.log_y)
         self.query_one(SampleView).show(samples)
+        log = self.query_one("#detail-log", Log)
         if log_text:
-            self.query_one("#detail-log", Log).write(log_text)
-        elif not log_present and self.log_offset == 0 and not self.query_one("#detail-log", Log).line_count:
-            self.query_one("#detail-log", Log).write_line(f"(no log yet at {record['run_dir']}/train.log)")
+            if self.log_placeholder:
+                log.clear()
+                self.log_placeholder = False
+            log.write(log_text)
+        elif not log_present and not log.line_count:
+            log.write_line(f"(no log yet at {record['run_dir']}/train.log)")
+            self.log_placeholder = True
         if not self.config_shown:
             self.query_one("#detail-config", Static).update(
                 "\n".join(f"{k:>18} = {v}" for k, v in record["config"].items()))

@@ -93,6 +93,7 @@ class RunsScreen(Screen):
         self.filter_text = ""
         self.sort_column, self.sort_reverse = "id", False
         self.shown_order: list[int] = []
+        self.shown_cells: dict[int, list] = {}
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -133,17 +134,21 @@ class RunsScreen(Screen):
         rows = self.visible()
         order = [r["id"] for r in rows]
         current = self.current_id()
+        cells = {r["id"]: row_cells(r, r["id"] in self.selected) for r in rows}
         if order == self.shown_order:
-            for r in rows:
-                for (key, _), cell in zip(COLUMNS, row_cells(r, r["id"] in self.selected)):
-                    table.update_cell(str(r["id"]), key, cell)
+            for run_id, row in cells.items():  # only what changed: a tick must stay cheap with 1,000 runs
+                before = self.shown_cells.get(run_id, [])
+                for (key, _), old, cell in zip(COLUMNS, before, row):
+                    if str(old) != str(cell) or getattr(old, "style", None) != getattr(cell, "style", None):
+                        table.update_cell(str(run_id), key, cell)
         else:
             table.clear()
-            for r in rows:
-                table.add_row(*row_cells(r, r["id"] in self.selected), key=str(r["id"]))
+            for run_id, row in cells.items():
+                table.add_row(*row, key=str(run_id))
             self.shown_order = order
             if current in order:
                 table.move_cursor(row=order.index(current))
+        self.shown_cells = cells
         counts = {}
         for r in self.records.values():
             counts[r["status"]] = counts.get(r["status"], 0) + 1

@@ -1,0 +1,90 @@
+"""TUI speed on a big store: first paint of the real app in tmux, its RSS, and key-press latency
+while the live refresh ticks (Textual Pilot, in process).
+
+    .venv/bin/python benchmarks/bench_store.py --keep /tmp/ddpm-bench     # 1,000 runs, 1M metric rows
+    .venv/bin/python benchmarks/bench_tui.py --db-dir /tmp/ddpm-bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def tmux(*args: str) -> str:
+    return subprocess.run(["tmux", *args], capture_output=True, text=True).stdout
+
+
+def first_paint(db_dir: Path, size=(120, 40)) -> tuple[float, int]:
+    """Seconds from starting `ddpm-tui` until the first run row is on the screen, and the app's RSS (kB)."""
+    session = f"bench{time.monotonic_ns()}"
+    command = f"cd {db_dir} && {sys.executable} -m ddpm_tui"
+    t0 = time.perf_counter()
+    tmux("new-session", "-d", "-s", session, "-x", str(size[0]), "-y", str(size[1]), command)
+    try:
+        while True:
+            screen = tmux("capture-pane", "-p", "-t", session)
+            if any(line.split()[:2] == ["1", "run-1"] for line in screen.splitlines() if line.strip()):
+                elapsed = time.perf_counter() - t0
+                break
+            if time.perf_counter() - t0 > 30:
+                raise RuntimeError("the app did not paint within 30 s:\n" + screen)
+            time.sleep(0.01)
+        time.sleep(2.0)  # let a few refresh ticks run before reading memory
+        pane_pid = tmux("display-message", "-p", "-t", session, "#{pane_pid}").strip()
+        pids = subprocess.run(["pgrep", "-f", "-P", pane_pid, "ddpm_tui"], capture_output=True, text=True).stdout.split()
+        pid = pids[0] if pids else pane_pid
+        rss = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                   if line.startswith("VmRSS"))
+        return elapsed, rss
+    finally:
+        tmux("send-keys", "-t", session, "q")
+        time.sleep(0.3)
+        tmux("kill-session", "-t", session)
+
+
+async def key_latency(db_dir: Path, presses: int = 30) -> list[float]:
+    """Seconds each `o` (re-sort 1,000 rows) takes to be handled while the 1 s refresh keeps ticking."""
+    from textual.widgets import DataTable
+
+    from ddpm_tui.tui.app import DdpmApp
+    from ddpm_tui.tui.backend import Backend
+
+    app = DdpmApp(Backend(f"sqlite:///{db_dir / 'runs.db'}", db_dir / "runs"))
+    latencies = []
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = app.screen.query_one("#runs-table", DataTable)
+        while table.row_count == 0:
+            await pilot.pause(0.05)
+        for _ in range(presses):
+            t0 = time.perf_counter()
+            await pilot.press("o")
+            latencies.append(time.perf_counter() - t0)
+            await pilot.pause(0.1)
+    return latencies
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--db-dir", type=Path, required=True, help="folder holding runs.db (see bench_store.py --keep)")
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    if shutil.which("tmux") is None:
+        sys.exit("tmux is needed for the first-paint measurement")
+    paints = [first_paint(args.db_dir) for _ in range(args.repeats)]
+    times = [p[0] for p in paints]
+    print(f"first paint: median {statistics.median(times):.2f} s, max {max(times):.2f} s (goal <= 1 s); "
+          f"RSS {max(p[1] for p in paints) / 1024:.0f} MB")
+    latencies = asyncio.run(key_latency(args.db_dir))
+    print(f"key press during refresh: median {statistics.median(latencies) * 1000:.0f} ms, "
+          f"max {max(latencies) * 1000:.0f} ms over {len(latencies)} presses")
+
+
+if __name__ == "__main__":
+    main()
