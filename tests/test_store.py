@@ -130,3 +130,11 @@ def test_eight_writers_and_a_polling_reader_lose_nothing(tmp_path):
         assert (s["count"], s["min"], s["max"], s["last_step"]) == (n, 0.0, n - 1.0, n - 1)
         steps, _, _ = queries.metric_series(store, runs[i % 4], f"k{i}", max_points=10**6)
         assert steps == list(range(n))
+
+
+def test_head_read_from_files_matches_alembic():
+    from alembic.script import ScriptDirectory
+
+    from core.store.db import alembic_config
+
+    assert head_revision() == ScriptDirectory.from_config(alembic_config()).get_current_head()

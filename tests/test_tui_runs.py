@@ -143,3 +143,49 @@ async def test_detail_of_a_run_whose_directory_vanished(tui_app, tmp_path):
         screen = pilot.app.screen
         assert isinstance(screen, RunDetailScreen) and pilot.app.is_running
         assert "no log yet" in screen.query_one(Log).lines[0]
+
+
+async def wait_status(pilot, run_id, status, timeout=90.0):
+    store = pilot.app.backend.store
+    for _ in range(int(timeout / 0.2)):
+        if queries.get_run(store, run_id).status == status:
+            return
+        await pilot.pause(0.2)
+    raise AssertionError(f"run {run_id} is {queries.get_run(store, run_id).status}, expected {status}")
+
+
+@pytest.mark.slow
+async def test_stop_resume_kill_a_real_run_from_the_table(tmp_path):
+    from conftest import TINY, write_pcam
+    from core.config import build_config
+    from ddpm_tui.tui.app import DdpmApp
+    from ddpm_tui.tui.backend import Backend
+
+    pcam = write_pcam(tmp_path / "pcam")
+    backend = Backend(f"sqlite:///{tmp_path / 'runs.db'}", tmp_path / "runs")
+    flags = dict(zip([a.lstrip("-").replace("-", "_") for a in TINY[::2]], TINY[1::2]))
+    cfg = build_config({**flags, "data": str(pcam), "max_steps": 100000, "ckpt_every": 5,
+                        **{k: int(v) for k, v in flags.items() if v.isdigit()}})
+    run_id = backend.launch(cfg).id
+    app = DdpmApp(backend)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_rows(pilot, 1)
+        while queries.get_run(backend.store, run_id).step < 3:
+            await pilot.pause(0.2)
+        await pilot.press("s")
+        assert isinstance(app.screen, ConfirmDialog)
+        await pilot.press("y")
+        await wait_status(pilot, run_id, "stopped")
+        await pilot.press("r")
+        await wait_status(pilot, run_id, "running")
+        step = queries.get_run(backend.store, run_id).step
+        while queries.get_run(backend.store, run_id).step <= step:
+            await pilot.pause(0.2)
+        await pilot.press("k")
+        await pilot.press("y")
+        await wait_status(pilot, run_id, "stopped")
+        table = pilot.app.screen.query_one("#runs-table", DataTable)
+        await pilot.pause(1.2)
+        assert str(table.get_row_at(0)[2]) == "stopped"
+    events = [e.status for e in queries.status_events(backend.store, run_id)]
+    assert events == ["running", "stopped", "running", "stopped"]

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import functools
 import random
+import re
 import sqlite3
 import time
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, event, make_url
+from sqlalchemy import create_engine, event, inspect, make_url, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -23,15 +20,38 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 DEFAULT_URL = "sqlite:///runs.db"
 
 
-def alembic_config(connection=None) -> Config:
+def alembic_config(connection=None):
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["connection"] = connection
     return cfg
 
 
+_REVISION = re.compile(r"^(down_)?revision\s*=\s*['\"]?([\w-]+|None)['\"]?", re.M)
+
+
+def migration_revisions() -> tuple[set[str], str]:
+    """(all known revisions, head) read from the migration files themselves. Importing Alembic
+    costs a noticeable part of a second, so it is only imported when there is something to do."""
+    revisions, parents = set(), set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        for down, value in _REVISION.findall(path.read_text()):
+            (parents if down else revisions).add(value)
+    heads = revisions - parents
+    assert len(heads) == 1, f"migrations must have one head, found {heads}"
+    return revisions, heads.pop()
+
+
 def head_revision() -> str:
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    return migration_revisions()[1]
+
+
+def current_revision(conn) -> str | None:
+    if not inspect(conn).has_table("alembic_version"):
+        return None
+    return conn.execute(text("select version_num from alembic_version")).scalar()
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -70,18 +90,19 @@ class Store:
 
     def migrate(self) -> None:
         """Bring the schema to head; refuse a database made by a newer version of the code."""
-        head = head_revision()
+        known, head = migration_revisions()
         try:
             with self.engine.connect() as conn:
-                current = MigrationContext.configure(conn).get_current_revision()
+                current = current_revision(conn)
                 if current == head:
                     return
-                known = {s.revision for s in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
                 if current is not None and current not in known:
                     raise BadInput(
                         f"{self.url}: database schema {current} is newer than this ddpm-tui "
                         f"(knows up to {head}); upgrade ddpm-tui, the database was not modified"
                     )
+            from alembic import command
+
             with self.engine.begin() as conn:
                 command.upgrade(alembic_config(conn), "head")
         except (OperationalError, DBAPIError) as exc:
