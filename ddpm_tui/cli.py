@@ -133,7 +133,7 @@ def train(
 ):
     """Train in the foreground with a progress bar; the run is recorded in the store."""
     from core.config import build_config
-    from core.train.run import check_resumable, execute_run, new_run
+    from core.train.run import check_resumable, new_run
 
     store = open_store(ctx_store)
     if resume is not None:
@@ -251,18 +251,11 @@ def ablate(
 ):
     """Queue a grid of runs: any training option may be a comma list (';' for --dim-mults and
     --attn-resolutions). Prints the sweep id."""
-    from core.runner.lifecycle import launch as launch_run
-    from core.runner.sweeps import expand_grid
-    from core.store import queries
+    from core.runner.lifecycle import queue_sweep
 
-    configs = expand_grid(train_values, seeds, config, sweep_name)
-    store = open_store(ctx_store)
-    axes = sorted({k for k, v in train_values.items() if v is not None and len(str(v).split(";" if k in ("dim_mults", "attn_resolutions") else ",")) > 1})
-    sweep = queries.create_sweep(store, sweep_name or "sweep", {"axes": axes, "seeds": seeds, "runs": len(configs)})
-    for cfg in configs:
-        launch_run(store, ctx_store[1], cfg, queue=True, sweep_id=sweep.id)
+    sweep, runs, axes = queue_sweep(open_store(ctx_store), ctx_store[1], train_values, seeds, config, sweep_name)
     typer.echo(str(sweep.id))
-    typer.echo(f"sweep {sweep.id}: {len(configs)} runs queued over {', '.join(axes) or 'seeds'}", err=True)
+    typer.echo(f"sweep {sweep.id}: {len(runs)} runs queued over {', '.join(axes) or 'seeds'}", err=True)
 
 
 @app.command()

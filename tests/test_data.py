@@ -1,7 +1,6 @@
 """Readers for the real layouts, the split, the stream and the transforms."""
 
 import json
-import shutil
 
 import h5py
 import numpy as np

@@ -11,7 +11,6 @@ import sys
 import time
 
 import pytest
-import torch
 
 from conftest import TINY
 from core.runner.processes import pid_alive
@@ -196,10 +195,10 @@ def test_tag_note_export_and_rm(workdir, cli, pcam, store, tmp_path):
 
 def test_read_only_and_corrupt_databases(workdir, cli, pcam):
     assert cli("train", "--data", pcam, *TINY, "--max-steps", "1").code == 0
-    before = (workdir / "runs.db").read_bytes()
     ro = f"sqlite:///file:{workdir / 'runs.db'}?mode=ro&uri=true"
     r = cli("--db", ro, "runs", "tag", "1", "x")
     assert r.code == 2 and "read-only" in r.err and len(r.err.strip().splitlines()) == 1, r
+    assert queries.run_tags(Store("sqlite:///runs.db")) == {}
     assert json.loads(cli("--db", ro, "runs", "list", "--json").out)[0]["id"] == 1
     (workdir / "bad.db").write_bytes(b"garbage" * 100)
     r = cli("--db", "sqlite:///bad.db", "runs", "list")

@@ -1,9 +1,7 @@
 """The store: migrations, refusal of newer or foreign databases, idempotent metrics, concurrency."""
 
 import multiprocessing as mp
-import os
 import sqlite3
-import stat
 import time
 
 import pytest

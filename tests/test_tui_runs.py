@@ -1,15 +1,12 @@
 """Pilot tests of the runs table, the run detail screen and the actions on runs."""
 
-import asyncio
-
 import pytest
 from textual.widgets import DataTable, Input, Log, Static
 
-from core.store import Store, queries
+from core.store import queries
 from ddpm_tui.tui.screens.detail import RunDetailScreen
 from ddpm_tui.tui.screens.dialogs import ConfirmDialog, TextPrompt
 from ddpm_tui.tui.screens.help import HelpScreen
-from ddpm_tui.tui.widgets.loss_chart import LossChart
 
 
 async def wait_rows(pilot, n, timeout=10.0):
@@ -48,7 +45,7 @@ async def test_runs_table_lists_sorts_and_filters(tui_app):
 @pytest.mark.asyncio
 async def test_select_several_and_tag_them(tui_app):
     async with tui_app.run_test(size=(120, 30)) as pilot:
-        table = await wait_rows(pilot, 3)
+        await wait_rows(pilot, 3)
         await pilot.press("space", "space")
         assert pilot.app.screen.selected == {1, 2}
         await pilot.press("t")

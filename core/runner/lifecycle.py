@@ -18,7 +18,8 @@ from core.runner.liveness import reconcile
 from core.runner.processes import SIGKILL, SIGTERM, pid_alive, run_command, signal_group, spawn_detached
 from core.store import queries
 from core.store.db import Store
-from core.train.run import check_resumable, new_run
+from core.runner.sweeps import expand_grid, grid_axes
+from core.train.run import check_resumable, check_training_data, new_run
 
 def store_url_for_children(store: Store) -> str:
     """The store's URL with a relative SQLite path made absolute, so children in any cwd find it."""
@@ -110,3 +111,15 @@ def remove(store: Store, runs_dir: Path, run_id) -> queries.Run:
     if run_dir and run_dir.is_dir() and run_dir.is_relative_to(root) and run_dir != root:
         shutil.rmtree(run_dir)
     return run
+
+
+def queue_sweep(store: Store, runs_dir: Path, raw_values: dict, seeds: int, config_file=None, name: str = ""):
+    """Expand a grid (see sweeps.expand_grid), check each dataset once, then queue every run under
+    one new sweep. Nothing is stored when a value or a dataset is bad. Returns (sweep, runs, axes)."""
+    configs = expand_grid(raw_values, seeds, config_file, name)
+    for cfg in {(c.data, c.classes): c for c in configs}.values():
+        check_training_data(cfg)
+    axes = grid_axes(raw_values)
+    sweep = queries.create_sweep(store, name or "sweep", {"axes": axes, "seeds": seeds, "runs": len(configs)})
+    runs = [launch(store, runs_dir, cfg, queue=True, sweep_id=sweep.id) for cfg in configs]
+    return sweep, runs, axes

@@ -37,6 +37,13 @@ def split_values(name: str, raw: str) -> list:
     return [_parse_scalar(name, p) for p in parts]
 
 
+def grid_axes(raw_values: dict[str, str | None]) -> list[str]:
+    """The options given with more than one value: the axes of the grid."""
+    return sorted(name for name, raw in raw_values.items()
+                  if raw is not None and name not in NOT_SWEEPABLE and FIELD_TYPES[name] != "list"
+                  and len(split_values(name, raw)) > 1)
+
+
 def expand_grid(raw_values: dict[str, str | None], seeds: int, config_file=None, base_name: str = "") -> list[TrainConfig]:
     """One validated TrainConfig per combination of the listed values and per seed."""
     if seeds < 1:

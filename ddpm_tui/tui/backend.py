@@ -80,6 +80,10 @@ class Backend:
         from core.runner.lifecycle import launch
         return launch(self.store, self.runs_dir, cfg, queue=queue, sweep_id=sweep_id)
 
+    def queue_sweep(self, raw_values: dict, seeds: int, name: str = ""):
+        from core.runner.lifecycle import queue_sweep
+        return queue_sweep(self.store, self.runs_dir, raw_values, seeds, name=name)
+
     def sample(self, run_id: int, out: Path, n: int = 16, steps: int = 50) -> list[Path]:
         from core.inference import sample_run
         return sample_run(self.store, run_id, out, n=n, steps=steps, device="auto")

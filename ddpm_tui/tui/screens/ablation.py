@@ -1,14 +1,367 @@
-"""Ablation sweeps (placeholder until built)."""
+"""Ablation sweeps: build a grid (schedule x attention x any option x seeds) and queue it as runs of
+one sweep; watch a sweep's runs grouped by configuration."""
 
 from __future__ import annotations
 
+import statistics
+from typing import Any
+
+from rich.markup import escape
+from rich.text import Text
+from textual import on, work
 from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.widgets import (Button, DataTable, Footer, Header, Input, Label, Select, Static, TabbedContent,
+                             TabPane)
+
+from core.config import FIELD_TYPES, flag
+from core.errors import BadInput
+from core.runner.sweeps import LIST_VALUED, configuration_key, expand_grid, grid_axes, split_values
+from ddpm_tui.tui.screens.dialogs import ConfirmDialog
+from ddpm_tui.tui.screens.launch import PRESETS
+
+# room for the evaluation issue: mean and 95% CI per configuration, "-" until runs are evaluated
+METRIC_COLUMNS = [("nll", "NLL b/d ±CI"), ("ssim", "SSIM ±CI"), ("fid", "FID ±CI")]
+COUNT_COLUMNS = [("runs", "runs"), ("finished", "done"), ("running", "run"), ("queued", "queued"),
+                 ("other", "fail/stop"), ("progress", "progress"), ("loss", "loss~"), ("best", "best")]
+IGNORED_AXES = ("seed", "name", "tag")
+MAX_RUNS = 1000  # more than this at once from a form is almost surely a typo
+
+
+def parse_other_options(text: str) -> dict[str, str]:
+    """'lr=1e-4,2e-4; image_size=32' -> {'lr': '1e-4,2e-4', 'image_size': '32'}. Options are separated
+    by ';'; the values of dim_mults and attn_resolutions (which contain commas) by '|'."""
+    options: dict[str, str] = {}
+    for part in text.split(";"):
+        part = part.strip()
+        if not part:
+            continue
+        if "=" not in part:
+            raise BadInput(f"other options: expected key=value, got {part!r}")
+        key, value = (s.strip() for s in part.split("=", 1))
+        name = key.lstrip("-").replace("-", "_")
+        if name not in FIELD_TYPES:
+            raise BadInput(f"other options: unknown option {key!r}")
+        if name == "name":
+            raise BadInput("other options: the runs are named after the sweep; use the sweep name field")
+        if name in options:
+            raise BadInput(f"other options: {key!r} is given twice")
+        if not value:
+            raise BadInput(f"--{flag(name)}: no values")
+        options[name] = ";".join(v.strip() for v in value.split("|")) if name in LIST_VALUED else value
+    return options
+
+
+def grid_values(preset: dict[str, Any], data: str, schedules: str, attention: str,
+                other: str) -> tuple[dict[str, str], list[str]]:
+    """The raw values expand_grid takes (the preset as fixed values, the rest as comma lists), and
+    the swept options (those with more than one value)."""
+    raw = {k: (";".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v))
+           for k, v in preset.items() if k not in ("name", "tag")}
+    if data.strip():
+        raw["data"] = data.strip()
+    for name, text in (("schedule", schedules), ("attention", attention)):
+        if text.strip():
+            raw[name] = text.strip()
+    extra = parse_other_options(other)
+    for name, text in (("schedule", schedules), ("attention", attention), ("data", data)):
+        if name in extra and text.strip():
+            raise BadInput(f"other options: {name} has its own field above")
+    raw.update(extra)
+    return raw, grid_axes(raw)
+
+
+def sweep_axes(spec: dict | None, records: list[dict]) -> list[str]:
+    """The swept options of a sweep: from its spec, else the config keys whose values differ."""
+    axes = [a for a in (spec or {}).get("axes") or [] if a not in IGNORED_AXES]
+    if axes or not records:
+        return axes
+    keys = sorted({k for r in records for k in r["config"]} - set(IGNORED_AXES))
+    return [k for k in keys if len({repr(r["config"].get(k)) for r in records}) > 1]
+
+
+def _mean(values: list[float]) -> float | None:
+    return statistics.fmean(values) if values else None
+
+
+def group_runs(records: list[dict], axes: list[str]) -> list[dict]:
+    """One row per configuration (the values of the swept options, seed excluded), in first-seen order."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in sorted(records, key=lambda r: r["id"]):
+        groups.setdefault(configuration_key(r["config"], axes), []).append(r)
+    rows = []
+    for key, runs in groups.items():
+        statuses = [r["status"] for r in runs]
+        progress = [min(1.0, r["step"] / r["total_steps"]) for r in runs if r.get("total_steps")]
+        losses = [r["smooth_loss"] for r in runs if r.get("smooth_loss") is not None]
+        bests = [r["best"] for r in runs if r.get("best") is not None]
+        rows.append({
+            "key": key, "values": dict(zip(axes, key)), "run_ids": [r["id"] for r in runs], "runs": len(runs),
+            "finished": statuses.count("finished"), "running": statuses.count("running"),
+            "queued": statuses.count("queued"),
+            "other": len(statuses) - sum(statuses.count(s) for s in ("finished", "running", "queued")),
+            "progress": _mean(progress), "loss": _mean(losses), "best": min(bests) if bests else None,
+        })
+    return rows
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def row_cells(row: dict, axes: list[str]) -> list:
+    return [*(str(row["values"][a]) for a in axes), str(row["runs"]),
+            Text(str(row["finished"]), style="blue" if row["finished"] else ""),
+            Text(str(row["running"]), style="bold green" if row["running"] else ""),
+            Text(str(row["queued"]), style="yellow" if row["queued"] else ""),
+            Text(str(row["other"]), style="bold red" if row["other"] else ""),
+            "-" if row["progress"] is None else f"{100 * row['progress']:.0f}%",
+            _fmt(row["loss"]), _fmt(row["best"]), *("-" for _ in METRIC_COLUMNS)]
 
 
 class AblationScreen(Screen):
+    BINDINGS = [
+        Binding("ctrl+n", "queue", "Queue grid", key_display="^N"),
+        Binding("ctrl+t", "worker", "Start worker", key_display="^T"),
+        Binding("ctrl+g", "toggle_tab", "Grid/Sweeps", key_display="^G"),
+        Binding("escape", "app.switch_mode('runs')", "Back"),
+    ]
+
+    def __init__(self):
+        super().__init__()
+        self.sweeps: list[dict] = []
+        self.records: list[dict] = []
+        self.shown_columns: list[str] | None = None
+        self.shown_sweeps: list[tuple] = []
+        self.busy = False
+        self.pending_sweep: int | None = None
+
+    # ---- layout -------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static("Ablation sweeps: not built yet")
+        with TabbedContent(id="abl-tabs", initial="tab-grid"):
+            with TabPane("Build grid", id="tab-grid"):
+                with VerticalScroll(id="abl-grid", can_focus=False):
+                    yield self._row("schedules", Input("linear,cosine", id="abl-schedule", compact=True,
+                                                       tooltip="comma list of noise schedules"))
+                    yield self._row("attention", Input("none,full", id="abl-attention", compact=True,
+                                                       tooltip="comma list of none, linear, full"))
+                    yield self._row("seeds", Input("3", id="abl-seeds", compact=True, type="integer",
+                                                   tooltip="runs per configuration (seeds 0..N-1)"))
+                    yield self._row("base preset", Select([(p, p) for p in PRESETS], prompt="defaults",
+                                                          id="abl-preset", compact=True))
+                    yield self._row("data", Input("demo", id="abl-data", compact=True,
+                                                  tooltip="dataset directory, or demo"))
+                    yield self._row("other options", Input(
+                        "", id="abl-other", compact=True, placeholder="lr=1e-4,2e-4; image_size=32",
+                        tooltip="any training option as a comma list; ';' separates options"))
+                    yield Static("any training option as key=a,b,c; ';' between options; "
+                                 "for dim_mults / attn_resolutions separate values with '|' "
+                                 "(dim_mults=1,2,4 | 1,2,4,8)", classes="abl-hint")
+                    yield self._row("sweep name", Input("", id="abl-name", compact=True, placeholder="sweep"))
+                    yield Static("", id="abl-preview")
+                    with Horizontal(id="abl-buttons"):
+                        yield Button("Queue grid ^N", id="abl-queue", variant="success", compact=True)
+                        yield Button("Start worker ^T", id="abl-worker", compact=True)
+            with TabPane("Sweeps", id="tab-sweeps"):
+                with Horizontal(id="sweep-bar"):
+                    yield Select([], prompt="sweep…", id="sweep-select", compact=True)
+                yield Static("", id="sweep-summary")
+                yield DataTable(id="sweep-table", cursor_type="row", zebra_stripes=True)
         yield Footer()
+
+    @staticmethod
+    def _row(label: str, widget) -> Horizontal:
+        if isinstance(widget, Input):
+            widget.add_class("abl-input")
+        return Horizontal(Label(label, classes="abl-label"), widget, classes="abl-row")
+
+    def on_mount(self) -> None:
+        self.title = "ddpm-tui — ablation"
+        self.update_preview()
+        self.refresh_sweeps()
+        self.set_interval(2.0, self.refresh_sweeps)
+
+    def on_screen_resume(self) -> None:
+        self.refresh_sweeps()
+
+    # ---- the grid -----------------------------------------------------------------------------
+    def grid(self) -> tuple[dict[str, str], list[str], int, str]:
+        """(raw values, swept options, seeds, sweep name) from the form; raises BadInput."""
+        preset_select = self.query_one("#abl-preset", Select)
+        preset = {} if preset_select.is_blank() else PRESETS[preset_select.value]
+        raw, axes = grid_values(preset, self.query_one("#abl-data", Input).value,
+                                self.query_one("#abl-schedule", Input).value,
+                                self.query_one("#abl-attention", Input).value,
+                                self.query_one("#abl-other", Input).value)
+        seeds_text = self.query_one("#abl-seeds", Input).value.strip()
+        try:
+            seeds = int(seeds_text)
+        except ValueError:
+            raise BadInput(f"--seeds: expected a whole number, got {seeds_text!r}") from None
+        if seeds < 1:
+            raise BadInput(f"--seeds: must be at least 1, got {seeds}")
+        return raw, axes, seeds, self.query_one("#abl-name", Input).value.strip()
+
+    @on(Input.Changed, ".abl-input")
+    @on(Select.Changed, "#abl-preset")
+    def update_preview(self) -> None:
+        preview = self.query_one("#abl-preview", Static)
+        try:
+            raw, axes, seeds, name, configs = self.checked_grid()
+        except BadInput as exc:
+            preview.update(f"[b red]{escape(str(exc))}[/]")
+            return
+        sizes = " x ".join(f"{len(split_values(a, raw[a]))} {a}" for a in axes) or "1 configuration"
+        preview.update(f"{sizes} = {len(configs)} configuration(s) x {seeds} seed(s) = "
+                       f"[b]{len(configs) * seeds} runs[/b] on {escape(configs[0].data)}")
+
+    def checked_grid(self):
+        """grid() plus one validated config per configuration (pure: touches no file); raises BadInput."""
+        raw, axes, seeds, name = self.grid()
+        configs = expand_grid(raw, 1, None, name)
+        if len(configs) * seeds > MAX_RUNS:
+            raise BadInput(f"{len(configs)} configurations x {seeds} seeds = {len(configs) * seeds} runs: "
+                           f"more than {MAX_RUNS} at once")
+        return raw, axes, seeds, name, configs
+
+    def action_queue(self) -> None:
+        if self.busy:
+            self.notify("already queueing…", severity="warning")
+            return
+        try:
+            raw, axes, seeds, name, _ = self.checked_grid()
+        except BadInput as exc:
+            self.update_preview()
+            self.notify(str(exc), severity="error")
+            return
+        self.busy = True
+        self.query_one("#abl-preview", Static).update("queueing…")
+        self.queue_grid(raw, axes, seeds, name)
+
+    @on(Button.Pressed, "#abl-queue")
+    def queue_pressed(self) -> None:
+        self.action_queue()
+
+    @work(thread=True, exclusive=True, group="ablation-queue")
+    def queue_grid(self, raw: dict[str, str], axes: list[str], seeds: int, name: str) -> None:
+        """What `ddpm-tui ablate` does: expand, check the data, create the sweep, queue the runs."""
+        try:
+            sweep, runs, axes = self.app.backend.queue_sweep(raw, seeds, name)
+        except Exception as exc:  # bad data, locked store...: a notification, never a crash
+            self.app.call_from_thread(self.queue_failed, exc)
+            return
+        self.app.call_from_thread(self.queued, sweep.id, len(runs), axes)
+
+    def queued(self, sweep_id: int, n_runs: int, axes: list[str]) -> None:
+        self.busy = False
+        self.update_preview()
+        self.notify(f"sweep {sweep_id}: {n_runs} runs queued over {', '.join(axes) or 'seeds'}")
+        self.pending_sweep = sweep_id
+        self.query_one("#abl-tabs", TabbedContent).active = "tab-sweeps"
+        self.refresh_sweeps()
+
+        def done(ok: bool | None) -> None:
+            if ok:
+                self.app.act_on_runs("worker", [])
+
+        self.app.push_screen(ConfirmDialog(f"Sweep {sweep_id}: {n_runs} runs queued. Start a worker now?"), done)
+
+    def queue_failed(self, exc: BaseException) -> None:
+        self.busy = False
+        self.update_preview()
+        self.app.report_error("queue sweep", exc)
+
+    def action_worker(self) -> None:
+        self.app.act_on_runs("worker", [])
+
+    @on(Button.Pressed, "#abl-worker")
+    def worker_pressed(self) -> None:
+        self.action_worker()
+
+    def action_toggle_tab(self) -> None:
+        tabs = self.query_one("#abl-tabs", TabbedContent)
+        tabs.active = "tab-sweeps" if tabs.active == "tab-grid" else "tab-grid"
+
+    # ---- the sweep view -----------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="sweeps-refresh")
+    def refresh_sweeps(self) -> None:
+        if not self.is_current and self.sweeps:
+            return  # another mode is showing: no need to read the store
+        try:
+            sweeps = [{"id": s.id, "name": s.name, "spec": s.spec or {}} for s in self.app.backend.sweeps()]
+            records = [r for r in self.app.backend.runs() if r.get("sweep_id") is not None]
+        except Exception as exc:  # a locked, busy or broken store must not take the app down
+            self.app.call_from_thread(self.app.report_error, "reading sweeps", exc)
+            return
+        self.app.call_from_thread(self.apply, sweeps, records)
+
+    def apply(self, sweeps: list[dict], records: list[dict]) -> None:
+        self.sweeps, self.records = sweeps, records
+        counts: dict[int, int] = {}
+        for r in records:
+            counts[r["sweep_id"]] = counts.get(r["sweep_id"], 0) + 1
+        options = [(f"sweep {s['id']}: {s['name'] or 'sweep'} ({counts.get(s['id'], 0)} runs)", s["id"])
+                   for s in reversed(sweeps)]
+        select = self.query_one("#sweep-select", Select)
+        if options != self.shown_sweeps:
+            current = None if select.is_blank() else select.value
+            select.set_options(options)
+            self.shown_sweeps = options
+            ids = [value for _, value in options]
+            wanted = self.pending_sweep if self.pending_sweep in ids else current if current in ids else None
+            if wanted is None and ids:
+                wanted = ids[0]  # the newest sweep
+            if wanted is not None:
+                select.value = wanted
+            self.pending_sweep = None
+        elif self.pending_sweep is not None and self.pending_sweep in [v for _, v in options]:
+            select.value = self.pending_sweep
+            self.pending_sweep = None
+        self.render_sweep()
+
+    @on(Select.Changed, "#sweep-select")
+    def sweep_chosen(self) -> None:
+        self.render_sweep()
+
+    def selected_sweep(self) -> dict | None:
+        select = self.query_one("#sweep-select", Select)
+        if select.is_blank():
+            return None
+        return next((s for s in self.sweeps if s["id"] == select.value), None)
+
+    def render_sweep(self) -> None:
+        table = self.query_one("#sweep-table", DataTable)
+        summary = self.query_one("#sweep-summary", Static)
+        sweep = self.selected_sweep()
+        if sweep is None:
+            table.clear(columns=True)
+            self.shown_columns = None
+            summary.update("no sweep yet: build a grid (^G) and queue it (^N)")
+            return
+        records = [r for r in self.records if r["sweep_id"] == sweep["id"]]
+        axes = sweep_axes(sweep["spec"], records)
+        columns = [*axes, *(k for k, _ in COUNT_COLUMNS), *(k for k, _ in METRIC_COLUMNS)]
+        if columns != self.shown_columns:
+            table.clear(columns=True)
+            for a in axes:
+                table.add_column(a, key=a)
+            for key, label in [*COUNT_COLUMNS, *METRIC_COLUMNS]:
+                table.add_column(label, key=key)
+            self.shown_columns = columns
+        rows = group_runs(records, axes)
+        cursor = table.cursor_row
+        table.clear()
+        for row in rows:
+            table.add_row(*row_cells(row, axes), key=repr(row["key"]))
+        if rows:
+            table.move_cursor(row=min(cursor, len(rows) - 1))
+        statuses: dict[str, int] = {}
+        for r in records:
+            statuses[r["status"]] = statuses.get(r["status"], 0) + 1
+        status_text = ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())) or "no runs"
+        summary.update(f"[b]sweep {sweep['id']}[/b] {escape(sweep['name'] or '')} over "
+                       f"{escape(', '.join(axes) or 'seeds only')}: {len(rows)} configuration(s), "
+                       f"{len(records)} runs ({status_text}). NLL/SSIM/FID: mean ± 95% CI after evaluation.")

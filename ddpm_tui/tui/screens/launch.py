@@ -47,11 +47,17 @@ def field_of_message(message: str) -> str | None:
 
 def to_text(name: str, value: Any) -> str:
     """A config value as the text an Input shows."""
+    if isinstance(value, bool):
+        return on_off(value)
     if name == "tag":
         return ", ".join(map(str, value or []))
     if isinstance(value, (list, tuple)):
         return ",".join(map(str, value))
     return "" if value is None else str(value)
+
+
+def on_off(value: bool) -> str:
+    return "on" if value else "off"
 
 
 def parse_text(kind: str, name: str, text: str) -> Any:
@@ -114,6 +120,7 @@ class LaunchScreen(Screen):
         self.problems: dict[str, str] = {}
         self.config: TrainConfig | None = None
         self.busy = False
+        self.shown_errors: dict[str | None, str] = {}  # what the error lines (None: status line) show
 
     # ---- layout -------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -124,7 +131,7 @@ class LaunchScreen(Screen):
             yield Button("Queue ^N", id="launch-queue", variant="success", compact=True)
             yield Button("Defaults ^R", id="launch-reset", compact=True)
         yield Static("", id="launch-status")
-        with VerticalScroll(id="launch-form"):
+        with VerticalScroll(id="launch-form", can_focus=False):
             for f in FIELDS:
                 yield self._field_row(f)
         yield Footer()
@@ -143,7 +150,11 @@ class LaunchScreen(Screen):
             control = Input(value=shown, placeholder=shown or f.name, compact=True, id=f"opt-{f.name}")
         control.tooltip = help_text
         control.add_class("opt-control")
-        row = Horizontal(Label(f"--{flag(f.name)}", classes="opt-label"), control,
+        shown_control = control
+        if isinstance(control, Switch):  # a switch's state in words too (colour alone is easy to miss)
+            shown_control = Horizontal(control, Static(on_off(default), id=f"state-{f.name}", classes="opt-state"),
+                                       classes="opt-switch-box")
+        row = Horizontal(Label(f"--{flag(f.name)}", classes="opt-label"), shown_control,
                          Static(f"{escape(help_text)} [dim](default: {escape(to_text(f.name, default)) or '—'})[/dim]",
                                 classes="opt-help", markup=True),
                          classes="opt-row")
@@ -172,6 +183,9 @@ class LaunchScreen(Screen):
             elif isinstance(widget, Switch):
                 values[f.name] = bool(widget.value)
             else:
+                if not widget.value.strip() and f.type in ("int", "float"):
+                    values[f.name] = DEFAULTS[f.name]  # empty shows the default as placeholder: means it
+                    continue
                 try:
                     values[f.name] = parse_text(f.type, f.name, widget.value)
                 except ValueError as exc:
@@ -214,7 +228,10 @@ class LaunchScreen(Screen):
     @on(Input.Changed, ".opt-control")
     @on(Select.Changed, ".opt-control")
     @on(Switch.Changed, ".opt-control")
-    def changed(self) -> None:
+    def changed(self, event) -> None:
+        if isinstance(event, Switch.Changed):
+            name = event.switch.id.removeprefix("opt-")
+            self.query_one(f"#state-{name}", Static).update(on_off(event.value))
         self.revalidate()
 
     def revalidate(self) -> None:
@@ -222,22 +239,30 @@ class LaunchScreen(Screen):
         self.config, general = check_values(values, problems)
         self.problems = problems
         for f in FIELDS:
-            box = self.query_one(f"#err-{f.name}", Static)
-            message = problems.get(f.name, "")
-            box.update(message)
-            box.set_class(not message, "hidden")
-            self.query_one(f"#field-{f.name}").set_class(bool(message), "invalid")
-        status = self.query_one("#launch-status", Static)
+            self.show_error(f.name, problems.get(f.name, ""))
         if general:
-            status.update(f"[b red]{general}[/]")
+            text = f"[b red]{escape(general)}[/]"
         elif problems:
-            fields = ", ".join(f"--{flag(n)}" for n in problems)
-            status.update(f"[b red]{len(problems)} problem(s):[/] {fields}")
+            text = f"[b red]{len(problems)} problem(s):[/] " + ", ".join(f"--{flag(n)}" for n in problems)
         else:
             c = self.config
-            status.update(f"[green]ready[/]: {c.classes}{' conditional' if c.conditional else ''}, "
-                          f"{c.image_size} px, {c.schedule}, attention {c.attention}, {c.max_steps} steps "
-                          f"on {c.data or '?'}")
+            text = (f"[green]ready[/]: {c.classes}{' conditional' if c.conditional else ''}, {c.image_size} px, "
+                    f"{c.schedule}, attention {c.attention}, {c.max_steps} steps on {escape(c.data or '?')}")
+        self.set_status(text)
+
+    def set_status(self, text: str) -> None:
+        if text != self.shown_errors.get(None):  # an update re-lays out the screen: only when it changed
+            self.shown_errors[None] = text
+            self.query_one("#launch-status", Static).update(text)
+
+    def show_error(self, name: str, message: str) -> None:
+        if self.shown_errors.get(name, "") == message:
+            return
+        self.shown_errors[name] = message
+        box = self.query_one(f"#err-{name}", Static)
+        box.update(message)
+        box.set_class(not message, "hidden")
+        self.query_one(f"#field-{name}").set_class(bool(message), "invalid")
 
     # ---- actions ------------------------------------------------------------------------------
     @on(Select.Changed, "#launch-preset")
@@ -277,7 +302,7 @@ class LaunchScreen(Screen):
             self.notify("already launching…", severity="warning")
             return
         self.busy = True
-        self.query_one("#launch-status", Static).update("queueing…" if queue else "launching…")
+        self.set_status("queueing…" if queue else "launching…")
         self.launch_run(self.config, queue)
 
     @work(thread=True, exclusive=True, group="launch")
@@ -301,10 +326,10 @@ class LaunchScreen(Screen):
         self.busy = False
         self.revalidate()
         message = str(exc)
-        name = field_of_message(message) if isinstance(exc, BadInput) else None
+        name = None
+        if isinstance(exc, BadInput):  # the form validated, so what launch refuses is about the data
+            name = field_of_message(message) or "data"
         if name:
-            box = self.query_one(f"#err-{name}", Static)
-            box.update(message)
-            box.remove_class("hidden")
+            self.show_error(name, message)
             self.control(name).focus()
         self.app.report_error("launch", exc)

@@ -1,0 +1,158 @@
+"""Pilot tests of the ablation screen: build and queue a grid, watch the sweep by configuration."""
+
+import pytest
+from textual.widgets import DataTable, Input, Select, Static, TabbedContent
+
+from core.errors import BadInput
+from core.store import queries
+from ddpm_tui.tui.screens.ablation import AblationScreen, grid_values, group_runs, parse_other_options
+from ddpm_tui.tui.screens.dialogs import ConfirmDialog
+
+
+async def open_ablation(pilot) -> AblationScreen:
+    await pilot.press("3")
+    for _ in range(100):
+        if isinstance(pilot.app.screen, AblationScreen) and pilot.app.screen.is_mounted:
+            break
+        await pilot.pause(0.05)
+    await pilot.pause(0.1)
+    assert isinstance(pilot.app.screen, AblationScreen)
+    return pilot.app.screen
+
+
+def set_inputs(screen, **values) -> None:
+    for key, value in values.items():
+        screen.query_one(f"#abl-{key}", Input).value = value
+
+
+async def wait_for(pilot, condition, timeout=10.0):
+    for _ in range(int(timeout / 0.05)):
+        if condition():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def test_other_options_and_grid_values():
+    assert parse_other_options("lr=1e-4,2e-4; --image-size=32;") == {"lr": "1e-4,2e-4", "image_size": "32"}
+    assert parse_other_options("dim_mults=1,2,4 | 1,2,4,8") == {"dim_mults": "1,2,4;1,2,4,8"}
+    for bad in ("lr", "colour=red", "lr=1;lr=2", "name=x", "lr="):
+        with pytest.raises(BadInput):
+            parse_other_options(bad)
+    raw, axes = grid_values({"dim": 32, "name": "demo"}, "/d", "linear,cosine", "none", "lr=1e-4,2e-4; seed=5")
+    assert raw == {"dim": "32", "data": "/d", "schedule": "linear,cosine", "attention": "none",
+                   "lr": "1e-4,2e-4", "seed": "5"}
+    assert axes == ["lr", "schedule"]
+    with pytest.raises(BadInput):
+        grid_values({}, "/d", "linear", "none", "schedule=cosine")
+
+
+def test_group_runs_counts_and_means():
+    def rec(i, sched, status, step, loss, best):
+        return {"id": i, "status": status, "step": step, "total_steps": 100, "smooth_loss": loss, "best": best,
+                "config": {"schedule": sched, "seed": i}, "sweep_id": 1}
+
+    rows = group_runs([rec(1, "linear", "finished", 100, 0.2, 0.1), rec(2, "linear", "running", 50, 0.4, 0.3),
+                       rec(3, "cosine", "queued", 0, None, None), rec(4, "cosine", "crashed", 10, 0.5, 0.5)],
+                      ["schedule"])
+    assert [r["values"] for r in rows] == [{"schedule": "linear"}, {"schedule": "cosine"}]
+    lin, cos = rows
+    assert (lin["runs"], lin["finished"], lin["running"], lin["queued"], lin["other"]) == (2, 1, 1, 0, 0)
+    assert lin["progress"] == pytest.approx(0.75) and lin["loss"] == pytest.approx(0.3) and lin["best"] == 0.1
+    assert (cos["queued"], cos["other"], cos["loss"]) == (1, 1, 0.5)
+
+
+@pytest.mark.asyncio
+async def test_queue_a_grid_and_watch_it_by_configuration(tui_app, tmp_path):
+    async with tui_app.run_test(size=(120, 40)) as pilot:
+        screen = await open_ablation(pilot)
+        set_inputs(screen, schedule="linear,cosine", attention="none,full", seeds="2",
+                   data=str(tmp_path / "pcam"), other="max_steps=20; dim=32", name="abl")
+        await pilot.pause(0.1)
+        preview = str(screen.query_one("#abl-preview", Static).render())
+        assert "4 configuration(s) x 2 seed(s) = 8 runs" in preview
+        await pilot.press("ctrl+n")
+        await pilot.app.workers.wait_for_complete()
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, ConfirmDialog))
+        await pilot.press("n")  # no worker: nothing trains in this test
+        store = pilot.app.backend.store
+        sweeps = queries.list_sweeps(store)
+        assert len(sweeps) == 1 and sweeps[0].name == "abl"
+        runs = queries.list_runs(store, sweep_id=sweeps[0].id)
+        assert len(runs) == 8 and {r.status for r in runs} == {"queued"}
+        assert all(r.pid is None for r in runs)
+        combos = {(r.config["schedule"], r.config["attention"]) for r in runs}
+        assert combos == {(s, a) for s in ("linear", "cosine") for a in ("none", "full")}
+        assert sorted(r.config["seed"] for r in runs) == [0, 0, 0, 0, 1, 1, 1, 1]
+        assert {r.config["max_steps"] for r in runs} == {20} and {r.config["dim"] for r in runs} == {32}
+        assert sweeps[0].spec["axes"] == ["attention", "schedule"]
+
+        # the sweep view: 4 configurations of 2 queued runs each
+        screen = pilot.app.screen
+        assert screen.query_one("#abl-tabs", TabbedContent).active == "tab-sweeps"
+        table = screen.query_one("#sweep-table", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 4)
+        assert screen.query_one("#sweep-select", Select).value == sweeps[0].id
+        rows = [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+        labels = [str(c.label) for c in table.columns.values()]
+        assert labels[:2] == ["attention", "schedule"] and "NLL b/d ±CI" in labels and "FID ±CI" in labels
+        for row in rows:
+            assert row[2] == "2" and row[5] == "2"  # runs, queued
+            assert row[-3:] == ["-", "-", "-"]
+        assert {(r[0], r[1]) for r in rows} == {(a, s) for s in ("linear", "cosine") for a in ("none", "full")}
+        summary = str(screen.query_one("#sweep-summary", Static).render())
+        assert "8 runs" in summary and "4 configuration(s)" in summary
+
+        # progress and loss update on the next refresh
+        first = runs[0]
+        queries.set_status(store, first.id, "running", reason="test")
+        queries.update_run(store, first.id, step=10)
+        queries.insert_metrics(store, first.id, [("train/loss_smooth", 10, 0.5, 1.0)])
+        await wait_for(pilot, lambda: any(str(table.get_row_at(i)[4]) == "1" for i in range(table.row_count)),
+                       timeout=6)
+        row = next([str(c) for c in table.get_row_at(i)] for i in range(4) if str(table.get_row_at(i)[4]) == "1")
+        assert row[7] == "25%" and row[8] == "0.5000"
+        await pilot.press("escape")
+        assert pilot.app.current_mode == "runs"
+
+
+@pytest.mark.asyncio
+async def test_bad_grid_values_are_shown_and_nothing_is_queued(tui_app, tmp_path):
+    async with tui_app.run_test(size=(120, 40)) as pilot:
+        screen = await open_ablation(pilot)
+        set_inputs(screen, schedule="linear,wobbly", data=str(tmp_path / "pcam"))
+        await pilot.pause(0.1)
+        assert "--schedule: unknown value 'wobbly'" in str(screen.query_one("#abl-preview", Static).render())
+        await pilot.press("ctrl+n")
+        set_inputs(screen, schedule="linear,cosine", data=str(tmp_path / "nowhere"))
+        await pilot.pause(0.1)
+        await pilot.press("ctrl+n")
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause(0.2)
+        assert pilot.app.is_running
+        assert queries.list_sweeps(pilot.app.backend.store) == []
+        assert len(queries.list_runs(pilot.app.backend.store)) == 3
+        assert any(n.severity == "error" for n in pilot.app._notifications)
+
+
+@pytest.mark.asyncio
+async def test_ablation_fits_a_small_terminal(tui_app):
+    async with tui_app.run_test(size=(80, 24)) as pilot:
+        screen = await open_ablation(pilot)
+        assert screen.query_one("#abl-queue").region.height >= 1 or screen.query_one("#abl-grid").max_scroll_y > 0
+        await pilot.press("ctrl+g")
+        assert screen.query_one("#abl-tabs", TabbedContent).active == "tab-sweeps"
+        await pilot.pause(0.2)
+        assert "no sweep yet" in str(screen.query_one("#sweep-summary", Static).render())
+
+
+@pytest.mark.asyncio
+async def test_a_huge_grid_is_refused_before_anything_is_built(tui_app, tmp_path):
+    async with tui_app.run_test(size=(120, 40)) as pilot:
+        screen = await open_ablation(pilot)
+        set_inputs(screen, seeds="100000", data=str(tmp_path / "pcam"))
+        await pilot.pause(0.1)
+        assert "400000 runs: more than 1000" in str(screen.query_one("#abl-preview", Static).render())
+        await pilot.press("ctrl+n")
+        await pilot.app.workers.wait_for_complete()
+        assert queries.list_sweeps(pilot.app.backend.store) == []

@@ -1,0 +1,181 @@
+"""Pilot tests of the launch form: generated fields, live validation, presets, duplicate, queue."""
+
+import dataclasses
+
+import pytest
+from textual.widgets import Input, Select, Static, Switch
+
+from core.config import DEMO_PRESET, TrainConfig
+from core.store import queries
+from ddpm_tui.tui.screens.launch import PRESETS, LaunchScreen
+
+
+async def open_launch(pilot) -> LaunchScreen:
+    await pilot.press("2")
+    for _ in range(100):
+        if isinstance(pilot.app.screen, LaunchScreen) and pilot.app.screen.is_mounted:
+            break
+        await pilot.pause(0.05)
+    await pilot.pause(0.1)
+    assert isinstance(pilot.app.screen, LaunchScreen)
+    return pilot.app.screen
+
+
+def error_text(screen, name: str) -> str:
+    box = screen.query_one(f"#err-{name}", Static)
+    return "" if "hidden" in box.classes else str(box.render())
+
+
+async def type_into(pilot, screen, name: str, text: str) -> None:
+    box = screen.query_one(f"#opt-{name}", Input)
+    box.focus()
+    box.value = ""
+    await pilot.press(*text)
+    await pilot.pause(0.1)
+
+
+@pytest.mark.asyncio
+async def test_key_2_opens_a_form_with_a_widget_per_option(tui_app):
+    async with tui_app.run_test(size=(120, 40)) as pilot:
+        screen = await open_launch(pilot)
+        for f in dataclasses.fields(TrainConfig):
+            widget = screen.query_one(f"#opt-{f.name}")
+            if f.metadata.get("choices"):
+                assert isinstance(widget, Select) and widget.value == f.default
+            elif f.type == "bool":
+                assert isinstance(widget, Switch) and widget.value == f.default
+            else:
+                assert isinstance(widget, Input)
+            assert widget.tooltip == f.metadata["help"]
+        assert screen.config == TrainConfig()
+        await pilot.press("escape")
+        assert pilot.app.current_mode == "runs"
+
+
+@pytest.mark.asyncio
+async def test_invalid_values_are_reported_beside_their_field(tui_app):
+    async with tui_app.run_test(size=(120, 40)) as pilot:
+        screen = await open_launch(pilot)
+        await type_into(pilot, screen, "dim", "12")
+        assert "multiple of 8" in error_text(screen, "dim")
+        await type_into(pilot, screen, "lr", "fast")
+        assert "expected a number" in error_text(screen, "lr")
+        assert "multiple of 8" in error_text(screen, "dim")  # both problems shown at once
+        assert screen.config is None
+        await type_into(pilot, screen, "dim", "32")
+        await type_into(pilot, screen, "lr", "1e-4")
+        assert error_text(screen, "dim") == "" and error_text(screen, "lr") == ""
+        assert screen.config.dim == 32 and screen.config.lr == 1e-4
+        # a combination: conditional needs classes both
+        screen.query_one("#opt-classes", Select).value = "cancerous"
+        screen.query_one("#opt-conditional", Switch).value = True
+        await pilot.pause(0.1)
+        assert "--conditional needs --classes both" in error_text(screen, "conditional")
+        # launching with problems does nothing but say so
+        n_before = len(queries.list_runs(pilot.app.backend.store))
+        await pilot.press("ctrl+n")
+        await pilot.app.workers.wait_for_complete()
+        assert len(queries.list_runs(pilot.app.backend.store)) == n_before
+        assert isinstance(pilot.app.screen, LaunchScreen)
+
+
+@pytest.mark.asyncio
+async def test_presets_fill_the_form(tui_app):
+    async with tui_app.run_test(size=(120, 40)) as pilot:
+        screen = await open_launch(pilot)
+        screen.query_one("#opt-data", Input).value = "/some/data"
+        screen.query_one("#launch-preset", Select).value = "demo (CPU, about a minute)"
+        await pilot.pause(0.2)
+        cfg = screen.config
+        for key, value in DEMO_PRESET.items():
+            assert getattr(cfg, key) == value, key
+        screen.query_one("#opt-data", Input).value = "/some/data"
+        screen.query_one("#launch-preset", Select).value = "original: 32 px, cosine, no attention"
+        await pilot.pause(0.2)
+        cfg = screen.config
+        assert (cfg.image_size, cfg.schedule, cfg.attention, cfg.data) == (32, "cosine", "none", "/some/data")
+        assert cfg.dim == TrainConfig().dim  # a preset starts from the defaults
+        screen.query_one("#launch-preset", Select).value = "96 px conditional"
+        await pilot.pause(0.2)
+        assert screen.config.image_size == 96 and screen.config.conditional and screen.config.classes == "both"
+        for preset in PRESETS.values():
+            TrainConfig(**{k: v for k, v in preset.items()}).validate()
+
+
+@pytest.mark.asyncio
+async def test_duplicate_as_new_prefills_the_form(tui_app):
+    async with tui_app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.3)
+        await open_launch(pilot)  # the screen exists already: prefill must work on resume too
+        await pilot.press("escape")
+        config = pilot.app.backend.run(2)["config"]
+        pilot.app.open_launch(dict(config))
+        await pilot.pause(0.3)
+        screen = pilot.app.screen
+        assert isinstance(screen, LaunchScreen)
+        assert screen.config.to_dict() == config
+        assert pilot.app.launch_prefill is None
+
+
+@pytest.mark.asyncio
+async def test_duplicate_from_the_runs_table(tui_app):
+    async with tui_app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(1.0)
+        await pilot.press("d")  # first row, run 1
+        await pilot.pause(0.3)
+        screen = pilot.app.screen
+        assert isinstance(screen, LaunchScreen)
+        assert screen.config.name == "seed-1" and screen.config.schedule == "cosine"
+
+
+@pytest.mark.asyncio
+async def test_queue_creates_a_queued_run_with_the_form_config(tui_app, tmp_path):
+    async with tui_app.run_test(size=(120, 40)) as pilot:
+        screen = await open_launch(pilot)
+        await type_into(pilot, screen, "data", str(tmp_path / "pcam"))
+        await type_into(pilot, screen, "name", "from-form")
+        await type_into(pilot, screen, "max_steps", "123")
+        await type_into(pilot, screen, "tag", "a, b")
+        screen.query_one("#opt-schedule", Select).value = "linear"
+        screen.query_one("#opt-augment", Switch).value = False
+        await pilot.pause(0.1)
+        expected = screen.config.to_dict()
+        await pilot.press("ctrl+n")
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause(0.2)
+        runs = queries.list_runs(pilot.app.backend.store)
+        run = runs[-1]
+        assert len(runs) == 4 and run.status == "queued" and run.name == "from-form"
+        assert run.config == expected
+        assert run.config["schedule"] == "linear" and run.config["augment"] is False
+        assert run.config["max_steps"] == 123 and run.config["tag"] == ["a", "b"]
+        assert run.pid is None  # queue mode starts no process
+        assert pilot.app.current_mode == "runs"
+        assert any(f"run {run.id} queued" in str(n.message) for n in pilot.app._notifications)
+
+
+@pytest.mark.asyncio
+async def test_a_bad_data_path_is_a_notification_not_a_crash(tui_app, tmp_path):
+    async with tui_app.run_test(size=(120, 40)) as pilot:
+        screen = await open_launch(pilot)
+        await type_into(pilot, screen, "data", str(tmp_path / "nowhere"))
+        await pilot.click("#launch-queue")
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause(0.2)
+        assert pilot.app.is_running and isinstance(pilot.app.screen, LaunchScreen)
+        assert len(queries.list_runs(pilot.app.backend.store)) == 3
+        assert any(n.severity == "error" for n in pilot.app._notifications)
+        assert "data path does not exist" in error_text(screen, "data")
+
+
+@pytest.mark.asyncio
+async def test_form_fits_a_small_terminal(tui_app):
+    async with tui_app.run_test(size=(80, 24)) as pilot:
+        screen = await open_launch(pilot)
+        form = screen.query_one("#launch-form")
+        assert form.max_scroll_y > 0  # scrolls rather than overflowing
+        widget = screen.query_one("#opt-tag")
+        widget.focus()
+        await pilot.pause(0.3)
+        assert form.scroll_y > 0
+        assert screen.query_one("#launch-now").region.height >= 1
