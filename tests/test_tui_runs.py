@@ -18,6 +18,22 @@ async def wait_rows(pilot, n, timeout=10.0):
     raise AssertionError(f"table has {table.row_count} rows, expected {n}")
 
 
+async def wait_screen(pilot, kind, timeout=10.0):
+    for _ in range(int(timeout / 0.05)):
+        if isinstance(pilot.app.screen, kind):
+            return pilot.app.screen
+        await pilot.pause(0.05)
+    raise AssertionError(f"screen is {pilot.app.screen!r}, expected {kind.__name__}")
+
+
+async def wait_until(pilot, predicate, timeout=30.0):
+    for _ in range(int(timeout / 0.1)):
+        if predicate():
+            return
+        await pilot.pause(0.1)
+    raise AssertionError("condition not reached in time")
+
+
 def cell_texts(table):
     return [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
 
@@ -49,11 +65,10 @@ async def test_select_several_and_tag_them(tui_app):
         await pilot.press("space", "space")
         assert pilot.app.screen.selected == {1, 2}
         await pilot.press("t")
-        assert isinstance(pilot.app.screen, TextPrompt)
+        await wait_screen(pilot, TextPrompt)
         await pilot.press(*"keep", "enter")
-        await pilot.app.workers.wait_for_complete()
-        tags = queries.run_tags(pilot.app.backend.store)
-        assert tags == {1: ["keep"], 2: ["keep"]}
+        store = pilot.app.backend.store
+        await wait_until(pilot, lambda: queries.run_tags(store) == {1: ["keep"], 2: ["keep"]})
 
 
 @pytest.mark.asyncio
@@ -61,14 +76,15 @@ async def test_delete_asks_first_and_then_deletes(tui_app):
     async with tui_app.run_test(size=(120, 30)) as pilot:
         await wait_rows(pilot, 3)
         await pilot.press("x")
-        assert isinstance(pilot.app.screen, ConfirmDialog)
+        await wait_screen(pilot, ConfirmDialog)
         await pilot.press("n")
-        await pilot.app.workers.wait_for_complete()
+        await pilot.pause(0.5)
         assert len(queries.list_runs(pilot.app.backend.store)) == 3
         await pilot.press("x")
+        await wait_screen(pilot, ConfirmDialog)
         await pilot.press("y")
-        await pilot.app.workers.wait_for_complete()
-        assert [r.id for r in queries.list_runs(pilot.app.backend.store)] == [2, 3]
+        store = pilot.app.backend.store
+        await wait_until(pilot, lambda: [r.id for r in queries.list_runs(store)] == [2, 3])
         await wait_rows(pilot, 2)
 
 
@@ -102,7 +118,7 @@ async def test_help_lists_the_screen_keys(tui_app):
     async with tui_app.run_test(size=(100, 40)) as pilot:
         await wait_rows(pilot, 3)
         await pilot.press("question_mark")
-        assert isinstance(pilot.app.screen, HelpScreen)
+        await wait_screen(pilot, HelpScreen)
         text = str(pilot.app.screen.query_one("#help-text", Static).render())
         for words in ("Filter", "Stop", "Kill", "Resume", "Delete", "Quit"):
             assert words in text
@@ -167,18 +183,17 @@ async def test_stop_resume_kill_a_real_run_from_the_table(tmp_path):
     app = DdpmApp(backend)
     async with app.run_test(size=(120, 30)) as pilot:
         await wait_rows(pilot, 1)
-        while queries.get_run(backend.store, run_id).step < 3:
-            await pilot.pause(0.2)
+        await wait_until(pilot, lambda: queries.get_run(backend.store, run_id).step >= 3, timeout=90)
         await pilot.press("s")
-        assert isinstance(app.screen, ConfirmDialog)
+        await wait_screen(pilot, ConfirmDialog)
         await pilot.press("y")
         await wait_status(pilot, run_id, "stopped")
         await pilot.press("r")
         await wait_status(pilot, run_id, "running")
         step = queries.get_run(backend.store, run_id).step
-        while queries.get_run(backend.store, run_id).step <= step:
-            await pilot.pause(0.2)
+        await wait_until(pilot, lambda: queries.get_run(backend.store, run_id).step > step, timeout=90)
         await pilot.press("k")
+        await wait_screen(pilot, ConfirmDialog)
         await pilot.press("y")
         await wait_status(pilot, run_id, "stopped")
         table = pilot.app.screen.query_one("#runs-table", DataTable)

@@ -118,9 +118,6 @@ class StatusEvent(Base):
     at: Mapped[float] = mapped_column(Float)
 
 
-Index("ix_runs_created", Run.created_at)
-
-
 # ---- blind tests (ddpm_tui/tui/screens/blind.py, core/blind.py) --------------------------------------
 class BlindTest(Base):
     """One person's blind test of a run: `mode` is 'class' (guess the class of generated patches)
@@ -135,3 +132,6 @@ class BlindTest(Base):
     p_value: Mapped[float] = mapped_column(Float)
     answers: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[float] = mapped_column(Float)
+
+
+Index("ix_runs_created", Run.created_at)

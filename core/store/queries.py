@@ -11,7 +11,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from core.errors import BadInput
 from core.store.db import Store, retrying
-from core.store.models import Artifact, Metric, MetricSummary, Note, Run, StatusEvent, Sweep, Tag
+from core.store.models import (Artifact, BlindTest, Metric, MetricSummary, Note, Run, StatusEvent, Sweep,
+                               Tag)
 
 
 def now() -> float:
@@ -270,7 +271,6 @@ def list_sweeps(store: Store) -> list[Sweep]:
 
 
 # ---- blind tests ------------------------------------------------------------------------------------
-from core.store.models import BlindTest  # noqa: E402  (appended section; delete_run uses it too)
 
 
 @retrying

@@ -15,7 +15,7 @@ from ddpm_tui.tui.screens.help import HelpScreen, describe_bindings
 from ddpm_tui.tui.screens.ablation import AblationScreen
 from ddpm_tui.tui.screens.blind import BlindTestScreen
 from ddpm_tui.tui.screens.compare import CompareScreen
-from ddpm_tui.tui.screens.gpus import GpuScreen
+from ddpm_tui.tui.screens.gpus import GpuScreen, gpus_available
 from ddpm_tui.tui.screens.launch import LaunchScreen
 from ddpm_tui.tui.screens.runs import RunsScreen
 
@@ -48,10 +48,17 @@ class DdpmApp(App):
         self.open_run_id = open_run_id
         self.launch_prefill: dict | None = None
         self.compare_ids: list[int] = []
+        self.has_gpus = gpus_available()
 
     def on_mount(self) -> None:
         if self.open_run_id is not None:
             self.open_run(self.open_run_id)
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        """The GPU view exists only where NVML sees a GPU."""
+        if action == "switch_mode" and parameters == ("gpus",):
+            return self.has_gpus
+        return True
 
     # ---- navigation ------------------------------------------------------------------------------
     def open_run(self, run_id: int) -> None:

@@ -5,7 +5,7 @@ The runs come from `app.compare_ids`, set by the runs screen (select with space,
 from __future__ import annotations
 
 from rich.text import Text
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
@@ -49,7 +49,6 @@ class CompareScreen(Screen):
         Binding("l", "toggle_log", "Log-y"),
         Binding("x", "toggle_x", "Step/time"),
         Binding("m", "next_metric", "Metric"),
-        Binding("enter", "open", "Open run", show=False),
     ]
 
     def __init__(self):
@@ -63,6 +62,7 @@ class CompareScreen(Screen):
         self.diff: list[tuple[str, list]] = []
         self.missing: list[int] = []
         self.loaded = False
+        self._shown_table = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -74,13 +74,17 @@ class CompareScreen(Screen):
 
     def on_mount(self) -> None:
         self.title = "ddpm-tui — compare runs"
-        self.set_interval(2.0, self.refresh_compare)
+        self.set_interval(2.0, self.tick)
+
+    def tick(self) -> None:
+        if self.is_current:  # no reads while another view is on screen
+            self.refresh_compare()
 
     def on_screen_resume(self) -> None:
         ids = list(dict.fromkeys(getattr(self.app, "compare_ids", []) or []))
         if ids != self.run_ids:
             self.run_ids, self.loaded = ids, False
-            self.records, self.series, self.diff = [], {}, []
+            self.records, self.series, self.diff, self._shown_table = [], {}, [], None
         self.show_state()
         self.refresh_compare()
 
@@ -134,11 +138,15 @@ class CompareScreen(Screen):
         self.records, self.series, self.keys, self.missing, self.loaded = records, series, keys, missing, True
         self.draw_chart()
         self.draw_diff()
-        names = "  ".join(f"{r['id']} {r['name']}" for r in records)
-        gone = f"  (gone: {', '.join(map(str, missing))})" if missing else ""
+        self.draw_status()
+
+    def draw_status(self) -> None:
+        names = "  ".join(f"{r['id']} {r['name']}" for r in self.records)
+        gone = f"  (gone: {', '.join(map(str, self.missing))})" if self.missing else ""
+        flags = "".join([", log-y" if self.log_y else "", ", smoothed" if self.smooth else "",
+                         ", x: minutes" if self.wall_x else ""])
         self.query_one("#compare-status", Static).update(
-            Text.assemble(("compare ", "bold"), names, gone, f"   [{metric}{', log-y' if self.log_y else ''}"
-                          f"{', smoothed' if self.smooth else ''}]"))
+            Text.assemble(("compare ", "bold"), names, gone, f"   [{self.metric}{flags}]"))
 
     def draw_chart(self) -> None:
         self.query_one(LossChart).show(self.series, title=self.metric,
@@ -146,27 +154,37 @@ class CompareScreen(Screen):
                                        smooth=self.smooth, log_y=self.log_y)
 
     def draw_diff(self) -> None:
-        table = self.query_one("#compare-diff", DataTable)
+        """The table: a few live facts per run, then only the config keys that differ."""
         self.diff = config_diff([r["config"] for r in self.records])
+        header = [f"{r['id']} {r['name']}" for r in self.records]
+        facts = [("status", [r["status"] for r in self.records]),
+                 ("step", [f"{r['step']}/{r['total_steps']}" for r in self.records]),
+                 ("loss~", [fmt_float(r.get("smooth_loss")) for r in self.records]),
+                 ("best", [fmt_float(r.get("best")) for r in self.records])]
+        rows = [(key, [fmt_value(v) for v in values]) for key, values in self.diff]
+        shown = (header, facts, rows)
+        if shown == self._shown_table:
+            return  # unchanged: keep the cursor and scroll where they are
+        self._shown_table = shown
+        table = self.query_one("#compare-diff", DataTable)
         table.clear(columns=True)
         table.add_column("", key="key")
-        for r in self.records:
-            table.add_column(f"{r['id']} {r['name']}", key=str(r["id"]))
-        table.add_row(Text("status", style="dim italic"),
-                      *[Text(r["status"], style=STATUS_STYLE.get(r["status"], "")) for r in self.records])
-        table.add_row(Text("step", style="dim italic"), *[f"{r['step']}/{r['total_steps']}" for r in self.records])
-        table.add_row(Text("loss~", style="dim italic"), *[fmt_float(r.get("smooth_loss")) for r in self.records])
-        table.add_row(Text("best", style="dim italic"), *[fmt_float(r.get("best")) for r in self.records])
-        if not self.diff:
+        for r, label in zip(self.records, header):
+            table.add_column(label, key=str(r["id"]))
+        for key, cells in facts:
+            if key == "status":
+                cells = [Text(c, style=STATUS_STYLE.get(c, "")) for c in cells]
+            table.add_row(Text(key, style="dim italic"), *cells)
+        if not rows:
             table.add_row(Text("(same config)", style="dim"), *["" for _ in self.records])
-        for key, values in self.diff:
-            table.add_row(Text(key, style="bold"), *[fmt_value(v) for v in values], key=f"cfg:{key}")
+        for key, cells in rows:
+            table.add_row(Text(key, style="bold"), *cells, key=f"cfg:{key}")
 
     # ---- keys -------------------------------------------------------------------------------------
     def redraw(self) -> None:
         if self.loaded:
             self.draw_chart()
-            self.apply(self.run_ids, self.metric, self.wall_x, self.records, self.series, self.keys, self.missing)
+            self.draw_status()
 
     def action_back(self) -> None:
         self.app.switch_mode("runs")
@@ -190,14 +208,14 @@ class CompareScreen(Screen):
         self.notify(f"metric: {self.metric}")
         self.refresh_compare()
 
-    def action_open(self) -> None:
-        """Open the run whose column is under the cursor."""
-        table = self.query_one("#compare-diff", DataTable)
-        column = table.cursor_column - 1
+    @on(DataTable.ColumnSelected, "#compare-diff")
+    def column_chosen(self, event: DataTable.ColumnSelected) -> None:
+        """Enter on a run's column opens that run."""
+        column = event.cursor_column - 1
         if 0 <= column < len(self.records):
             self.app.open_run(self.records[column]["id"])
 
     def check_action(self, action: str, parameters) -> bool | None:
-        if action in ("toggle_smooth", "toggle_log", "toggle_x", "next_metric", "open"):
+        if action in ("toggle_smooth", "toggle_log", "toggle_x", "next_metric"):
             return True if self.enough() else None
         return True

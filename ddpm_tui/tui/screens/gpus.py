@@ -1,14 +1,218 @@
-"""GPUs (placeholder until built)."""
+"""GPUs: utilisation, memory, temperature and power per GPU through NVML, refreshed every 2 s.
+
+NVML comes from the optional dependency `gpu` (package nvidia-ml-py, module `pynvml`). Without it,
+or without an NVIDIA driver, the view says so in one line: training then runs on the CPU."""
 
 from __future__ import annotations
 
+import os
+import time
+from collections import deque
+
+from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.widgets import DataTable, Footer, Header, Static
+
+from ddpm_tui.tui.widgets.loss_chart import LossChart
+
+NO_GPU = "No NVIDIA GPU found (NVML unavailable): training runs on the CPU"
+REFRESH_SECONDS = 2.0
+HISTORY_POINTS = 150  # 5 minutes at one reading every 2 s
+COLUMNS = ("gpu", "name", "util", "memory", "mem used", "temp", "power", "runs")
+
+
+def _nvml():
+    """The pynvml module, initialised; raises ImportError or pynvml.NVMLError when unavailable."""
+    import pynvml
+
+    pynvml.nvmlInit()
+    return pynvml
+
+
+def nvml_problem() -> str | None:
+    """Why NVML cannot be used here (None when it can and sees at least one GPU)."""
+    try:
+        nv = _nvml()
+    except ImportError:
+        return "nvidia-ml-py is not installed (pip install 'ddpm-tui[gpu]')"
+    except Exception as exc:  # pynvml.NVMLError_LibraryNotFound, DriverNotLoaded, ...
+        return f"NVML did not start: {exc}"
+    try:
+        count = nv.nvmlDeviceGetCount()
+    except Exception as exc:
+        return f"NVML could not count GPUs: {exc}"
+    finally:
+        try:
+            nv.nvmlShutdown()
+        except Exception:
+            pass
+    return None if count > 0 else "NVML sees no GPU"
+
+
+def gpus_available() -> bool:
+    """Whether NVML is importable, starts, and sees at least one GPU (the app hides the GPU view
+    otherwise)."""
+    return nvml_problem() is None
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def read_gpus(nv) -> list[dict]:
+    """One reading of every GPU from an initialised pynvml: utilisation (%), memory (MiB),
+    temperature (C), power (W) and the pids of compute processes. Fields a GPU does not report
+    are None."""
+    out = []
+    for index in range(nv.nvmlDeviceGetCount()):
+        handle = nv.nvmlDeviceGetHandleByIndex(index)
+        gpu = {"index": index, "name": _text(nv.nvmlDeviceGetName(handle)), "util": None, "mem_util": None,
+               "mem_used": None, "mem_total": None, "temp": None, "power": None, "power_limit": None, "pids": []}
+        try:
+            rates = nv.nvmlDeviceGetUtilizationRates(handle)
+            gpu["util"], gpu["mem_util"] = rates.gpu, rates.memory
+        except Exception:
+            pass
+        try:
+            mem = nv.nvmlDeviceGetMemoryInfo(handle)
+            gpu["mem_used"], gpu["mem_total"] = mem.used / 2**20, mem.total / 2**20
+        except Exception:
+            pass
+        try:
+            gpu["temp"] = nv.nvmlDeviceGetTemperature(handle, nv.NVML_TEMPERATURE_GPU)
+        except Exception:
+            pass
+        try:
+            gpu["power"] = nv.nvmlDeviceGetPowerUsage(handle) / 1000
+            gpu["power_limit"] = nv.nvmlDeviceGetEnforcedPowerLimit(handle) / 1000
+        except Exception:
+            pass
+        try:
+            gpu["pids"] = [p.pid for p in nv.nvmlDeviceGetComputeRunningProcesses(handle)]
+        except Exception:
+            pass
+        out.append(gpu)
+    return out
+
+
+def bar(percent: float | None, width: int = 10) -> Text:
+    """A small horizontal bar with the percentage, coloured by load."""
+    if percent is None:
+        return Text("-")
+    filled = round(max(0.0, min(100.0, percent)) / 100 * width)
+    style = "green" if percent < 50 else "yellow" if percent < 85 else "bold red"
+    return Text.assemble((("█" * filled).ljust(width, "░"), style), f" {percent:3.0f}%")
+
+
+def fmt_mib(used: float | None, total: float | None) -> str:
+    if used is None or total is None:
+        return "-"
+    return f"{used / 1024:.1f}/{total / 1024:.1f} GiB"
 
 
 class GpuScreen(Screen):
+    BINDINGS = [Binding("escape", "back", "Back")]
+
+    def __init__(self):
+        super().__init__()
+        self.nv = None
+        self.problem: str | None = None
+        self.gpus: list[dict] = []
+        self.history: dict[int, deque] = {}
+        self.started = time.monotonic()
+
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static("GPUs: not built yet")
+        yield Static("reading GPUs…", id="gpu-status")
+        yield Static("", id="gpu-reason", classes="hidden")
+        table = DataTable(id="gpu-table", cursor_type="row", zebra_stripes=True)
+        for column in COLUMNS:
+            table.add_column(column, key=column)
+        yield table
+        yield LossChart(id="gpu-chart")
         yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = "ddpm-tui — GPUs"
+        self.refresh_gpus()
+        self.set_interval(REFRESH_SECONDS, self.tick)
+
+    def tick(self) -> None:
+        if self.is_current:  # no NVML reads while another view is on screen
+            self.refresh_gpus()
+
+    def on_unmount(self) -> None:
+        if self.nv is not None:
+            try:
+                self.nv.nvmlShutdown()
+            except Exception:
+                pass
+            self.nv = None
+
+    @work(thread=True, exclusive=True, group="gpu-refresh")
+    def refresh_gpus(self) -> None:
+        if self.problem is not None:
+            return  # NVML will not appear while the app runs
+        if self.nv is None:
+            problem = nvml_problem()
+            if problem is not None:
+                self.app.call_from_thread(self.show_problem, problem)
+                return
+            self.nv = _nvml()
+        try:
+            gpus = read_gpus(self.nv)
+        except Exception as exc:
+            self.app.call_from_thread(self.show_problem, f"reading NVML failed: {exc}")
+            return
+        owners = self.run_owners()
+        self.app.call_from_thread(self.apply, gpus, owners)
+
+    def run_owners(self) -> dict[int, int]:
+        """{pid: run id} of the store's running runs, to name the run behind a GPU process."""
+        try:
+            return {r["pid"]: r["id"] for r in self.app.backend.runs() if r["status"] == "running" and r["pid"]}
+        except Exception:
+            return {}
+
+    def show_problem(self, problem: str) -> None:
+        self.problem = problem
+        self.query_one("#gpu-status", Static).update(Text(NO_GPU, style="bold"))
+        reason = self.query_one("#gpu-reason", Static)
+        reason.update(Text(problem, style="dim"))
+        reason.remove_class("hidden")
+        self.query_one("#gpu-table").add_class("hidden")
+        self.query_one("#gpu-chart").add_class("hidden")
+
+    def apply(self, gpus: list[dict], owners: dict[int, int]) -> None:
+        self.gpus = gpus
+        now = time.monotonic() - self.started
+        table = self.query_one("#gpu-table", DataTable)
+        if table.row_count != len(gpus):
+            table.clear()
+            for g in gpus:
+                table.add_row(*[""] * len(COLUMNS), key=str(g["index"]))
+        for g in gpus:
+            runs = sorted({owners[p] for p in g["pids"] if p in owners})
+            others = len([p for p in g["pids"] if p not in owners and p != os.getpid()])
+            who = ", ".join(f"run {r}" for r in runs) + (f" +{others} other" if others else "")
+            mem_pct = 100 * g["mem_used"] / g["mem_total"] if g["mem_total"] else None
+            power = "-" if g["power"] is None else (
+                f"{g['power']:.0f} W" + (f"/{g['power_limit']:.0f}" if g["power_limit"] else ""))
+            cells = [str(g["index"]), g["name"], bar(g["util"]), bar(mem_pct), fmt_mib(g["mem_used"], g["mem_total"]),
+                     "-" if g["temp"] is None else f"{g['temp']} °C", power, who or "-"]
+            for column, cell in zip(COLUMNS, cells):
+                table.update_cell(str(g["index"]), column, cell)
+            points = self.history.setdefault(g["index"], deque(maxlen=HISTORY_POINTS))
+            points.append((now, g["util"] if g["util"] is not None else 0))
+        total_used = sum(g["mem_used"] or 0 for g in gpus) / 1024
+        self.query_one("#gpu-status", Static).update(
+            f"{len(gpus)} GPU{'s' if len(gpus) != 1 else ''}  memory in use {total_used:.1f} GiB"
+            f"  — refreshed every {REFRESH_SECONDS:.0f} s")
+        series = {f"gpu {i}": ([t - now for t, _ in pts], [u for _, u in pts]) for i, pts in self.history.items()}
+        self.query_one(LossChart).show(series, title="utilisation %", xlabel="seconds (0 = now)")
+
+    def action_back(self) -> None:
+        self.app.switch_mode("runs")
