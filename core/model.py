@@ -1,9 +1,15 @@
 """A configurable U-Net for epsilon/x0/v prediction (Ho et al. 2020; Nichol & Dhariwal 2021).
 
 Levels: one per entry of dim_mults, `res_blocks` residual blocks each, halving the resolution
-between levels. Attention ("linear" or "full") follows the blocks at the chosen resolutions; the
-middle of the network gets full attention whenever attention is on. With `num_classes` > 0 a
-class embedding (plus one null class for classifier-free guidance) is added to the time embedding.
+between levels. Channel layout as in lucidrains' denoising-diffusion-pytorch: on the way down a
+level's blocks keep the width they receive (dim at the first level) and its downsampling (pixel
+unshuffle + 1x1 conv, Sunkara & Luo 2022) widens to dim * mult; the first middle block widens to
+dim * dim_mults[-1]. On the way up a level's blocks run at dim * mult on the input concatenated
+with the matching skip, and its upsampling (nearest + 3x3 conv) narrows to the next level's width.
+Attention ("linear" or "full") follows the last block of a level at the chosen resolutions, once
+going down and once going up; the middle gets full attention whenever attention is on. With
+`num_classes` > 0 a class embedding (plus one null class for classifier-free guidance) is added to
+the time embedding.
 """
 
 from __future__ import annotations
@@ -49,7 +55,7 @@ class ResBlock(nn.Module):
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
         scale, shift = self.emb(emb)[:, :, None, None].chunk(2, dim=1)
-        h = self.norm2(h) * (1 + scale) + shift
+        h = torch.addcmul(shift, self.norm2(h), 1 + scale)  # norm2(h) * (1 + scale) + shift, one pass
         h = self.conv2(self.dropout(F.silu(h)))
         return self.skip(x) + h
 
@@ -85,10 +91,8 @@ class LinearAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         q, k, v = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w).unbind(1)
-        q = q.softmax(dim=-2) * (c // self.heads) ** -0.5
-        k = k.softmax(dim=-1)
-        context = k @ v.transpose(-1, -2)  # (b, heads, d, d)
-        y = context.transpose(-1, -2) @ q  # (b, heads, d, n)
+        context = k.softmax(dim=-1) @ v.transpose(-1, -2) * (c // self.heads) ** -0.5  # (b, heads, d, d)
+        y = context.transpose(-1, -2) @ q.softmax(dim=-2)  # (b, heads, d, n)
         return x + self.out(y.reshape(b, c, h, w))
 
 
@@ -127,9 +131,8 @@ class UNet(nn.Module):
 
         chans = [dim * m for m in dim_mults]
         ins = [dim] + chans[:-1]  # the width each level's down blocks run at
-        attn_at = {image_size // 2**i for i, r in enumerate(chans) if image_size // 2**i in set(attn_resolutions)}
-        attn_at = attn_at if attention != "none" else set()
         res = [image_size // 2**i for i in range(len(chans))]
+        attn_at = set(attn_resolutions) if attention != "none" else set()
 
         def attn(ch: int, r: int) -> nn.Module:
             return ATTENTION[attention](ch) if r in attn_at else nn.Identity()

@@ -43,7 +43,16 @@ def test_res_blocks_add_parameters_and_channel_widths_follow_dim_mults():
     small = UNet(32, dim=16, dim_mults=(1, 2), res_blocks=1, attention="none")
     deep = UNet(32, dim=16, dim_mults=(1, 2), res_blocks=3, attention="none")
     assert sum(p.numel() for p in deep.parameters()) > sum(p.numel() for p in small.parameters())
-    assert UNet(32, dim=16, dim_mults=(1, 4), attention="none").mid1.conv1.in_channels == 64
+
+    def widths(levels):  # (input, output) channels of each level's first block
+        return [(level[0].conv1.in_channels, level[0].conv2.out_channels) for level in levels]
+
+    net = UNet(32, dim=16, dim_mults=(1, 2, 4), attention="none")
+    # down blocks keep the width they receive; the downsampling widens to dim * mult
+    assert widths(net.down) == [(16, 16), (16, 16), (32, 32)]
+    assert (net.mid1.conv1.in_channels, net.mid2.conv2.out_channels) == (32, 64)
+    # up blocks run at dim * mult on the input concatenated with a down block's output
+    assert widths(net.up) == [(96, 64), (48, 32), (32, 16)]
 
 
 def test_image_size_must_divide():

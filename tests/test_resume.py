@@ -10,10 +10,10 @@ from conftest import ddpm_subprocess
 from core.store import Store
 from core.store import queries
 
-# big enough that a step takes a noticeable time on CPU, so the kill lands mid-run
-OPTS = ["--dim", "32", "--dim-mults", "1,2", "--res-blocks", "1", "--attention", "full", "--batch-size", "16",
+# attention and dropout on, so every source of randomness and every layer kind is exercised
+OPTS = ["--dim", "16", "--dim-mults", "1,2", "--res-blocks", "1", "--attention", "full", "--batch-size", "8",
         "--timesteps", "100", "--warmup-steps", "3", "--device", "cpu", "--dropout", "0.1", "--seed", "3"]
-N, K = 30, 8
+N, K = 40, 10
 
 
 def final_weights(run_dir):
@@ -51,7 +51,7 @@ def test_sigkill_and_resume_gives_bit_identical_weights(tmp_path, pcam):
     for part in ("model", "ema"):
         for key in a[part]:
             assert torch.equal(a[part][key], b[part][key]), f"{part}.{key} differs"
-    assert a["data_position"] == b["data_position"] == N * 16
+    assert a["data_position"] == b["data_position"] == N * 8
     steps, losses_b, _ = queries.metric_series(store, 2, "train/loss")
     assert steps == list(range(1, N + 1))
     assert losses_b == queries.metric_series(store, 1, "train/loss")[1]

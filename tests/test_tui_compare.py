@@ -146,7 +146,11 @@ def test_gpus_available_on_this_machine_is_a_bool():
 async def test_gpu_view_without_a_gpu_explains_in_one_line(tui_app, monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", None)
     async with tui_app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("6")
+        assert not pilot.app.has_gpus
+        await pilot.press("6")  # hidden on a machine without GPUs: the key does nothing
+        assert pilot.app.current_mode == "runs"
+        pilot.app.switch_mode("gpus")  # the view itself still explains, if reached
+        await pilot.pause(0.1)
         screen = pilot.app.screen
         assert isinstance(screen, gpu_screen.GpuScreen)
         await wait_for(pilot, lambda: screen.problem is not None, what="NVML check")
@@ -167,6 +171,7 @@ async def test_gpu_view_shows_each_gpu_and_the_run_using_it(tui_app, monkeypatch
     queries.update_run(tui_app.backend.store, 1, status="running", pid=4242, heartbeat_at=9e12)
     monkeypatch.setattr("core.runner.liveness.reconcile", lambda store, *a, **k: None)
     monkeypatch.setattr("ddpm_tui.tui.backend.reconcile", lambda store, *a, **k: None)
+    tui_app.has_gpus = True  # as gpus_available() says where NVML sees GPUs
     async with tui_app.run_test(size=(120, 40)) as pilot:
         await pilot.press("6")
         screen = pilot.app.screen
