@@ -49,8 +49,8 @@ def first_paint(db_dir: Path, size=(120, 40)) -> tuple[float, int]:
         tmux("kill-session", "-t", session)
 
 
-async def key_latency(db_dir: Path, presses: int = 30) -> list[float]:
-    """Seconds each `o` (re-sort 1,000 rows) takes to be handled while the 1 s refresh keeps ticking."""
+async def key_latency(db_dir: Path, key: str, presses: int = 30) -> list[float]:
+    """Seconds each press of `key` takes to be handled while the 1 s refresh keeps ticking."""
     from textual.widgets import DataTable
 
     from ddpm_tui.tui.app import DdpmApp
@@ -64,7 +64,7 @@ async def key_latency(db_dir: Path, presses: int = 30) -> list[float]:
             await pilot.pause(0.05)
         for _ in range(presses):
             t0 = time.perf_counter()
-            await pilot.press("o")
+            await pilot.press(key)
             latencies.append(time.perf_counter() - t0)
             await pilot.pause(0.1)
     return latencies
@@ -81,9 +81,10 @@ def main() -> None:
     times = [p[0] for p in paints]
     print(f"first paint: median {statistics.median(times):.2f} s, max {max(times):.2f} s (goal <= 1 s); "
           f"RSS {max(p[1] for p in paints) / 1024:.0f} MB")
-    latencies = asyncio.run(key_latency(args.db_dir))
-    print(f"key press during refresh: median {statistics.median(latencies) * 1000:.0f} ms, "
-          f"max {max(latencies) * 1000:.0f} ms over {len(latencies)} presses")
+    for key, what in (("down", "cursor move"), ("o", "re-sort of all rows")):
+        latencies = asyncio.run(key_latency(args.db_dir, key))
+        print(f"'{key}' ({what}) while refreshing: median {statistics.median(latencies) * 1000:.0f} ms, "
+              f"max {max(latencies) * 1000:.0f} ms over {len(latencies)} presses")
 
 
 if __name__ == "__main__":

@@ -97,6 +97,7 @@ async def test_compare_survives_a_run_deleted_meanwhile(tui_app):
 import sys  # noqa: E402
 import types  # noqa: E402
 
+from ddpm_tui.tui import nvml  # noqa: E402
 from ddpm_tui.tui.screens import gpus as gpu_screen  # noqa: E402
 
 
@@ -127,19 +128,19 @@ def fake_pynvml(count: int = 2, fail_init: bool = False) -> types.ModuleType:
 
 def test_gpus_available_is_false_without_nvml(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", None)  # import fails, as on a machine without the extra
-    assert gpu_screen.gpus_available() is False
-    assert "not installed" in gpu_screen.nvml_problem()
+    assert nvml.gpus_available() is False
+    assert "not installed" in nvml.nvml_problem()
     monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(fail_init=True))
-    assert gpu_screen.gpus_available() is False
+    assert nvml.gpus_available() is False
     monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(count=0))
-    assert gpu_screen.gpus_available() is False
+    assert nvml.gpus_available() is False
     nv = fake_pynvml(count=1)
     monkeypatch.setitem(sys.modules, "pynvml", nv)
-    assert gpu_screen.gpus_available() is True and nv.calls == ["init", "shutdown"]
+    assert nvml.gpus_available() is True and nv.calls == ["init", "shutdown"]
 
 
 def test_gpus_available_on_this_machine_is_a_bool():
-    assert gpu_screen.gpus_available() in (True, False)  # never raises, whatever is installed
+    assert nvml.gpus_available() in (True, False)  # never raises, whatever is installed
 
 
 @pytest.mark.asyncio

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import time
 from pathlib import Path
 
@@ -10,14 +11,17 @@ from textual.app import App
 from textual.binding import Binding
 
 from ddpm_tui.tui.backend import Backend
-from ddpm_tui.tui.screens.detail import RunDetailScreen
 from ddpm_tui.tui.screens.help import HelpScreen, describe_bindings
-from ddpm_tui.tui.screens.ablation import AblationScreen
-from ddpm_tui.tui.screens.blind import BlindTestScreen
-from ddpm_tui.tui.screens.compare import CompareScreen
-from ddpm_tui.tui.screens.gpus import GpuScreen, gpus_available
-from ddpm_tui.tui.screens.launch import LaunchScreen
+from ddpm_tui.tui.nvml import gpus_available
 from ddpm_tui.tui.screens.runs import RunsScreen
+
+
+def lazy_screen(module: str, name: str):
+    """A mode factory that imports its screen on first use: the runs table paints first, and
+    numpy, PIL and plotext load only when a view needs them."""
+    def make():
+        return getattr(importlib.import_module(f"ddpm_tui.tui.screens.{module}"), name)()
+    return make
 
 
 def _short(exc: BaseException) -> str:
@@ -28,8 +32,9 @@ def _short(exc: BaseException) -> str:
 class DdpmApp(App):
     CSS_PATH = "app.tcss"
     TITLE = "ddpm-tui"
-    MODES = {"runs": RunsScreen, "launch": LaunchScreen, "ablation": AblationScreen, "compare": CompareScreen,
-             "blind": BlindTestScreen, "gpus": GpuScreen}
+    MODES = {"runs": RunsScreen, "launch": lazy_screen("launch", "LaunchScreen"),
+             "ablation": lazy_screen("ablation", "AblationScreen"), "compare": lazy_screen("compare", "CompareScreen"),
+             "blind": lazy_screen("blind", "BlindTestScreen"), "gpus": lazy_screen("gpus", "GpuScreen")}
     DEFAULT_MODE = "runs"
     BINDINGS = [
         Binding("q", "quit", "Quit"),
@@ -62,6 +67,8 @@ class DdpmApp(App):
 
     # ---- navigation ------------------------------------------------------------------------------
     def open_run(self, run_id: int) -> None:
+        from ddpm_tui.tui.screens.detail import RunDetailScreen
+
         self.push_screen(RunDetailScreen(run_id))
 
     def open_launch(self, config: dict | None = None) -> None:
