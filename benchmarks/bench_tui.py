@@ -30,7 +30,7 @@ def first_paint(db_dir: Path, size=(120, 40)) -> tuple[float, int]:
     try:
         while True:
             screen = tmux("capture-pane", "-p", "-t", session)
-            if any(line.split()[:2] == ["1", "run-1"] for line in screen.splitlines() if line.strip()):
+            if any(line.split()[:1] == ["1"] and "run-" in line for line in screen.splitlines()):
                 elapsed = time.perf_counter() - t0
                 break
             if time.perf_counter() - t0 > 30:

@@ -55,7 +55,7 @@ class ResBlock(nn.Module):
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
         scale, shift = self.emb(emb)[:, :, None, None].chunk(2, dim=1)
-        h = torch.addcmul(shift, self.norm2(h), 1 + scale)  # norm2(h) * (1 + scale) + shift, one pass
+        h = self.norm2(h) * (1 + scale) + shift
         h = self.conv2(self.dropout(F.silu(h)))
         return self.skip(x) + h
 
@@ -91,8 +91,10 @@ class LinearAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         q, k, v = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w).unbind(1)
-        context = k.softmax(dim=-1) @ v.transpose(-1, -2) * (c // self.heads) ** -0.5  # (b, heads, d, d)
-        y = context.transpose(-1, -2) @ q.softmax(dim=-2)  # (b, heads, d, n)
+        q = q.softmax(dim=-2) * (c // self.heads) ** -0.5
+        k = k.softmax(dim=-1)
+        context = k @ v.transpose(-1, -2)  # (b, heads, d, d)
+        y = context.transpose(-1, -2) @ q  # (b, heads, d, n)
         return x + self.out(y.reshape(b, c, h, w))
 
 

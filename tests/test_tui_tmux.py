@@ -1,0 +1,78 @@
+"""The real app in a real terminal (tmux): start it, press keys, read the screen.
+
+Catches what Pilot cannot: terminal queries answered on stdin, start-up, the console script."""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT, seed_store, write_pcam
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+
+
+class Tmux:
+    def __init__(self, session: str, cwd, command: str, size=(130, 32)):
+        self.session = session
+        env = f"PYTHONPATH={ROOT} DDPM_TUI_CACHE={cwd}/cache"
+        # a server of our own (-L), so other tmux sessions on the machine cannot resize the window
+        self.tmux = ["tmux", "-L", session, "-f", "/dev/null"]
+        subprocess.run([*self.tmux, "new-session", "-d", "-s", session, "-x", str(size[0]), "-y", str(size[1]),
+                        f"cd {cwd} && {env} {command}"], check=True)
+
+    def screen(self) -> str:
+        return subprocess.run([*self.tmux, "capture-pane", "-p", "-t", self.session], capture_output=True,
+                              text=True).stdout
+
+    def keys(self, *keys: str) -> None:
+        for key in keys:
+            subprocess.run([*self.tmux, "send-keys", "-t", self.session, key], check=True)
+            time.sleep(0.15)
+
+    def wait_for(self, text: str, timeout: float = 30.0) -> str:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            screen = self.screen()
+            if text in screen:
+                return screen
+            time.sleep(0.1)
+        raise AssertionError(f"{text!r} not on screen:\n{self.screen()}")
+
+    def close(self) -> None:
+        subprocess.run([*self.tmux, "kill-server"], capture_output=True)
+
+
+@pytest.fixture
+def tmux_app(tmp_path):
+    write_pcam(tmp_path / "pcam")
+    seed_store(tmp_path)
+    term = Tmux(f"ddpm-test-{os.getpid()}-{time.monotonic_ns()}", tmp_path, f"{sys.executable} -m ddpm_tui")
+    yield term
+    term.close()
+
+
+def test_real_terminal_walk_through_every_view(tmux_app):
+    screen = tmux_app.wait_for("seed-3")
+    assert "seed-1" in screen and "finished" in screen and "x Delete" in screen, screen
+    views = {"2": "launch a run", "3": "ablation", "5": "blind test", "1": "runs"}
+    for key, title in views.items():
+        tmux_app.keys(key)
+        screen = tmux_app.wait_for(title)
+        assert "Keys —" not in screen, f"a stray dialog opened on view {key}:\n{screen}"
+    tmux_app.keys("6")  # no GPU here: the key does nothing
+    time.sleep(0.5)
+    assert "ddpm-tui — runs" in tmux_app.screen()
+    tmux_app.keys("Enter")
+    tmux_app.wait_for("run 1 line 2")
+    assert "train/loss" in tmux_app.wait_for("esc Back")
+    tmux_app.keys("Escape", "?")
+    tmux_app.wait_for("Keys —")
+    tmux_app.keys("Escape", "q")
+    deadline = time.time() + 10
+    while time.time() < deadline and "ddpm-tui" in tmux_app.screen():
+        time.sleep(0.1)
+    assert "ddpm-tui — runs" not in tmux_app.screen()
