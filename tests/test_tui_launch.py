@@ -179,3 +179,35 @@ async def test_form_fits_a_small_terminal(tui_app):
         await pilot.pause(0.3)
         assert form.scroll_y > 0
         assert screen.query_one("#launch-now").region.height >= 1
+
+
+@pytest.mark.slow
+async def test_launch_now_starts_a_run_that_appears_and_trains(tui_app, tmp_path):
+    from textual.widgets import DataTable
+
+    async with tui_app.run_test(size=(120, 40)) as pilot:
+        screen = await open_launch(pilot)
+        for name, value in (("data", str(tmp_path / "pcam")), ("name", "launched-now"), ("dim", "16"),
+                            ("dim_mults", "1,2"), ("res_blocks", "1"), ("batch_size", "8"), ("max_steps", "6"),
+                            ("timesteps", "50"), ("ckpt_every", "3")):
+            await type_into(pilot, screen, name, value)
+        screen.query_one("#opt-attention", Select).value = "none"
+        await pilot.pause(0.1)
+        await pilot.press("ctrl+l")
+        store = pilot.app.backend.store
+        for _ in range(900):
+            runs = queries.list_runs(store)
+            if len(runs) == 4 and runs[-1].status == "finished":
+                break
+            await pilot.pause(0.1)
+        run = queries.list_runs(store)[-1]
+        assert run.name == "launched-now" and run.status == "finished" and run.step == 6
+        assert pilot.app.current_mode == "runs"
+        table = pilot.app.screen.query_one("#runs-table", DataTable)
+        for _ in range(30):
+            names = [str(table.get_row_at(i)[1]) for i in range(table.row_count)]
+            if "launched-now" in names:
+                break
+            await pilot.pause(0.1)
+        assert "launched-now" in names
+        assert queries.summaries(store)[run.id]["train/loss"]["count"] == 6
