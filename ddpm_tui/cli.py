@@ -1,6 +1,7 @@
 """The `ddpm-tui` command line. Errors: one line on stderr; exit 2 for bad input, 1 for failures."""
 
 
+import importlib
 import json
 import logging
 import os
@@ -39,10 +40,23 @@ def root(
     ROOT_OPTIONS.clear()
     ROOT_OPTIONS.update(db=db, runs_dir=runs_dir)
     if ctx.invoked_subcommand is None:
-        from ddpm_tui.tui.app import run_app
-
+        run_app = import_tui()
         run_app(db or os.environ.get("DDPM_TUI_DB") or "sqlite:///runs.db",
                 runs_dir or Path(os.environ.get("DDPM_TUI_RUNS") or "runs"))
+
+
+def import_tui():
+    """Import the TUI, and meanwhile textual-image, which asks the terminal about its graphics
+    support and waits for the answers. It must be done before the app owns the terminal (answers
+    would arrive as key presses), and overlapping its wait with the app's imports shortens start-up."""
+    import threading
+
+    probe = threading.Thread(target=importlib.import_module, args=("textual_image.widget",))
+    probe.start()
+    from ddpm_tui.tui.app import run_app
+
+    probe.join()
+    return run_app
 
 
 def open_store(ctx_store: Store):
@@ -81,9 +95,9 @@ def demo(
         sample_run(store, run.id, grid, n=16, steps=50, gif=grid.with_suffix(".gif"))
         typer.echo(f"run {run.id} {outcome}; samples: {grid}", err=True)
         return
-    from ddpm_tui.tui.app import run_app
     from ddpm_tui.tui.backend import Backend
 
+    run_app = import_tui()
     run = launch_run(store, ctx_store[1], cfg, queue=True)
     Backend(ctx_store[0], ctx_store[1]).start_worker()
     run_app(ctx_store[0], ctx_store[1], open_run_id=run.id)

@@ -6,7 +6,6 @@ import time
 from typing import Iterable, Sequence
 
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from core.errors import BadInput
@@ -114,6 +113,8 @@ def summaries(store: Store, run_ids: Iterable[int] | None = None) -> dict[int, d
 
 def _insert_ignoring_duplicates(store: Store):
     if store.engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert  # only PostgreSQL users pay its import
+
         return pg_insert(Metric).on_conflict_do_nothing(index_elements=["run_id", "key", "step"])
     return sqlite_insert(Metric).on_conflict_do_nothing(index_elements=["run_id", "key", "step"])
 

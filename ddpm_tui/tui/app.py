@@ -125,8 +125,4 @@ class DdpmApp(App):
 
 
 def run_app(db_url: str, runs_dir: Path, open_run_id: int | None = None) -> None:
-    # textual-image asks the terminal about graphics support when imported; once Textual owns
-    # the terminal, the answer would arrive as key presses. So it is imported before the app runs.
-    import textual_image.widget  # noqa: F401
-
     DdpmApp(Backend(db_url, Path(runs_dir)), open_run_id).run()
