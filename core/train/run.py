@@ -20,6 +20,7 @@ from core.data import open_split, selected_indices
 from core.data.demo import demo_dataset_path
 from core.data.sources import KaggleSplit, PCAM_SPLITS, detect_layout
 from core.errors import BadInput, WorkFailed
+from core.runner.liveness import reconcile
 from core.store import queries
 from core.store.db import Store
 from core.store.journal import MetricLogger, replay_journal, truncate_journal
@@ -201,6 +202,8 @@ RESUMABLE = ("stopped", "crashed", "failed", "queued")
 
 
 def check_resumable(store: Store, run_id: int) -> queries.Run:
+    """The run, if it can be resumed now (a `running` run whose process is gone counts as crashed)."""
+    reconcile(store)
     run = queries.get_run(store, run_id)
     if run.status == "finished":
         raise BadInput(f"run {run.id} is finished (step {run.step}/{run.total_steps}); nothing to resume")
