@@ -142,3 +142,14 @@ def test_unknown_run_and_bad_sample_options(workdir, cli):
     assert r.code == 2 and "no run with id 7" in r.err
     r = cli("sample", "x", "--out", workdir / "a.png")
     assert r.code == 2 and "run id must be a number" in r.err
+
+
+def test_demo_without_a_terminal_trains_and_samples(workdir, cli):
+    r = cli("demo", "--no-tui", "--steps", "12")
+    assert r.code == 0, r
+    run = queries.get_run(Store("sqlite:///runs.db"), 1)
+    assert run.status == "finished" and run.step == 12 and run.config["data"] == "demo"
+    assert (workdir / "cache" / "demo-pcam" / "README.txt").exists()
+    grid = iio.imread(workdir / "runs" / "1" / "demo-samples.png")
+    assert grid.shape[0] > 96 and grid.std() > 1
+    assert (workdir / "runs" / "1" / "demo-samples.gif").exists()

@@ -12,6 +12,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from ddpm_tui.tui.screens.runs import STATUS_STYLE, fmt_float
+from ddpm_tui.tui.screens.chart_controls import CHART_BINDINGS, ChartControls
 from ddpm_tui.tui.widgets.loss_chart import LossChart
 
 HOW_TO = "Nothing to compare yet: in the runs view (1) select two or more runs with space, then press c."
@@ -42,20 +43,12 @@ def series_label(record: dict) -> str:
     return f"{record['id']} {record['name']}"
 
 
-class CompareScreen(Screen):
-    BINDINGS = [
-        Binding("escape", "back", "Back"),
-        Binding("g", "toggle_smooth", "Smooth"),
-        Binding("l", "toggle_log", "Log-y"),
-        Binding("x", "toggle_x", "Step/time"),
-        Binding("m", "next_metric", "Metric"),
-    ]
+class CompareScreen(ChartControls, Screen):
+    BINDINGS = [Binding("escape", "back", "Back"), *CHART_BINDINGS]
 
     def __init__(self):
         super().__init__()
         self.run_ids: list[int] = []
-        self.metric = "train/loss"
-        self.smooth, self.log_y, self.wall_x = True, False, False
         self.records: list[dict] = []
         self.keys: list[str] = []
         self.series: dict[str, tuple[list, list]] = {}
@@ -189,23 +182,7 @@ class CompareScreen(Screen):
     def action_back(self) -> None:
         self.app.switch_mode("runs")
 
-    def action_toggle_smooth(self) -> None:
-        self.smooth = not self.smooth
-        self.notify(f"smoothing {'on' if self.smooth else 'off'}")
-        self.redraw()
-
-    def action_toggle_log(self) -> None:
-        self.log_y = not self.log_y
-        self.redraw()
-
-    def action_toggle_x(self) -> None:
-        self.wall_x = not self.wall_x
-        self.refresh_compare()
-
-    def action_next_metric(self) -> None:
-        keys = self.keys or [self.metric]
-        self.metric = keys[(keys.index(self.metric) + 1) % len(keys)] if self.metric in keys else keys[0]
-        self.notify(f"metric: {self.metric}")
+    def reload(self) -> None:
         self.refresh_compare()
 
     @on(DataTable.ColumnSelected, "#compare-diff")

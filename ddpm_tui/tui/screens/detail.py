@@ -13,6 +13,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Log, Static, TabbedContent, TabPane
 
+from ddpm_tui.tui.screens.chart_controls import CHART_BINDINGS, ChartControls
 from ddpm_tui.tui.screens.dialogs import ConfirmDialog
 from ddpm_tui.tui.screens.runs import STATUS_STYLE, eta_seconds, fmt_duration, fmt_float
 from ddpm_tui.tui.widgets.loss_chart import LossChart
@@ -37,13 +38,10 @@ def read_new_log(path: Path, offset: int) -> tuple[str, int]:
     return data.decode("utf-8", "replace"), size
 
 
-class RunDetailScreen(Screen):
+class RunDetailScreen(ChartControls, Screen):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
-        Binding("g", "toggle_smooth", "Smooth"),
-        Binding("l", "toggle_log", "Log-y"),
-        Binding("x", "toggle_x", "Step/time"),
-        Binding("m", "next_metric", "Metric"),
+        *CHART_BINDINGS,
         Binding("s", "stop", "Stop"),
         Binding("r", "resume", "Resume"),
         Binding("k", "kill", "Kill", show=False),
@@ -54,8 +52,6 @@ class RunDetailScreen(Screen):
     def __init__(self, run_id: int):
         super().__init__()
         self.run_id = run_id
-        self.metric = "train/loss"
-        self.smooth, self.log_y, self.wall_x = True, False, False
         self.log_offset = 0
         self.record: dict | None = None
         self.keys: list[str] = []
@@ -142,24 +138,8 @@ class RunDetailScreen(Screen):
     def redraw(self) -> None:
         self.refresh_detail()
 
-    def action_toggle_smooth(self) -> None:
-        self.smooth = not self.smooth
-        self.notify(f"smoothing {'on' if self.smooth else 'off'}")
-        self.redraw()
-
-    def action_toggle_log(self) -> None:
-        self.log_y = not self.log_y
-        self.redraw()
-
-    def action_toggle_x(self) -> None:
-        self.wall_x = not self.wall_x
-        self.redraw()
-
-    def action_next_metric(self) -> None:
-        keys = self.keys or [self.metric]
-        self.metric = keys[(keys.index(self.metric) + 1) % len(keys)] if self.metric in keys else keys[0]
-        self.notify(f"metric: {self.metric}")
-        self.redraw()
+    def reload(self) -> None:
+        self.refresh_detail()
 
     def action_stop(self) -> None:
         self.app.push_screen(ConfirmDialog(f"Stop run {self.run_id}? It checkpoints and can be resumed."),
