@@ -201,3 +201,31 @@ async def test_stop_resume_kill_a_real_run_from_the_table(tmp_path):
         assert str(table.get_row_at(0)[2]) == "stopped"
     events = [e.status for e in queries.status_events(backend.store, run_id)]
     assert events == ["running", "stopped", "running", "stopped"]
+
+
+@pytest.mark.slow
+async def test_demo_flow_opens_on_a_running_run_whose_chart_moves(tmp_path, monkeypatch):
+    """What `ddpm-tui demo` does: queue the demo run, start a detached worker, open the app on it."""
+    from core.config import DEMO_PRESET, TrainConfig
+    from ddpm_tui.tui.app import DdpmApp
+    from ddpm_tui.tui.backend import Backend
+
+    monkeypatch.setenv("DDPM_TUI_CACHE", str(tmp_path / "cache"))
+    backend = Backend(f"sqlite:///{tmp_path / 'runs.db'}", tmp_path / "runs")
+    run_id = backend.launch(TrainConfig(**dict(DEMO_PRESET, max_steps=400)).validate(), queue=True).id
+    backend.start_worker()
+    app = DdpmApp(backend, open_run_id=run_id)
+    try:
+        async with app.run_test(size=(120, 36)) as pilot:
+            screen = await wait_screen(pilot, RunDetailScreen)
+            await wait_until(pilot, lambda: screen.record is not None and screen.record["status"] == "running",
+                             timeout=60)
+            chart = screen.query_one("#detail-chart")
+            await wait_until(pilot, lambda: screen.record["step"] >= 20, timeout=90)
+            first = screen.record["step"]
+            await wait_until(pilot, lambda: screen.record["step"] >= first + 20, timeout=90)
+            steps, values, _ = backend.series(run_id, "train/loss")
+            assert len(steps) >= first + 20 and values[-1] < values[0]
+            await wait_until(pilot, lambda: chart.drawn.get("train/loss", 0) >= first + 20, timeout=10)
+    finally:
+        backend.stop(run_id)

@@ -20,9 +20,10 @@ def thin(xs: list, ys: list, max_points: int = MAX_POINTS) -> tuple[list, list]:
 
 
 class LossChart(PlotextPlot):
-    """`show({label: (xs, ys)}, ...)` redraws the chart."""
+    """`show({label: (xs, ys)}, ...)` redraws the chart; `drawn` says how many points each series got."""
 
     DEFAULT_CSS = "LossChart { min-height: 10; }"
+    drawn: dict[str, int] = {}
 
     def show(self, series: dict[str, tuple[list, list]], title: str = "", xlabel: str = "step",
              smooth: bool = False, log_y: bool = False) -> None:
@@ -31,7 +32,7 @@ class LossChart(PlotextPlot):
         plt.clear_figure()
         plt.title(title)
         plt.xlabel(xlabel)
-        drawn = False
+        self.drawn = {}
         for label, (xs, ys) in series.items():
             xs, ys = thin(list(xs), list(ys))
             if log_y:
@@ -40,9 +41,9 @@ class LossChart(PlotextPlot):
             if not xs:
                 continue
             plt.plot(xs, ema_smooth(ys) if smooth else ys, label=label, marker="braille")
-            drawn = True
-        if log_y and drawn:
+            self.drawn[label] = len(xs)
+        if log_y and self.drawn:
             plt.yscale("log")
-        if not drawn:
+        if not self.drawn:
             plt.title(f"{title} (no data yet)")
         self.refresh()
