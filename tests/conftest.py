@@ -143,3 +143,27 @@ def tui_app(tmp_path):
     write_pcam(tmp_path / "pcam")
     url, runs_dir = seed_store(tmp_path)
     return DdpmApp(Backend(url, runs_dir))
+
+
+async def wait_for(pilot, condition, timeout: float = 60.0, what: str = "condition") -> None:
+    """Let the app run until `condition()` holds (workers and refresh ticks need real time)."""
+    for _ in range(int(timeout / 0.05)):
+        if condition():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def wait_screen(pilot, kind):
+    """The active screen once it is a mounted `kind`."""
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, kind) and pilot.app.screen.is_mounted,
+                   timeout=10, what=kind.__name__)
+    return pilot.app.screen
+
+
+async def open_view(pilot, key: str, kind):
+    """Press the digit of a view and return its screen, mounted and settled."""
+    await pilot.press(key)
+    screen = await wait_screen(pilot, kind)
+    await pilot.pause(0.1)
+    return screen

@@ -3,6 +3,7 @@
 import pytest
 from textual.widgets import DataTable, Input, Select, Static, TabbedContent
 
+from conftest import open_view
 from core.errors import BadInput
 from core.store import queries
 from ddpm_tui.tui.screens.ablation import AblationScreen, grid_values, group_runs, parse_other_options
@@ -10,14 +11,7 @@ from ddpm_tui.tui.screens.dialogs import ConfirmDialog
 
 
 async def open_ablation(pilot) -> AblationScreen:
-    await pilot.press("3")
-    for _ in range(100):
-        if isinstance(pilot.app.screen, AblationScreen) and pilot.app.screen.is_mounted:
-            break
-        await pilot.pause(0.05)
-    await pilot.pause(0.1)
-    assert isinstance(pilot.app.screen, AblationScreen)
-    return pilot.app.screen
+    return await open_view(pilot, "3", AblationScreen)
 
 
 def set_inputs(screen, **values) -> None:

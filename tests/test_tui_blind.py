@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable, Input, Static
 
-from conftest import TINY, write_pcam
+from conftest import TINY, wait_for, write_pcam
 from core.blind import CLASS_MODE, PAIR_MODE, p_value
 from core.store import Store, queries
 from ddpm_tui.tui.screens.blind import BlindTestScreen
@@ -44,14 +44,6 @@ def blind_app(trained, tmp_path):
     src.close()
     dst.close()
     return DdpmApp(Backend(f"sqlite:///{tmp_path / 'runs.db'}", trained / "runs"))
-
-
-async def wait_for(pilot, condition, timeout=60.0, what="condition"):
-    for _ in range(int(timeout / 0.05)):
-        if condition():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def open_blind(pilot) -> BlindTestScreen:

@@ -3,16 +3,9 @@
 import pytest
 from textual.widgets import DataTable, Static
 
+from conftest import wait_for
 from ddpm_tui.tui.screens.compare import MISSING, CompareScreen, config_diff
 from ddpm_tui.tui.widgets.loss_chart import LossChart
-
-
-async def wait_for(pilot, condition, timeout=10.0, what="condition"):
-    for _ in range(int(timeout / 0.05)):
-        if condition():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_config_diff_keeps_only_differing_keys():

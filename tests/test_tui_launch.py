@@ -5,20 +5,14 @@ import dataclasses
 import pytest
 from textual.widgets import Input, Select, Static, Switch
 
+from conftest import open_view
 from core.config import DEMO_PRESET, TrainConfig
 from core.store import queries
 from ddpm_tui.tui.screens.launch import PRESETS, LaunchScreen
 
 
 async def open_launch(pilot) -> LaunchScreen:
-    await pilot.press("2")
-    for _ in range(100):
-        if isinstance(pilot.app.screen, LaunchScreen) and pilot.app.screen.is_mounted:
-            break
-        await pilot.pause(0.05)
-    await pilot.pause(0.1)
-    assert isinstance(pilot.app.screen, LaunchScreen)
-    return pilot.app.screen
+    return await open_view(pilot, "2", LaunchScreen)
 
 
 def error_text(screen, name: str) -> str:

@@ -3,6 +3,7 @@
 import pytest
 from textual.widgets import DataTable, Input, Log, Static
 
+from conftest import wait_for, wait_screen
 from core.store import queries
 from ddpm_tui.tui.screens.detail import RunDetailScreen
 from ddpm_tui.tui.screens.dialogs import ConfirmDialog, TextPrompt
@@ -16,22 +17,6 @@ async def wait_rows(pilot, n, timeout=10.0):
             return table
         await pilot.pause(0.05)
     raise AssertionError(f"table has {table.row_count} rows, expected {n}")
-
-
-async def wait_screen(pilot, kind, timeout=10.0):
-    for _ in range(int(timeout / 0.05)):
-        if isinstance(pilot.app.screen, kind):
-            return pilot.app.screen
-        await pilot.pause(0.05)
-    raise AssertionError(f"screen is {pilot.app.screen!r}, expected {kind.__name__}")
-
-
-async def wait_until(pilot, predicate, timeout=30.0):
-    for _ in range(int(timeout / 0.1)):
-        if predicate():
-            return
-        await pilot.pause(0.1)
-    raise AssertionError("condition not reached in time")
 
 
 def cell_texts(table):
@@ -68,7 +53,7 @@ async def test_select_several_and_tag_them(tui_app):
         await wait_screen(pilot, TextPrompt)
         await pilot.press(*"keep", "enter")
         store = pilot.app.backend.store
-        await wait_until(pilot, lambda: queries.run_tags(store) == {1: ["keep"], 2: ["keep"]})
+        await wait_for(pilot, lambda: queries.run_tags(store) == {1: ["keep"], 2: ["keep"]})
 
 
 @pytest.mark.asyncio
@@ -84,7 +69,7 @@ async def test_delete_asks_first_and_then_deletes(tui_app):
         await wait_screen(pilot, ConfirmDialog)
         await pilot.press("y")
         store = pilot.app.backend.store
-        await wait_until(pilot, lambda: [r.id for r in queries.list_runs(store)] == [2, 3])
+        await wait_for(pilot, lambda: [r.id for r in queries.list_runs(store)] == [2, 3])
         await wait_rows(pilot, 2)
 
 
@@ -183,7 +168,7 @@ async def test_stop_resume_kill_a_real_run_from_the_table(tmp_path):
     app = DdpmApp(backend)
     async with app.run_test(size=(120, 30)) as pilot:
         await wait_rows(pilot, 1)
-        await wait_until(pilot, lambda: queries.get_run(backend.store, run_id).step >= 3, timeout=90)
+        await wait_for(pilot, lambda: queries.get_run(backend.store, run_id).step >= 3, timeout=90)
         await pilot.press("s")
         await wait_screen(pilot, ConfirmDialog)
         await pilot.press("y")
@@ -191,7 +176,7 @@ async def test_stop_resume_kill_a_real_run_from_the_table(tmp_path):
         await pilot.press("r")
         await wait_status(pilot, run_id, "running")
         step = queries.get_run(backend.store, run_id).step
-        await wait_until(pilot, lambda: queries.get_run(backend.store, run_id).step > step, timeout=90)
+        await wait_for(pilot, lambda: queries.get_run(backend.store, run_id).step > step, timeout=90)
         await pilot.press("k")
         await wait_screen(pilot, ConfirmDialog)
         await pilot.press("y")
@@ -218,14 +203,14 @@ async def test_demo_flow_opens_on_a_running_run_whose_chart_moves(tmp_path, monk
     try:
         async with app.run_test(size=(120, 36)) as pilot:
             screen = await wait_screen(pilot, RunDetailScreen)
-            await wait_until(pilot, lambda: screen.record is not None and screen.record["status"] == "running",
+            await wait_for(pilot, lambda: screen.record is not None and screen.record["status"] == "running",
                              timeout=60)
             chart = screen.query_one("#detail-chart")
-            await wait_until(pilot, lambda: screen.record["step"] >= 20, timeout=90)
+            await wait_for(pilot, lambda: screen.record["step"] >= 20, timeout=90)
             first = screen.record["step"]
-            await wait_until(pilot, lambda: screen.record["step"] >= first + 20, timeout=90)
+            await wait_for(pilot, lambda: screen.record["step"] >= first + 20, timeout=90)
             steps, values, _ = backend.series(run_id, "train/loss")
             assert len(steps) >= first + 20 and values[-1] < values[0]
-            await wait_until(pilot, lambda: chart.drawn.get("train/loss", 0) >= first + 20, timeout=10)
+            await wait_for(pilot, lambda: chart.drawn.get("train/loss", 0) >= first + 20, timeout=10)
     finally:
         backend.stop(run_id)
