@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,13 +13,16 @@ from core.errors import BadInput
 
 CLASSES = ("cancerous", "non_cancerous", "both")
 PREPROCESS = ("center-crop", "resize")
-SCHEDULES = ("linear", "cosine", "quadratic", "sigmoid")
+SCHEDULES = ("linear", "cosine", "quadratic", "sigmoid", "sigmoid-chen")
 ATTENTION = ("none", "linear", "full")
 OBJECTIVES = ("eps", "x0", "v")
 LOSSES = ("l2", "l1", "huber")
 PRECISIONS = ("fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 IMAGE_SIZES = (32, 64, 96)
+INT_MAX = 2**31 - 1  # counts beyond this are typos, and would not fit the store's integer columns
+SEED_MAX = 2**32 - 1  # numpy's legacy seeding takes 32 bits
+TIMESTEPS_MAX = 100_000
 
 
 def _opt(default: Any, help: str, choices: tuple | None = None, **kw: Any) -> Any:
@@ -38,7 +42,10 @@ class TrainConfig:
     image_size: int = _opt(32, "training resolution in pixels", IMAGE_SIZES)
     preprocess: str = _opt("center-crop", "how 96 px patches become image-size", PREPROCESS)
     augment: bool = _opt(True, "random dihedral (flip/rotate) augmentation")
-    schedule: str = _opt("cosine", "noise schedule", SCHEDULES)
+    schedule: str = _opt("cosine", "noise schedule: linear (Ho et al. 2020), cosine (Nichol & Dhariwal 2021), "
+                         "quadratic (sqrt(beta) linear; keeps 2.7% of the signal at T=1000), sigmoid (GeoDiff's "
+                         "beta-sigmoid, Xu et al. 2022), sigmoid-chen (alpha-bar sigmoid of Jabri et al. 2022 / "
+                         "Chen 2023, lucidrains' 'sigmoid')", SCHEDULES)
     timesteps: int = _opt(1000, "diffusion steps T")
     attention: str = _opt("full", "self-attention kind", ATTENTION)
     attn_resolutions: str = _opt("auto", "feature-map sizes (px) that get attention, e.g. 16,8; auto: <= 16 px")
@@ -66,6 +73,8 @@ class TrainConfig:
     sample_every: int = _opt(0, "EMA sample grid every N steps (0: off)")
     max_nonfinite: int = _opt(10, "stop after this many non-finite losses in a row")
     device: str = _opt("auto", "where to train", DEVICES)
+    shuffle_window: int = _opt(8, "blocks of 512 patches shuffled together by the data stream: more mixes "
+                               "better across a file ordered by slide, at 14 MiB of memory per block")
     name: str = _opt("", "run name")
     tag: list = _opt([], "tags (repeatable)")
 
@@ -103,8 +112,18 @@ class TrainConfig:
                 raise BadInput(
                     f"--{flag(f.name)}: unknown value {value!r} (choose from {', '.join(map(str, choices))})"
                 )
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.type == "float" and not math.isfinite(value):
+                raise BadInput(f"--{flag(f.name)}: must be a finite number, got {value!r}")
+            if f.type == "int" and value > INT_MAX:
+                raise BadInput(f"--{flag(f.name)}: {value} is too large (at most {INT_MAX})")
+        if not 0 <= self.seed <= SEED_MAX:
+            raise BadInput(f"--seed: must be in 0..{SEED_MAX}, got {self.seed}")
+        if self.timesteps > TIMESTEPS_MAX:
+            raise BadInput(f"--timesteps: {self.timesteps} is too many (at most {TIMESTEPS_MAX})")
         positive = ("lr", "batch_size", "max_steps", "timesteps", "dim", "res_blocks", "ckpt_every",
-                    "keep_ckpts", "max_nonfinite")
+                    "keep_ckpts", "max_nonfinite", "shuffle_window")
         for name in positive:
             if not getattr(self, name) > 0:
                 raise BadInput(f"--{flag(name)}: must be positive, got {getattr(self, name)!r}")
@@ -133,11 +152,24 @@ class TrainConfig:
                 )
         if self.dim % 8:
             raise BadInput(f"--dim: must be a multiple of 8 (GroupNorm groups), got {self.dim}")
+        self.tag = [check_tag(t, "--tag") for t in self.tag]
+        if len(self.name) > 200:
+            raise BadInput(f"--name: at most 200 characters, got {len(self.name)}")
         return self
 
 
 def flag(name: str) -> str:
     return name.replace("_", "-")
+
+
+def check_tag(tag: str, where: str) -> str:
+    """A tag without surrounding blanks; empty or blank tags are refused."""
+    text = str(tag).strip()
+    if not text:
+        raise BadInput(f"{where}: empty tag {tag!r}")
+    if len(text) > 100 or any(ch.isspace() for ch in text):
+        raise BadInput(f"{where}: a tag is one word of at most 100 characters, got {tag!r}")
+    return text
 
 
 def parse_int_list(text: Any, name: str) -> tuple[int, ...]:
@@ -179,6 +211,10 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         raw = tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise BadInput(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise BadInput(f"{path}: is a directory, not a TOML config file") from None
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot read the config file ({exc.strerror})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise BadInput(f"{path}: not valid TOML ({exc})") from None
     values = {}

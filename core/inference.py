@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from core.config import config_from_dict
+from core.config import SEED_MAX, config_from_dict
 from core.diffusion import GaussianDiffusion, make_betas
 from core.errors import BadInput
 from core.model import build_unet
-from core.sample import SAMPLERS, display_scale, generate, make_grid, save_gif, save_png
+from core.sample import SAMPLE_BATCH, SAMPLERS, display_scale, generate, make_grid, save_gif, save_png
 from core.store import queries
 from core.store.db import Store
 from core.train import checkpoint as ckpt
-from core.train.trainer import check_architecture, load_weights, pick_device
+from core.train.resources import check_fits, sampling_memory
+from core.train.trainer import load_weights, pick_device
 
 CLASS_NAMES = {"non_cancerous": 0, "0": 0, "cancerous": 1, "1": 1}
 
@@ -23,11 +26,10 @@ def load_run_model(store: Store, run_id, device: str = "auto"):
     """(EMA network in eval mode, diffusion, config, checkpoint path) of a run's newest good checkpoint."""
     run = queries.get_run(store, run_id)
     cfg = config_from_dict(run.config)
-    found = ckpt.load_latest_good(Path(run.run_dir) / "checkpoints")
+    found = ckpt.choose_checkpoint(Path(run.run_dir) / "checkpoints", cfg)
     if found is None:
-        raise BadInput(f"run {run.id} has no loadable checkpoint in {run.run_dir}/checkpoints")
+        raise BadInput(f"run {run.id} has no checkpoint yet in {run.run_dir}/checkpoints")
     path, state = found
-    check_architecture(path, state.get("config", {}), cfg)
     dev = pick_device(device)
     net = build_unet(cfg)
     load_weights(net, state["ema"], path)
@@ -35,22 +37,57 @@ def load_run_model(store: Store, run_id, device: str = "auto"):
     return net.to(dev).eval(), diffusion, cfg, path, run
 
 
-def sample_run(store: Store, run_id, out: Path, n: int = 16, sampler: str = "ddim", steps: int = 50,
+@dataclass(frozen=True)
+class SampleResult:
+    paths: list[Path]
+    chain: str  # which chain drew them, e.g. "ddpm: the full chain of 1000 steps"
+
+
+def describe_chain(sampler: str, steps: int, num_timesteps: int, eta: float) -> str:
+    if sampler == "ddpm":
+        if steps == num_timesteps:
+            return f"ddpm: the full chain of {num_timesteps} steps"
+        return f"ddpm: respaced to {steps} of {num_timesteps} steps"
+    return f"ddim: {steps} of {num_timesteps} steps, eta {eta:g}"
+
+
+def check_output(path: Path, suffix: str, option: str) -> None:
+    path = Path(path)
+    if path.is_dir():
+        raise BadInput(f"{option} {path}: is a directory; give a {suffix} file name")
+    if path.suffix.lower() != suffix:
+        raise BadInput(f"{option}: expected a {suffix} file name, got {path}")
+    parent = next((p for p in path.absolute().parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise BadInput(f"{option} {path}: {parent} is a file, not a directory")
+
+
+def sample_run(store: Store, run_id, out: Path, n: int = 16, sampler: str = "ddim", steps: int | None = None,
                eta: float = 0.0, guidance: float = 0.0, class_name: str | None = None, gif: Path | None = None,
-               seed: int = 0, scale: int = 0, device: str = "auto") -> list[Path]:
-    """Write a PNG grid of n samples (and optionally a GIF of the reverse process); returns the paths."""
+               seed: int = 0, scale: int = 0, device: str = "auto") -> SampleResult:
+    """Write a PNG grid of n samples (and optionally a GIF of the reverse process). `steps` defaults
+    to the full chain for ddpm and 50 for ddim. Sizes that cannot fit in memory are refused up front."""
     if sampler not in SAMPLERS:
         raise BadInput(f"--sampler: unknown value {sampler!r} (choose from {', '.join(SAMPLERS)})")
-    for name, value in (("n", n), ("steps", steps)):
+    for name, value in (("n", n), ("steps", steps if steps is not None else 1)):
         if value <= 0:
             raise BadInput(f"--{name}: must be positive, got {value}")
-    if guidance < 0:
-        raise BadInput(f"--guidance: must not be negative, got {guidance}")
-    if Path(out).suffix.lower() != ".png":
-        raise BadInput(f"--out: expected a .png file name, got {out}")
-    if gif is not None and Path(gif).suffix.lower() != ".gif":
-        raise BadInput(f"--gif: expected a .gif file name, got {gif}")
-    net, diffusion, cfg, path, run = load_run_model(store, run_id, device)
+    if not math.isfinite(eta) or not 0 <= eta <= 1:
+        raise BadInput(f"--eta: must be a number in [0, 1], got {eta}")
+    if not math.isfinite(guidance) or guidance < 0:
+        raise BadInput(f"--guidance: must be a finite number >= 0, got {guidance}")
+    if scale < 0:
+        raise BadInput(f"--scale: must not be negative, got {scale}")
+    if not 0 <= seed <= SEED_MAX:
+        raise BadInput(f"--seed: must be in 0..{SEED_MAX}, got {seed}")
+    check_output(out, ".png", "--out")
+    if gif is not None:
+        check_output(gif, ".gif", "--gif")
+    run = queries.get_run(store, run_id)
+    cfg = config_from_dict(run.config)
+    steps = steps or (cfg.timesteps if sampler == "ddpm" else min(50, cfg.timesteps))
+    if steps > cfg.timesteps:
+        raise BadInput(f"--steps {steps}: more than run {run.id}'s {cfg.timesteps} diffusion steps")
     label = None
     if class_name is not None:
         if class_name not in CLASS_NAMES:
@@ -60,15 +97,22 @@ def sample_run(store: Store, run_id, out: Path, n: int = 16, sampler: str = "ddi
         label = CLASS_NAMES[class_name]
     if guidance and not cfg.conditional:
         raise BadInput(f"--guidance: run {run.id} is unconditional; guidance needs a --conditional run")
-    with torch.inference_mode():
-        images, frames = generate(net, diffusion, n, cfg.image_size, sampler, steps, guidance, label, seed,
-                                  next(net.parameters()).device, eta, frames=48 if gif else 0)
     factor = scale or display_scale(cfg.image_size)
+    frames = 48 if gif else 0
+    dev = pick_device(device)
+    tile = (cfg.image_size * factor + 2) ** 2 * 3
+    check_fits(sampling_memory(cfg, min(n, SAMPLE_BATCH)) + n * tile * (1 + frames), dev,
+               f"sampling {n} images at --scale {factor}{' with a GIF' if gif else ''}",
+               "lower --n or --scale")
+    net, diffusion, cfg, path, run = load_run_model(store, run.id, device)
+    with torch.inference_mode():
+        images, snapshots = generate(net, diffusion, n, cfg.image_size, sampler, steps, guidance, label, seed,
+                                     next(net.parameters()).device, eta, frames=frames)
     save_png(out, make_grid(images, scale=factor))
     written = [Path(out)]
     queries.add_artifact(store, run.id, "samples", str(Path(out).resolve()), None)
     if gif is not None:
-        save_gif(gif, [make_grid(f, scale=factor) for f in frames])
+        save_gif(gif, [make_grid(f, scale=factor) for f in snapshots])
         written.append(Path(gif))
         queries.add_artifact(store, run.id, "gif", str(Path(gif).resolve()), None)
-    return written
+    return SampleResult(written, describe_chain(sampler, steps, cfg.timesteps, eta))

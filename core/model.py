@@ -29,6 +29,11 @@ def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0)
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
 
 
+def attention_heads(channels: int, head_dim: int = 32) -> int:
+    """The most heads of about `head_dim` channels that divide `channels` evenly (at least 1)."""
+    return max(h for h in range(1, max(1, channels // head_dim) + 1) if channels % h == 0)
+
+
 def group_norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(32 if channels % 32 == 0 else 8, channels)
 
@@ -40,13 +45,15 @@ def zero_init(module: nn.Module) -> nn.Module:
 
 
 class ResBlock(nn.Module):
-    """GroupNorm-SiLU-conv twice; the time (and class) embedding scales and shifts the second norm."""
+    """GroupNorm-SiLU-conv twice; the time (and class) embedding, through SiLU and a linear layer,
+    scales and shifts the second norm (the SiLU keeps the embedding MLP's last layer and this
+    projection from collapsing into one linear map)."""
 
     def __init__(self, in_ch: int, out_ch: int, emb_dim: int, dropout: float):
         super().__init__()
         self.norm1 = group_norm(in_ch)
         self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
-        self.emb = nn.Linear(emb_dim, 2 * out_ch)
+        self.emb = nn.Sequential(nn.SiLU(), nn.Linear(emb_dim, 2 * out_ch))
         self.norm2 = group_norm(out_ch)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = zero_init(nn.Conv2d(out_ch, out_ch, 3, padding=1))
@@ -63,9 +70,9 @@ class ResBlock(nn.Module):
 class FullAttention(nn.Module):
     """Multi-head self-attention over all pixels through scaled_dot_product_attention."""
 
-    def __init__(self, channels: int, head_dim: int = 32):
+    def __init__(self, channels: int):
         super().__init__()
-        self.heads = max(1, channels // head_dim)
+        self.heads = attention_heads(channels)
         self.norm = group_norm(channels)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
         self.out = zero_init(nn.Conv2d(channels, channels, 1))
@@ -81,9 +88,9 @@ class LinearAttention(nn.Module):
     """Efficient attention (Shen et al. 2021): softmax(q) over channels, softmax(k) over pixels,
     out = softmax(q)^T (softmax(k) v^T): linear in the number of pixels."""
 
-    def __init__(self, channels: int, head_dim: int = 32):
+    def __init__(self, channels: int):
         super().__init__()
-        self.heads = max(1, channels // head_dim)
+        self.heads = attention_heads(channels)
         self.norm = group_norm(channels)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
         self.out = zero_init(nn.Conv2d(channels, channels, 1))

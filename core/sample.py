@@ -14,6 +14,7 @@ from core.diffusion import GaussianDiffusion
 from core.diffusion.sampling import ddim_sample, ddpm_sample, guided
 
 SAMPLERS = ("ddpm", "ddim")
+SAMPLE_BATCH = 256
 
 
 def class_labels(n: int, num_classes: int, class_label: int | None, device) -> torch.Tensor | None:
@@ -31,24 +32,30 @@ def generate(
     guidance: float = 0.0, class_label: int | None = None, seed: int = 0, device="cpu", eta: float = 0.0,
     frames: int = 0,
 ) -> tuple[np.ndarray, list[np.ndarray]]:
-    """n samples as uint8 (n, S, S, 3), plus up to `frames` snapshots of x_t along the chain."""
+    """n samples as uint8 (n, S, S, 3), plus up to `frames` snapshots of x_t along the chain.
+    Drawn SAMPLE_BATCH at a time from one seeded generator, so memory stays bounded for any n."""
     num_classes = getattr(net, "num_classes", 0)
     labels = class_labels(n, num_classes, class_label, device)
-    model_fn = guided(lambda x, t, y: net(x, t, y), labels, guidance, num_classes if num_classes else None)
     generator = torch.Generator(device=device).manual_seed(seed)
-    shape = (n, 3, image_size, image_size)
-    if sampler == "ddpm":
-        chain = ddpm_sample(diffusion, model_fn, shape, generator=generator, device=device, steps=steps)
-        total = min(steps, diffusion.num_timesteps) if steps else diffusion.num_timesteps
-    else:
-        chain = ddim_sample(diffusion, model_fn, shape, steps=steps, eta=eta, generator=generator, device=device)
-        total = min(steps, diffusion.num_timesteps)
+    total = min(steps, diffusion.num_timesteps) if steps else diffusion.num_timesteps
     keep = set(np.linspace(0, total - 1, frames).round().astype(int).tolist()) if frames else set()
-    snapshots, x = [], None
-    for i, (_, x, _) in enumerate(chain):
-        if i in keep:
-            snapshots.append(to_uint8(x))
-    return to_uint8(x), snapshots
+    images, snapshots = [], [[] for _ in keep]
+    for start in range(0, n, SAMPLE_BATCH):
+        size = min(SAMPLE_BATCH, n - start)
+        batch_labels = labels[start:start + size] if labels is not None else None
+        model_fn = guided(lambda x, t, y: net(x, t, y), batch_labels, guidance, num_classes if num_classes else None)
+        shape = (size, 3, image_size, image_size)
+        if sampler == "ddpm":
+            chain = ddpm_sample(diffusion, model_fn, shape, generator=generator, device=device, steps=steps)
+        else:
+            chain = ddim_sample(diffusion, model_fn, shape, steps=steps, eta=eta, generator=generator, device=device)
+        kept, x = 0, None
+        for i, (_, x, _) in enumerate(chain):
+            if i in keep:
+                snapshots[kept].append(to_uint8(x))
+                kept += 1
+        images.append(to_uint8(x))
+    return np.concatenate(images), [np.concatenate(s) for s in snapshots]
 
 
 def make_grid(images: np.ndarray, ncols: int | None = None, pad: int = 2, scale: int = 1) -> np.ndarray:

@@ -59,10 +59,12 @@ def import_tui():
     return run_app
 
 
-def open_store(ctx_store: Store):
+def open_store(ctx_store: Store, create: bool = True):
+    """The store of --db. Commands that only read or act on existing runs pass create=False: they
+    never create a database file (a missing one reads as empty)."""
     from core.store import Store as StoreClass
 
-    return StoreClass(ctx_store[0])
+    return StoreClass(ctx_store[0]) if create else StoreClass.existing(ctx_store[0])
 
 
 def echo_json(value) -> None:
@@ -79,18 +81,19 @@ def demo(
     """Build the demo dataset, queue a small CPU-sized run, start a worker and open the TUI on it."""
     from core.config import DEMO_PRESET, TrainConfig
     from core.runner.lifecycle import launch as launch_run
+    from core.train.run import new_run
+
+    from core.train.run import plan_run
 
     interactive = not no_tui and sys.stdout.isatty() and sys.stdin.isatty()
     preset = dict(DEMO_PRESET, max_steps=steps or (DEMO_PRESET["max_steps"] * (5 if interactive else 1)))
+    cfg = TrainConfig(**preset)
+    plan = plan_run(cfg, ctx_store[1])
     store = open_store(ctx_store)
-    cfg = TrainConfig(**preset).validate()
     if not interactive:
         from core.inference import sample_run
-        from core.train.run import new_run
 
-        run = new_run(store, ctx_store[1], cfg)
-        typer.echo(f"demo run {run.id}: {run.run_dir}", err=True)
-        outcome = _train_with_progress(store, run.id, resume=False)
+        outcome, run = _train_with_progress(store, lambda: new_run(store, ctx_store[1], cfg, plan=plan))
         grid = Path(run.run_dir) / "demo-samples.png"
         sample_run(store, run.id, grid, n=16, steps=50, gif=grid.with_suffix(".gif"))
         typer.echo(f"run {run.id} {outcome}; samples: {grid}", err=True)
@@ -98,7 +101,7 @@ def demo(
     from ddpm_tui.tui.backend import Backend
 
     run_app = import_tui()
-    run = launch_run(store, ctx_store[1], cfg, queue=True)
+    run = launch_run(store, ctx_store[1], cfg, queue=True, plan=plan)
     Backend(ctx_store[0], ctx_store[1]).start_worker()
     run_app(ctx_store[0], ctx_store[1], open_run_id=run.id)
 
@@ -119,20 +122,23 @@ def data_check(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ):
     """Validate a dataset: layout, counts per split and class, problems."""
+    from core.data import cache_dir, resolve_data
     from core.data.check import check_dataset
-    from core.train.run import resolve_data
+    from core.text import printable
 
-    report = check_dataset(resolve_data(path) if path == "demo" else path)
+    report = check_dataset(resolve_data(path) if path == "demo" else path, cache=cache_dir())
     if as_json:
         echo_json(report)
     else:
-        typer.echo(f"{report['path']}: {report['layout']} layout")
+        typer.echo(f"{printable(report['path'])}: {report['layout']} layout")
         for split, c in report["splits"].items():
             typer.echo(f"  {split:<6} {c['n']:>8} patches  cancerous {c['cancerous']:>8}  "
                        f"non_cancerous {c['non_cancerous']:>8}")
     if report["problems"]:
-        for problem in report["problems"]:
-            typer.echo(f"error: {problem}", err=True)
+        for problem in report["problems"][:20]:
+            typer.echo(f"error: {printable(problem)}", err=True)
+        if len(report["problems"]) > 20:
+            typer.echo(f"error: ... and {len(report['problems']) - 20} more problems", err=True)
         raise typer.Exit(2)
 
 
@@ -143,49 +149,58 @@ def data_check(
 def train(
     config: Annotated[Optional[Path], typer.Option("--config", help="TOML file of training options")] = None,
     resume: Annotated[Optional[str], typer.Option("--resume", help="continue this run id from its last checkpoint")] = None,
+    checkpoint: Annotated[Optional[int], typer.Option("--checkpoint", help="with --resume: continue from this step's checkpoint (newer ones are set aside)")] = None,
     train_values: dict = None, ctx_store: Store = None,
 ):
     """Train in the foreground with a progress bar; the run is recorded in the store."""
     from core.config import build_config
-    from core.train.run import check_resumable, new_run
+    from core.runner.liveness import running_fields
+    from core.store import queries
+    from core.train.run import check_resumable, new_run, plan_run
 
-    store = open_store(ctx_store)
     if resume is not None:
         given = [k for k, v in train_values.items() if v is not None]
         if given or config:
             raise BadInput(f"--resume continues a run with its stored config; drop --{given[0] if given else 'config'}")
-        run = check_resumable(store, resume)
-        run_id, is_resume = run.id, True
+        store = open_store(ctx_store, create=False)
+
+        def start():
+            run = check_resumable(store, resume, checkpoint)
+            if not queries.set_status(store, run.id, "running", reason="resumed", expect=(run.status,),
+                                      **running_fields()):
+                raise BadInput(f"run {run.id} changed while resuming it; try again")
+            return run
     else:
-        cfg = build_config(train_values, config)
-        run = new_run(store, ctx_store[1], cfg)
-        run_id, is_resume = run.id, False
-    typer.echo(f"run {run_id}: {run.run_dir}", err=True)
-    outcome = _train_with_progress(store, run_id, is_resume)
-    final = _run_row(store, run_id)
-    typer.echo(f"run {run_id} {outcome} at step {final.step}/{final.total_steps}", err=True)
+        if checkpoint is not None:
+            raise BadInput("--checkpoint goes with --resume")
+        plan = plan_run(build_config(train_values, config), ctx_store[1])
+        store = open_store(ctx_store)
+
+        def start():
+            return new_run(store, ctx_store[1], plan.cfg, plan=plan)
+
+    outcome, run = _train_with_progress(store, start)
+    final = queries.get_run(store, run.id)
+    typer.echo(f"run {run.id} {outcome} at step {final.step}/{final.total_steps}", err=True)
     if outcome == "stopped":
-        typer.echo(f"resume with: ddpm-tui train --resume {run_id}", err=True)
+        typer.echo(f"resume with: ddpm-tui train --resume {run.id}", err=True)
 
 
-def _run_row(store, run_id):
-    from core.store.queries import get_run
-
-    return get_run(store, run_id)
-
-
-def _train_with_progress(store, run_id: int, resume: bool) -> str:
+def _train_with_progress(store, start):
+    """Put a run in `running` with `start()` (owned by this process) and train it here, with a
+    progress bar on a terminal and a line every 50 steps otherwise. Returns (outcome, run)."""
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from core.train.run import execute_run
 
     console = Console(stderr=True)
-    columns = [TextColumn("step {task.completed:>7.0f}/{task.total:.0f}"), BarColumn(),
-               TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[rate]} img/s"),
-               TextColumn("ETA"), TimeRemainingColumn()]
+    columns = [TextColumn("step"), MofNCompleteColumn(), BarColumn(), TextColumn("loss {task.fields[loss]}"),
+               TextColumn("{task.fields[rate]} img/s"), TextColumn("ETA"), TimeRemainingColumn()]
     with Progress(*columns, console=console, transient=False, disable=not console.is_terminal) as progress:
-        task = progress.add_task("train", total=None, loss="-", rate="-")
+        run = start()
+        typer.echo(f"run {run.id}: {run.run_dir}", err=True)
+        task = progress.add_task("train", total=run.total_steps or None, completed=run.step, loss="-", rate="-")
 
         def on_step(stats):
             loss = "nan" if stats.loss is None else f"{stats.loss:.4f}"
@@ -194,7 +209,7 @@ def _train_with_progress(store, run_id: int, resume: bool) -> str:
                 console.print(f"step {stats.step}/{stats.total} loss {loss} {stats.img_per_s:.1f} img/s "
                               f"eta {stats.eta_s:.0f}s")
 
-        return execute_run(store, run_id, on_step=on_step, resume=resume)
+        return execute_run(store, run.id, on_step=on_step), run
 
 
 # ---- sampling ----------------------------------------------------------------------------------
@@ -205,7 +220,7 @@ def sample(
     out: Annotated[Path, typer.Option("--out", help="PNG grid to write")],
     n: Annotated[int, typer.Option("--n", help="number of samples")] = 16,
     sampler: Annotated[str, typer.Option("--sampler", help="ddpm|ddim")] = "ddim",
-    steps: Annotated[int, typer.Option("--steps", help="sampling steps (ddpm: respaced when < T)")] = 50,
+    steps: Annotated[Optional[int], typer.Option("--steps", help="sampling steps [default: ddpm the full chain T, ddim 50]; ddpm is respaced when < T")] = None,
     eta: Annotated[float, typer.Option("--eta", help="DDIM eta (0 = deterministic)")] = 0.0,
     guidance: Annotated[float, typer.Option("--guidance", help="classifier-free guidance weight w")] = 0.0,
     class_name: Annotated[Optional[str], typer.Option("--class", help="cancerous|non_cancerous (conditional runs)")] = None,
@@ -218,10 +233,11 @@ def sample(
     """Draw samples from a run's EMA weights into a PNG grid (and a GIF of the reverse process)."""
     from core.inference import sample_run
 
-    store = open_store(ctx_store)
-    written = sample_run(store, run, out, n=n, sampler=sampler, steps=steps, eta=eta, guidance=guidance,
-                         class_name=class_name, gif=gif, seed=seed, scale=scale, device=device)
-    for path in written:
+    store = open_store(ctx_store, create=False)
+    result = sample_run(store, run, out, n=n, sampler=sampler, steps=steps, eta=eta, guidance=guidance,
+                        class_name=class_name, gif=gif, seed=seed, scale=scale, device=device)
+    typer.echo(result.chain, err=True)
+    for path in result.paths:
         typer.echo(str(path))
 
 
@@ -237,21 +253,11 @@ def launch(
     """Start a training run as a detached background process; prints the run id."""
     from core.config import build_config
     from core.runner.lifecycle import launch as launch_run
+    from core.train.run import plan_run
 
-    store = open_store(ctx_store)
-    run = launch_run(store, ctx_store[1], build_config(train_values, config), queue=queue)
+    plan = plan_run(build_config(train_values, config), ctx_store[1])
+    run = launch_run(open_store(ctx_store), ctx_store[1], plan.cfg, queue=queue, plan=plan)
     typer.echo(str(run.id))
-
-
-@app.command("_exec", hidden=True)
-@global_options
-def exec_run(run: Annotated[int, typer.Argument()], ctx_store: Store = None):
-    """Train a run in this process (what detached runs execute); continues from a checkpoint if any."""
-    from core.train.run import execute_run
-
-    logging.getLogger("ddpm_tui").addHandler(logging.StreamHandler(sys.stdout))
-    outcome = execute_run(open_store(ctx_store), run, resume=True)
-    raise typer.Exit(0 if outcome in ("finished", "stopped") else 1)
 
 
 @app.command()
@@ -265,11 +271,12 @@ def ablate(
 ):
     """Queue a grid of runs: any training option may be a comma list (';' for --dim-mults and
     --attn-resolutions). Prints the sweep id."""
-    from core.runner.lifecycle import queue_sweep
+    from core.runner.lifecycle import plan_sweep, queue_sweep
 
-    sweep, runs, axes = queue_sweep(open_store(ctx_store), ctx_store[1], train_values, seeds, config, sweep_name)
+    plan = plan_sweep(ctx_store[1], train_values, seeds, config, sweep_name)
+    sweep, runs = queue_sweep(open_store(ctx_store), plan)
     typer.echo(str(sweep.id))
-    typer.echo(f"sweep {sweep.id}: {len(runs)} runs queued over {', '.join(axes) or 'seeds'}", err=True)
+    typer.echo(f"sweep {sweep.id}: {len(runs)} runs queued over {', '.join(plan.axes) or 'seeds'}", err=True)
 
 
 @app.command()
@@ -289,7 +296,7 @@ def worker(
     gpu_list = [g.strip() for g in gpus.split(",") if g.strip()] if gpus else []
     logging.getLogger("ddpm_tui").setLevel(logging.INFO)
     logging.getLogger("ddpm_tui").addHandler(logging.StreamHandler(sys.stderr))
-    Worker(open_store(ctx_store), ctx_store[1], slots, gpu_list, poll=poll, until_empty=until_empty).run()
+    Worker(open_store(ctx_store), slots, gpu_list, poll=poll, until_empty=until_empty).run()
 
 
 @runs_app.command("list")
@@ -303,10 +310,11 @@ def runs_list(
     """Every run with status, progress and loss."""
     from core.runner.liveness import reconcile
     from core.store import RUN_STATUSES, queries
+    from core.text import printable
 
     if status is not None and status not in RUN_STATUSES:
         raise BadInput(f"--status: unknown status {status!r} (choose from {', '.join(RUN_STATUSES)})")
-    store = open_store(ctx_store)
+    store = open_store(ctx_store, create=False)
     reconcile(store)
     records = queries.run_records(store, status=status, sweep_id=sweep)
     if as_json:
@@ -316,7 +324,7 @@ def runs_list(
     for r in records:
         loss = f"{r['loss']:.4f}" if r["loss"] is not None else "-"
         rate = f"{r['img_per_s']:.1f}" if r["img_per_s"] is not None else "-"
-        typer.echo(f"{r['id']:>4}  {r['name'][:28]:<28} {r['status']:<9} {r['step']:>6}/{r['total_steps']:<6}  "
+        typer.echo(f"{r['id']:>4}  {printable(r['name'])[:28]:<28} {r['status']:<9} {r['step']:>6}/{r['total_steps']:<6}  "
                    f"{loss:>8}  {rate:>7}  {r['sweep_id'] or ''}")
 
 
@@ -328,8 +336,9 @@ def runs_show(run: Annotated[str, typer.Argument(help="run id")],
     """One run: config, status history, summaries, notes, artifacts."""
     from core.runner.liveness import reconcile
     from core.store import queries
+    from core.text import printable
 
-    store = open_store(ctx_store)
+    store = open_store(ctx_store, create=False)
     reconcile(store)
     r = queries.get_run(store, run)
     record = queries.run_record(r, queries.summaries(store, [r.id]).get(r.id), queries.run_tags(store, [r.id]).get(r.id))
@@ -341,12 +350,12 @@ def runs_show(run: Annotated[str, typer.Argument(help="run id")],
         echo_json(record)
         return
     for key in ("id", "name", "status", "step", "total_steps", "loss", "host", "pid", "run_dir", "exit_reason", "tags"):
-        typer.echo(f"{key:>12}: {record[key]}")
-    typer.echo("      config: " + ", ".join(f"{k}={v}" for k, v in record["config"].items()))
+        typer.echo(f"{key:>12}: {printable(record[key])}")
+    typer.echo("      config: " + printable(", ".join(f"{k}={v}" for k, v in record["config"].items())))
     for e in record["events"]:
-        typer.echo(f"       event: {e['status']:<9} {e['reason'] or ''}")
+        typer.echo(f"       event: {e['status']:<9} {printable(e['reason'] or '')}")
     for n in record["notes"]:
-        typer.echo(f"        note: {n['text']}")
+        typer.echo(f"        note: {printable(n['text'])}")
 
 
 @runs_app.command("stop")
@@ -357,8 +366,7 @@ def runs_stop(run: Annotated[str, typer.Argument(help="run id")],
     """SIGTERM a running run: it checkpoints and becomes `stopped`."""
     from core.runner.lifecycle import stop
 
-    r = stop(open_store(ctx_store), run, wait=wait)
-    typer.echo(f"run {r.id}: {r.status}", err=True)
+    typer.echo(stop(open_store(ctx_store, create=False), run, wait=wait).message, err=True)
 
 
 @runs_app.command("kill")
@@ -369,19 +377,19 @@ def runs_kill(run: Annotated[str, typer.Argument(help="run id")],
     """SIGTERM, then SIGKILL the run's process group after a grace period."""
     from core.runner.lifecycle import kill
 
-    r = kill(open_store(ctx_store), run, grace=grace)
-    typer.echo(f"run {r.id}: {r.status}", err=True)
+    typer.echo(kill(open_store(ctx_store, create=False), run, grace=grace).message, err=True)
 
 
 @runs_app.command("resume")
 @global_options
 def runs_resume(run: Annotated[str, typer.Argument(help="run id")],
                 queue: Annotated[bool, typer.Option("--queue", help="queue it for a worker instead")] = False,
+                checkpoint: Annotated[Optional[int], typer.Option("--checkpoint", help="continue from this step's checkpoint (newer ones are set aside)")] = None,
                 ctx_store: Store = None):
-    """Continue a stopped/crashed/failed run (same id) from its last good checkpoint, detached."""
+    """Continue a stopped/killed/crashed/failed run (same id) from its last good checkpoint, detached."""
     from core.runner.lifecycle import resume
 
-    r = resume(open_store(ctx_store), ctx_store[1], run, queue=queue)
+    r = resume(open_store(ctx_store, create=False), run, queue=queue, checkpoint=checkpoint)
     typer.echo(str(r.id))
 
 
@@ -390,15 +398,17 @@ def runs_resume(run: Annotated[str, typer.Argument(help="run id")],
 def runs_rm(run: Annotated[str, typer.Argument(help="run id")],
             yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False,
             ctx_store: Store = None):
-    """Delete a run's records and its directory (only inside the runs dir)."""
+    """Delete a run's records and its own directory (where the store says it is)."""
     from core.runner.lifecycle import remove
     from core.store import queries
+    from core.text import printable
 
-    store = open_store(ctx_store)
+    store = open_store(ctx_store, create=False)
     target = queries.get_run(store, run)
-    if not yes and not typer.confirm(f"delete run {target.id} ({target.name}) and {target.run_dir}?", err=True):
+    if not yes and not typer.confirm(f"delete run {target.id} ({printable(target.name)}) and "
+                                     f"{printable(target.run_dir)}?", err=True):
         raise BadInput("not confirmed; nothing deleted")
-    removed = remove(store, ctx_store[1], target.id)
+    removed = remove(store, target.id)
     typer.echo(f"deleted run {removed.id}", err=True)
 
 
@@ -410,11 +420,12 @@ def runs_tag(run: Annotated[str, typer.Argument(help="run id")],
              ctx_store: Store = None):
     """Add (or remove) tags."""
     from core.store import queries
+    from core.text import printable
 
-    store = open_store(ctx_store)
+    store = open_store(ctx_store, create=False)
     r = queries.get_run(store, run)
     queries.add_tags(store, r.id, tags, remove=remove)
-    typer.echo(" ".join(queries.run_tags(store, [r.id]).get(r.id, [])))
+    typer.echo(printable(" ".join(queries.run_tags(store, [r.id]).get(r.id, []))))
 
 
 @runs_app.command("note")
@@ -424,9 +435,7 @@ def runs_note(run: Annotated[str, typer.Argument(help="run id")],
     """Attach a note to a run."""
     from core.store import queries
 
-    store = open_store(ctx_store)
-    if not text.strip():
-        raise BadInput("note: empty text")
+    store = open_store(ctx_store, create=False)
     queries.add_note(store, queries.get_run(store, run).id, text)
 
 
@@ -441,7 +450,7 @@ def export(fmt: Annotated[str, typer.Option("--format", help="csv|json")] = "csv
 
     if fmt not in ("csv", "json"):
         raise BadInput(f"--format: unknown value {fmt!r} (choose from csv, json)")
-    records = queries.run_records(open_store(ctx_store))
+    records = queries.run_records(open_store(ctx_store, create=False))
     if fmt == "json":
         echo_json(records)
         return
@@ -477,7 +486,13 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
     except SQLAlchemyError as exc:
+        from core.store.db import is_locked
+
         message = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        if is_locked(exc):
+            print("error: database is busy: another process kept it locked through every retry; nothing was "
+                  "changed, try again", file=sys.stderr)
+            sys.exit(1)
         if "readonly" in message or "read-only" in message:
             print(f"error: the database is read-only, nothing was changed ({message})", file=sys.stderr)
             sys.exit(2)

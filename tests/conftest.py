@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -121,6 +122,7 @@ def seed_store(root: Path, n_runs: int = 3) -> tuple[str, Path]:
         run = queries.create_run(store, cfg, status=statuses[i % len(statuses)], name=cfg["name"], total_steps=100)
         run_dir = runs_dir / str(run.id)
         (run_dir / "samples").mkdir(parents=True)
+        (run_dir / "config.json").write_text(json.dumps(cfg))
         queries.update_run(store, run.id, run_dir=str(run_dir), step=100 if i % 5 == 0 else 40,
                            host="test-host", exit_reason="reached step 100" if i % 5 == 0 else None)
         points = [("train/loss", s, 1.0 / (s + i + 1), 1000.0 + s) for s in range(1, 101)]

@@ -92,7 +92,7 @@ def test_kill_escalates_to_sigkill_after_grace(workdir, cli, pcam, store):
     assert r.code == 0, r
     assert not pid_alive(pid)
     run = queries.get_run(store, run_id)
-    assert run.status == "stopped" and "SIGKILL" in run.exit_reason
+    assert run.status == "killed" and "SIGKILL" in run.exit_reason
 
 
 def test_worker_runs_queued_runs_one_at_a_time(workdir, cli, pcam, store):
@@ -187,10 +187,10 @@ def test_tag_note_export_and_rm(workdir, cli, pcam, store, tmp_path):
     assert run_dir.is_dir()
     r = cli("runs", "rm", "1", "--yes")
     assert r.code == 0 and not run_dir.exists() and listed(cli) == {}
-    # a run whose directory lies outside the runs dir: records go, the directory stays
+    # rm given another --runs-dir than the run's: the run's own directory goes with its records
     assert cli("train", "--data", pcam, *TINY, "--max-steps", "1", "--runs-dir", tmp_path / "elsewhere").code == 0
-    assert cli("runs", "rm", "2", "--yes").code == 0, "ids are not reused after a delete"
-    assert (tmp_path / "elsewhere" / "2").is_dir()
+    assert cli("runs", "rm", "2", "--yes", "--runs-dir", tmp_path / "third").code == 0, "ids are not reused"
+    assert not (tmp_path / "elsewhere" / "2").exists() and listed(cli) == {}
 
 
 def test_read_only_and_corrupt_databases(workdir, cli, pcam):

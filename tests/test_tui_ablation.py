@@ -5,6 +5,7 @@ from textual.widgets import DataTable, Input, Select, Static, TabbedContent
 
 from conftest import open_view
 from core.errors import BadInput
+from core.runner.liveness import running_fields
 from core.store import queries
 from ddpm_tui.tui.screens.ablation import AblationScreen, grid_values, group_runs, parse_other_options
 from ddpm_tui.tui.screens.dialogs import ConfirmDialog
@@ -99,7 +100,7 @@ async def test_queue_a_grid_and_watch_it_by_configuration(tui_app, tmp_path):
 
         # progress and loss update on the next refresh
         first = runs[0]
-        queries.set_status(store, first.id, "running", reason="test")
+        queries.set_status(store, first.id, "running", reason="test", **running_fields())  # owned by this process
         queries.update_run(store, first.id, step=10)
         queries.insert_metrics(store, first.id, [("train/loss_smooth", 10, 0.5, 1.0)])
         await wait_for(pilot, lambda: any(str(table.get_row_at(i)[4]) == "1" for i in range(table.row_count)),

@@ -171,6 +171,6 @@ async def test_blind_test_of_a_seeded_run_without_checkpoint_reports_it(tui_app)
         await wait_for(pilot, lambda: screen.run_record is not None, what="default run")
         await pilot.press("v")
         await wait_for(pilot, lambda: screen.state == "setup", what="failure")
-        await wait_for(pilot, lambda: any("no loadable checkpoint" in str(n.message)
+        await wait_for(pilot, lambda: any("has no checkpoint yet" in str(n.message)
                                           for n in pilot.app._notifications), what="error notification")
         assert pilot.app.is_running

@@ -6,14 +6,44 @@ from pathlib import Path
 
 import numpy as np
 
-from core.data.sources import PCAM_SPLITS, detect_layout, open_split, pcam_paths
+from core.data.sources import (PCAM_SPLITS, detect_layout, open_split, pcam_paths, read_kaggle_labels,
+                               verify_kaggle_images)
 from core.errors import BadInput
 
 
-def check_dataset(path: str | Path, split_seed: int = 0) -> dict:
+def image_problems(root: Path, cache: Path | None = None) -> list[str]:
+    """One line per image that cannot be trained on. Kaggle tifs are decoded one by one (an
+    unchanged folder only once, with `cache`); a PCam split's shape and dtype hold for all its
+    patches, and reading its first and last patch finds a truncated file."""
+    root = Path(root)
+    if detect_layout(root) == "kaggle":
+        ids, _ = read_kaggle_labels(root)
+        return verify_kaggle_images(root, ids, cache)
+    problems = []
+    for split in PCAM_SPLITS:
+        if not pcam_paths(root, split)[0].exists():
+            continue
+        try:
+            source = open_split(root, split)
+        except BadInput as exc:
+            problems.append(str(exc))
+            continue
+        try:
+            if len(source):
+                source.read(0, 1)
+                source.read(len(source) - 1, len(source))
+        except (OSError, BadInput) as exc:
+            problems.append(f"{pcam_paths(root, split)[0]}: cannot read its patches ({str(exc).splitlines()[0]})")
+        finally:
+            source.close()
+    return problems
+
+
+def check_dataset(path: str | Path, split_seed: int = 0, cache: Path | None = None) -> dict:
     """{'path', 'layout', 'splits': {split: {'n', 'cancerous', 'non_cancerous'}}, 'problems': [...]}.
 
-    Raises BadInput when the path is not a dataset at all; per-split problems are collected.
+    Raises BadInput when the path is not a dataset at all; per-split and per-image problems are
+    collected.
     """
     root = Path(path)
     layout = detect_layout(root)
@@ -27,16 +57,12 @@ def check_dataset(path: str | Path, split_seed: int = 0) -> dict:
         except BadInput as exc:
             report["problems"].append(str(exc))
             continue
-        try:
-            if len(source):
-                source.read(0, 1)  # shape and dtype of the pixels themselves
-            report["splits"][split] = {
-                "n": len(source),
-                "cancerous": int(np.sum(source.labels == 1)),
-                "non_cancerous": int(np.sum(source.labels == 0)),
-            }
-        except BadInput as exc:
-            report["problems"].append(str(exc))
-        finally:
-            source.close()
+        report["splits"][split] = {
+            "n": len(source),
+            "cancerous": int(np.sum(source.labels == 1)),
+            "non_cancerous": int(np.sum(source.labels == 0)),
+        }
+        source.close()
+    if layout == "pcam" or not report["problems"]:
+        report["problems"] += [p for p in image_problems(root, cache) if p not in report["problems"]]
     return report

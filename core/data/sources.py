@@ -4,8 +4,10 @@ in contiguous index ranges (a PCam train file is 7.2 GB and is never loaded whol
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
-import re
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import h5py
@@ -19,7 +21,6 @@ PATCH_SHAPE = (96, 96, 3)
 # PCam label 1 = tumour tissue in the centre 32x32 region
 CLASS_LABELS = {"cancerous": (1,), "non_cancerous": (0,), "both": (0, 1)}
 KAGGLE_FRACTIONS = {"train": 0.8, "valid": 0.1, "test": 0.1}
-_HEX_ID = re.compile(r"^[0-9a-f]{40}$")
 
 
 def pcam_paths(root: Path, split: str) -> tuple[Path, Path]:
@@ -117,8 +118,14 @@ def read_kaggle_labels(root: Path) -> tuple[list[str], np.ndarray]:
     path = find_labels_csv(root)
     if path is None:
         raise BadInput(f"{root}: no labels CSV (expected train_labels.csv)")
-    with path.open(newline="") as fh:
-        rows = list(csv.reader(fh))
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:  # a BOM is not part of the header
+            rows = list(csv.reader(fh))
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                       "save it as UTF-8") from None
+    except csv.Error as exc:
+        raise BadInput(f"{path}: not a readable CSV ({exc})") from None
     if not rows:
         raise BadInput(f"{path}: empty labels CSV")
     header = [h.strip().lower() for h in rows[0]]
@@ -133,6 +140,8 @@ def read_kaggle_labels(root: Path) -> tuple[list[str], np.ndarray]:
             pid, label = row[id_col].strip(), row[label_col].strip()
         except IndexError:
             raise BadInput(f"{path}:{line_no}: expected {len(header)} columns, got {len(row)}") from None
+        if not is_plain_file_name(pid):
+            raise BadInput(f"{path}:{line_no}: id {pid!r} is not a plain file name")
         if label not in ("0", "1"):
             raise BadInput(f"{path}:{line_no}: label must be 0 or 1, got {label!r} for id {pid}")
         if pid in seen:
@@ -148,6 +157,60 @@ def read_kaggle_labels(root: Path) -> tuple[list[str], np.ndarray]:
             f"{path}: {len(missing)} ids have no image in {root / 'train'}, e.g. {missing[0]}.tif"
         )
     return ids, np.asarray(labels, dtype=np.uint8)
+
+
+def is_plain_file_name(name: str) -> bool:
+    """A name that stays inside its folder: no separators, not '.' or '..', no control characters."""
+    return (bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name
+            and all(ch.isprintable() for ch in name))
+
+
+def check_patch(image: np.ndarray, path: Path) -> np.ndarray:
+    if image.shape != PATCH_SHAPE or image.dtype != np.uint8:
+        raise BadInput(f"{path}: expected a 96x96 RGB uint8 image, got {image.shape} {image.dtype}")
+    return image
+
+
+def read_patch(path: Path) -> np.ndarray:
+    """One Kaggle tif as (96, 96, 3) uint8; BadInput naming the file when it is anything else."""
+    try:
+        image = np.asarray(iio.imread(path))
+    except Exception as exc:  # the image plugins raise many kinds for junk bytes
+        raise BadInput(f"{path}: not a readable image ({exc.__class__.__name__})") from None
+    return check_patch(image, path)
+
+
+def _fingerprint(paths: list[Path]) -> str:
+    digest = hashlib.sha1()
+    for p in paths:
+        st = p.stat()
+        digest.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def verify_kaggle_images(root: Path, ids: list[str], cache: Path | None = None) -> list[str]:
+    """Decode every image of `ids` and return one problem line per bad file (empty when all are
+    96x96 RGB uint8). With `cache`, a folder whose files are unchanged since they last passed
+    (same names, sizes and modification times) is not decoded again."""
+    paths = [root / "train" / f"{pid}.tif" for pid in ids]
+    stamp = cache / ("kaggle-verified-" + hashlib.sha1(str(root.resolve()).encode()).hexdigest()) if cache else None
+    fingerprint = _fingerprint(paths)
+    if stamp is not None and stamp.exists() and stamp.read_text() == fingerprint:
+        return []
+
+    def problem(path: Path) -> str | None:
+        try:
+            read_patch(path)
+        except BadInput as exc:
+            return str(exc)
+        return None
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        problems = [p for p in pool.map(problem, paths, chunksize=256) if p]
+    if not problems and stamp is not None:
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(fingerprint)
+    return problems
 
 
 def kaggle_split_ids(ids: list[str], seed: int) -> dict[str, list[str]]:
@@ -179,13 +242,7 @@ class KaggleSplit(PatchSource):
         self.labels = np.asarray([label_of[i] for i in chosen], dtype=np.uint8)
 
     def read(self, start: int, end: int) -> np.ndarray:
-        images = []
-        for pid in self.ids[start:end]:
-            path = self.root / "train" / f"{pid}.tif"
-            image = np.asarray(iio.imread(path))
-            if image.shape != PATCH_SHAPE or image.dtype != np.uint8:
-                raise BadInput(f"{path}: expected a 96x96 RGB uint8 image, got {image.shape} {image.dtype}")
-            images.append(image)
+        images = [read_patch(self.root / "train" / f"{pid}.tif") for pid in self.ids[start:end]]
         return np.stack(images) if images else np.zeros((0, *PATCH_SHAPE), np.uint8)
 
 

@@ -1,29 +1,43 @@
-"""Batch preprocessing on the training device: resolution, dihedral augmentation, [-1, 1] pixels."""
+"""Batch preprocessing on the training device: resolution, dihedral augmentation, [-1, 1] pixels.
+
+The crop is taken on the uint8 patches before anything is converted, and the eight symmetries are
+one gather over the batch, so a 96 px batch is converted to float once and copied once.
+"""
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 
-def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
-    """The central size x size window; PCam labels describe the centre 32x32 of each patch."""
+def center_crop(x, size: int):
+    """The central size x size window of (..., H, W) pixels; PCam labels describe the centre 32x32."""
     h, w = x.shape[-2:]
     top, left = (h - size) // 2, (w - size) // 2
     return x[..., top:top + size, left:left + size]
 
 
+@functools.lru_cache(maxsize=16)
+def dihedral_index(size: int, device: torch.device) -> torch.Tensor:
+    """(8, size*size): for each symmetry code, the source pixel of every output pixel. Code c rotates
+    by 90*(c % 4) degrees counterclockwise, then mirrors left-right when c >= 4."""
+    base = torch.arange(size * size, device=device).reshape(size, size)
+    maps = []
+    for code in range(8):
+        m = torch.rot90(base, code % 4, dims=(0, 1))
+        maps.append((torch.flip(m, dims=(1,)) if code >= 4 else m).reshape(-1))
+    return torch.stack(maps)
+
+
 def dihedral(x: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-    """Apply one of the 8 symmetries of the square per image: rotate by 90*(code % 4) degrees, then
-    mirror when code >= 4. Tissue has no preferred orientation."""
-    out = x.clone()
-    for code in range(1, 8):
-        mask = codes == code
-        if mask.any():
-            y = torch.rot90(x[mask], code % 4, dims=(-2, -1))
-            out[mask] = torch.flip(y, dims=(-1,)) if code >= 4 else y
-    return out
+    """Apply one of the 8 symmetries of the square to each (C, S, S) image of the batch (any dtype).
+    Tissue has no preferred orientation."""
+    b, c, h, w = x.shape
+    index = dihedral_index(h, x.device)[codes.to(x.device)]
+    return x.reshape(b, c, h * w).gather(2, index[:, None, :].expand(b, c, h * w)).reshape(b, c, h, w)
 
 
 def to_model_input(
@@ -31,15 +45,18 @@ def to_model_input(
     channels_last: bool = False,
 ) -> torch.Tensor:
     """uint8 (B, 96, 96, 3) -> float (B, 3, S, S) in [-1, 1] on `device`."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).float()
-    if x.shape[-1] != image_size:
-        if preprocess == "center-crop":
-            x = center_crop(x, image_size)
-        else:
-            x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", antialias=True, align_corners=False)
+    resize = images.shape[1] != image_size and preprocess != "center-crop"
+    if images.shape[1] != image_size and not resize:
+        images = center_crop(images.transpose(0, 3, 1, 2), image_size).transpose(0, 2, 3, 1)
+    x = torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2)
+    if resize:
+        x = F.interpolate(x.float(), size=(image_size, image_size), mode="bilinear", antialias=True,
+                          align_corners=False)
     if codes is not None:
-        x = dihedral(x, torch.from_numpy(codes).to(device))
-    x = (x / 127.5 - 1.0).clamp(-1.0, 1.0)
+        x = dihedral(x, torch.from_numpy(codes))
+    x = x.float() / 127.5 - 1.0
+    if resize:  # antialiased resampling can overshoot the pixel range
+        x = x.clamp(-1.0, 1.0)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x.contiguous()
 
 

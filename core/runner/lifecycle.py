@@ -1,52 +1,60 @@
-"""Run lifecycle: launch, reconcile, stop, kill, resume, delete.
+"""Run lifecycle: launch, stop, kill, resume, delete.
 
-queued -> running -> finished | failed | stopped, and crashed when the process is gone without
-saying so (its pid is dead on this host, or its heartbeat is stale).
+queued -> running -> finished | failed | stopped | killed, and crashed when its owner is gone
+without saying so (core.runner.liveness). A run in `running` whose trainer has not taken it over
+yet (started_at is empty) is stopped or killed by a compare-and-set on that column, so exactly one
+of the trainer and the stop wins.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import socket
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from core.config import TrainConfig
-from core.errors import BadInput
-from core.runner.liveness import reconcile
+from core.errors import BadInput, WorkFailed
+from core.runner.execute import STORE_ENV
+from core.runner.liveness import reconcile, running_fields
 from core.runner.processes import SIGKILL, SIGTERM, pid_alive, run_command, signal_group, spawn_detached
+from core.runner.sweeps import expand_grid, grid_axes
 from core.store import queries
 from core.store.db import Store
-from core.runner.sweeps import expand_grid, grid_axes
-from core.train.run import check_resumable, check_training_data, new_run
+from core.train.run import RunPlan, check_resumable, new_run, plan_run
+
 
 def store_url_for_children(store: Store) -> str:
     """The store's URL with a relative SQLite path made absolute, so children in any cwd find it."""
     url = store.url
     if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
         path = url[len("sqlite:///"):]
-        if path and path != ":memory:":
+        if path and path != ":memory:" and not path.startswith("file:"):
             return "sqlite:///" + str(Path(path).resolve())
     return url
 
 
-def start_process(store: Store, runs_dir: Path, run_id: int, env_extra: dict | None = None):
-    """Start the detached process that trains run `run_id` (which must already be `running`)."""
+def child_env(store: Store, env_extra: dict | None = None) -> dict:
+    """The environment of a process started for this store: its URL in DDPM_TUI_DB."""
+    return dict(os.environ, **{STORE_ENV: store_url_for_children(store)}, **(env_extra or {}))
+
+
+def start_process(store: Store, run_id: int, env_extra: dict | None = None):
+    """Start the detached trainer of run `run_id` (already `running`, owned by this process) and
+    hand the ownership over to it."""
     run = queries.get_run(store, run_id)
-    env = dict(os.environ, **(env_extra or {}))
-    proc = spawn_detached(run_command(store_url_for_children(store), Path(runs_dir).resolve(), run_id),
-                          Path(run.run_dir) / "stdout.log", env=env)
-    queries.update_run(store, run_id, pid=proc.pid, pgid=proc.pid, host=socket.gethostname(),
-                       heartbeat_at=time.time())
+    proc = spawn_detached(run_command(run_id), Path(run.run_dir) / "stdout.log", env=child_env(store, env_extra))
+    queries.update_run(store, run_id, expect=("running",), match={"started_at": None}, pid=proc.pid, pgid=proc.pid)
     return proc
 
 
-def launch(store: Store, runs_dir: Path, cfg: TrainConfig, queue: bool = False, sweep_id: int | None = None):
+def launch(store: Store, runs_dir: Path, cfg: TrainConfig, queue: bool = False, sweep_id: int | None = None,
+           plan: RunPlan | None = None):
     """Create a run; start it detached now, or leave it `queued` for a worker. Returns the run."""
-    run = new_run(store, runs_dir, cfg, status="queued" if queue else "running", sweep_id=sweep_id)
+    run = new_run(store, runs_dir, cfg, status="queued" if queue else "running", sweep_id=sweep_id, plan=plan)
     if not queue:
-        start_process(store, runs_dir, run.id)
+        start_process(store, run.id)
     return queries.get_run(store, run.id)
 
 
@@ -58,20 +66,46 @@ def _running(store: Store, run_id) -> queries.Run:
     return run
 
 
-def stop(store: Store, run_id, wait: float = 0.0) -> queries.Run:
+def _end_before_start(store: Store, run: queries.Run, status: str, sig: int) -> bool:
+    """End a run whose trainer has not taken it over yet; its trainer, if one is on its way, then
+    finds it ended and leaves. Signals the run's own process group only (never a worker that
+    claimed it). False when the trainer took it over first."""
+    if not queries.set_status(store, run.id, status, reason=f"{status} before training started",
+                              expect=("running",), match={"started_at": None}):
+        return False
+    signal_group(run.pgid, None, sig)
+    return True
+
+
+@dataclass(frozen=True)
+class StopResult:
+    run: queries.Run
+    message: str
+
+
+def stop(store: Store, run_id, wait: float = 0.0) -> StopResult:
     """SIGTERM: the trainer checkpoints and records `stopped`. Optionally wait for that."""
     run = _running(store, run_id)
+    if run.started_at is None and _end_before_start(store, run, "stopped", SIGTERM):
+        return StopResult(queries.get_run(store, run.id), f"run {run.id}: stopped before training started")
     if not signal_group(None, run.pid, SIGTERM):
-        raise BadInput(f"run {run.id}: process {run.pid} is not there")
+        reconcile(store)
+        return StopResult(queries.get_run(store, run.id), f"run {run.id}: its process {run.pid} had already ended")
     deadline = time.time() + wait
     while time.time() < deadline and pid_alive(run.pid):
         time.sleep(0.1)
-    return queries.get_run(store, run.id)
+    final = queries.get_run(store, run.id)
+    if final.status == "running":
+        return StopResult(final, f"run {run.id}: stop requested (SIGTERM to pid {run.pid}); it checkpoints, "
+                                 "then ends stopped")
+    return StopResult(final, f"run {run.id}: {final.status}")
 
 
-def kill(store: Store, run_id, grace: float = 10.0) -> queries.Run:
+def kill(store: Store, run_id, grace: float = 10.0) -> StopResult:
     """SIGTERM, then SIGKILL to the whole process group if it is still alive after `grace` seconds."""
     run = _running(store, run_id)
+    if run.started_at is None and _end_before_start(store, run, "killed", SIGKILL):
+        return StopResult(queries.get_run(store, run.id), f"run {run.id}: killed before training started")
     signal_group(None, run.pid, SIGTERM)
     deadline = time.time() + grace
     while time.time() < deadline and pid_alive(run.pid):
@@ -82,44 +116,77 @@ def kill(store: Store, run_id, grace: float = 10.0) -> queries.Run:
             if not pid_alive(run.pid):
                 break
             time.sleep(0.1)
-        queries.set_status(store, run.id, "stopped", reason=f"killed (SIGKILL after {grace:g} s grace)",
-                           expect=("running",))
-    return queries.get_run(store, run.id)
+        queries.set_status(store, run.id, "killed", reason=f"killed (SIGKILL after {grace:g} s grace)",
+                           expect=("running",), match={"pid": run.pid})
+    final = queries.get_run(store, run.id)
+    return StopResult(final, f"run {run.id}: {final.status}")
 
 
-def resume(store: Store, runs_dir: Path, run_id, queue: bool = False) -> queries.Run:
-    """Continue a stopped, crashed or failed run under the same id from its last good checkpoint."""
-    reconcile(store)
-    run = check_resumable(store, run_id)
+def resume(store: Store, run_id, queue: bool = False, checkpoint: int | None = None) -> queries.Run:
+    """Continue a stopped, killed, crashed or failed run under the same id from its last good
+    checkpoint (or from `checkpoint`), detached or queued for a worker. Nothing is changed when
+    it cannot be resumed."""
+    run = check_resumable(store, run_id, checkpoint)
     if queue:
-        queries.set_status(store, run.id, "queued", reason="queued for resume")
+        changed = queries.set_status(store, run.id, "queued", reason="queued for resume", expect=(run.status,))
     else:
-        queries.set_status(store, run.id, "running", reason="resumed", heartbeat_at=time.time())
-        start_process(store, runs_dir, run.id)
+        changed = queries.set_status(store, run.id, "running", reason="resumed", expect=(run.status,),
+                                     **running_fields())
+    if not changed:
+        raise BadInput(f"run {run.id} changed while resuming it (now {queries.get_run(store, run.id).status}); try again")
+    if not queue:
+        start_process(store, run.id)
     return queries.get_run(store, run.id)
 
 
-def remove(store: Store, runs_dir: Path, run_id) -> queries.Run:
-    """Delete a run's records and its directory; only a directory inside the runs dir is deleted."""
+def remove(store: Store, run_id) -> queries.Run:
+    """Delete a run's records and its own directory (wherever the store says it is, whatever runs
+    dir this command was given). The directory is moved aside first, so a failure in between
+    leaves either the whole run or nothing of it."""
     reconcile(store)
     run = queries.get_run(store, run_id)
     if run.status == "running":
         raise BadInput(f"run {run.id} is running; stop or kill it first")
-    root = Path(runs_dir).resolve()
     run_dir = Path(run.run_dir).resolve() if run.run_dir else None
-    queries.delete_run(store, run.id)
-    if run_dir and run_dir.is_dir() and run_dir.is_relative_to(root) and run_dir != root:
-        shutil.rmtree(run_dir)
+    trash = None
+    if run_dir and run_dir.is_dir():
+        if run_dir.name != str(run.id) or not (run_dir / "config.json").is_file():
+            raise BadInput(f"run {run.id}: {run_dir} does not look like its run directory; nothing deleted")
+        trash = run_dir.with_name(f".deleting-{run.id}-{os.getpid()}")
+        try:
+            os.replace(run_dir, trash)
+        except OSError as exc:
+            raise WorkFailed(f"run {run.id}: cannot delete {run_dir} ({exc.strerror}); nothing deleted") from None
+    try:
+        queries.delete_run(store, run.id)
+    except BaseException:
+        if trash is not None:
+            os.replace(trash, run_dir)
+        raise
+    if trash is not None:
+        shutil.rmtree(trash, ignore_errors=True)
     return run
 
 
-def queue_sweep(store: Store, runs_dir: Path, raw_values: dict, seeds: int, config_file=None, name: str = ""):
-    """Expand a grid (see sweeps.expand_grid), check each dataset once, then queue every run under
-    one new sweep. Nothing is stored when a value or a dataset is bad. Returns (sweep, runs, axes)."""
+@dataclass(frozen=True)
+class SweepPlan:
+    name: str
+    seeds: int
+    axes: list
+    plans: list  # RunPlan per run
+
+
+def plan_sweep(runs_dir: Path, raw_values: dict, seeds: int, config_file=None, name: str = "") -> SweepPlan:
+    """Expand a grid (see sweeps.expand_grid) and check every run as plan_run does (each dataset
+    once); nothing is stored."""
     configs = expand_grid(raw_values, seeds, config_file, name)
-    for cfg in {(c.data, c.classes): c for c in configs}.values():
-        check_training_data(cfg)
-    axes = grid_axes(raw_values)
-    sweep = queries.create_sweep(store, name or "sweep", {"axes": axes, "seeds": seeds, "runs": len(configs)})
-    runs = [launch(store, runs_dir, cfg, queue=True, sweep_id=sweep.id) for cfg in configs]
-    return sweep, runs, axes
+    checked_data: dict = {}
+    return SweepPlan(name or "sweep", seeds, grid_axes(raw_values),
+                     [plan_run(cfg, runs_dir, checked_data) for cfg in configs])
+
+
+def queue_sweep(store: Store, plan: SweepPlan):
+    """Queue every run of a checked sweep under one new sweep id. Returns (sweep, runs)."""
+    sweep = queries.create_sweep(store, plan.name, {"axes": plan.axes, "seeds": plan.seeds, "runs": len(plan.plans)})
+    runs = [launch(store, p.runs_dir, p.cfg, queue=True, sweep_id=sweep.id, plan=p) for p in plan.plans]
+    return sweep, runs

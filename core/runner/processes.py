@@ -26,9 +26,10 @@ def pid_alive(pid: int | None) -> bool:
     return state not in ("Z", "X")
 
 
-def run_command(db_url: str, runs_dir: Path, run_id: int) -> list[str]:
-    """The command a detached run executes: the hidden `_exec` command of the CLI."""
-    return [sys.executable, "-m", "ddpm_tui", "--db", db_url, "--runs-dir", str(runs_dir), "_exec", str(run_id)]
+def run_command(run_id: int) -> list[str]:
+    """The command a detached run executes (core's own entry point; the store's URL goes in the
+    environment)."""
+    return [sys.executable, "-m", "core.runner.execute", str(run_id)]
 
 
 def spawn_detached(command: list[str], log_path: Path, env: dict | None = None, cwd: Path | None = None) -> subprocess.Popen:

@@ -7,10 +7,9 @@ import os
 import signal
 import socket
 import time
-from pathlib import Path
 
 from core.runner.lifecycle import start_process
-from core.runner.liveness import reconcile
+from core.runner.liveness import reconcile, running_fields
 from core.runner.processes import thread_env
 from core.store import queries
 from core.store.db import Store
@@ -19,11 +18,11 @@ log = logging.getLogger("ddpm_tui.worker")
 
 
 def claim_next(store: Store, worker_label: str) -> int | None:
-    """Atomically move the oldest queued run to `running`; two workers never get the same run."""
+    """Atomically move the oldest queued run to `running`, owned by this worker until its trainer
+    starts; two workers never get the same run."""
     for run in queries.list_runs(store, status="queued"):
         if queries.set_status(store, run.id, "running", reason=f"claimed by worker {worker_label}",
-                              expect=("queued",), host=socket.gethostname(), pid=None, pgid=None,
-                              heartbeat_at=time.time()):
+                              expect=("queued",), **running_fields()):
             return run.id
     return None
 
@@ -31,9 +30,9 @@ def claim_next(store: Store, worker_label: str) -> int | None:
 class Worker:
     """`slots` runs at once; slot i sees GPU gpus[i % len(gpus)] through CUDA_VISIBLE_DEVICES."""
 
-    def __init__(self, store: Store, runs_dir: Path, slots: int = 1, gpus: list[str] | None = None,
-                 poll: float = 1.0, until_empty: bool = False):
-        self.store, self.runs_dir, self.slots, self.gpus = store, Path(runs_dir), slots, gpus or []
+    def __init__(self, store: Store, slots: int = 1, gpus: list[str] | None = None, poll: float = 1.0,
+                 until_empty: bool = False):
+        self.store, self.slots, self.gpus = store, slots, gpus or []
         self.poll, self.until_empty = poll, until_empty
         self.active: dict[int, tuple[int, object]] = {}  # slot -> (run id, Popen)
         self.stopping = False
@@ -57,7 +56,12 @@ class Worker:
             run_id = claim_next(self.store, self.label)
             if run_id is None:
                 return
-            proc = start_process(self.store, self.runs_dir, run_id, self.slot_env(slot))
+            try:
+                proc = start_process(self.store, run_id, self.slot_env(slot))
+            except Exception as exc:  # the claimed run must not stay `running` under a live worker
+                queries.set_status(self.store, run_id, "failed", reason=f"could not start: {exc}", expect=("running",))
+                log.error("run %d: could not start: %s", run_id, exc)
+                continue
             self.active[slot] = (run_id, proc)
             log.info("slot %d: started run %d (pid %d)", slot, run_id, proc.pid)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import random
 import re
 import sqlite3
@@ -11,10 +12,10 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, event, inspect, make_url, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.errors import BadInput
+from core.errors import BadInput, WorkFailed
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 DEFAULT_URL = "sqlite:///runs.db"
@@ -54,28 +55,98 @@ def current_revision(conn) -> str | None:
     return conn.execute(text("select version_num from alembic_version")).scalar()
 
 
+def busy_timeout_s() -> float:
+    """How long one statement waits for another writer's lock (DDPM_TUI_BUSY_TIMEOUT, default 5 s)."""
+    try:
+        return max(0.0, float(os.environ.get("DDPM_TUI_BUSY_TIMEOUT", "5")))
+    except ValueError:
+        raise BadInput(f"DDPM_TUI_BUSY_TIMEOUT: not a number of seconds: {os.environ['DDPM_TUI_BUSY_TIMEOUT']!r}") from None
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cur = dbapi_connection.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA busy_timeout=5000")
+    cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_s() * 1000)}")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
 
 
+def redact(url: str) -> str:
+    """The URL with its password replaced by ***, fit for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not parseable: hide anything between ':' and '@' after the scheme
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+# the Python packages behind SQLAlchemy's drivers, for the message when one is missing
+DRIVER_PACKAGES = {"psycopg2": "psycopg2-binary", "psycopg": "'psycopg[binary]'", "pg8000": "pg8000",
+                   "asyncpg": "asyncpg", "pymysql": "pymysql", "MySQLdb": "mysqlclient", "mysqldb": "mysqlclient",
+                   "cx_Oracle": "cx_Oracle", "oracledb": "oracledb", "pyodbc": "pyodbc"}
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of an SQLite URL (None for in-memory, URI-style or other databases)."""
+    if not url.startswith("sqlite"):
+        return None
+    path = make_url(url).database or ""
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return None
+    return Path(path)
+
+
 def make_engine(url: str) -> Engine:
-    if url.startswith("sqlite"):
-        path = make_url(url).database or ""
-        if path and path != ":memory:" and not path.startswith("file:"):
+    try:
+        if url.startswith("sqlite"):
+            db_file = sqlite_path(url)
             # The file's header is left to SQLite: opening and closing it ourselves would drop the
             # POSIX locks this process's other connections hold on it.
-            db_file = Path(path)
-            if not db_file.parent.exists():
+            if db_file is not None and not db_file.parent.exists():
                 raise BadInput(f"{db_file.parent}: directory for the database does not exist")
-        engine = create_engine(url, connect_args={"timeout": 5, "check_same_thread": False})
-        event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    return create_engine(url, pool_pre_ping=True)
+            engine = create_engine(url, connect_args={"timeout": busy_timeout_s(), "check_same_thread": False})
+            event.listen(engine, "connect", _sqlite_pragmas)
+            return engine
+        return create_engine(url, pool_pre_ping=True)
+    except ModuleNotFoundError as exc:
+        package = DRIVER_PACKAGES.get(exc.name or "", exc.name)
+        raise BadInput(f"--db {redact(url)}: its driver {exc.name!r} is not installed (pip install {package})") from None
+    except NoSuchModuleError:
+        raise BadInput(f"--db {redact(url)}: unknown kind of database (sqlite:///FILE or "
+                       "postgresql+psycopg://USER@HOST/DB)") from None
+    except ArgumentError as exc:
+        raise BadInput(f"--db {redact(url)}: not a database URL ({str(exc).splitlines()[0]})") from None
+
+
+def sqlite_contents(path: Path) -> tuple[set[str], str | None]:
+    """(table names, Alembic revision or None) of an existing SQLite file, read without changing it
+    (the engine's connections switch a file to WAL as they open it, so they must not be first)."""
+    conn = sqlite3.connect(str(path), timeout=busy_timeout_s())
+    try:
+        tables = {r[0] for r in conn.execute("select name from sqlite_master where type = 'table'")}
+        revision = None
+        if "alembic_version" in tables:
+            row = conn.execute("select version_num from alembic_version").fetchone()
+            revision = row[0] if row else None
+        return tables, revision
+    finally:
+        conn.close()
+
+
+OUR_TABLES = {"runs", "sweeps", "metrics"}
+
+
+def check_ours(display: str, tables: set[str], revision: str | None, known: set[str]) -> None:
+    """Refuse, before anything is written, a database that holds tables but is not a ddpm-tui store."""
+    user_tables = {t for t in tables if not t.startswith("sqlite_")}
+    if not user_tables:
+        return
+    if "alembic_version" not in user_tables or not OUR_TABLES <= user_tables:
+        shown = ", ".join(sorted(user_tables)[:6]) + (", ..." if len(user_tables) > 6 else "")
+        raise BadInput(f"{display}: not a ddpm-tui database (it holds other tables: {shown}); left unchanged")
+    if revision is not None and revision not in known:
+        raise BadInput(f"{display}: database schema {revision} is newer than this ddpm-tui (knows up to "
+                       f"{max(known)}); upgrade ddpm-tui, the database was not modified")
 
 
 class Store:
@@ -83,32 +154,64 @@ class Store:
 
     def __init__(self, url: str = DEFAULT_URL, migrate: bool = True):
         self.url = url
+        self.display_url = redact(url)
+        db_file = sqlite_path(url)
+        if migrate and db_file is not None:
+            self._check_sqlite_file(db_file)
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         if migrate:
             self.migrate()
 
+    @classmethod
+    def existing(cls, url: str) -> "Store":
+        """The store at `url` for commands that only read or change existing runs: a missing SQLite
+        file is not created (it reads as an empty store)."""
+        db_file = sqlite_path(url)
+        if db_file is not None and not db_file.exists():
+            return cls("sqlite://")
+        return cls(url)
+
+    def _check_sqlite_file(self, db_file: Path) -> None:
+        if not db_file.exists():
+            if db_file.parent.exists():  # a new store is private to its owner (SQLite's -wal/-shm follow)
+                os.close(os.open(db_file, os.O_CREAT | os.O_WRONLY, 0o600))
+            return
+        try:
+            tables, revision = sqlite_contents(db_file)
+        except sqlite3.DatabaseError as exc:
+            if is_locked(exc):
+                raise WorkFailed(f"{self.display_url}: database is busy (another process holds its lock)") from None
+            if "not a database" in str(exc):
+                raise BadInput(f"{self.display_url}: not an SQLite database (left untouched)") from None
+            raise BadInput(f"{self.display_url}: cannot open the database ({exc})") from None
+        check_ours(self.display_url, tables, revision, migration_revisions()[0])
+
     def migrate(self) -> None:
-        """Bring the schema to head; refuse a database made by a newer version of the code."""
+        """Bring the schema to head in one transaction (a kill half-way leaves the old schema, never
+        half a new one); refuse a database that is not ours or made by a newer ddpm-tui."""
         known, head = migration_revisions()
+        sqlite = self.engine.dialect.name == "sqlite"
         try:
             with self.engine.connect() as conn:
-                current = current_revision(conn)
-                if current == head:
+                if current_revision(conn) == head:
                     return
-                if current is not None and current not in known:
-                    raise BadInput(
-                        f"{self.url}: database schema {current} is newer than this ddpm-tui "
-                        f"(knows up to {head}); upgrade ddpm-tui, the database was not modified"
-                    )
+                if not sqlite:
+                    check_ours(self.display_url, set(inspect(conn).get_table_names()), current_revision(conn), known)
             from alembic import command
 
-            with self.engine.begin() as conn:
-                command.upgrade(alembic_config(conn), "head")
+            with self.engine.connect() as conn:
+                if sqlite:  # pysqlite runs DDL outside transactions unless one is begun explicitly
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                if current_revision(conn) != head:  # another process may have migrated meanwhile
+                    command.upgrade(alembic_config(conn), "head")
+                conn.commit()
         except (OperationalError, DBAPIError) as exc:
+            if is_locked(exc):
+                raise WorkFailed(f"{self.display_url}: database is busy (another process holds its lock)") from None
             if "not a database" in _short(exc):
-                raise BadInput(f"{self.url}: not an SQLite database (left untouched)") from None
-            raise BadInput(f"{self.url}: cannot open the database ({_short(exc)})") from None
+                raise BadInput(f"{self.display_url}: not an SQLite database (left untouched)") from None
+            raise BadInput(f"{self.display_url}: cannot open the database ({_short(exc)})") from None
 
     def session(self) -> Session:
         return self._sessions()

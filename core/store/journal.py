@@ -109,5 +109,9 @@ def truncate_journal(path: Path, last_step: int) -> None:
         except (json.JSONDecodeError, KeyError):
             continue
     tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(line + "\n" for line in kept))
-    tmp.replace(path)
+    try:
+        tmp.write_text("".join(line + "\n" for line in kept))
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

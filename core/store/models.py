@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import (JSON, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-RUN_STATUSES = ("queued", "running", "finished", "failed", "stopped", "crashed")
-ACTIVE_STATUSES = ("running",)
+RUN_STATUSES = ("queued", "running", "finished", "failed", "stopped", "killed", "crashed")
+ENDED_STATUSES = ("finished", "failed", "stopped", "killed", "crashed")
 
 
 class Base(DeclarativeBase):

@@ -8,10 +8,11 @@ from typing import Iterable, Sequence
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from core.config import check_tag
 from core.errors import BadInput
 from core.store.db import Store, retrying
-from core.store.models import (Artifact, BlindTest, Metric, MetricSummary, Note, Run, StatusEvent, Sweep,
-                               Tag)
+from core.store.models import (ENDED_STATUSES, Artifact, BlindTest, Metric, MetricSummary, Note, Run,
+                               StatusEvent, Sweep, Tag)
 
 
 def now() -> float:
@@ -22,12 +23,12 @@ def now() -> float:
 def create_run(
     store: Store, config: dict, status: str = "queued", name: str = "", total_steps: int = 0,
     sweep_id: int | None = None, parent_id: int | None = None, tags: Sequence[str] = (),
-    executor: str = "local",
+    executor: str = "local", **fields,
 ) -> Run:
-    """A new run row (and its first status event and tags)."""
+    """A new run row (and its first status event and tags); `fields` sets further columns."""
     with store.session() as s, s.begin():
         run = Run(name=name, status=status, config=config, created_at=now(), total_steps=total_steps,
-                  sweep_id=sweep_id, parent_id=parent_id, executor=executor)
+                  sweep_id=sweep_id, parent_id=parent_id, executor=executor, **fields)
         s.add(run)
         s.flush()
         if not run.name:
@@ -39,26 +40,37 @@ def create_run(
 
 
 @retrying
-def update_run(store: Store, run_id: int, **fields) -> None:
+def update_run(store: Store, run_id: int, expect: Sequence[str] | None = None, match: dict | None = None,
+               **fields) -> bool:
+    """Set columns of a run; with `expect`/`match` (as in set_status) only while those hold.
+    Returns whether the row changed."""
     with store.session() as s, s.begin():
-        s.execute(update(Run).where(Run.id == run_id).values(**fields))
+        return s.execute(_guarded(run_id, expect, match).values(**fields)).rowcount > 0
+
+
+def _guarded(run_id: int, expect: Sequence[str] | None, match: dict | None):
+    stmt = update(Run).where(Run.id == run_id)
+    if expect is not None:
+        stmt = stmt.where(Run.status.in_(tuple(expect)))
+    for column, value in (match or {}).items():
+        attr = getattr(Run, column)
+        stmt = stmt.where(attr.is_(None) if value is None else attr == value)
+    return stmt
 
 
 @retrying
 def set_status(store: Store, run_id: int, status: str, reason: str | None = None,
-               expect: Sequence[str] | None = None, **fields) -> bool:
-    """Move a run to `status` (recording an event). With `expect`, only from those statuses;
-    returns whether the row changed (a compare-and-set, so two writers cannot both win)."""
+               expect: Sequence[str] | None = None, match: dict | None = None, **fields) -> bool:
+    """Move a run to `status` (recording an event). With `expect`, only from those statuses, and
+    with `match`, only while those columns still hold those values (None matches NULL); returns
+    whether the row changed (a compare-and-set, so two writers cannot both win)."""
     at = now()
     values = dict(fields, status=status)
-    if status in ("finished", "failed", "stopped", "crashed"):
+    if status in ENDED_STATUSES:
         values.setdefault("ended_at", at)
         values.setdefault("exit_reason", reason)
     with store.session() as s, s.begin():
-        stmt = update(Run).where(Run.id == run_id)
-        if expect is not None:
-            stmt = stmt.where(Run.status.in_(tuple(expect)))
-        changed = s.execute(stmt.values(**values)).rowcount > 0
+        changed = s.execute(_guarded(run_id, expect, match).values(**values)).rowcount > 0
         if changed:
             s.add(StatusEvent(run_id=run_id, status=status, reason=reason, at=at))
     return changed
@@ -70,6 +82,8 @@ def get_run(store: Store, run_id: int | str) -> Run:
         key = int(run_id)
     except (TypeError, ValueError):
         raise BadInput(f"run id must be a number, got {run_id!r}") from None
+    if not 0 < key < 2**63:
+        raise BadInput(f"no run with id {key} (run ids are positive 64-bit integers)")
     with store.session() as s:
         run = s.get(Run, key)
     if run is None:
@@ -195,12 +209,16 @@ def notes(store: Store, run_id: int) -> list[Note]:
 
 @retrying
 def add_note(store: Store, run_id: int, text: str) -> None:
+    if not text.strip():
+        raise BadInput("note: empty text")
     with store.session() as s, s.begin():
         s.add(Note(run_id=run_id, text=text, created_at=now()))
 
 
 @retrying
 def add_tags(store: Store, run_id: int, tags: Sequence[str], remove: bool = False) -> None:
+    """Add (or remove) tags; an empty or blank tag is refused before anything changes."""
+    tags = [check_tag(t, "tag") for t in tags]
     with store.session() as s, s.begin():
         have = set(s.scalars(select(Tag.tag).where(Tag.run_id == run_id)))
         for tag in tags:

@@ -1,6 +1,10 @@
-"""A training run as the store sees it: create the row and directory, train, record the outcome.
+"""A training run as the store sees it: check it, create the row and directory, train, record the
+outcome.
 
-Used by `ddpm-tui train` (foreground) and by the detached process that `launch` and the worker start.
+Used by `ddpm-tui train` (foreground) and by the detached process that `launch`, `runs resume` and
+the worker start. Whoever puts a run in `running` names an owner process (core.runner.liveness);
+`execute_run` then becomes its one trainer: it holds the run directory's lock, and takes the run
+over only if nobody stopped it in the meantime.
 """
 
 from __future__ import annotations
@@ -9,45 +13,63 @@ import json
 import logging
 import os
 import signal
-import socket
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from core.config import TrainConfig, config_from_dict
-from core.data import open_split, selected_indices
-from core.data.demo import demo_dataset_path
+from core.config import INT_MAX, TrainConfig, config_from_dict
+from core.data import cache_dir, open_split, resolve_data, selected_indices
+from core.data.check import image_problems
 from core.data.sources import KaggleSplit, PCAM_SPLITS, detect_layout
 from core.errors import BadInput, WorkFailed
-from core.runner.liveness import reconcile
+from core.runner.liveness import owner_fields, reconcile
+from core.runner.run_lock import RunDirLock, trainer_holding
 from core.store import queries
 from core.store.db import Store
 from core.store.journal import MetricLogger, replay_journal, truncate_journal
-from core.train.checkpoint import list_checkpoints
-from core.train.trainer import StepStats, Trainer, total_steps
+from core.train import checkpoint as ckpt
+from core.train.resources import check_training_fits
+from core.train.trainer import StepStats, Trainer, pick_device, total_steps
 
 log = logging.getLogger("ddpm_tui.train")
 HEARTBEAT_SECONDS = 5.0
+PRIVATE_DIR = 0o700
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("DDPM_TUI_CACHE", Path.home() / ".cache" / "ddpm-tui"))
+@dataclass(frozen=True)
+class RunPlan:
+    """A config checked against its data, this machine and the runs directory; nothing stored yet."""
+
+    cfg: TrainConfig
+    data_root: Path
+    total_steps: int
+    runs_dir: Path
 
 
-def resolve_data(data: str) -> Path:
-    """The dataset folder a --data value names ('demo' builds the demo set on first use)."""
-    if data == "demo":
-        return demo_dataset_path(cache_dir())
-    root = Path(data).expanduser()
-    detect_layout(root)
+def prepare_runs_dir(runs_dir: Path) -> Path:
+    """The runs directory, created private if missing; BadInput when it cannot hold run directories."""
+    root = Path(runs_dir).expanduser().resolve()
+    if root.exists() and not root.is_dir():
+        raise BadInput(f"--runs-dir {runs_dir}: is a file, not a directory")
+    try:
+        root.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+    except OSError as exc:
+        raise BadInput(f"--runs-dir {runs_dir}: cannot create it ({exc.strerror})") from None
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise BadInput(f"--runs-dir {runs_dir}: not writable")
     return root
 
 
 def check_training_data(cfg: TrainConfig) -> tuple[Path, int]:
-    """Open the training split as the trainer will, so bad data fails before anything is stored.
-    Returns (data root, number of selected training patches)."""
+    """Open the training split as the trainer will and check every image, so bad data fails before
+    anything is stored. Returns (data root, number of selected training patches)."""
     root = resolve_data(cfg.data)
+    problems = image_problems(root, cache_dir())
+    if problems:
+        more = f" (and {len(problems) - 1} more bad images)" if len(problems) > 1 else ""
+        raise BadInput(problems[0] + more)
     source = open_split(root, "train")
     try:
         return root, len(selected_indices(source, cfg.classes))
@@ -55,20 +77,44 @@ def check_training_data(cfg: TrainConfig) -> tuple[Path, int]:
         source.close()
 
 
+def plan_run(cfg: TrainConfig, runs_dir: Path, checked_data: dict | None = None) -> RunPlan:
+    """Everything that can be checked before a run is stored: the config, its device and memory,
+    the data (every image), the step count and the runs directory. `checked_data` remembers
+    datasets already checked, for plans made together."""
+    cfg.validate()
+    check_training_fits(cfg, pick_device(cfg.device))
+    key = (cfg.data, cfg.classes)
+    if checked_data is not None and key in checked_data:
+        root, n_selected = checked_data[key]
+    else:
+        root, n_selected = check_training_data(cfg)
+        if checked_data is not None:
+            checked_data[key] = (root, n_selected)
+    steps = total_steps(cfg, n_selected)
+    if steps > INT_MAX:
+        raise BadInput(f"--epochs {cfg.epochs}: {steps} steps is too many (at most {INT_MAX})")
+    return RunPlan(cfg, root, steps, prepare_runs_dir(runs_dir))
+
+
 def new_run(store: Store, runs_dir: Path, cfg: TrainConfig, status: str = "running", sweep_id: int | None = None,
-            parent_id: int | None = None) -> queries.Run:
-    """Validate the data, then create the run row and its directory with config.json (and the
-    Kaggle split, frozen for the run's lifetime)."""
-    root, n_selected = check_training_data(cfg)
-    run = queries.create_run(store, cfg.to_dict(), status=status, name=cfg.name,
-                             total_steps=total_steps(cfg, n_selected), sweep_id=sweep_id, parent_id=parent_id,
-                             tags=cfg.tag)
-    run_dir = Path(runs_dir).resolve() / str(run.id)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-    if detect_layout(root) == "kaggle":
-        split = {name: KaggleSplit(root, name).ids for name in PCAM_SPLITS}
-        (run_dir / "split.json").write_text(json.dumps(split) + "\n")
+            parent_id: int | None = None, plan: RunPlan | None = None) -> queries.Run:
+    """Create the run row (owned by this process when `running`) and its private directory with
+    config.json (and the Kaggle split, frozen for the run's lifetime). Checks first (plan_run,
+    unless a plan is given); when the directory cannot be made, the row is removed again."""
+    plan = plan or plan_run(cfg, runs_dir)
+    owner = owner_fields() if status == "running" else {}
+    run = queries.create_run(store, cfg.to_dict(), status=status, name=cfg.name, total_steps=plan.total_steps,
+                             sweep_id=sweep_id, parent_id=parent_id, tags=cfg.tag, **owner)
+    run_dir = plan.runs_dir / str(run.id)
+    try:
+        run_dir.mkdir(mode=PRIVATE_DIR)
+        (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+        if detect_layout(plan.data_root) == "kaggle":
+            split = {name: KaggleSplit(plan.data_root, name).ids for name in PCAM_SPLITS}
+            (run_dir / "split.json").write_text(json.dumps(split) + "\n")
+    except OSError as exc:
+        queries.delete_run(store, run.id)
+        raise WorkFailed(f"{run_dir}: cannot create the run directory ({exc.strerror}); nothing was stored") from None
     queries.update_run(store, run.id, run_dir=str(run_dir))
     run.run_dir = str(run_dir)
     return run
@@ -112,54 +158,70 @@ def attach_log_file(run_dir: Path) -> logging.Handler:
     return handler
 
 
-def execute_run(store: Store, run_id: int, on_step: Callable[[StepStats], None] | None = None,
-                resume: bool = False) -> str:
-    """Train run `run_id` in this process until it finishes, is stopped (SIGTERM/SIGINT), or fails.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
-    Returns the final status. The run's status, pid and heartbeat are kept current in the store.
+
+def execute_run(store: Store, run_id: int, on_step: Callable[[StepStats], None] | None = None) -> str:
+    """Be the trainer of run `run_id`, which its caller has put in `running`: continue from its newest
+    good checkpoint (if any) until it finishes, is stopped (SIGTERM/SIGINT), or fails.
+
+    Returns the final status. A run stopped or killed before this process took it over is left as
+    it is (its status is returned). Any failure ends the run `failed` with its reason; the step and
+    checkpoint of a run that failed before it trained are left as they were.
     """
-    run = queries.get_run(store, run_id)
+    stop = threading.Event()
+
+    def request_stop(signum, _frame):
+        log.info("received %s: checkpointing and stopping", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in STOP_SIGNALS}
+    try:
+        run = queries.get_run(store, run_id)
+        with RunDirLock(run.run_dir, run_id):
+            taken = queries.update_run(store, run_id, expect=("running",), match={"started_at": None},
+                                       started_at=time.time(), **owner_fields(pgid=os.getpgid(0)))
+            if not taken:
+                current = queries.get_run(store, run_id)
+                if current.status in ("stopped", "killed"):
+                    log.info("run %d was %s before training started", run_id, current.status)
+                    return current.status
+                raise BadInput(f"run {run_id} is {current.status}, not waiting for a trainer")
+            return _train(store, run, on_step, stop)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _train(store: Store, run: queries.Run, on_step, stop: threading.Event) -> str:
+    run_id, run_dir = run.id, Path(run.run_dir)
     cfg = config_from_dict(run.config)
-    run_dir = Path(run.run_dir)
     split_file = run_dir / "split.json"
     journal = run_dir / "metrics.jsonl"
     handler = attach_log_file(run_dir)
     trainer = None
+    trained = False
     try:
         trainer = Trainer(cfg, run_dir, resolve_data(cfg.data), split_file=split_file if split_file.exists() else None,
-                          on_step=on_step,
+                          on_step=on_step, stop=stop,
                           on_artifact=lambda kind, path, step: _record_artifact(store, run_id, kind, path, step))
-        if resume:
-            restored = trainer.resume_from_latest()
-            start = trainer.step if restored else 0
-            replay_journal(store, run_id, journal)  # points the store missed before the interruption
-            truncate_journal(journal, start)
-            queries.truncate_metrics(store, run_id, start)
-            if restored:
-                log.info("resuming run %d from %s", run_id, restored.name)
-            else:
-                log.info("starting run %d", run_id)
-        trainer.metrics = MetricLogger(store, run_id, journal)
-        previous = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
-
-        def request_stop(signum, _frame):
-            log.info("received %s: checkpointing and stopping", signal.Signals(signum).name)
-            trainer.stop_requested = True
-
-        signal.signal(signal.SIGTERM, request_stop)
-        signal.signal(signal.SIGINT, request_stop)
-        process = dict(started_at=time.time(), ended_at=None, exit_reason=None, host=socket.gethostname(),
-                       pid=os.getpid(), pgid=os.getpgid(0), total_steps=trainer.total, step=trainer.step)
-        if queries.get_run(store, run_id).status == "running":  # a launcher already said so
-            queries.update_run(store, run_id, **process)
+        restored = trainer.resume_from_latest()
+        trainer.ensure_checkpoint_room()
+        # points past the restored checkpoint are replayed by this run: forget them everywhere
+        replay_journal(store, run_id, journal)
+        truncate_journal(journal, trainer.step)
+        queries.truncate_metrics(store, run_id, trainer.step)
+        if restored:
+            log.info("resuming run %d from %s", run_id, restored.name)
         else:
-            queries.set_status(store, run_id, "running", reason="resumed" if resume else "started", **process)
+            log.info("starting run %d", run_id)
+        queries.update_run(store, run_id, total_steps=trainer.total, step=trainer.step)
+        trainer.metrics = MetricLogger(store, run_id, journal)
+        trained = True
         try:
             with Heartbeat(store, run_id, lambda: trainer.step):
                 outcome = trainer.fit()
         finally:
-            signal.signal(signal.SIGTERM, previous[0])
-            signal.signal(signal.SIGINT, previous[1])
             trainer.metrics.close()
             replay_journal(store, run_id, journal)
         reason = {"finished": f"reached step {trainer.step}", "stopped": f"stopped at step {trainer.step}"}[outcome]
@@ -167,15 +229,15 @@ def execute_run(store: Store, run_id: int, on_step: Callable[[StepStats], None] 
                            checkpoint_path=_latest_ckpt(trainer))
         log.info("run %d %s: %s", run_id, outcome, reason)
         return outcome
-    except (BadInput, WorkFailed) as exc:
-        queries.set_status(store, run_id, "failed", reason=str(exc),
-                           step=trainer.step if trainer else run.step,
-                           checkpoint_path=_latest_ckpt(trainer) if trainer else run.checkpoint_path)
-        log.error("run %d failed: %s", run_id, exc)
-        raise
     except BaseException as exc:
-        queries.set_status(store, run_id, "failed", reason=f"{exc.__class__.__name__}: {exc}")
-        log.exception("run %d crashed", run_id)
+        known = isinstance(exc, (BadInput, WorkFailed))
+        reason = str(exc) if known else f"{exc.__class__.__name__}: {exc}"
+        progress = dict(step=trainer.step, checkpoint_path=_latest_ckpt(trainer)) if trained else {}
+        queries.set_status(store, run_id, "failed", reason=reason, **progress)
+        if known:
+            log.error("run %d failed: %s", run_id, exc)
+        else:
+            log.exception("run %d failed", run_id)
         raise
     finally:
         if trainer:
@@ -185,7 +247,7 @@ def execute_run(store: Store, run_id: int, on_step: Callable[[StepStats], None] 
 
 
 def _latest_ckpt(trainer: Trainer) -> str | None:
-    found = list_checkpoints(trainer.ckpt_dir)
+    found = ckpt.list_checkpoints(trainer.ckpt_dir)
     return str(found[-1]) if found else None
 
 
@@ -198,17 +260,32 @@ def _record_artifact(store: Store, run_id: int, kind: str, path: Path, step: int
         log.warning("could not record %s artifact: %s", kind, str(exc).splitlines()[0])
 
 
-RESUMABLE = ("stopped", "crashed", "failed", "queued")
+RESUMABLE = ("stopped", "killed", "crashed", "failed", "queued")
 
 
-def check_resumable(store: Store, run_id: int) -> queries.Run:
-    """The run, if it can be resumed now (a `running` run whose process is gone counts as crashed)."""
+def check_resumable(store: Store, run_id: int, checkpoint: int | None = None) -> queries.Run:
+    """The run, if it can be resumed now; nothing about it is changed when it cannot. The checkpoint
+    it would continue from must load and fit its architecture, its disk must hold one more, and no
+    trainer may hold its directory. With `checkpoint`, that step's checkpoint is the one: the newer
+    ones are set aside (renamed *.passed-over) once every check has passed."""
     reconcile(store)
     run = queries.get_run(store, run_id)
     if run.status == "finished":
         raise BadInput(f"run {run.id} is finished (step {run.step}/{run.total_steps}); nothing to resume")
     if run.status == "running":
         raise BadInput(f"run {run.id} is running (pid {run.pid}); stop it before resuming")
-    if not Path(run.run_dir).is_dir():
+    run_dir = Path(run.run_dir)
+    if not run_dir.is_dir():
         raise BadInput(f"run {run.id}: run directory {run.run_dir} is missing")
+    holder = trainer_holding(run_dir)
+    if holder is not None:
+        raise BadInput(f"run {run.id}: a trainer{f' (pid {holder})' if holder else ''} still holds {run_dir}; "
+                       "stop or kill it first")
+    cfg = config_from_dict(run.config)
+    ckpt_dir = run_dir / "checkpoints"
+    found = ckpt.choose_checkpoint(ckpt_dir, cfg, checkpoint)
+    ckpt_dir.mkdir(exist_ok=True)
+    ckpt.ensure_room(ckpt_dir, found[0].stat().st_size if found else 0)
+    if checkpoint is not None:
+        ckpt.set_aside_after(ckpt_dir, checkpoint, "passed-over")
     return run

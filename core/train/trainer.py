@@ -12,6 +12,7 @@ import copy
 import logging
 import math
 import random
+import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -22,18 +23,16 @@ import numpy as np
 import torch
 
 from core.config import TrainConfig
-from core.data import PatchStream, open_split, selected_indices, to_model_input
+from core.data import CLASS_LABELS, PatchStream, open_split, selected_indices, to_model_input
 from core.diffusion import GaussianDiffusion, make_betas
 from core.errors import BadInput, WorkFailed
 from core.model import build_unet
 from core.smoothing import RunningMean
 from core.sample import display_scale, generate, make_grid, save_png
 from core.train import checkpoint as ckpt
+from core.train import resources
 
 log = logging.getLogger("ddpm_tui.train")
-
-ARCHITECTURE_KEYS = ("image_size", "dim", "dim_mults", "res_blocks", "attention", "attn_resolutions",
-                     "conditional")
 
 
 @dataclass
@@ -116,13 +115,6 @@ def total_steps(cfg: TrainConfig, epoch_size: int) -> int:
     return cfg.max_steps
 
 
-def check_architecture(path: Path, saved: dict, cfg: TrainConfig) -> None:
-    diffs = [f"{k}={saved.get(k)!r} (run has {getattr(cfg, k)!r})" for k in ARCHITECTURE_KEYS
-             if k in saved and saved.get(k) != getattr(cfg, k)]
-    if diffs:
-        raise BadInput(f"{path}: checkpoint of another architecture: {', '.join(diffs)}")
-
-
 def load_weights(module: torch.nn.Module, weights: dict, path: Path) -> None:
     try:
         module.load_state_dict(weights)
@@ -135,7 +127,7 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, run_dir: Path, data_root: Path, metrics=None,
                  on_step: Callable[[StepStats], None] | None = None, split_file: Path | None = None,
-                 on_artifact: Callable[[str, Path, int], None] | None = None):
+                 on_artifact: Callable[[str, Path, int], None] | None = None, stop: threading.Event | None = None):
         self.cfg, self.run_dir = cfg, Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.metrics, self.on_step, self.on_artifact = metrics, on_step, on_artifact
@@ -150,7 +142,8 @@ class Trainer:
         self.source = open_split(data_root, "train", split_file=split_file)
         self.indices = selected_indices(self.source, cfg.classes)
         self.total = total_steps(cfg, len(self.indices))
-        self.stream = PatchStream(self.source, self.indices, cfg.batch_size, cfg.seed, cfg.augment)
+        self.stream = PatchStream(self.source, self.indices, cfg.batch_size, cfg.seed, cfg.augment,
+                                  window_blocks=cfg.shuffle_window)
         self.data_root, self.split_file = data_root, split_file
 
         self.model = build_unet(cfg).to(self.device)
@@ -164,7 +157,7 @@ class Trainer:
         self.step = 0
         self.nonfinite_total = 0
         self.nonfinite_run = 0
-        self.stop_requested = False
+        self.stop = stop or threading.Event()  # set: checkpoint at the next step boundary and return
         self.last_ckpt_step = -1
         self._val_batch = None
         self.smooth_loss = RunningMean()
@@ -183,10 +176,11 @@ class Trainer:
             "smooth_loss": self.smooth_loss.state_dict(),
             "lr_schedule": {"base_lr": self.cfg.lr, "warmup_steps": self.cfg.warmup_steps},
             "config": self.cfg.to_dict(),
+            "architecture_version": ckpt.ARCHITECTURE_VERSION,
         }
 
     def load_state(self, path: Path, state: dict) -> None:
-        check_architecture(path, state.get("config", {}), self.cfg)
+        ckpt.check_architecture(path, state, self.cfg)
         load_weights(self.model, state["model"], path)
         load_weights(self.ema, state["ema"], path)
         try:
@@ -202,20 +196,28 @@ class Trainer:
         self.last_ckpt_step = self.step
 
     def resume_from_latest(self) -> Path | None:
-        """Restore the newest loadable checkpoint; None when the run has none yet."""
-        found = ckpt.load_latest_good(self.ckpt_dir)
+        """Restore the newest loadable checkpoint that fits (ckpt.choose_checkpoint) and set
+        aside the unloadable ones after it; None when the run has none yet."""
+        found = ckpt.choose_checkpoint(self.ckpt_dir, self.cfg)
         if found is None:
-            if ckpt.list_checkpoints(self.ckpt_dir):
-                raise BadInput(f"{self.ckpt_dir}: no loadable checkpoint (all are corrupt)")
             return None
         path, state = found
         self.load_state(path, state)
+        ckpt.set_aside_after(self.ckpt_dir, self.step, "unloadable")
         return path
+
+    def ensure_checkpoint_room(self) -> None:
+        """WorkFailed (disk full) now, before anything is rewritten, when the checkpoint folder's disk
+        cannot hold one more checkpoint (the newest one's size, or an estimate from the model)."""
+        existing = ckpt.list_checkpoints(self.ckpt_dir)
+        size = existing[-1].stat().st_size if existing else resources.parameter_count(self.cfg) * 20
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        ckpt.ensure_room(self.ckpt_dir, size)
 
     def save_checkpoint(self) -> Path:
         path = ckpt.checkpoint_path(self.ckpt_dir, self.step)
         ckpt.save_atomic(self.state_dict(), path)
-        ckpt.prune(self.ckpt_dir, self.cfg.keep_ckpts)
+        ckpt.prune(self.ckpt_dir, self.cfg.keep_ckpts, self.step)
         self.last_ckpt_step = self.step
         log.info("checkpoint %s", path.name)
         if self.on_artifact:
@@ -271,16 +273,18 @@ class Trainer:
 
     @torch.no_grad()
     def validation_loss(self, n: int = 128) -> float | None:
-        """Mean EMA loss on a fixed set of validation patches, timesteps and noise."""
+        """Mean EMA loss on a fixed, seeded random subset of the validation patches (a file ordered
+        by slide makes its first patches one slide), with fixed timesteps and noise."""
         if self._val_batch is None:
             try:
                 source = open_split(self.data_root, "valid", split_file=self.split_file)
             except BadInput:
                 return None
-            idx = np.flatnonzero(np.isin(source.labels, [0, 1] if self.cfg.classes == "both"
-                                         else [1 if self.cfg.classes == "cancerous" else 0]))[:n]
-            if not idx.size:
+            candidates = np.flatnonzero(np.isin(source.labels, CLASS_LABELS[self.cfg.classes]))
+            if not candidates.size:
                 return None
+            rng = np.random.default_rng([self.cfg.seed, 1])
+            idx = np.sort(rng.choice(candidates, size=min(n, candidates.size), replace=False))
             images = np.stack([source.read(int(i), int(i) + 1)[0] for i in idx])
             x = to_model_input(images, self.cfg.image_size, self.cfg.preprocess, self.device)
             g = torch.Generator().manual_seed(self.cfg.seed)
@@ -302,7 +306,7 @@ class Trainer:
         last_log = 0.0
         try:
             while self.step < self.total:
-                if self.stop_requested:
+                if self.stop.is_set():
                     if self.last_ckpt_step != self.step:
                         self.save_checkpoint()
                     return "stopped"
@@ -338,14 +342,16 @@ class Trainer:
                     last_log = time.monotonic()
                     log.info("step %d/%d loss %s %.1f img/s eta %.0fs", self.step, self.total,
                              "nan" if loss is None else f"{loss:.4f}", img_per_s, stats.eta_s)
-                if self.step % cfg.ckpt_every == 0 or self.step == self.total:
-                    self.save_checkpoint()
+                # what belongs to a step is written before its checkpoint: a run killed right after
+                # the checkpoint resumes past this step and would never redo it
                 if cfg.eval_every and self.step % cfg.eval_every == 0:
                     val = self.validation_loss()
                     if val is not None and self.metrics:
                         self.metrics.log(self.step, **{"val/loss": val})
                 if cfg.sample_every and self.step % cfg.sample_every == 0:
                     self.write_samples()
+                if self.step % cfg.ckpt_every == 0 or self.step == self.total:
+                    self.save_checkpoint()
             return "finished"
         finally:
             if self.metrics:

@@ -101,9 +101,9 @@ class DdpmApp(App):
 
     def _do(self, b: Backend, action: str, run_id: int | None, text: str | None) -> str:
         if action == "stop":
-            return f"run {run_id}: {b.stop(run_id).status} (SIGTERM sent)"
+            return b.stop(run_id).message
         if action == "kill":
-            return f"run {run_id}: {b.kill(run_id).status}"
+            return b.kill(run_id).message
         if action == "resume":
             return f"run {run_id}: {b.resume(run_id).status}"
         if action == "delete":

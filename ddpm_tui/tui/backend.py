@@ -3,7 +3,6 @@ is meant to run in a worker thread. No SQL here either: it goes through core."""
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,11 +63,11 @@ class Backend:
 
     def resume(self, run_id: int, queue: bool = False):
         from core.runner.lifecycle import resume
-        return resume(self.store, self.runs_dir, run_id, queue=queue)
+        return resume(self.store, run_id, queue=queue)
 
     def delete(self, run_id: int):
         from core.runner.lifecycle import remove
-        return remove(self.store, self.runs_dir, run_id)
+        return remove(self.store, run_id)
 
     def tag(self, run_id: int, tags: list[str]) -> None:
         queries.add_tags(self.store, run_id, tags)
@@ -81,8 +80,11 @@ class Backend:
         return launch(self.store, self.runs_dir, cfg, queue=queue, sweep_id=sweep_id)
 
     def queue_sweep(self, raw_values: dict, seeds: int, name: str = ""):
-        from core.runner.lifecycle import queue_sweep
-        return queue_sweep(self.store, self.runs_dir, raw_values, seeds, name=name)
+        """(sweep, runs, axes) of a checked and queued grid."""
+        from core.runner.lifecycle import plan_sweep, queue_sweep
+        plan = plan_sweep(self.runs_dir, raw_values, seeds, name=name)
+        sweep, runs = queue_sweep(self.store, plan)
+        return sweep, runs, plan.axes
 
     def sample(self, run_id: int, out: Path, n: int = 16, steps: int = 50) -> list[Path]:
         from core.inference import sample_run
@@ -90,12 +92,12 @@ class Backend:
 
     def start_worker(self, slots: int = 1) -> int:
         """A detached `ddpm-tui worker --until-empty` so queued runs train after the TUI closes."""
-        from core.runner.lifecycle import store_url_for_children
+        from core.runner.lifecycle import child_env
         from core.runner.processes import spawn_detached
 
-        command = [sys.executable, "-m", "ddpm_tui", "--db", store_url_for_children(self.store), "--runs-dir",
-                   str(Path(self.runs_dir).resolve()), "worker", "--slots", str(slots), "--until-empty"]
-        proc = spawn_detached(command, Path(self.runs_dir) / "worker.log", env=dict(os.environ))
+        command = [sys.executable, "-m", "ddpm_tui", "worker", "--slots", str(slots), "--until-empty"]
+        env = child_env(self.store, {"DDPM_TUI_RUNS": str(Path(self.runs_dir).resolve())})
+        proc = spawn_detached(command, Path(self.runs_dir) / "worker.log", env=env)
         return proc.pid
 
     # ---- blind test (screens/blind.py) ------------------------------------------------------------
@@ -135,7 +137,7 @@ class Backend:
         from core.config import config_from_dict
         from core.data import open_split, selected_indices
         from core.data.transforms import to_model_input, to_uint8
-        from core.train.run import resolve_data
+        from core.data import resolve_data
 
         run = queries.get_run(self.store, run_id)
         cfg = config_from_dict(run.config)

@@ -1,0 +1,36 @@
+"""The process a detached run executes: `python -m core.runner.execute RUN_ID`.
+
+The store's URL comes from the environment (DDPM_TUI_DB), never from the command line, where `ps`
+would show its password to every user of the machine.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from core.errors import BadInput, WorkFailed
+
+STORE_ENV = "DDPM_TUI_DB"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or not args[0].isdigit() or STORE_ENV not in os.environ:
+        print(f"usage: {STORE_ENV}=URL python -m core.runner.execute RUN_ID", file=sys.stderr)
+        return 2
+    from core.store.db import Store
+    from core.train.run import execute_run
+
+    logging.getLogger("ddpm_tui").addHandler(logging.StreamHandler(sys.stdout))
+    try:
+        outcome = execute_run(Store(os.environ[STORE_ENV]), int(args[0]))
+    except (BadInput, WorkFailed) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0 if outcome in ("finished", "stopped", "killed") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
