@@ -116,7 +116,7 @@ class TrainConfig:
             value = getattr(self, f.name)
             if f.type == "float" and not math.isfinite(value):
                 raise BadInput(f"--{flag(f.name)}: must be a finite number, got {value!r}")
-            if f.type == "int" and value > INT_MAX:
+            if f.type == "int" and f.name != "seed" and value > INT_MAX:
                 raise BadInput(f"--{flag(f.name)}: {value} is too large (at most {INT_MAX})")
         if not 0 <= self.seed <= SEED_MAX:
             raise BadInput(f"--seed: must be in 0..{SEED_MAX}, got {self.seed}")

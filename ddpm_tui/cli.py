@@ -465,10 +465,20 @@ def export(fmt: Annotated[str, typer.Option("--format", help="csv|json")] = "csv
 # ---- entry point ---------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI, turning every error into one line on stderr and the contract's exit code."""
+    # our own warnings on the terminal (a library's are noise here: what fails is reported by us);
+    # errors are raised and reported once, below
     console = logging.StreamHandler(sys.stderr)
     console.setLevel(logging.WARNING)
+    console.addFilter(lambda record: record.levelno < logging.ERROR and record.name.split(".")[0] in ("ddpm_tui", "core"))
     console.setFormatter(logging.Formatter("warning: %(message)s"))
     logging.getLogger().addHandler(console)
+    try:
+        _run(argv)
+    finally:
+        logging.getLogger().removeHandler(console)
+
+
+def _run(argv: list[str] | None) -> None:
     command = typer.main.get_command(app)
     try:
         code = command.main(args=argv, prog_name="ddpm-tui", standalone_mode=False)
@@ -497,5 +507,12 @@ def main(argv: list[str] | None = None) -> None:
             print(f"error: the database is read-only, nothing was changed ({message})", file=sys.stderr)
             sys.exit(2)
         print(f"error: database: {message}", file=sys.stderr)
+        sys.exit(1)
+    except Exception as exc:  # a bug: one line here; a run's own log keeps the traceback
+        if os.environ.get("DDPM_TUI_DEBUG"):
+            raise
+        first = (str(exc).splitlines() or [""])[0]
+        print(f"error: {exc.__class__.__name__}: {first} (an internal error; DDPM_TUI_DEBUG=1 shows the "
+              "traceback)", file=sys.stderr)
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)

@@ -169,3 +169,39 @@ async def open_view(pilot, key: str, kind):
     screen = await wait_screen(pilot, kind)
     await pilot.pause(0.1)
     return screen
+
+
+def run_on_pty(args: list[str], cwd: Path, timeout: float = 120.0, size=(100, 30), env: dict | None = None):
+    """Run `ddpm-tui ARGS` (the installed console script) on a pseudo-terminal, as a person types it:
+    stdin, stdout and stderr are the terminal. Returns (exit code, everything it drew, CRs removed)."""
+    import pty
+    import select
+    import shutil
+    import time
+
+    script = shutil.which("ddpm-tui", path=str(Path(sys.executable).parent)) or "ddpm-tui"
+    master, slave = pty.openpty()
+    full_env = dict(os.environ, TERM="xterm-256color", COLUMNS=str(size[0]), LINES=str(size[1]),
+                    DDPM_TUI_CACHE=str(cwd / "cache"), **(env or {}))
+    full_env.pop("NO_COLOR", None)
+    proc = subprocess.Popen([script, *map(str, args)], cwd=cwd, env=full_env, stdin=slave, stdout=slave,
+                            stderr=slave, start_new_session=True)
+    os.close(slave)
+    chunks, deadline = [], time.time() + timeout
+    while time.time() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the terminal's last writer is gone
+                break
+            if not data:
+                break
+            chunks.append(data)
+        elif proc.poll() is not None:
+            break
+    else:
+        proc.kill()
+    os.close(master)
+    code = proc.wait(timeout=30)
+    return code, b"".join(chunks).decode("utf-8", "replace").replace("\r", "")

@@ -80,17 +80,40 @@ BAD_TRAIN = [
     (["--data", "/nonexistent/pcam"], "/nonexistent/pcam: data path does not exist"),
     (["--classes", "cancerous", "--conditional"], "--conditional needs --classes both"),
     (["--frobnicate", "1"], "--frobnicate"),
+    (["--lr", "inf"], "--lr: must be a finite number, got inf"),
+    (["--weight-decay", "nan"], "--weight-decay: must be a finite number, got nan"),
+    (["--grad-clip", "nan"], "--grad-clip: must be a finite number, got nan"),
+    (["--epochs", "nan"], "--epochs: must be a finite number, got nan"),
+    (["--epochs", "inf"], "--epochs: must be a finite number, got inf"),
+    (["--epochs", "1e300"], "--epochs 1e+300: "),
+    (["--seed", "-1"], "--seed: must be in 0..4294967295, got -1"),
+    (["--seed", str(2**40)], f"--seed: must be in 0..4294967295, got {2**40}"),
+    (["--max-steps", "1e20"], "'1e20' is not a valid integer"),
+    (["--max-steps", str(10**20)], "--max-steps: 100000000000000000000 is too large"),
+    (["--timesteps", "1e9"], "'1e9' is not a valid integer"),
+    (["--timesteps", "1000000000"], "--timesteps: 1000000000 is too many (at most 100000)"),
+    (["--batch-size", "100000000"], "training (--dim 16, --dim-mults 1,2, --res-blocks 1, --batch-size 100000000"),
+    (["--dim", "1000000"], "available (lower --batch-size, --dim, --dim-mults or --res-blocks)"),
+    (["--res-blocks", "100000"], "needs about"),
+    (["--device", "cuda"], "--device cuda: no CUDA device is available"),
+    (["--tag", "  "], "--tag: empty tag '  '"),
+    (["--attention", "full", "--dim", "56", "--dim-mults", "1,3"], None),  # heads that divide 168 are chosen
 ]
 
 
 @pytest.mark.parametrize("args,message", BAD_TRAIN)
 def test_bad_train_input_is_one_line_exit_2_and_stores_nothing(workdir, cli, pcam, args, message):
+    if args[:2] == ["--device", "cuda"] and __import__("torch").cuda.is_available():
+        pytest.skip("CUDA is available here")
     r = cli("train", "--data", pcam, *TINY, "--max-steps", "1", *args)
+    if message is None:
+        assert r.code == 0, r
+        return
     assert r.code == 2, r
     assert message in r.err and len(r.err.strip().splitlines()) == 1, r.err
     if message == "--frobnicate":
         assert "No such option" in r.err
-    assert run_count(workdir) == 0 and not (workdir / "runs").exists()
+    assert not (workdir / "runs.db").exists() and not (workdir / "runs").exists()
 
 
 def test_bad_h5_and_empty_class_exit_2(workdir, cli, tmp_path):
@@ -153,3 +176,86 @@ def test_demo_without_a_terminal_trains_and_samples(workdir, cli):
     grid = iio.imread(workdir / "runs" / "1" / "demo-samples.png")
     assert grid.shape[0] > 96 and grid.std() > 1
     assert (workdir / "runs" / "1" / "demo-samples.gif").exists()
+
+
+def test_config_that_is_a_directory_is_one_line(workdir, cli, pcam):
+    r = cli("train", "--config", workdir, "--data", pcam)
+    assert r.code == 2 and "is a directory, not a TOML config file" in r.err and len(r.err.strip().splitlines()) == 1
+    assert not (workdir / "runs.db").exists()
+
+
+BAD_SAMPLE = [
+    (["--eta", "nan"], "--eta: must be a number in [0, 1], got nan"),
+    (["--steps", "51"], "--steps 51: more than run 1's 50 diffusion steps"),
+    (["--n", "1e8"], "'1e8' is not a valid integer"),
+    (["--n", "100000000"], "sampling 100000000 images at --scale 3 needs about"),
+    (["--scale", "100000"], "at --scale 100000 needs about"),
+    (["--scale", "-1"], "--scale: must not be negative"),
+    (["--out", "."], "--out .: is a directory"),
+    (["--out", "afile/x.png"], "afile is a file, not a directory"),
+    (["--seed", "-3"], "--seed: must be in 0..4294967295"),
+    (["--guidance", "inf"], "--guidance: must be a finite number >= 0"),
+]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny finished run (T=50) that the sampling tests share; they only read it."""
+    import os
+
+    root = tmp_path_factory.mktemp("trained")
+    write_pcam(root / "pcam")
+    from ddpm_tui.cli import main
+
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["train", "--data", str(root / "pcam"), *TINY, "--max-steps", "2"])
+        assert exit_info.value.code == 0
+    finally:
+        os.chdir(cwd)
+    return root
+
+
+@pytest.mark.parametrize("args,message", BAD_SAMPLE)
+def test_bad_sample_input_is_one_line_exit_2(trained, cli, monkeypatch, args, message):
+    monkeypatch.chdir(trained)
+    (trained / "afile").write_text("x")
+    out = [] if "--out" in args else ["--out", "s.png"]
+    before = len(queries.artifacts(Store("sqlite:///runs.db"), 1))
+    r = cli("sample", "1", *out, *args)
+    assert r.code == 2 and message in r.err and len(r.err.strip().splitlines()) == 1, r
+    assert len(queries.artifacts(Store("sqlite:///runs.db"), 1)) == before
+
+
+def test_ddpm_samples_the_full_chain_by_default_and_says_which_chain(trained, cli, monkeypatch):
+    monkeypatch.chdir(trained)
+    r = cli("sample", "1", "--n", "2", "--sampler", "ddpm", "--out", "d.png")
+    assert r.code == 0 and "ddpm: the full chain of 50 steps" in r.err, r
+    r = cli("sample", "1", "--n", "2", "--sampler", "ddpm", "--steps", "10", "--out", "d.png")
+    assert r.code == 0 and "ddpm: respaced to 10 of 50 steps" in r.err, r
+    r = cli("sample", "1", "--n", "2", "--out", "d.png")
+    assert r.code == 0 and "ddim: 50 of 50 steps, eta 0" in r.err, r
+
+
+def test_blank_tags_and_notes_are_refused(workdir, cli, pcam):
+    assert cli("train", "--data", pcam, *TINY, "--max-steps", "1").code == 0
+    for args, message in ((["runs", "tag", "1", " "], "tag: empty tag ' '"), (["runs", "tag", "1", ""], "empty tag"),
+                          (["runs", "note", "1", "  \n "], "note: empty text")):
+        r = cli(*args)
+        assert r.code == 2 and message in r.err, r
+    assert queries.run_tags(Store("sqlite:///runs.db")) == {}
+
+
+def test_runs_list_and_show_neutralise_escape_sequences(workdir, cli, pcam):
+    hostile = "evil\x1b]8;;http://x.example\x07link\x1b]8;;\x07\x1b[31mred\x9b2J"
+    assert cli("train", "--data", pcam, *TINY, "--max-steps", "1", "--name", hostile).code == 0
+    assert cli("runs", "note", "1", "see \x1b[2Jcleared").code == 0
+    for args in (["runs", "list"], ["runs", "show", "1"]):
+        r = cli(*args)
+        assert r.code == 0 and "\x1b" not in r.out and "\x07" not in r.out and "\x9b" not in r.out, args
+        assert "evil\\x1b]8;;http://x.example" in r.out
+    assert "evil\\x1b]8;;http://x.example\\x07link" in cli("runs", "show", "1").out
+    assert "see \\x1b[2Jcleared" in cli("runs", "show", "1").out
+    assert json.loads(cli("runs", "show", "1", "--json").out)["name"] == hostile, "JSON keeps the data exact"

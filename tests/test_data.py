@@ -229,3 +229,136 @@ def test_check_reports_a_broken_split_and_keeps_the_rest(pcam):
     report = check_dataset(pcam)
     assert set(report["splits"]) == {"train", "test"}
     assert any("valid" in p for p in report["problems"])
+
+
+# ---- every image checked before a run is stored --------------------------------------------------------
+def _bad_image(kind: str):
+    import imageio.v3 as iio
+
+    def write(path):
+        if kind == "junk":
+            path.write_bytes(b"II*\x00 this is not a tiff at all")
+        else:
+            image = {"grayscale": np.zeros((96, 96), np.uint8), "rgba": np.zeros((96, 96, 4), np.uint8),
+                     "64px": np.zeros((64, 64, 3), np.uint8)}[kind]
+            iio.imwrite(path, image)
+    return write
+
+
+@pytest.mark.parametrize("kind,message", [("grayscale", r"got \(96, 96\) uint8"), ("rgba", r"got \(96, 96, 4\)"),
+                                          ("64px", r"got \(64, 64, 3\)"), ("junk", "not a readable image")])
+def test_one_bad_kaggle_image_fails_data_check_and_train_before_anything_is_stored(workdir, cli, kind, message):
+    import re
+
+    root, ids = write_kaggle(workdir / "k", n=30)
+    bad = root / "train" / f"{ids[17]}.tif"
+    _bad_image(kind)(bad)
+    r = cli("data", "check", root)
+    assert r.code == 2 and str(bad) in r.err and re.search(message, r.err), r
+    r = cli("train", "--data", root, "--image-size", "32", "--dim", "16", "--dim-mults", "1,2", "--device", "cpu")
+    assert r.code == 2 and str(bad) in r.err and len(r.err.strip().splitlines()) == 1, r
+    assert not (workdir / "runs.db").exists() and not (workdir / "runs").exists()
+
+
+def test_verified_kaggle_folders_are_not_decoded_again_until_a_file_changes(tmp_path, monkeypatch):
+    from core.data import sources
+
+    root, ids = write_kaggle(tmp_path / "k", n=12)
+    decoded = []
+    real = sources.read_patch
+    monkeypatch.setattr(sources, "read_patch", lambda p: decoded.append(p) or real(p))
+    assert sources.verify_kaggle_images(root, ids, tmp_path / "cache") == []
+    assert len(decoded) == 12
+    assert sources.verify_kaggle_images(root, ids, tmp_path / "cache") == []
+    assert len(decoded) == 12, "an unchanged folder passed before"
+    _bad_image("rgba")(root / "train" / f"{ids[3]}.tif")
+    assert len(sources.verify_kaggle_images(root, ids, tmp_path / "cache")) == 1
+
+
+def test_labels_csv_with_bom_and_crlf_is_valid(tmp_path):
+    root, ids = write_kaggle(tmp_path / "k", n=10)
+    csv_path = root / "train_labels.csv"
+    text = csv_path.read_text().replace("\r\n", "\n").replace("\n", "\r\n")
+    csv_path.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert read_kaggle_labels(root)[0] == ids
+
+
+def test_labels_csv_in_latin1_is_one_line(workdir, cli):
+    root, _ = write_kaggle(workdir / "k", n=6)
+    csv_path = root / "train_labels.csv"
+    csv_path.write_bytes(csv_path.read_bytes() + "caf\xe9,1\n".encode("latin-1"))
+    r = cli("data", "check", root)
+    assert r.code == 2 and "train_labels.csv: not UTF-8 text (byte 0xe9" in r.err and len(r.err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("pid", ["../../x", "..", "sub/dir", "a\\b"])
+def test_kaggle_ids_must_be_plain_file_names(tmp_path, pid):
+    root, _ = write_kaggle(tmp_path / "k", n=4)
+    (tmp_path / "x.tif").write_bytes(b"outside the folder")
+    csv_path = root / "train_labels.csv"
+    csv_path.write_text(csv_path.read_text() + f"{pid},0\n")
+    with pytest.raises(BadInput, match="is not a plain file name"):
+        read_kaggle_labels(root)
+
+
+def test_shuffle_window_sets_how_many_blocks_mix(pcam):
+    from core.config import TrainConfig
+    from core.train.trainer import Trainer
+
+    cfg = TrainConfig(data=str(pcam), image_size=32, dim=16, dim_mults="1,2", res_blocks=1, attention="none",
+                      batch_size=4, device="cpu", shuffle_window=3).validate()
+    trainer = Trainer(cfg, pcam.parent / "run", pcam)
+    assert trainer.stream.window_blocks == 3
+    trainer.close()
+    with pytest.raises(BadInput, match="--shuffle-window: must be positive"):
+        TrainConfig(shuffle_window=0).validate()
+
+
+def test_validation_takes_a_seeded_random_subset_not_the_first_patches(tmp_path):
+    from core.config import TrainConfig
+    from core.train.trainer import Trainer
+
+    root = write_pcam(tmp_path / "p", {"train": 16, "valid": 400, "test": 4})
+    seen = []
+
+    def trainer_reading(seed):
+        cfg = TrainConfig(data=str(root), image_size=32, dim=16, dim_mults="1,2", res_blocks=1, attention="none",
+                          batch_size=4, device="cpu", seed=seed).validate()
+        trainer = Trainer(cfg, tmp_path / f"run{seed}", root)
+        source = trainer.source.__class__
+        reads = []
+        original = source.read
+        source.read = lambda self, a, b: reads.append(a) or original(self, a, b)
+        try:
+            assert trainer.validation_loss() is not None
+        finally:
+            source.read = original
+            trainer.close()
+        return sorted(set(reads))
+
+    first, again, other = trainer_reading(0), trainer_reading(0), trainer_reading(1)
+    seen = first
+    assert len(seen) == 128 and seen == again and first != other
+    assert max(seen) > 300, "drawn from the whole split, not its first 128 patches"
+
+
+def test_dihedral_gather_equals_rotating_and_mirroring_each_image():
+    x = torch.randint(0, 256, (16, 3, 7, 7), dtype=torch.uint8)
+    codes = torch.arange(16) % 8
+    out = dihedral(x, codes)
+    for i, code in enumerate(codes.tolist()):
+        expected = torch.rot90(x[i], code % 4, dims=(-2, -1))
+        expected = torch.flip(expected, dims=(-1,)) if code >= 4 else expected
+        assert torch.equal(out[i], expected), code
+
+
+def test_crop_first_preprocessing_equals_crop_of_the_float_patch():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (8, 96, 96, 3), dtype=np.uint8)
+    codes = rng.integers(0, 8, 8)
+    x = to_model_input(images, 32, "center-crop", "cpu", codes)
+    reference = torch.from_numpy(images).permute(0, 3, 1, 2).float()[..., 32:64, 32:64] / 127.5 - 1
+    for i, code in enumerate(codes):
+        expected = torch.rot90(reference[i], int(code) % 4, dims=(-2, -1))
+        expected = torch.flip(expected, dims=(-1,)) if code >= 4 else expected
+        assert torch.equal(x[i], expected)

@@ -157,3 +157,30 @@ def test_classifier_free_guidance_mixes_outputs():
     assert out[:, 0].tolist() == [4.0, 8.0]
     assert calls == [[0, 1, 2, 2]]
     assert guided(net, labels, 0.0, 2)(torch.zeros(2, 1), torch.zeros(2, dtype=torch.long))[:, 0].tolist() == [1, 2]
+
+
+def test_sigmoid_chen_is_the_alpha_bar_sigmoid():
+    """Chen 2023, Alg. 1 (start -3, end 3, tau 1): alpha_bar(t) computed independently here."""
+    T = 1000
+    alpha_bar = np.cumprod(1 - make_betas("sigmoid-chen", T))
+
+    def s(z):
+        return 1 / (1 + math.exp(-z))
+
+    for step in (1, 250, 500, 750, 990):
+        t = step / T
+        expected = (s(3) - s(6 * t - 3)) / (s(3) - s(-3))
+        assert alpha_bar[step - 1] == pytest.approx(expected, rel=1e-9)
+    assert math.sqrt(alpha_bar[-1]) < 1e-3
+
+
+def test_sigmoid_is_the_geodiff_beta_sigmoid_and_quadratic_keeps_what_its_help_says():
+    betas = make_betas("sigmoid", 1000)
+    z = np.linspace(-6, 6, 1000)
+    assert betas == pytest.approx(1 / (1 + np.exp(-z)) * (0.02 - 1e-4) + 1e-4)
+    from core.config import TrainConfig
+    import dataclasses
+
+    help_text = next(f for f in dataclasses.fields(TrainConfig) if f.name == "schedule").metadata["help"]
+    kept = math.sqrt(np.prod(1 - make_betas("quadratic", 1000)))
+    assert f"keeps {kept:.1%} of the signal at T=1000" in help_text

@@ -84,3 +84,79 @@ def test_auto_attention_resolutions_follow_image_size():
     assert TrainConfig(image_size=32, dim_mults="1,2,4").validate().attn_resolutions_tuple == (16, 8)
     assert TrainConfig(image_size=96, dim_mults="1,2,4").validate().attn_resolutions_tuple == (24,)
     assert TrainConfig(attention="none").validate().attn_resolutions_tuple == ()
+
+
+def test_embedding_projection_is_not_affine():
+    """A SiLU comes before each block's embedding projection, so the time MLP's last linear layer
+    and the projection do not collapse into one linear map (improved-diffusion, lucidrains)."""
+    from core.model import ResBlock
+
+    torch.manual_seed(0)
+    proj = ResBlock(8, 8, 16, 0.0).emb
+    a, b = torch.randn(1, 16), torch.randn(1, 16)
+    affine_gap = proj(a) + proj(b) - proj(torch.zeros(1, 16)) - proj(a + b)
+    assert affine_gap.abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("channels", [8, 56, 168, 96, 200, 1000])
+def test_attention_heads_divide_the_channels(channels):
+    from core.model import FullAttention, LinearAttention, attention_heads
+
+    heads = attention_heads(channels)
+    assert channels % heads == 0 and 1 <= heads <= max(1, channels // 32)
+    for kind in (FullAttention, LinearAttention):
+        x = torch.randn(2, channels, 4, 4)
+        assert kind(channels)(x).shape == x.shape
+
+
+@pytest.mark.parametrize("attention,conditional,mults,res_blocks,size,dim", [
+    ("none", False, "1,2", 1, 32, 16), ("full", True, "1,2,4", 2, 32, 32), ("linear", False, "1,3", 2, 32, 56),
+    ("full", False, "1,2,2,4", 3, 96, 32), ("linear", True, "1", 1, 64, 24),
+])
+def test_memory_estimate_counts_exactly_the_parameters_of_the_model(attention, conditional, mults, res_blocks,
+                                                                    size, dim):
+    from core.model import count_parameters
+    from core.train.resources import parameter_count
+
+    cfg = TrainConfig(attention=attention, conditional=conditional, dim_mults=mults, res_blocks=res_blocks,
+                      image_size=size, dim=dim).validate()
+    assert parameter_count(cfg) == count_parameters(build_unet(cfg))
+
+
+MEASURE = """
+import resource, sys, torch
+from core.config import TrainConfig
+from core.diffusion import GaussianDiffusion, make_betas
+from core.model import build_unet
+from core.train.resources import training_memory
+torch.set_num_threads(1)
+cfg = TrainConfig(batch_size=16, dim=32, dim_mults="1,2,2", attention="full").validate()
+model, ema = build_unet(cfg), build_unet(cfg)
+opt = torch.optim.AdamW(model.parameters())
+diffusion = GaussianDiffusion(make_betas("cosine", 1000))
+x = torch.randn(16, 3, 32, 32)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+for _ in range(2):
+    diffusion.training_loss(lambda a, t: model(a, t), x).backward()
+    opt.step()
+    opt.zero_grad()
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(peak - before, training_memory(cfg).total)
+"""
+
+
+def test_memory_estimate_is_within_a_factor_of_two_of_a_measured_training_step():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", MEASURE], capture_output=True, text=True, check=True).stdout
+    measured, estimate = map(int, out.split())
+    assert 0.5 < estimate / measured < 2, (measured, estimate)
+
+
+def test_checkpoints_of_the_older_block_layout_are_named_as_such(tmp_path):
+    from core.train import checkpoint as ckpt
+
+    cfg = TrainConfig(dim=16, dim_mults="1,2", attention="none").validate()
+    with pytest.raises(BadInput, match=r"model version 1 \(this ddpm-tui builds version 2\)"):
+        ckpt.check_architecture(tmp_path / "ckpt-00000001.pt", {"config": cfg.to_dict()}, cfg)

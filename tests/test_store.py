@@ -136,3 +136,106 @@ def test_head_read_from_files_matches_alembic():
     from core.store.db import alembic_config
 
     assert head_revision() == ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def test_another_programs_sqlite_database_is_refused_unchanged(tmp_path, cli):
+    path = tmp_path / "notes.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("create table notes (id integer primary key, body text)")
+        conn.execute("insert into notes (body) values ('keep me')")
+    conn.close()
+    before = path.read_bytes()
+    for args in (["runs", "list"], ["train", "--data", "demo", "--max-steps", "1"]):
+        r = cli("--db", f"sqlite:///{path}", *args)
+        assert r.code == 2 and "not a ddpm-tui database (it holds other tables: notes)" in r.err, r
+    assert path.read_bytes() == before
+    assert not (tmp_path / "notes.db-wal").exists()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("pragma journal_mode").fetchone()[0] == "delete"
+
+
+def test_schema_creation_is_one_transaction(tmp_path, monkeypatch):
+    """A failure half-way through the migrations leaves no table behind."""
+    from alembic.operations import Operations
+
+    created = []
+    original = Operations.create_table
+
+    def create_then_fail(self, name, *columns, **kw):
+        created.append(name)
+        if len(created) == 3:
+            raise RuntimeError("killed here")
+        return original(self, name, *columns, **kw)
+
+    monkeypatch.setattr(Operations, "create_table", create_then_fail)
+    path = tmp_path / "runs.db"
+    with pytest.raises(RuntimeError, match="killed here"):
+        Store(f"sqlite:///{path}")
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("select name from sqlite_master where type='table'").fetchall() == []
+    monkeypatch.setattr(Operations, "create_table", original)
+    Store(f"sqlite:///{path}").close()
+
+
+def test_a_locked_database_is_busy_not_bad_input(workdir, cli, pcam, monkeypatch):
+    from conftest import TINY
+
+    assert cli("train", "--data", pcam, *TINY, "--max-steps", "1").code == 0
+    monkeypatch.setenv("DDPM_TUI_BUSY_TIMEOUT", "0.2")
+    holder = sqlite3.connect(workdir / "runs.db")
+    holder.execute("begin exclusive")
+    try:
+        for args in (["runs", "tag", "1", "x"], ["runs", "note", "1", "hello"]):
+            r = cli(*args)
+            assert r.code == 1 and "database is busy" in r.err and len(r.err.strip().splitlines()) == 1, r
+    finally:
+        holder.rollback()
+        holder.close()
+    assert cli("runs", "tag", "1", "x").code == 0
+
+
+def test_database_urls_missing_drivers_and_passwords(workdir, cli):
+    r = cli("--db", "postgresql://alice:s3cret@db.example/runs", "runs", "list")
+    assert r.code == 2 and "its driver 'psycopg" in r.err and "is not installed (pip install" in r.err
+    assert "s3cret" not in r.err and "alice:***@db.example" in r.err
+    r = cli("--db", "nosuchdb://x/y", "runs", "list")
+    assert r.code == 2 and "unknown kind of database" in r.err
+    assert not (workdir / "runs.db").exists()
+
+
+def test_children_get_the_store_url_from_the_environment_not_the_command_line(workdir, cli):
+    from core.runner.processes import run_command
+
+    command = run_command(7)
+    assert command[-3:] == ["-m", "core.runner.execute", "7"] and not any("sqlite" in c for c in command)
+
+
+def test_new_stores_and_run_directories_are_private(workdir, cli, pcam):
+    from conftest import TINY
+
+    assert cli("train", "--data", pcam, *TINY, "--max-steps", "1").code == 0
+    assert (workdir / "runs.db").stat().st_mode & 0o777 == 0o600
+    assert (workdir / "runs" / "1").stat().st_mode & 0o777 == 0o700
+
+
+def test_failed_commands_create_no_database(workdir, cli, pcam):
+    from conftest import TINY
+
+    for args in (["train", "--data", pcam, *TINY, "--lr", "nan"], ["runs", "show", "3"], ["runs", "stop", "3"],
+                 ["runs", "rm", "3", "--yes"], ["sample", "3", "--out", "a.png"], ["runs", "tag", "3", "x"],
+                 ["launch", "--data", pcam, "--seed", "-1"], ["ablate", "--data", pcam, "--schedule", "a,b"]):
+        r = cli(*args)
+        assert r.code == 2 and len(r.err.strip().splitlines()) == 1, (args, r)
+        assert not (workdir / "runs.db").exists(), args
+    r = cli("runs", "list", "--json")
+    assert r.code == 0 and r.out.strip() == "[]" and not (workdir / "runs.db").exists()
+
+
+def test_a_huge_run_id_is_one_line(workdir, cli, pcam):
+    from conftest import TINY
+
+    assert cli("train", "--data", pcam, *TINY, "--max-steps", "1").code == 0
+    for args in (["runs", "show", "99999999999999999999999"], ["runs", "stop", str(2**63)],
+                 ["sample", "123456789012345678901234567890", "--out", "a.png"]):
+        r = cli(*args)
+        assert r.code == 2 and "no run with id" in r.err and len(r.err.strip().splitlines()) == 1, (args, r)

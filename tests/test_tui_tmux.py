@@ -76,3 +76,24 @@ def test_real_terminal_walk_through_every_view(tmux_app):
     while time.time() < deadline and "ddpm-tui" in tmux_app.screen():
         time.sleep(0.1)
     assert "ddpm-tui — runs" not in tmux_app.screen()
+
+
+def test_a_store_with_markup_and_escapes_in_names_opens_in_a_real_terminal(tmp_path):
+    from core.store import Store, queries
+
+    write_pcam(tmp_path / "pcam")
+    url, _ = seed_store(tmp_path)
+    store = Store(url)
+    queries.update_run(store, 1, name="[/]")
+    queries.update_run(store, 2, name="x\x1b]0;pwned\x07y\x1b[2J")
+    store.close()
+    term = Tmux(f"ddpm-test-{os.getpid()}-{time.monotonic_ns()}", tmp_path, f"{sys.executable} -m ddpm_tui")
+    try:
+        screen = term.wait_for("seed-3")
+        assert "[/]" in screen and "x\\x1b]0;pwned\\x07y\\x1b[2J" in screen, screen
+        title = subprocess.run([*term.tmux, "display-message", "-p", "-t", term.session, "#{pane_title}"],
+                               capture_output=True, text=True).stdout
+        assert "pwned" not in title, "an OSC sequence from a run name reached the terminal"
+        term.keys("q")
+    finally:
+        term.close()

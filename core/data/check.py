@@ -55,7 +55,8 @@ def check_dataset(path: str | Path, split_seed: int = 0, cache: Path | None = No
         try:
             source = open_split(root, split, split_seed)
         except BadInput as exc:
-            report["problems"].append(str(exc))
+            if str(exc) not in report["problems"]:  # a labels CSV's problem is every split's
+                report["problems"].append(str(exc))
             continue
         report["splits"][split] = {
             "n": len(source),

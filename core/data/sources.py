@@ -177,6 +177,8 @@ def read_patch(path: Path) -> np.ndarray:
         image = np.asarray(iio.imread(path))
     except Exception as exc:  # the image plugins raise many kinds for junk bytes
         raise BadInput(f"{path}: not a readable image ({exc.__class__.__name__})") from None
+    if image.size == 0:  # tifffile reads some junk as an empty array
+        raise BadInput(f"{path}: not a readable image (no pixels)")
     return check_patch(image, path)
 
 

@@ -10,9 +10,10 @@ from textual import work
 from textual.app import App
 from textual.binding import Binding
 
+from core.text import printable
 from ddpm_tui.tui.backend import Backend
-from ddpm_tui.tui.screens.help import HelpScreen, describe_bindings
 from ddpm_tui.tui.nvml import gpus_available
+from ddpm_tui.tui.screens.help import HelpScreen, describe_bindings
 from ddpm_tui.tui.screens.runs import RunsScreen
 
 
@@ -83,6 +84,13 @@ class DdpmApp(App):
         if isinstance(self.screen, HelpScreen):
             return
         self.push_screen(HelpScreen(describe_bindings(self.active_bindings), f"Keys — {self.screen.title or 'ddpm-tui'}"))
+
+    def notify(self, message: str, *, title: str = "", severity="information", timeout: float | None = None,
+               markup: bool = False) -> None:
+        """Every notification carries data (run names, paths, error texts): plain text unless a
+        caller builds markup on purpose, with control characters made visible."""
+        super().notify(printable(message, keep_newlines=True), title=title, severity=severity, timeout=timeout,
+                       markup=markup)
 
     def report_error(self, what: str, exc: BaseException) -> None:
         self.notify(f"{what}: {_short(exc)}", severity="error", timeout=6)

@@ -13,14 +13,15 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import (Button, DataTable, Footer, Header, Input, Label, Select, Static, TabbedContent,
-                             TabPane)
+from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Select, Static, TabbedContent, TabPane
 
 from core.config import FIELD_TYPES, flag
 from core.errors import BadInput
 from core.runner.sweeps import LIST_VALUED, configuration_key, expand_grid, grid_axes, split_values
+from core.text import printable
 from ddpm_tui.tui.screens.dialogs import ConfirmDialog
 from ddpm_tui.tui.screens.launch import PRESETS
+from ddpm_tui.tui.widgets.plain import PlainTable, plain
 
 # room for the evaluation issue: mean and 95% CI per configuration, "-" until runs are evaluated
 METRIC_COLUMNS = [("nll", "NLL b/d ±CI"), ("ssim", "SSIM ±CI"), ("fid", "FID ±CI")]
@@ -169,7 +170,7 @@ class AblationScreen(Screen):
                 with Horizontal(id="sweep-bar"):
                     yield Select([], prompt="sweep…", id="sweep-select", compact=True)
                 yield Static("", id="sweep-summary")
-                yield DataTable(id="sweep-table", cursor_type="row", zebra_stripes=True)
+                yield PlainTable(id="sweep-table", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
     @staticmethod
@@ -212,7 +213,7 @@ class AblationScreen(Screen):
         try:
             raw, axes, seeds, name, configs = self.checked_grid()
         except BadInput as exc:
-            preview.update(f"[b red]{escape(str(exc))}[/]")
+            preview.update(plain(str(exc), style="bold red"))
             return
         sizes = " x ".join(f"{len(split_values(a, raw[a]))} {a}" for a in axes) or "1 configuration"
         preview.update(f"{sizes} = {len(configs)} configuration(s) x {seeds} seed(s) = "
@@ -303,7 +304,7 @@ class AblationScreen(Screen):
         counts: dict[int, int] = {}
         for r in records:
             counts[r["sweep_id"]] = counts.get(r["sweep_id"], 0) + 1
-        options = [(f"sweep {s['id']}: {s['name'] or 'sweep'} ({counts.get(s['id'], 0)} runs)", s["id"])
+        options = [(plain(f"sweep {s['id']}: {s['name'] or 'sweep'} ({counts.get(s['id'], 0)} runs)"), s["id"])
                    for s in reversed(sweeps)]
         select = self.query_one("#sweep-select", Select)
         if options != self.shown_sweeps:
@@ -362,6 +363,6 @@ class AblationScreen(Screen):
         for r in records:
             statuses[r["status"]] = statuses.get(r["status"], 0) + 1
         status_text = ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())) or "no runs"
-        summary.update(f"[b]sweep {sweep['id']}[/b] {escape(sweep['name'] or '')} over "
+        summary.update(f"[b]sweep {sweep['id']}[/b] {escape(printable(sweep['name'] or ''))} over "
                        f"{escape(', '.join(axes) or 'seeds only')}: {len(rows)} configuration(s), "
                        f"{len(records)} runs ({status_text}). NLL/SSIM/FID: mean ± 95% CI after evaluation.")

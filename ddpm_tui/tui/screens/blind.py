@@ -25,8 +25,9 @@ from textual.widgets import DataTable, Footer, Header, Input, Label, Static
 from textual.worker import get_current_worker
 from textual_image.widget import Image
 
-from core.blind import (CLASS_MODE, CLASS_NAMES, PAIR_MODE, BlindSession, class_trials, pair_sides,
-                        verdict)
+from core.blind import CLASS_MODE, CLASS_NAMES, PAIR_MODE, BlindSession, class_trials, pair_sides, verdict
+from core.text import printable
+from ddpm_tui.tui.widgets.plain import PlainTable, plain
 
 DEFAULT_TRIALS = 10
 MAX_TRIALS = 200
@@ -112,7 +113,7 @@ class BlindTestScreen(Screen):
                 yield Static("", id="blind-caption-b", classes="blind-caption")
                 yield Image(None, id="blind-img-b")
         yield Static("", id="blind-prompt", classes="hidden")
-        table = DataTable(id="blind-results", cursor_type="row", zebra_stripes=True)
+        table = PlainTable(id="blind-results", cursor_type="row", zebra_stripes=True)
         for key, label in (("when", "when"), ("run", "run"), ("mode", "test"), ("score", "score"),
                            ("p", "p (vs guessing)"), ("verdict", "verdict")):
             table.add_column(label, key=key)
@@ -229,14 +230,14 @@ class BlindTestScreen(Screen):
         cfg = record["config"]
         kind = "conditional" if cfg.get("conditional") else f"unconditional, {cfg.get('classes', '?')}"
         note = "" if cfg.get("conditional") else "  — class test needs a conditional run"
-        info.update(Text.assemble((record["name"], "bold"), f"  {record['status']}, {kind}, "
+        info.update(Text.assemble((printable(record["name"]), "bold"), f"  {record['status']}, {kind}, "
                                   f"{cfg.get('image_size', '?')} px, step {record['step']}", (note, "dim")))
 
     def show_run_problem(self, run_id: int, exc: BaseException) -> None:
         if self.typed_id() != str(run_id):
             return
         self.run_id, self.run_record = None, None
-        self.query_one("#blind-run-info", Static).update(Text(str(exc).splitlines()[0], style="red"))
+        self.query_one("#blind-run-info", Static).update(plain(str(exc).splitlines()[0], style="red"))
 
     @on(Input.Changed, "#blind-run")
     def run_typed(self, event: Input.Changed) -> None:

@@ -11,9 +11,11 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from ddpm_tui.tui.screens.runs import STATUS_STYLE, fmt_float
+from core.text import printable
 from ddpm_tui.tui.screens.chart_controls import CHART_BINDINGS, ChartControls
+from ddpm_tui.tui.screens.runs import STATUS_STYLE, fmt_float
 from ddpm_tui.tui.widgets.loss_chart import LossChart
+from ddpm_tui.tui.widgets.plain import PlainTable
 
 HOW_TO = "Nothing to compare yet: in the runs view (1) select two or more runs with space, then press c."
 MISSING = object()  # a config key a run does not have
@@ -40,7 +42,7 @@ def fmt_value(value) -> str:
 
 
 def series_label(record: dict) -> str:
-    return f"{record['id']} {record['name']}"
+    return printable(f"{record['id']} {record['name']}")
 
 
 class CompareScreen(ChartControls, Screen):
@@ -62,7 +64,7 @@ class CompareScreen(ChartControls, Screen):
         yield Static("", id="compare-status")
         yield Static(HOW_TO, id="compare-empty", classes="hidden")
         yield LossChart(id="compare-chart")
-        yield DataTable(id="compare-diff", cursor_type="column", zebra_stripes=True)
+        yield PlainTable(id="compare-diff", cursor_type="column", zebra_stripes=True)
         yield Footer()
 
     def on_mount(self) -> None:

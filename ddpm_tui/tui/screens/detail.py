@@ -13,10 +13,12 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Log, Static, TabbedContent, TabPane
 
+from core.text import printable
 from ddpm_tui.tui.screens.chart_controls import CHART_BINDINGS, ChartControls
 from ddpm_tui.tui.screens.dialogs import ConfirmDialog
 from ddpm_tui.tui.screens.runs import STATUS_STYLE, eta_seconds, fmt_duration, fmt_float
 from ddpm_tui.tui.widgets.loss_chart import LossChart
+from ddpm_tui.tui.widgets.plain import PlainTable, plain
 from ddpm_tui.tui.widgets.sample_view import SampleView
 
 LOG_TAIL_BYTES = 64_000
@@ -72,7 +74,7 @@ class RunDetailScreen(ChartControls, Screen):
             with TabPane("Config", id="tab-config"):
                 yield Static("", id="detail-config")
             with TabPane("History", id="tab-history"):
-                yield DataTable(id="detail-history", cursor_type="row")
+                yield PlainTable(id="detail-history", cursor_type="row")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -101,10 +103,10 @@ class RunDetailScreen(ChartControls, Screen):
     def apply(self, record, keys, series, events, samples, log_text, log_present) -> None:
         self.record, self.keys = record, keys
         status = Text.assemble(
-            (f"{record['name']}  ", "bold"), (record["status"], STATUS_STYLE.get(record["status"], "")),
+            (f"{printable(record['name'])}  ", "bold"), (record["status"], STATUS_STYLE.get(record["status"], "")),
             f"  step {record['step']}/{record['total_steps']}  loss {fmt_float(record['loss'])}"
             f"  img/s {fmt_float(record['img_per_s'], 1)}  ETA {fmt_duration(eta_seconds(record))}",
-            f"  — {record['exit_reason']}" if record["exit_reason"] and record["status"] != "running" else "",
+            f"  — {printable(record['exit_reason'])}" if record["exit_reason"] and record["status"] != "running" else "",
         )
         self.query_one("#detail-status", Static).update(status)
         steps, values, walls = series
@@ -120,13 +122,13 @@ class RunDetailScreen(ChartControls, Screen):
             if self.log_placeholder:
                 log.clear()
                 self.log_placeholder = False
-            log.write(log_text)
+            log.write(printable(log_text, keep_newlines=True))
         elif not log_present and not log.line_count:
-            log.write_line(f"(no log yet at {record['run_dir']}/train.log)")
+            log.write_line(printable(f"(no log yet at {record['run_dir']}/train.log)"))
             self.log_placeholder = True
         if not self.config_shown:
             self.query_one("#detail-config", Static).update(
-                "\n".join(f"{k:>18} = {v}" for k, v in record["config"].items()))
+                plain("\n".join(f"{k:>18} = {v}" for k, v in record["config"].items()), keep_newlines=True))
             self.config_shown = True
         if len(events) != self.shown_events:
             table = self.query_one("#detail-history", DataTable)

@@ -18,6 +18,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from ddpm_tui.tui.nvml import NO_GPU, _nvml, nvml_problem, read_gpus
 from ddpm_tui.tui.widgets.loss_chart import LossChart
+from ddpm_tui.tui.widgets.plain import PlainTable
 
 REFRESH_SECONDS = 2.0
 HISTORY_POINTS = 150  # 5 minutes at one reading every 2 s
@@ -54,7 +55,7 @@ class GpuScreen(Screen):
         yield Header()
         yield Static("reading GPUs…", id="gpu-status")
         yield Static("", id="gpu-reason", classes="hidden")
-        table = DataTable(id="gpu-table", cursor_type="row", zebra_stripes=True)
+        table = PlainTable(id="gpu-table", cursor_type="row", zebra_stripes=True)
         for column in COLUMNS:
             table.add_column(column, key=column)
         yield table

@@ -10,9 +10,10 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from ddpm_tui.tui.screens.dialogs import ConfirmDialog, TextPrompt
+from ddpm_tui.tui.widgets.plain import PlainTable, plain
 
 STATUS_STYLE = {"running": "bold green", "queued": "yellow", "finished": "blue", "failed": "bold red",
-                "stopped": "magenta", "crashed": "bold red reverse"}
+                "stopped": "magenta", "killed": "magenta reverse", "crashed": "bold red reverse"}
 COLUMNS = [("id", "id"), ("name", "name"), ("status", "status"), ("classes", "classes"), ("schedule", "schedule"),
            ("attention", "attn"), ("size", "size"), ("step", "step/total"), ("loss", "loss~"), ("img_per_s", "img/s"),
            ("eta", "ETA"), ("best", "best")]
@@ -50,7 +51,7 @@ def row_cells(r: dict, selected: bool) -> list:
     cfg = r["config"]
     return [
         Text(("● " if selected else "  ") + str(r["id"]), style="bold" if selected else ""),
-        r["name"], Text(r["status"], style=STATUS_STYLE.get(r["status"], "")), cfg.get("classes", "-"),
+        plain(r["name"]), Text(r["status"], style=STATUS_STYLE.get(r["status"], "")), cfg.get("classes", "-"),
         cfg.get("schedule", "-"), cfg.get("attention", "-"), str(cfg.get("image_size", "-")),
         f"{r['step']}/{r['total_steps']}", fmt_float(r.get("smooth_loss")), fmt_float(r.get("img_per_s"), 1),
         fmt_duration(eta_seconds(r)), fmt_float(r.get("best")),
@@ -95,7 +96,7 @@ class RunsScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("", id="runs-status")
-        table = DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        table = PlainTable(id="runs-table", cursor_type="row", zebra_stripes=True)
         for key, label in COLUMNS:
             table.add_column(label, key=key)
         yield table
@@ -160,7 +161,7 @@ class RunsScreen(Screen):
         sort = f"sort {self.sort_column}{' ↓' if self.sort_reverse else ''}"
         flt = f"  filter '{self.filter_text}'" if self.filter_text else ""
         sel = f"  {len(self.selected)} selected" if self.selected else ""
-        self.query_one("#runs-status", Static).update(f"{summary}   [{sort}{flt}{sel}]")
+        self.query_one("#runs-status", Static).update(plain(f"{summary}   [{sort}{flt}{sel}]"))
 
     def current_id(self) -> int | None:
         table = self.query_one("#runs-table", DataTable)
