@@ -12,7 +12,8 @@ from core.config import SEED_MAX, config_from_dict
 from core.diffusion import GaussianDiffusion, make_betas
 from core.errors import BadInput
 from core.model import build_unet
-from core.sample import SAMPLE_BATCH, SAMPLERS, display_scale, generate, make_grid, save_gif, save_png
+from core.sample import (GIF_SHOWS, SAMPLE_BATCH, SAMPLERS, display_scale, generate, make_grid,
+                         reverse_process_frames, save_gif, save_png)
 from core.store import queries
 from core.store.db import Store
 from core.train import checkpoint as ckpt
@@ -64,9 +65,10 @@ def check_output(path: Path, suffix: str, option: str) -> None:
 
 def sample_run(store: Store, run_id, out: Path, n: int = 16, sampler: str = "ddim", steps: int | None = None,
                eta: float = 0.0, guidance: float = 0.0, class_name: str | None = None, gif: Path | None = None,
-               seed: int = 0, scale: int = 0, device: str = "auto") -> SampleResult:
-    """Write a PNG grid of n samples (and optionally a GIF of the reverse process). `steps` defaults
-    to the full chain for ddpm and 50 for ddim. Sizes that cannot fit in memory are refused up front."""
+               seed: int = 0, scale: int = 0, device: str = "auto", gif_show: str = "both") -> SampleResult:
+    """Write a PNG grid of n samples (and optionally a GIF of the reverse process: x_t, the predicted
+    x_0, or both side by side). `steps` defaults to the full chain for ddpm and 50 for ddim. Sizes
+    that cannot fit in memory are refused up front."""
     if sampler not in SAMPLERS:
         raise BadInput(f"--sampler: unknown value {sampler!r} (choose from {', '.join(SAMPLERS)})")
     for name, value in (("n", n), ("steps", steps if steps is not None else 1)):
@@ -83,6 +85,8 @@ def sample_run(store: Store, run_id, out: Path, n: int = 16, sampler: str = "ddi
     check_output(out, ".png", "--out")
     if gif is not None:
         check_output(gif, ".gif", "--gif")
+    if gif_show not in GIF_SHOWS:
+        raise BadInput(f"--gif-show: unknown value {gif_show!r} (choose from {', '.join(GIF_SHOWS)})")
     run = queries.get_run(store, run_id)
     cfg = config_from_dict(run.config)
     steps = steps or (cfg.timesteps if sampler == "ddpm" else min(50, cfg.timesteps))
@@ -101,18 +105,18 @@ def sample_run(store: Store, run_id, out: Path, n: int = 16, sampler: str = "ddi
     frames = 48 if gif else 0
     dev = pick_device(device)
     tile = (cfg.image_size * factor + 2) ** 2 * 3
-    check_fits(sampling_memory(cfg, min(n, SAMPLE_BATCH)) + n * tile * (1 + frames), dev,
+    check_fits(sampling_memory(cfg, min(n, SAMPLE_BATCH)) + n * tile * (1 + 2 * frames), dev,
                f"sampling {n} images at --scale {factor}{' with a GIF' if gif else ''}",
                "lower --n or --scale")
     net, diffusion, cfg, path, run = load_run_model(store, run.id, device)
     with torch.inference_mode():
-        images, snapshots = generate(net, diffusion, n, cfg.image_size, sampler, steps, guidance, label, seed,
-                                     next(net.parameters()).device, eta, frames=frames)
-    save_png(out, make_grid(images, scale=factor))
+        samples = generate(net, diffusion, n, cfg.image_size, sampler, steps, guidance, label, seed,
+                           next(net.parameters()).device, eta, frames=frames)
+    save_png(out, make_grid(samples.images, scale=factor))
     written = [Path(out)]
     queries.add_artifact(store, run.id, "samples", str(Path(out).resolve()), None)
     if gif is not None:
-        save_gif(gif, [make_grid(f, scale=factor) for f in snapshots])
+        save_gif(gif, reverse_process_frames(samples, gif_show, factor))
         written.append(Path(gif))
         queries.add_artifact(store, run.id, "gif", str(Path(gif).resolve()), None)
     return SampleResult(written, describe_chain(sampler, steps, cfg.timesteps, eta))

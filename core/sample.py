@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -26,20 +27,27 @@ def class_labels(n: int, num_classes: int, class_label: int | None, device) -> t
     return torch.full((n,), class_label, device=device, dtype=torch.long)
 
 
+@dataclass
+class Samples:
+    images: np.ndarray  # uint8 (n, S, S, 3)
+    xt_frames: list[np.ndarray] = field(default_factory=list)  # x_t along the chain
+    x0_frames: list[np.ndarray] = field(default_factory=list)  # the predicted x_0 at the same steps
+
+
 @torch.no_grad()
 def generate(
     net, diffusion: GaussianDiffusion, n: int, image_size: int, sampler: str = "ddim", steps: int = 50,
     guidance: float = 0.0, class_label: int | None = None, seed: int = 0, device="cpu", eta: float = 0.0,
     frames: int = 0,
-) -> tuple[np.ndarray, list[np.ndarray]]:
-    """n samples as uint8 (n, S, S, 3), plus up to `frames` snapshots of x_t along the chain.
+) -> Samples:
+    """n samples, plus up to `frames` snapshots of x_t and of the predicted x_0 along the chain.
     Drawn SAMPLE_BATCH at a time from one seeded generator, so memory stays bounded for any n."""
     num_classes = getattr(net, "num_classes", 0)
     labels = class_labels(n, num_classes, class_label, device)
     generator = torch.Generator(device=device).manual_seed(seed)
     total = min(steps, diffusion.num_timesteps) if steps else diffusion.num_timesteps
-    keep = set(np.linspace(0, total - 1, frames).round().astype(int).tolist()) if frames else set()
-    images, snapshots = [], [[] for _ in keep]
+    keep = sorted(set(np.linspace(0, total - 1, frames).round().astype(int).tolist())) if frames else []
+    images, xt_parts, x0_parts = [], [[] for _ in keep], [[] for _ in keep]
     for start in range(0, n, SAMPLE_BATCH):
         size = min(SAMPLE_BATCH, n - start)
         batch_labels = labels[start:start + size] if labels is not None else None
@@ -49,13 +57,15 @@ def generate(
             chain = ddpm_sample(diffusion, model_fn, shape, generator=generator, device=device, steps=steps)
         else:
             chain = ddim_sample(diffusion, model_fn, shape, steps=steps, eta=eta, generator=generator, device=device)
-        kept, x = 0, None
-        for i, (_, x, _) in enumerate(chain):
+        x = None
+        for i, (_, x, x0) in enumerate(chain):
             if i in keep:
-                snapshots[kept].append(to_uint8(x))
-                kept += 1
+                slot = keep.index(i)
+                xt_parts[slot].append(to_uint8(x))
+                x0_parts[slot].append(to_uint8(x0))
         images.append(to_uint8(x))
-    return np.concatenate(images), [np.concatenate(s) for s in snapshots]
+    return Samples(np.concatenate(images), [np.concatenate(p) for p in xt_parts],
+                   [np.concatenate(p) for p in x0_parts])
 
 
 def make_grid(images: np.ndarray, ncols: int | None = None, pad: int = 2, scale: int = 1) -> np.ndarray:
@@ -84,6 +94,23 @@ def save_png(path: str | Path, image: np.ndarray) -> None:
     tmp = path.with_name(f".{path.name}.tmp.png")
     iio.imwrite(tmp, image)
     tmp.replace(path)
+
+
+GIF_SHOWS = ("both", "x0", "xt")
+
+
+def reverse_process_frames(samples: Samples, show: str = "both", scale: int = 1, gap: int = 8) -> list[np.ndarray]:
+    """GIF frames of the reverse process: x_t (early frames are clamped noise), the network's
+    prediction of x_0 at the same step (what a person wants to watch), or both side by side."""
+    frames = []
+    for xt, x0 in zip(samples.xt_frames, samples.x0_frames):
+        grids = {"xt": make_grid(xt, scale=scale), "x0": make_grid(x0, scale=scale)}
+        if show == "both":
+            spacer = np.full((grids["xt"].shape[0], gap, 3), 255, np.uint8)
+            frames.append(np.concatenate([grids["xt"], spacer, grids["x0"]], axis=1))
+        else:
+            frames.append(grids[show])
+    return frames
 
 
 def save_gif(path: str | Path, frames: list[np.ndarray], seconds: float = 4.0, hold_last: int = 8) -> None:

@@ -91,12 +91,12 @@ def demo(
     plan = plan_run(cfg, ctx_store[1])
     store = open_store(ctx_store)
     if not interactive:
-        from core.inference import sample_run
+        from core.store import queries
 
         outcome, run = _train_with_progress(store, lambda: new_run(store, ctx_store[1], cfg, plan=plan))
-        grid = Path(run.run_dir) / "demo-samples.png"
-        sample_run(store, run.id, grid, n=16, steps=50, gif=grid.with_suffix(".gif"))
-        typer.echo(f"run {run.id} {outcome}; samples: {grid}", err=True)
+        final = {a.kind: a.path for a in queries.artifacts(store, run.id) if a.kind in ("samples", "gif")}
+        typer.echo(f"run {run.id} {outcome}; samples: {final.get('samples')}; reverse process (x_t | "
+                   f"predicted x_0): {final.get('gif')}", err=True)
         return
     from ddpm_tui.tui.backend import Backend
 
@@ -225,6 +225,7 @@ def sample(
     guidance: Annotated[float, typer.Option("--guidance", help="classifier-free guidance weight w")] = 0.0,
     class_name: Annotated[Optional[str], typer.Option("--class", help="cancerous|non_cancerous (conditional runs)")] = None,
     gif: Annotated[Optional[Path], typer.Option("--gif", help="also write the reverse process as a GIF")] = None,
+    gif_show: Annotated[str, typer.Option("--gif-show", help="the GIF shows x_t beside the predicted x_0 (both), or one of them: both|x0|xt")] = "both",
     seed: Annotated[int, typer.Option("--seed", help="sampling seed")] = 0,
     scale: Annotated[int, typer.Option("--scale", help="enlarge each pixel (0 = to about 96 px)")] = 0,
     device: Annotated[str, typer.Option("--device", help="auto|cpu|cuda")] = "auto",
@@ -235,7 +236,7 @@ def sample(
 
     store = open_store(ctx_store, create=False)
     result = sample_run(store, run, out, n=n, sampler=sampler, steps=steps, eta=eta, guidance=guidance,
-                        class_name=class_name, gif=gif, seed=seed, scale=scale, device=device)
+                        class_name=class_name, gif=gif, seed=seed, scale=scale, device=device, gif_show=gif_show)
     typer.echo(result.chain, err=True)
     for path in result.paths:
         typer.echo(str(path))

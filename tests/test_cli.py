@@ -173,9 +173,13 @@ def test_demo_without_a_terminal_trains_and_samples(workdir, cli):
     run = queries.get_run(Store("sqlite:///runs.db"), 1)
     assert run.status == "finished" and run.step == 12 and run.config["data"] == "demo"
     assert (workdir / "cache" / "demo-pcam" / "README.txt").exists()
-    grid = iio.imread(workdir / "runs" / "1" / "demo-samples.png")
+    grid_path = workdir / "runs" / "1" / "samples" / "step-00000012.png"
+    grid = iio.imread(grid_path)
     assert grid.shape[0] > 96 and grid.std() > 1
-    assert (workdir / "runs" / "1" / "demo-samples.gif").exists()
+    gif = workdir / "runs" / "1" / "samples" / "reverse-step-00000012.gif"
+    frames = iio.imread(gif, index=None)
+    assert len(frames) > 20 and frames.shape[2] > 2 * grid.shape[1], "x_t and the predicted x_0 side by side"
+    assert f"samples: {grid_path};" in r.err and f"reverse process (x_t | predicted x_0): {gif}" in r.err
 
 
 def test_config_that_is_a_directory_is_one_line(workdir, cli, pcam):

@@ -43,7 +43,7 @@ def test_train_sample_list_show_on_a_terminal(tty_dir):
 def test_demo_without_the_ui_on_a_terminal(tty_dir):
     code, screen = run_on_pty(["demo", "--no-tui", "--steps", "4"], tty_dir, timeout=180)
     assert_clean(code, screen, "demo --no-tui")
-    assert "run 1 finished" in screen and (tty_dir / "runs" / "1" / "demo-samples.png").exists()
+    assert "run 1 finished" in screen and (tty_dir / "runs" / "1" / "samples" / "reverse-step-00000004.gif").exists()
 
 
 def test_launch_stop_and_resume_on_a_terminal(tty_dir):

@@ -28,7 +28,7 @@ from core.diffusion import GaussianDiffusion, make_betas
 from core.errors import BadInput, WorkFailed
 from core.model import build_unet
 from core.smoothing import RunningMean
-from core.sample import display_scale, generate, make_grid, save_png
+from core.sample import display_scale, generate, make_grid, reverse_process_frames, save_gif, save_png
 from core.train import checkpoint as ckpt
 from core.train import resources
 
@@ -261,14 +261,21 @@ class Trainer:
         return float(loss.detach())
 
     # ---- extras ------------------------------------------------------------------------------------
-    def write_samples(self) -> Path:
-        """A 4x4 grid of EMA samples (DDIM, 25 steps, fixed seed so grids are comparable over time)."""
-        images, _ = generate(self.ema, self.diffusion, 16, self.cfg.image_size, "ddim", 25, seed=self.cfg.seed,
-                             device=self.device)
+    def write_samples(self, with_gif: bool = False) -> Path:
+        """A 4x4 grid of EMA samples (DDIM, 25 steps, fixed seed so grids are comparable over time),
+        and with `with_gif` the reverse process as a GIF: x_t beside the predicted x_0."""
+        samples = generate(self.ema, self.diffusion, 16, self.cfg.image_size, "ddim", 25, seed=self.cfg.seed,
+                           device=self.device, frames=25 if with_gif else 0)
+        scale = display_scale(self.cfg.image_size)
         path = self.run_dir / "samples" / f"step-{self.step:08d}.png"
-        save_png(path, make_grid(images, ncols=4, scale=display_scale(self.cfg.image_size)))
+        save_png(path, make_grid(samples.images, ncols=4, scale=scale))
         if self.on_artifact:
             self.on_artifact("samples", path, self.step)
+        if with_gif:
+            gif = path.with_name(f"reverse-step-{self.step:08d}.gif")
+            save_gif(gif, reverse_process_frames(samples, "both", scale))
+            if self.on_artifact:
+                self.on_artifact("gif", gif, self.step)
         return path
 
     @torch.no_grad()
@@ -348,8 +355,8 @@ class Trainer:
                     val = self.validation_loss()
                     if val is not None and self.metrics:
                         self.metrics.log(self.step, **{"val/loss": val})
-                if cfg.sample_every and self.step % cfg.sample_every == 0:
-                    self.write_samples()
+                if cfg.sample_every and (self.step % cfg.sample_every == 0 or self.step == self.total):
+                    self.write_samples(with_gif=self.step == self.total)
                 if self.step % cfg.ckpt_every == 0 or self.step == self.total:
                     self.save_checkpoint()
             return "finished"

@@ -124,9 +124,8 @@ class Backend:
             raise BadInput(f"run {run.id} is not class-conditional (trained on {cfg.classes}); "
                            "the class test needs a --conditional run")
         with torch.inference_mode():
-            images, _ = generate(net, diffusion, n, cfg.image_size, "ddim", min(steps, cfg.timesteps), 0.0,
-                                 class_label, seed, next(net.parameters()).device)
-        return images
+            return generate(net, diffusion, n, cfg.image_size, "ddim", min(steps, cfg.timesteps), 0.0,
+                            class_label, seed, next(net.parameters()).device).images
 
     def blind_real(self, run_id: int, labels: list[int | None], seed: int):
         """Real test-split patches of the run's dataset, one per entry of `labels` (a PCam label,
