@@ -53,7 +53,8 @@ class TrainConfig:
     dim_mults: str = _opt("1,2,4", "channel multiplier per U-Net level, e.g. 1,2,4,8")
     res_blocks: int = _opt(2, "residual blocks per level")
     dropout: float = _opt(0.1, "dropout in residual blocks")
-    objective: str = _opt("eps", "what the network predicts", OBJECTIVES)
+    objective: str = _opt("v", "what the network predicts: v (Salimans & Ho 2022), eps or x0; v gives "
+                          "tissue-coloured samples far sooner than eps (BENCHMARKS.md)", OBJECTIVES)
     loss: str = _opt("l2", "training loss", LOSSES)
     lr: float = _opt(2e-4, "AdamW learning rate")
     warmup_steps: int = _opt(200, "linear learning-rate warm-up steps")
@@ -239,7 +240,9 @@ def config_from_dict(values: dict[str, Any]) -> TrainConfig:
 
 
 # A run that trains visibly on 2 CPU cores in about a minute: the original project's setting
-# (32 px, cosine schedule, no attention) at a small width.
-DEMO_PRESET = dict(data="demo", image_size=32, schedule="cosine", attention="none", dim=32, dim_mults="1,2,2",
-                   res_blocks=1, dropout=0.0, batch_size=16, lr=1e-3, warmup_steps=20, max_steps=300,
-                   ckpt_every=100, sample_every=100, eval_every=50, name="demo", device="auto")
+# (32 px, cosine schedule, no attention) at a small width, predicting v, whose samples have the
+# data's colours after a few hundred steps where eps's are saturated noise (BENCHMARKS.md,
+# benchmarks/bench_objectives.py); a high learning rate for the short run.
+DEMO_PRESET = dict(data="demo", image_size=32, schedule="cosine", objective="v", attention="none", dim=32,
+                   dim_mults="1,2,2", res_blocks=1, dropout=0.0, batch_size=16, lr=1e-3, warmup_steps=20,
+                   max_steps=300, ckpt_every=100, sample_every=100, eval_every=50, name="demo", device="auto")
