@@ -23,11 +23,12 @@ from core.train.trainer import load_weights, pick_device
 CLASS_NAMES = {"non_cancerous": 0, "0": 0, "cancerous": 1, "1": 1}
 
 
-def load_run_model(store: Store, run_id, device: str = "auto"):
-    """(EMA network in eval mode, diffusion, config, checkpoint path) of a run's newest good checkpoint."""
+def load_run_model(store: Store, run_id, device: str = "auto", step: int | None = None):
+    """(EMA network in eval mode, diffusion, config, checkpoint path, run) of a run's newest good
+    checkpoint, or of the one of `step`."""
     run = queries.get_run(store, run_id)
     cfg = config_from_dict(run.config)
-    found = ckpt.choose_checkpoint(Path(run.run_dir) / "checkpoints", cfg)
+    found = ckpt.choose_checkpoint(Path(run.run_dir) / "checkpoints", cfg, step)
     if found is None:
         raise BadInput(f"run {run.id} has no checkpoint yet in {run.run_dir}/checkpoints")
     path, state = found

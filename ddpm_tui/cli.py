@@ -242,6 +242,126 @@ def sample(
         typer.echo(str(path))
 
 
+# ---- evaluation -----------------------------------------------------------------------------------
+classifier_app = typer.Typer(help="The PCam classifier whose features KID/FID use and which scores class fidelity.",
+                             no_args_is_help=True)
+app.add_typer(classifier_app, name="classifier")
+
+METRIC_LABELS = {"nll": "NLL bits/dim", "ssim_memorisation": "SSIM memorisation", "ssim_diversity": "SSIM diversity",
+                 "kid": "KID", "fid": "FID", "class_fidelity": "class fidelity"}
+
+
+def _stage_progress(console):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("{task.description:<10}"), MofNCompleteColumn(), BarColumn(), TextColumn("ETA"),
+                    TimeRemainingColumn(), console=console, transient=True, disable=not console.is_terminal)
+
+
+@app.command("eval")
+@global_options
+def eval_runs(
+    runs: Annotated[list[str], typer.Argument(help="run ids")],
+    metrics: Annotated[str, typer.Option("--metrics", help="comma list of nll,ssim,kid,fid,class")] = "nll",
+    n: Annotated[int, typer.Option("--n", help="held-out patches and samples per metric")] = 256,
+    split: Annotated[str, typer.Option("--split", help="held-out split: test|valid")] = "test",
+    nll_timesteps: Annotated[str, typer.Option("--nll-timesteps", help="all (the exact bound, T network passes per image) or K (a stratified estimate from K timesteps)")] = "all",
+    sampler: Annotated[str, typer.Option("--sampler", help="ddpm|ddim, for the samples of ssim/kid/fid/class")] = "ddim",
+    steps: Annotated[int, typer.Option("--steps", help="sampling steps")] = 50,
+    guidance: Annotated[float, typer.Option("--guidance", help="classifier-free guidance of the samples")] = 0.0,
+    checkpoint: Annotated[Optional[int], typer.Option("--checkpoint", help="evaluate this step's checkpoint [default: the newest]")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="which held-out patches, noise and samples")] = 0,
+    classifier: Annotated[Optional[int], typer.Option("--classifier", help="classifier id [default: the newest for the run's data and size]")] = None,
+    device: Annotated[str, typer.Option("--device", help="auto|cpu|cuda")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    ctx_store: Store = None,
+):
+    """Evaluate runs: NLL in bits/dim, SSIM memorisation and diversity, KID/FID in PCam-classifier
+    features, class fidelity. Every number is stored with its 95% CI and how it was made."""
+    from rich.console import Console
+
+    from core.evaluate.service import evaluate, plan_evaluation
+    from core.store import queries
+
+    store = open_store(ctx_store, create=False)
+    plans = [plan_evaluation(store, r, metrics, n, split, nll_timesteps, sampler, steps, guidance, checkpoint, seed,
+                             classifier) for r in runs]
+    console = Console(stderr=True)
+    records = []
+    for plan in plans:
+        with _stage_progress(console) as progress:
+            tasks = {}
+
+            def on_progress(stage, advance, total):
+                if stage not in tasks:
+                    tasks[stage] = progress.add_task(f"run {plan.run_id} {stage}", total=total)
+                progress.advance(tasks[stage], advance)
+
+            rows = evaluate(store, plan, device=device, on_progress=on_progress)
+        records += [queries.evaluation_record(r) for r in rows]
+    if as_json:
+        echo_json(records)
+        return
+    typer.echo(f"{'run':>4}  {'metric':<18} {'value':>10}  {'95% CI':<22} {'n':>5}  {'split':<5}  {'ckpt':>8}  sampling")
+    for r in records:
+        ci = f"[{r['ci_low']:.4g}, {r['ci_high']:.4g}]" if r["ci_low"] is not None else "-"
+        sampling = f"{r['sampler']} {r['steps']}" + (f" w={r['guidance']:g}" if r["guidance"] else "") if r["sampler"] else "-"
+        typer.echo(f"{r['run_id']:>4}  {METRIC_LABELS.get(r['metric'], r['metric']):<18} {r['value']:>10.4g}  {ci:<22} "
+                   f"{r['n']:>5}  {r['split']:<5}  {r['checkpoint_step']:>8}  {sampling}")
+    notes = {r["details"].get("space") for r in records if r["details"].get("space")}
+    for note in sorted(notes):
+        typer.echo(f"KID/FID in {note}")
+    if any(r["metric"] == "nll" and r["details"].get("estimate") for r in records):
+        typer.echo("NLL from --nll-timesteps K is an unbiased estimate of the bound; its CI includes the timestep sampling")
+
+
+@classifier_app.command("train")
+@global_options
+def classifier_train(
+    data: Annotated[str, typer.Option("--data", help="dataset folder, or 'demo'")] = "demo",
+    image_size: Annotated[int, typer.Option("--image-size", help="resolution of the runs it will judge")] = 32,
+    preprocess: Annotated[str, typer.Option("--preprocess", help="center-crop|resize, as those runs")] = "center-crop",
+    max_steps: Annotated[int, typer.Option("--max-steps", help="training steps")] = 600,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="patches per step")] = 64,
+    seed: Annotated[int, typer.Option("--seed", help="seed")] = 0,
+    device: Annotated[str, typer.Option("--device", help="auto|cpu|cuda")] = "auto",
+    ctx_store: Store = None,
+):
+    """Train the PCam classifier (train split; scored on the held-out split) and store it; prints its id."""
+    from rich.console import Console
+
+    from core.evaluate.service import plan_classifier, train_and_store_classifier
+
+    request = plan_classifier(data, image_size, preprocess, max_steps, batch_size, seed)
+    store = open_store(ctx_store)
+    with _stage_progress(Console(stderr=True)) as progress:
+        task = progress.add_task("classifier", total=max_steps)
+        row = train_and_store_classifier(store, ctx_store[1], request, device,
+                                         on_step=lambda step, loss: progress.update(task, completed=step))
+    auc = f"{row.auc:.3f}" if row.auc is not None else "-"
+    typer.echo(f"classifier {row.id}: accuracy {row.accuracy:.3f}, ROC AUC {auc} on {row.n_eval} {row.split} "
+               f"patches ({row.image_size} px, {row.preprocess})", err=True)
+    typer.echo(str(row.id))
+
+
+@classifier_app.command("list")
+@global_options
+def classifier_list(as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+                    ctx_store: Store = None):
+    """The stored classifiers."""
+    from core.store import queries
+    from core.text import printable
+
+    rows = queries.classifiers(open_store(ctx_store, create=False))
+    fields = ("id", "data", "image_size", "preprocess", "steps", "accuracy", "auc", "n_eval", "split", "path", "created_at")
+    if as_json:
+        echo_json([{f: getattr(r, f) for f in fields} for r in rows])
+        return
+    for r in rows:
+        typer.echo(f"{r.id:>4}  {printable(r.data)}  {r.image_size} px {r.preprocess}  accuracy {r.accuracy:.3f}  "
+                   f"AUC {r.auc if r.auc is None else round(r.auc, 3)}  ({r.n_eval} {r.split} patches)")
+
+
 # ---- detached runs, queue, sweeps ------------------------------------------------------------------
 @app.command()
 @train_options
@@ -347,6 +467,7 @@ def runs_show(run: Annotated[str, typer.Argument(help="run id")],
     record["notes"] = [{"text": n.text, "at": n.created_at} for n in queries.notes(store, r.id)]
     record["metrics"] = queries.summaries(store, [r.id]).get(r.id, {})
     record["artifacts"] = [{"kind": a.kind, "path": a.path, "step": a.step} for a in queries.artifacts(store, r.id)][-20:]
+    record["evaluations"] = [queries.evaluation_record(e) for e in queries.latest_evaluations(store, [r.id]).get(r.id, {}).values()]
     if as_json:
         echo_json(record)
         return
@@ -357,6 +478,9 @@ def runs_show(run: Annotated[str, typer.Argument(help="run id")],
         typer.echo(f"       event: {e['status']:<9} {printable(e['reason'] or '')}")
     for n in record["notes"]:
         typer.echo(f"        note: {printable(n['text'])}")
+    for e in record["evaluations"]:
+        ci = f" [{e['ci_low']:.4g}, {e['ci_high']:.4g}]" if e["ci_low"] is not None else ""
+        typer.echo(f"  evaluation: {e['metric']:<18} {e['value']:.4g}{ci} n={e['n']} {e['split']} step {e['checkpoint_step']}")
 
 
 @runs_app.command("stop")

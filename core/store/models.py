@@ -83,6 +83,29 @@ class Evaluation(Base):
     seed: Mapped[int | None] = mapped_column(Integer)
     details: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[float] = mapped_column(Float)
+    checkpoint_step: Mapped[int | None] = mapped_column(Integer)
+    sampler: Mapped[str | None] = mapped_column(String(16))
+    steps: Mapped[int | None] = mapped_column(Integer)
+    guidance: Mapped[float | None] = mapped_column(Float)
+    classifier_id: Mapped[int | None] = mapped_column(Integer)  # the feature network of kid/fid/class
+
+
+class Classifier(Base):
+    """A PCam classifier trained by `ddpm-tui classifier train`: KID/FID features and class fidelity."""
+
+    __tablename__ = "classifiers"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    data: Mapped[str] = mapped_column(Text)  # the --data value it was trained on
+    image_size: Mapped[int] = mapped_column(Integer)
+    preprocess: Mapped[str] = mapped_column(String(16))
+    steps: Mapped[int] = mapped_column(Integer)
+    accuracy: Mapped[float] = mapped_column(Float)
+    auc: Mapped[float | None] = mapped_column(Float)
+    n_eval: Mapped[int] = mapped_column(Integer)
+    split: Mapped[str] = mapped_column(String(16))
+    path: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float)
+    __table_args__ = {"sqlite_autoincrement": True}
 
 
 class Artifact(Base):
@@ -135,3 +158,4 @@ class BlindTest(Base):
 
 
 Index("ix_runs_created", Run.created_at)
+Index("ix_evaluations_run_metric", Evaluation.run_id, Evaluation.metric)

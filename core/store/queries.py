@@ -11,8 +11,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from core.config import check_tag
 from core.errors import BadInput
 from core.store.db import Store, retrying
-from core.store.models import (ENDED_STATUSES, Artifact, BlindTest, Metric, MetricSummary, Note, Run,
-                               StatusEvent, Sweep, Tag)
+from core.store.models import (ENDED_STATUSES, Artifact, BlindTest, Classifier, Evaluation, Metric, MetricSummary,
+                               Note, Run, StatusEvent, Sweep, Tag)
 
 
 def now() -> float:
@@ -232,7 +232,7 @@ def add_tags(store: Store, run_id: int, tags: Sequence[str], remove: bool = Fals
 def delete_run(store: Store, run_id: int) -> None:
     with store.session() as s, s.begin():
         s.execute(update(Run).where(Run.parent_id == run_id).values(parent_id=None))
-        for table in (Metric, MetricSummary, Artifact, Tag, Note, StatusEvent, BlindTest):
+        for table in (Metric, MetricSummary, Artifact, Tag, Note, StatusEvent, BlindTest, Evaluation):
             s.execute(delete(table).where(table.run_id == run_id))
         s.execute(delete(Run).where(Run.id == run_id))
 
@@ -310,3 +310,83 @@ def blind_tests(store: Store, run_id: int | None = None) -> list[BlindTest]:
         if run_id is not None:
             stmt = stmt.where(BlindTest.run_id == run_id)
         return list(s.scalars(stmt))
+
+
+# ---- evaluations and classifiers ---------------------------------------------------------------------
+
+
+@retrying
+def add_evaluation(store: Store, run_id: int, metric: str, value: float, ci_low: float | None, ci_high: float | None,
+                   n: int, split: str | None, seed: int | None, details: dict, checkpoint_step: int | None = None,
+                   sampler: str | None = None, steps: int | None = None, guidance: float | None = None,
+                   classifier_id: int | None = None) -> Evaluation:
+    """Store one evaluated number of a run with everything that decides it."""
+    with store.session() as s, s.begin():
+        row = Evaluation(run_id=run_id, metric=metric, value=value, ci_low=ci_low, ci_high=ci_high, n=n, split=split,
+                         seed=seed, details=details, created_at=now(), checkpoint_step=checkpoint_step,
+                         sampler=sampler, steps=steps, guidance=guidance, classifier_id=classifier_id)
+        s.add(row)
+    return row
+
+
+def evaluations(store: Store, run_ids: Iterable[int] | None = None, metric: str | None = None) -> list[Evaluation]:
+    """Evaluations, oldest first (of some runs, of one metric)."""
+    with store.session() as s:
+        stmt = select(Evaluation).order_by(Evaluation.id)
+        if run_ids is not None:
+            stmt = stmt.where(Evaluation.run_id.in_(list(run_ids)))
+        if metric is not None:
+            stmt = stmt.where(Evaluation.metric == metric)
+        return list(s.scalars(stmt))
+
+
+def latest_evaluations(store: Store, run_ids: Iterable[int] | None = None) -> dict[int, dict[str, Evaluation]]:
+    """{run id: {metric: its newest evaluation}}."""
+    out: dict[int, dict[str, Evaluation]] = {}
+    for e in evaluations(store, run_ids):
+        out.setdefault(e.run_id, {})[e.metric] = e
+    return out
+
+
+def evaluation_record(e: Evaluation, with_details: bool = False) -> dict:
+    """An evaluation as plain data (what `runs show --json` and `eval --json` print)."""
+    record = {"id": e.id, "run_id": e.run_id, "metric": e.metric, "value": e.value, "ci_low": e.ci_low,
+              "ci_high": e.ci_high, "n": e.n, "split": e.split, "seed": e.seed, "checkpoint_step": e.checkpoint_step,
+              "sampler": e.sampler, "steps": e.steps, "guidance": e.guidance, "classifier_id": e.classifier_id,
+              "created_at": e.created_at}
+    record["details"] = e.details if with_details else {k: v for k, v in e.details.items()
+                                                        if not isinstance(v, list) or len(v) <= 16}
+    return record
+
+
+@retrying
+def add_classifier(store: Store, **fields) -> Classifier:
+    with store.session() as s, s.begin():
+        row = Classifier(created_at=now(), **fields)
+        s.add(row)
+    return row
+
+
+@retrying
+def update_classifier(store: Store, classifier_id: int, **fields) -> None:
+    with store.session() as s, s.begin():
+        s.execute(update(Classifier).where(Classifier.id == classifier_id).values(**fields))
+
+
+@retrying
+def delete_classifier(store: Store, classifier_id: int) -> None:
+    with store.session() as s, s.begin():
+        s.execute(delete(Classifier).where(Classifier.id == classifier_id))
+
+
+def classifiers(store: Store) -> list[Classifier]:
+    with store.session() as s:
+        return list(s.scalars(select(Classifier).order_by(Classifier.id)))
+
+
+def get_classifier(store: Store, classifier_id: int) -> Classifier:
+    with store.session() as s:
+        row = s.get(Classifier, int(classifier_id))
+    if row is None:
+        raise BadInput(f"--classifier: no classifier with id {classifier_id} (ddpm-tui classifier list)")
+    return row

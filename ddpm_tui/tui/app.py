@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from textual import work
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.binding import Binding
 
 from core.text import printable
@@ -94,6 +94,23 @@ class DdpmApp(App):
 
     def report_error(self, what: str, exc: BaseException) -> None:
         self.notify(f"{what}: {_short(exc)}", severity="error", timeout=6)
+
+    def get_system_commands(self, screen):
+        yield from super().get_system_commands(screen)
+        if hasattr(screen, "evaluation_targets"):
+            yield SystemCommand("Evaluate runs", "NLL, SSIM (and KID/FID/class with a classifier) of the selected "
+                                "runs, in the background", screen.action_evaluate)
+
+    @work(thread=True, group="evaluate")
+    def evaluate_runs(self, run_ids: list[int]) -> None:
+        """Check and start a detached evaluation of the runs; the results land on their pages."""
+        try:
+            pid = self.backend.start_evaluation(run_ids)
+        except Exception as exc:
+            self.call_from_thread(self.report_error, f"evaluate {', '.join(map(str, run_ids))}", exc)
+            return
+        self.call_from_thread(self.notify, f"evaluating run(s) {', '.join(map(str, run_ids))} in the background "
+                                           f"(pid {pid}); results appear on each run's page")
 
     # ---- actions on runs (I/O in a worker) ---------------------------------------------------------------
     @work(thread=True, group="actions")

@@ -100,6 +100,39 @@ class Backend:
         proc = spawn_detached(command, Path(self.runs_dir) / "worker.log", env=env)
         return proc.pid
 
+    # ---- evaluation --------------------------------------------------------------------------------
+    def evaluations(self, run_id: int) -> list[dict]:
+        """The newest evaluation of each metric of a run, as plain records."""
+        latest = queries.latest_evaluations(self.store, [run_id]).get(run_id, {})
+        return [queries.evaluation_record(e) for e in latest.values()]
+
+    def default_metrics(self, run_id: int) -> str:
+        """nll and ssim, and kid/fid (and class where it applies) when a classifier fits the run."""
+        from core.config import config_from_dict
+        from core.evaluate.service import matching_classifier
+
+        cfg = config_from_dict(queries.get_run(self.store, run_id).config)
+        metrics = ["nll", "ssim"]
+        if matching_classifier(self.store, cfg) is not None:
+            metrics += ["kid", "fid"] + (["class"] if cfg.conditional or cfg.classes != "both" else [])
+        return ",".join(metrics)
+
+    def start_evaluation(self, run_ids: list[int], metrics: str | None = None, n: int = 128) -> int:
+        """Check the request for every run, then evaluate them in a detached process (it outlives
+        the TUI, as training does); returns its pid."""
+        import time
+
+        from core.evaluate.job import job_command
+        from core.evaluate.service import plan_evaluation
+        from core.runner.lifecycle import child_env
+        from core.runner.processes import spawn_detached
+
+        chosen = metrics or self.default_metrics(run_ids[0])
+        for run_id in run_ids:
+            plan_evaluation(self.store, run_id, chosen, n)
+        log = Path(self.runs_dir) / "eval-logs" / f"{time.strftime('%Y%m%d-%H%M%S')}-runs-{'-'.join(map(str, run_ids))}.log"
+        return spawn_detached(job_command(run_ids, chosen, n), log, env=child_env(self.store)).pid
+
     # ---- blind test (screens/blind.py) ------------------------------------------------------------
     def blind_tests(self, run_id: int | None = None) -> list[dict]:
         return [{"id": b.id, "run_id": b.run_id, "mode": b.mode, "n": b.n, "correct": b.correct,

@@ -40,6 +40,21 @@ def read_new_log(path: Path, offset: int) -> tuple[str, int]:
     return data.decode("utf-8", "replace"), size
 
 
+EVAL_LABELS = {"nll": "NLL b/d", "ssim_memorisation": "SSIM memo", "ssim_diversity": "SSIM div", "kid": "KID",
+               "fid": "FID", "class_fidelity": "class fid"}
+
+
+def evaluation_panel(evaluations: list[dict]) -> Text:
+    """The newest evaluation of each metric: value, 95% CI, n, split and the checkpoint step."""
+    text = Text("evaluation", style="bold")
+    for e in sorted(evaluations, key=lambda e: list(EVAL_LABELS).index(e["metric"]) if e["metric"] in EVAL_LABELS else 99):
+        ci = f" [{e['ci_low']:.3g}, {e['ci_high']:.3g}]" if e["ci_low"] is not None else ""
+        estimate = " est." if e["details"].get("estimate") else ""
+        text.append(f"\n{EVAL_LABELS.get(e['metric'], e['metric']):<10} {e['value']:.4g}{ci}{estimate}")
+        text.append(f" n={e['n']} {e['split']} @{e['checkpoint_step']}", style="dim")
+    return text
+
+
 class RunDetailScreen(ChartControls, Screen):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
@@ -49,6 +64,7 @@ class RunDetailScreen(ChartControls, Screen):
         Binding("k", "kill", "Kill", show=False),
         Binding("p", "sample", "Sample", show=False),
         Binding("d", "duplicate", "Duplicate", show=False),
+        Binding("e", "evaluate", "Evaluate", show=False),
     ]
 
     def __init__(self, run_id: int):
@@ -68,6 +84,7 @@ class RunDetailScreen(ChartControls, Screen):
             yield LossChart(id="detail-chart")
             with Vertical(id="detail-side"):
                 yield SampleView(id="detail-samples")
+                yield Static("no evaluation yet (e evaluates)", id="detail-eval")
         with TabbedContent(id="detail-tabs"):
             with TabPane("Log", id="tab-log"):
                 yield Log(id="detail-log", max_lines=2000)
@@ -92,15 +109,16 @@ class RunDetailScreen(ChartControls, Screen):
             steps, values, walls = backend.series(self.run_id, self.metric)
             events = backend.events(self.run_id)
             samples = backend.latest_samples(self.run_id)
+            evaluations = backend.evaluations(self.run_id)
         except Exception as exc:
             self.app.call_from_thread(self.app.report_error, f"reading run {self.run_id}", exc)
             return
         log_path = Path(record["run_dir"]) / "train.log"
         text, self.log_offset = read_new_log(log_path, self.log_offset)
         self.app.call_from_thread(self.apply, record, keys, (steps, values, walls), events, samples, text,
-                                  log_path.exists() or not record["run_dir"])
+                                  log_path.exists() or not record["run_dir"], evaluations)
 
-    def apply(self, record, keys, series, events, samples, log_text, log_present) -> None:
+    def apply(self, record, keys, series, events, samples, log_text, log_present, evaluations=()) -> None:
         self.record, self.keys = record, keys
         status = Text.assemble(
             (f"{printable(record['name'])}  ", "bold"), (record["status"], STATUS_STYLE.get(record["status"], "")),
@@ -117,6 +135,8 @@ class RunDetailScreen(ChartControls, Screen):
         self.query_one(LossChart).show({self.metric: (xs, values)}, title=self.metric, xlabel=xlabel,
                                         smooth=self.smooth, log_y=self.log_y)
         self.query_one(SampleView).show(samples)
+        if evaluations:
+            self.query_one("#detail-eval", Static).update(evaluation_panel(evaluations))
         log = self.query_one("#detail-log", Log)
         if log_text:
             if self.log_placeholder:
@@ -156,6 +176,12 @@ class RunDetailScreen(ChartControls, Screen):
 
     def action_sample(self) -> None:
         self.app.act_on_runs("sample", [self.run_id])
+
+    def evaluation_targets(self) -> list[int]:
+        return [self.run_id]
+
+    def action_evaluate(self) -> None:
+        self.app.evaluate_runs([self.run_id])
 
     def action_duplicate(self) -> None:
         if self.record:

@@ -81,6 +81,7 @@ class RunsScreen(Screen):
         Binding("d", "duplicate", "Duplicate", show=False),
         Binding("c", "compare", "Compare", show=False),
         Binding("w", "worker", "Worker", show=False),
+        Binding("e", "evaluate", "Evaluate", show=False),
         Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
 
@@ -304,3 +305,13 @@ class RunsScreen(Screen):
 
     def action_worker(self) -> None:
         self.app.act_on_runs("worker", [])
+
+    def evaluation_targets(self) -> list[int]:
+        return self.targets()
+
+    def action_evaluate(self) -> None:
+        ids = self.targets()
+        if not ids:
+            self.notify("no run under the cursor", severity="warning")
+            return
+        self.app.evaluate_runs(ids)

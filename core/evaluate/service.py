@@ -1,0 +1,410 @@
+"""Evaluating one run: check the request, compute each metric, store every number with how it was made.
+
+Metrics (`--metrics`):
+  nll    bits/dim, the variational bound on held-out patches (core.evaluate.nll)
+  ssim   memorisation (highest SSIM of each sample against the training set) and diversity
+         (mean pairwise SSIM of samples beside real held-out patches) (core.evaluate.ssim)
+  kid    KID in PCam-classifier features (core.evaluate.distances)
+  fid    FID in PCam-classifier features
+  class  class fidelity: samples scored by the classifier
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from core.config import SEED_MAX, TrainConfig, config_from_dict
+from core.data import CLASS_LABELS, open_split, resolve_data, to_model_input
+from core.data.transforms import to_uint8
+from core.errors import BadInput
+from core.evaluate import distances, ssim
+from core.evaluate.classifier import load_classifier, predict
+from core.evaluate.nll import variational_bound
+from core.sample import SAMPLERS, generate, make_grid, save_png
+from core.stats import mean_ci, wilson_ci
+from core.store import queries
+from core.store.db import Store
+from core.train import checkpoint as ckpt
+
+METRICS = ("nll", "ssim", "kid", "fid", "class")
+SAMPLE_METRICS = ("ssim", "kid", "fid", "class")
+FEATURE_METRICS = ("kid", "fid", "class")
+SPLITS = ("train", "valid", "test")
+MEMORISATION_THRESHOLD = 0.9
+Progress = Callable[[str, int, int], None]  # (stage, units just done, total units of the stage)
+
+
+def parse_metrics(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(m.strip() for m in str(text).split(",") if m.strip()))
+    unknown = [m for m in names if m not in METRICS]
+    if not names or unknown:
+        raise BadInput(f"--metrics: unknown metric {unknown[0] if unknown else text!r} (choose from {', '.join(METRICS)})")
+    return names
+
+
+def parse_nll_timesteps(text: str | int | None) -> int | None:
+    """'all' (or None) -> None, the full bound; K >= 1 -> a K-timestep estimate."""
+    if text is None or str(text) == "all":
+        return None
+    try:
+        k = int(text)
+    except ValueError:
+        raise BadInput(f"--nll-timesteps: expected 'all' or a number of timesteps, got {text!r}") from None
+    if k < 1:
+        raise BadInput(f"--nll-timesteps: must be at least 1, got {k}")
+    return k
+
+
+@dataclass(frozen=True)
+class EvalPlan:
+    """A checked evaluation request; nothing computed or stored yet."""
+
+    run_id: int
+    metrics: tuple[str, ...]
+    n: int
+    split: str
+    nll_timesteps: int | None
+    sampler: str
+    steps: int
+    guidance: float
+    checkpoint_step: int
+    seed: int
+    classifier_id: int | None
+    cfg: TrainConfig = field(repr=False)
+    run_dir: Path = field(repr=False)
+
+
+def matching_classifier(store: Store, cfg: TrainConfig) -> queries.Classifier | None:
+    """The newest classifier trained on the run's data at its resolution and preprocessing."""
+    found = [c for c in queries.classifiers(store)
+             if c.data == cfg.data and c.image_size == cfg.image_size and c.preprocess == cfg.preprocess]
+    return found[-1] if found else None
+
+
+def split_file(run_dir: Path) -> Path | None:
+    path = Path(run_dir) / "split.json"
+    return path if path.exists() else None
+
+
+def plan_evaluation(store: Store, run_id, metrics: str = "nll", n: int = 256, split: str = "test",
+                    nll_timesteps: str | int | None = None, sampler: str = "ddim", steps: int = 50,
+                    guidance: float = 0.0, checkpoint: int | None = None, seed: int = 0,
+                    classifier: int | None = None) -> EvalPlan:
+    """Check everything that can be checked before computing: BadInput names the first problem."""
+    names = parse_metrics(metrics)
+    k = parse_nll_timesteps(nll_timesteps)
+    if split not in SPLITS:
+        raise BadInput(f"--split: unknown split {split!r} (choose from {', '.join(SPLITS)})")
+    if n < 4:
+        raise BadInput(f"--n: at least 4 images, got {n}")
+    if sampler not in SAMPLERS:
+        raise BadInput(f"--sampler: unknown value {sampler!r} (choose from {', '.join(SAMPLERS)})")
+    if not math.isfinite(guidance) or guidance < 0:
+        raise BadInput(f"--guidance: must be a finite number >= 0, got {guidance}")
+    if not 0 <= seed <= SEED_MAX:
+        raise BadInput(f"--seed: must be in 0..{SEED_MAX}, got {seed}")
+    run = queries.get_run(store, run_id)
+    cfg = config_from_dict(run.config)
+    if steps < 1 or steps > cfg.timesteps:
+        raise BadInput(f"--steps {steps}: must be between 1 and run {run.id}'s {cfg.timesteps} diffusion steps")
+    if k is not None and k > cfg.timesteps - 1:
+        k = None  # as many timesteps as the bound has: the exact bound
+    if guidance and not cfg.conditional:
+        raise BadInput(f"--guidance: run {run.id} is unconditional; guidance needs a --conditional run")
+    if "class" in names and not cfg.conditional and cfg.classes == "both":
+        raise BadInput(f"--metrics class: run {run.id} is unconditional on both classes; class fidelity needs a "
+                       "--conditional run or one trained on a single class")
+    found = ckpt.choose_checkpoint(Path(run.run_dir) / "checkpoints", cfg, checkpoint)
+    if found is None:
+        raise BadInput(f"run {run.id} has no checkpoint yet in {run.run_dir}/checkpoints; nothing to evaluate")
+    available = held_out_count(cfg, run.run_dir, split)
+    if n > available:
+        raise BadInput(f"--n {n}: the {split} split has only {available} patches of class {cfg.classes!r}")
+    classifier_id = None
+    if any(m in FEATURE_METRICS for m in names):
+        chosen = queries.get_classifier(store, classifier) if classifier is not None else matching_classifier(store, cfg)
+        if chosen is None:
+            raise BadInput(f"--metrics {','.join(m for m in names if m in FEATURE_METRICS)} need a PCam classifier for "
+                           f"{cfg.data} at {cfg.image_size} px: train one with `ddpm-tui classifier train --data "
+                           f"{cfg.data} --image-size {cfg.image_size}`")
+        if chosen.image_size != cfg.image_size or chosen.preprocess != cfg.preprocess:
+            raise BadInput(f"--classifier {chosen.id}: trained at {chosen.image_size} px ({chosen.preprocess}), "
+                           f"run {run.id} at {cfg.image_size} px ({cfg.preprocess})")
+        classifier_id = chosen.id
+    return EvalPlan(run.id, names, n, split, k, sampler, steps, guidance, ckpt.checkpoint_step(found[0]), seed,
+                    classifier_id, cfg, Path(run.run_dir))
+
+
+def held_out_count(cfg: TrainConfig, run_dir, split: str) -> int:
+    try:
+        source = open_split(resolve_data(cfg.data), split, split_file=split_file(run_dir))
+    except BadInput as exc:
+        raise BadInput(f"--split {split}: {exc}") from None
+    try:
+        return int(np.isin(source.labels, CLASS_LABELS[cfg.classes]).sum())
+    finally:
+        source.close()
+
+
+def real_patches(cfg: TrainConfig, run_dir: Path, split: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """n patches of the run's classes from `split` (a seeded random subset), prepared as the run saw
+    them (its crop or resize, no augmentation): uint8 (n, S, S, 3), and their labels."""
+    source = open_split(resolve_data(cfg.data), split, split_file=split_file(run_dir))
+    try:
+        candidates = np.flatnonzero(np.isin(source.labels, CLASS_LABELS[cfg.classes]))
+        idx = np.sort(np.random.default_rng([seed, 7]).choice(candidates, n, replace=False))
+        patches = np.stack([source.read(int(i), int(i) + 1)[0] for i in idx])
+        labels = source.labels[idx].astype(np.int64)
+    finally:
+        source.close()
+    return to_uint8(to_model_input(patches, cfg.image_size, cfg.preprocess, "cpu")), labels
+
+
+def training_batches(cfg: TrainConfig, run_dir: Path, block: int = 512):
+    """(training-split indices, uint8 images as the run sees them) of the run's classes, block by
+    block (contiguous reads: the PCam train split is 7.2 GB and is never loaded whole)."""
+    source = open_split(resolve_data(cfg.data), "train", split_file=split_file(run_dir))
+    try:
+        wanted = np.isin(source.labels, CLASS_LABELS[cfg.classes])
+        for start in range(0, len(source), block):
+            end = min(start + block, len(source))
+            keep = np.flatnonzero(wanted[start:end])
+            if keep.size:
+                images = source.read(start, end)[keep]
+                yield keep + start, to_uint8(to_model_input(images, cfg.image_size, cfg.preprocess, "cpu"))
+    finally:
+        source.close()
+
+
+def read_training_patch(cfg: TrainConfig, run_dir: Path):
+    source = open_split(resolve_data(cfg.data), "train", split_file=split_file(run_dir))
+
+    def read(i: int) -> np.ndarray:
+        return to_uint8(to_model_input(source.read(i, i + 1), cfg.image_size, cfg.preprocess, "cpu"))[0]
+
+    return read, source
+
+
+def autocast_for(cfg: TrainConfig, device: torch.device):
+    """The autocast the run trained with (CUDA only), so the evaluated network computes as it did."""
+    from contextlib import nullcontext
+
+    if device.type == "cuda" and cfg.precision in ("bf16", "fp16"):
+        return torch.autocast("cuda", dtype=torch.bfloat16 if cfg.precision == "bf16" else torch.float16)
+    return nullcontext()
+
+
+@dataclass
+class Result:
+    metric: str
+    value: float
+    ci_low: float | None
+    ci_high: float | None
+    n: int
+    details: dict
+    sample_based: bool = False
+    uses_classifier: bool = False
+
+
+def evaluate(store: Store, plan: EvalPlan, device: str = "auto", on_progress: Progress | None = None,
+             eval_batch: int = 256) -> list[queries.Evaluation]:
+    """Compute the plan's metrics and store one evaluation row per number. Returns the rows."""
+    from core.inference import load_run_model
+
+    progress = on_progress or (lambda stage, done, total: None)
+    net, diffusion, cfg, _, _ = load_run_model(store, plan.run_id, device, plan.checkpoint_step)
+    dev = next(net.parameters()).device
+    real, real_labels = real_patches(cfg, plan.run_dir, plan.split, plan.n, plan.seed)
+    results: list[Result] = []
+    with autocast_for(cfg, dev):
+        if "nll" in plan.metrics:
+            results.append(nll_result(net, diffusion, cfg, plan, real, real_labels, dev, progress, eval_batch))
+        samples = None
+        if any(m in plan.metrics for m in SAMPLE_METRICS):
+            samples = draw_samples(net, diffusion, cfg, plan, dev, progress)
+    if "ssim" in plan.metrics:
+        results += ssim_results(cfg, plan, samples, real, progress)
+    if any(m in plan.metrics for m in FEATURE_METRICS):
+        results += feature_results(store, cfg, plan, samples, real, progress)
+    rows = []
+    for r in results:
+        rows.append(queries.add_evaluation(
+            store, plan.run_id, r.metric, r.value, r.ci_low, r.ci_high, r.n, plan.split, plan.seed, r.details,
+            checkpoint_step=plan.checkpoint_step,
+            sampler=plan.sampler if r.sample_based else None, steps=plan.steps if r.sample_based else None,
+            guidance=plan.guidance if r.sample_based else None,
+            classifier_id=plan.classifier_id if r.uses_classifier else None))
+    return rows
+
+
+def nll_result(net, diffusion, cfg, plan: EvalPlan, real, labels, device, progress, eval_batch) -> Result:
+    x0 = torch.from_numpy(real).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    y = torch.from_numpy(labels).to(device) if cfg.conditional else None
+    per_image = (plan.nll_timesteps or diffusion.num_timesteps - 1) + 1
+    total = len(real) * per_image
+    parts = []
+    for start in range(0, len(real), 64):
+        chunk = slice(start, start + 64)
+        parts.append(variational_bound(
+            lambda x, t, lab: net(x, t, lab), diffusion, x0[chunk], y[chunk] if y is not None else None,
+            timesteps=plan.nll_timesteps, seed=plan.seed * 7919 + start, max_batch=eval_batch,
+            on_progress=lambda done: progress("nll", done, total)))
+    totals = np.concatenate([p.total for p in parts])
+    interval = mean_ci(totals)
+    details = {
+        "unit": "bits/dim", "estimate": plan.nll_timesteps is not None,
+        "timesteps": "all" if plan.nll_timesteps is None else plan.nll_timesteps,
+        "prior": float(np.concatenate([p.prior for p in parts]).mean()),
+        "decoder": float(np.concatenate([p.decoder for p in parts]).mean()),
+        "per_image": [round(float(v), 6) for v in totals],
+        "likelihood": "log p(x|y) with the true labels, guidance 0" if cfg.conditional else "log p(x)",
+    }
+    if plan.nll_timesteps is None:  # every t: the mean term per timestep, the bound's breakdown
+        details["terms"] = [round(float(v), 6) for v in np.concatenate([p.kl for p in parts]).mean(axis=0)]
+    return Result("nll", interval.value, interval.low, interval.high, len(totals), details)
+
+
+def draw_samples(net, diffusion, cfg, plan: EvalPlan, device, progress) -> np.ndarray:
+    """plan.n samples (a conditional run's alternate between the classes, 0 then 1)."""
+    progress("samples", 0, plan.n)
+    with torch.inference_mode():
+        images = generate(net, diffusion, plan.n, cfg.image_size, plan.sampler, plan.steps, plan.guidance, None,
+                          seed=plan.seed, device=device).images
+    progress("samples", plan.n, plan.n)
+    return images
+
+
+def ssim_results(cfg, plan: EvalPlan, samples: np.ndarray, real: np.ndarray, progress) -> list[Result]:
+    read, source = read_training_patch(cfg, plan.run_dir)
+    try:
+        progress("ssim", 0, 3)
+        found = ssim.memorisation(samples, training_batches(cfg, plan.run_dir), read, threshold=MEMORISATION_THRESHOLD)
+        progress("ssim", 1, 3)
+        copies = wilson_ci(found.copies, len(samples))
+        closest = np.argsort(-found.max_ssim)[:8]
+        figure = plan.run_dir / "eval" / f"memorisation-step-{plan.checkpoint_step:08d}-seed-{plan.seed}.png"
+        pairs = np.stack([img for g in closest for img in (samples[g], read(int(found.nearest[g])))])
+        save_png(figure, make_grid(pairs, ncols=2, scale=max(1, 96 // cfg.image_size)))
+    finally:
+        source.close()
+    memo_ci = mean_ci(found.max_ssim)
+    memorisation = Result("ssim_memorisation", memo_ci.value, memo_ci.low, memo_ci.high, len(samples), {
+        "what": "highest SSIM of each sample against the training set", "threshold": found.threshold,
+        "copies": found.copies, "copies_fraction": copies.value, "copies_ci": [copies.low, copies.high],
+        "quantiles": {str(q): float(np.quantile(found.max_ssim, q)) for q in (0.5, 0.9, 0.99, 1.0)},
+        "per_image": [round(float(v), 5) for v in found.max_ssim], "nearest_train_index": found.nearest.tolist(),
+        "figure": str(figure)}, sample_based=True)
+    generated_pairs = ssim.pairwise_ssim(samples, seed=plan.seed)
+    progress("ssim", 1, 3)
+    real_pairs = ssim.pairwise_ssim(real, seed=plan.seed)
+    progress("ssim", 1, 3)
+    gen_ci = mean_ci(ssim.per_image_mean(generated_pairs, len(samples)))
+    real_ci = mean_ci(ssim.per_image_mean(real_pairs, len(real)))
+    diversity = Result("ssim_diversity", gen_ci.value, gen_ci.low, gen_ci.high, len(samples), {
+        "what": "mean SSIM between pairs of samples (lower: more diverse); CI over each sample's mean",
+        "pairs": len(generated_pairs), "real_held_out": real_ci.value, "real_ci": [real_ci.low, real_ci.high],
+        "real_pairs": len(real_pairs)}, sample_based=True)
+    return [memorisation, diversity]
+
+
+def feature_results(store: Store, cfg, plan: EvalPlan, samples: np.ndarray, real: np.ndarray, progress) -> list[Result]:
+    row = queries.get_classifier(store, plan.classifier_id)
+    model = load_classifier(Path(row.path))
+    progress("features", 0, 2)
+    gen_feats, gen_probs = predict(model, samples)
+    real_feats, _ = predict(model, real)
+    progress("features", 2, 2)
+    space = f"PCam-classifier {row.id} features (not comparable with Inception features)"
+    out = []
+    if "kid" in plan.metrics:
+        interval, subsets = distances.kid(gen_feats, real_feats, seed=plan.seed)
+        out.append(Result("kid", interval.value, interval.low, interval.high, len(samples), {
+            "space": space, "subsets": len(subsets), "subset_size": len(samples) // len(subsets),
+            "per_subset": [float(v) for v in subsets], "spread": float(np.std(subsets, ddof=1))},
+            sample_based=True, uses_classifier=True))
+    if "fid" in plan.metrics:
+        interval = distances.fid(gen_feats, real_feats, seed=plan.seed)
+        out.append(Result("fid", interval.value, interval.low, interval.high, len(samples), {
+            "space": space, "ci": "percentile bootstrap, 100 resamples of both sets"},
+            sample_based=True, uses_classifier=True))
+    if "class" in plan.metrics:
+        predicted = (gen_probs >= 0.5).astype(np.int64)
+        if cfg.conditional:
+            intended = np.arange(len(samples)) % 2
+            per_class = {}
+            for label, name in ((0, "non_cancerous"), (1, "cancerous")):
+                mask = intended == label
+                c = wilson_ci(int((predicted[mask] == label).sum()), int(mask.sum()))
+                per_class[name] = {"accuracy": c.value, "ci": [c.low, c.high], "n": c.n}
+            overall = wilson_ci(int((predicted == intended).sum()), len(samples))
+            what = "classifier accuracy on the class each sample was drawn for"
+        else:
+            label = CLASS_LABELS[cfg.classes][0]
+            overall = wilson_ci(int((predicted == label).sum()), len(samples))
+            per_class = {}
+            what = f"fraction of samples the classifier calls {cfg.classes}"
+        out.append(Result("class_fidelity", overall.value, overall.low, overall.high, len(samples), {
+            "what": what, "per_class": per_class, "classifier_accuracy": row.accuracy, "classifier_auc": row.auc},
+            sample_based=True, uses_classifier=True))
+    return out
+
+
+@dataclass(frozen=True)
+class ClassifierRequest:
+    data: str
+    data_root: Path
+    image_size: int
+    preprocess: str
+    steps: int
+    batch_size: int
+    seed: int
+
+
+def plan_classifier(data: str, image_size: int = 32, preprocess: str = "center-crop", steps: int = 600,
+                    batch_size: int = 64, seed: int = 0) -> ClassifierRequest:
+    """Check a `classifier train` request before anything is computed or stored."""
+    from core.config import IMAGE_SIZES, INT_MAX, PREPROCESS
+
+    if image_size not in IMAGE_SIZES:
+        raise BadInput(f"--image-size: unknown value {image_size} (choose from {', '.join(map(str, IMAGE_SIZES))})")
+    if preprocess not in PREPROCESS:
+        raise BadInput(f"--preprocess: unknown value {preprocess!r} (choose from {', '.join(PREPROCESS)})")
+    for name, value in (("max-steps", steps), ("batch-size", batch_size)):
+        if not 1 <= value <= INT_MAX:
+            raise BadInput(f"--{name}: must be between 1 and {INT_MAX}, got {value}")
+    if not 0 <= seed <= SEED_MAX:
+        raise BadInput(f"--seed: must be in 0..{SEED_MAX}, got {seed}")
+    return ClassifierRequest(data, resolve_data(data), image_size, preprocess, steps, batch_size, seed)
+
+
+def train_and_store_classifier(store: Store, runs_dir: Path, request: ClassifierRequest, device: str = "auto",
+                               on_step: Callable[[int, float], None] | None = None) -> queries.Classifier:
+    """Train a classifier (core.evaluate.classifier), store its row and its weights under
+    <runs dir>/classifiers/<id>/classifier.pt."""
+    from core.evaluate.classifier import save_classifier, train_classifier
+    from core.train.run import prepare_runs_dir
+    from core.train.trainer import pick_device
+
+    root = prepare_runs_dir(runs_dir)
+    model, report = train_classifier(request.data_root, request.image_size, request.preprocess, request.steps,
+                                     request.batch_size, seed=request.seed, device=pick_device(device), on_step=on_step)
+    row = queries.add_classifier(store, data=request.data, image_size=request.image_size, preprocess=request.preprocess,
+                                 steps=request.steps, accuracy=report.accuracy,
+                                 auc=None if math.isnan(report.auc) else report.auc, n_eval=report.n,
+                                 split=report.split, path="")
+    path = root / "classifiers" / str(row.id) / "classifier.pt"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        save_classifier(model.cpu(), path, {"id": row.id, "data": request.data, "image_size": request.image_size,
+                                            "preprocess": request.preprocess})
+    except BaseException:
+        queries.delete_classifier(store, row.id)
+        raise
+    queries.update_classifier(store, row.id, path=str(path))
+    return queries.get_classifier(store, row.id)

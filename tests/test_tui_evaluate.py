@@ -1,0 +1,38 @@
+"""The run page's evaluation panel and starting an evaluation from the TUI."""
+
+import pytest
+from textual.widgets import Static
+
+from conftest import wait_for, wait_screen
+from core.store import queries
+from ddpm_tui.tui.screens.detail import RunDetailScreen
+
+
+@pytest.mark.asyncio
+async def test_run_page_shows_the_latest_evaluation_of_each_metric_with_its_ci(tui_app):
+    store = tui_app.backend.store
+    queries.add_evaluation(store, 1, "nll", 6.2, 6.0, 6.4, 64, "test", 0, {"estimate": False}, checkpoint_step=100)
+    queries.add_evaluation(store, 1, "nll", 5.91, 5.8, 6.02, 128, "test", 0, {"estimate": True}, checkpoint_step=100)
+    queries.add_evaluation(store, 1, "kid", 0.0123, 0.004, 0.02, 128, "test", 0, {}, checkpoint_step=100,
+                           sampler="ddim", steps=50, classifier_id=1)
+    async with tui_app.run_test(size=(140, 40)) as pilot:
+        await wait_for(pilot, lambda: pilot.app.screen.query_one("#runs-table").row_count == 3, what="rows")
+        await pilot.press("enter")
+        screen = await wait_screen(pilot, RunDetailScreen)
+        panel = screen.query_one("#detail-eval", Static)
+        await wait_for(pilot, lambda: "NLL" in str(panel.render()), what="the evaluation panel")
+        text = str(panel.render())
+        assert "NLL b/d    5.91 [5.8, 6.02] est. n=128 test @100" in text and "6.2" not in text
+        assert "KID        0.0123 [0.004, 0.02] n=128 test @100" in text
+
+
+@pytest.mark.asyncio
+async def test_evaluate_key_and_palette_command_check_the_request_first(tui_app):
+    async with tui_app.run_test(size=(140, 40)) as pilot:
+        await wait_for(pilot, lambda: pilot.app.screen.query_one("#runs-table").row_count == 3, what="rows")
+        await pilot.press("e")
+        await wait_for(pilot, lambda: any("has no checkpoint yet" in n.message for n in pilot.app._notifications),
+                       what="an error naming the missing checkpoint")
+        titles = [c.title for c in pilot.app.get_system_commands(pilot.app.screen)]
+        assert "Evaluate runs" in titles
+    assert queries.evaluations(tui_app.backend.store) == []
