@@ -32,11 +32,16 @@ def load_run_model(store: Store, run_id, device: str = "auto", step: int | None 
     if found is None:
         raise BadInput(f"run {run.id} has no checkpoint yet in {run.run_dir}/checkpoints")
     path, state = found
-    dev = pick_device(device)
     net = build_unet(cfg)
     load_weights(net, state["ema"], path)
     diffusion = GaussianDiffusion(make_betas(cfg.schedule, cfg.timesteps), cfg.objective, cfg.loss)
-    return net.to(dev).eval(), diffusion, cfg, path, run
+    return for_inference(net, pick_device(device)), diffusion, cfg, path, run
+
+
+def for_inference(net: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """The network on `device` in eval mode with channels-last weights: oneDNN's convolutions run
+    30-40% faster in that layout on CPU (BENCHMARKS.md), and it is the layout CUDA training uses."""
+    return net.to(device).eval().to(memory_format=torch.channels_last)
 
 
 @dataclass(frozen=True)

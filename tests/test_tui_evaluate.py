@@ -36,3 +36,25 @@ async def test_evaluate_key_and_palette_command_check_the_request_first(tui_app)
         titles = [c.title for c in pilot.app.get_system_commands(pilot.app.screen)]
         assert "Evaluate runs" in titles
     assert queries.evaluations(tui_app.backend.store) == []
+
+
+@pytest.mark.asyncio
+async def test_the_run_page_plays_the_reverse_process_gif(tui_app, tmp_path):
+    import numpy as np
+
+    from core.sample import save_gif
+    from ddpm_tui.tui.widgets.sample_view import SampleView
+
+    gif = tmp_path / "runs" / "1" / "samples" / "reverse-step-00000100.gif"
+    save_gif(gif, [np.full((20, 40, 3), 25 * i, np.uint8) for i in range(6)], hold_last=0)
+    queries.add_artifact(tui_app.backend.store, 1, "gif", str(gif), 100)
+    async with tui_app.run_test(size=(140, 40)) as pilot:
+        await wait_for(pilot, lambda: pilot.app.screen.query_one("#runs-table").row_count == 3, what="rows")
+        await pilot.press("enter")
+        screen = await wait_screen(pilot, RunDetailScreen)
+        view = screen.query_one(SampleView)
+        await pilot.press("v")
+        await wait_for(pilot, lambda: view.playing and view.frame >= 2, what="frames advancing")
+        assert len(view.frames) == 6 and "reverse process" in str(view.query_one("#sample-caption").render())
+        await pilot.press("v")
+        assert not view.playing and "samples: step-00000100.png" in str(view.query_one("#sample-caption").render())

@@ -44,8 +44,9 @@ class Backend:
     def events(self, run_id: int):
         return queries.status_events(self.store, run_id)
 
-    def latest_samples(self, run_id: int) -> Path | None:
-        found = [Path(a.path) for a in queries.artifacts(self.store, run_id, "samples")]
+    def latest_samples(self, run_id: int, kind: str = "samples") -> Path | None:
+        """The newest existing artifact file of `kind` (samples: a PNG grid; gif: the reverse process)."""
+        found = [Path(a.path) for a in queries.artifacts(self.store, run_id, kind)]
         existing = [p for p in found if p.exists()]
         return existing[-1] if existing else None
 

@@ -65,6 +65,7 @@ class RunDetailScreen(ChartControls, Screen):
         Binding("p", "sample", "Sample", show=False),
         Binding("d", "duplicate", "Duplicate", show=False),
         Binding("e", "evaluate", "Evaluate", show=False),
+        Binding("v", "play_reverse", "Reverse process", show=False),
     ]
 
     def __init__(self, run_id: int):
@@ -176,6 +177,22 @@ class RunDetailScreen(ChartControls, Screen):
 
     def action_sample(self) -> None:
         self.app.act_on_runs("sample", [self.run_id])
+
+    def action_play_reverse(self) -> None:
+        view = self.query_one(SampleView)
+        if view.playing:
+            view.stop()
+            return
+        self.load_reverse_gif()
+
+    @work(thread=True, group="detail-gif")
+    def load_reverse_gif(self) -> None:
+        gif = self.app.backend.latest_samples(self.run_id, "gif")
+        if gif is None:
+            self.app.call_from_thread(self.notify, "no reverse-process GIF yet: a run writes one at its last step, "
+                                                   "`ddpm-tui sample --gif` makes one", severity="warning")
+            return
+        self.app.call_from_thread(self.query_one(SampleView).play, gif)
 
     def evaluation_targets(self) -> list[int]:
         return [self.run_id]

@@ -1,4 +1,5 @@
-"""The latest sample grid drawn in the terminal: Kitty/Sixel where supported, half-blocks otherwise."""
+"""The latest sample grid drawn in the terminal (Kitty/Sixel where supported, half-blocks otherwise),
+or the run's reverse-process GIF played frame by frame."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from textual.containers import Vertical
 from textual.widgets import Static
 from textual_image.widget import Image
 
+FRAME_SECONDS = 0.15
+
 
 class SampleView(Vertical):
     DEFAULT_CSS = "SampleView { height: auto; } SampleView Image { width: auto; height: 14; }"
@@ -15,13 +18,20 @@ class SampleView(Vertical):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.path: Path | None = None
+        self.frames: list = []
+        self.frame = 0
+        self._timer = None
 
     def compose(self):
         yield Static("no samples yet", id="sample-caption")
         yield Image(None, id="sample-image")
 
+    @property
+    def playing(self) -> bool:
+        return self._timer is not None
+
     def show(self, path: Path | None) -> None:
-        if path == self.path:
+        if path == self.path or self.playing:
             return
         self.path = path
         caption = self.query_one("#sample-caption", Static)
@@ -31,3 +41,26 @@ class SampleView(Vertical):
             return
         caption.update(f"samples: {path.name}")
         self.query_one("#sample-image", Image).image = str(path)
+
+    def play(self, gif: Path) -> None:
+        """Loop the frames of a reverse-process GIF (x_t beside the predicted x_0) until stop()."""
+        from PIL import Image as PILImage, ImageSequence
+
+        self.stop()
+        with PILImage.open(gif) as img:
+            self.frames = [frame.convert("RGB") for frame in ImageSequence.Iterator(img)]
+        self.frame = 0
+        self.query_one("#sample-caption", Static).update(f"reverse process: {gif.name} (x_t | predicted x_0)")
+        self._timer = self.set_interval(FRAME_SECONDS, self._next_frame)
+        self._next_frame()
+
+    def _next_frame(self) -> None:
+        self.query_one("#sample-image", Image).image = self.frames[self.frame]
+        self.frame = (self.frame + 1) % len(self.frames)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+            path, self.path = self.path, None
+            self.show(path)
