@@ -32,10 +32,11 @@ def mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def kid(generated: np.ndarray, real: np.ndarray, subset_size: int = 50, seed: int = 0) -> tuple[Interval, np.ndarray]:
-    """KID as the mean of MMD^2_u over disjoint subsets of both sets (at least 2 subsets of at least
-    2 images), with the t-interval over those independent subsets. Returns (interval, per-subset values)."""
+    """KID as the mean of MMD^2_u over disjoint subsets of both sets (n // subset_size of them, but at
+    least 4 of 16 images where n allows), with the t-interval over those independent subsets.
+    Returns (interval, per-subset values)."""
     n = min(len(generated), len(real))
-    subsets = max(2, n // subset_size)
+    subsets = max(min(4, n // 16), n // subset_size, 2)  # a t-interval needs a few subsets
     size = n // subsets
     if size < 2:
         raise ValueError(f"KID needs at least 4 images per set, got {n}")

@@ -40,18 +40,22 @@ def read_new_log(path: Path, offset: int) -> tuple[str, int]:
     return data.decode("utf-8", "replace"), size
 
 
-EVAL_LABELS = {"nll": "NLL b/d", "ssim_memorisation": "SSIM memo", "ssim_diversity": "SSIM div", "kid": "KID",
-               "fid": "FID", "class_fidelity": "class fid"}
+EVAL_LABELS = {"nll": "NLL b/d", "ssim_memorisation": "SSIM mem", "ssim_diversity": "SSIM div", "kid": "KID",
+               "fid": "FID", "class_fidelity": "class"}
 
 
 def evaluation_panel(evaluations: list[dict]) -> Text:
-    """The newest evaluation of each metric: value, 95% CI, n, split and the checkpoint step."""
-    text = Text("evaluation", style="bold")
-    for e in sorted(evaluations, key=lambda e: list(EVAL_LABELS).index(e["metric"]) if e["metric"] in EVAL_LABELS else 99):
-        ci = f" [{e['ci_low']:.3g}, {e['ci_high']:.3g}]" if e["ci_low"] is not None else ""
-        estimate = " est." if e["details"].get("estimate") else ""
-        text.append(f"\n{EVAL_LABELS.get(e['metric'], e['metric']):<10} {e['value']:.4g}{ci}{estimate}")
-        text.append(f" n={e['n']} {e['split']} @{e['checkpoint_step']}", style="dim")
+    """The newest evaluation of each metric, one line each: value and 95% CI (3 significant digits;
+    * marks an estimated bound), under a header with the n, split and checkpoint step of the newest."""
+    ordered = sorted(evaluations, key=lambda e: list(EVAL_LABELS).index(e["metric"]) if e["metric"] in EVAL_LABELS else 99)
+    newest = max(evaluations, key=lambda e: e["created_at"])
+    text = Text(f"evaluation n={newest['n']} {newest['split']} @{newest['checkpoint_step']}", style="bold")
+    for e in ordered:
+        ci = f" [{e['ci_low']:.3g},{e['ci_high']:.3g}]" if e["ci_low"] is not None else ""
+        mark = "*" if e["details"].get("estimate") else ""
+        text.append(f"\n{EVAL_LABELS.get(e['metric'], e['metric']):<8} {e['value']:.3g}{mark}{ci}")
+        if (e["n"], e["split"], e["checkpoint_step"]) != (newest["n"], newest["split"], newest["checkpoint_step"]):
+            text.append(f" n={e['n']} {e['split']} @{e['checkpoint_step']}", style="dim")
     return text
 
 
