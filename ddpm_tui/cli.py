@@ -261,7 +261,9 @@ def _stage_progress(console):
 @app.command("eval")
 @global_options
 def eval_runs(
-    runs: Annotated[list[str], typer.Argument(help="run ids")],
+    runs: Annotated[Optional[list[str]], typer.Argument(help="run ids")] = None,
+    sweep: Annotated[Optional[str], typer.Option("--sweep", help="evaluate the finished runs of this sweep")] = None,
+    missing: Annotated[bool, typer.Option("--missing", help="with --sweep: only runs without these metrics yet (retries failed evaluations)")] = False,
     metrics: Annotated[str, typer.Option("--metrics", help="comma list of nll,ssim,kid,fid,class")] = "nll",
     n: Annotated[int, typer.Option("--n", help="held-out patches and samples per metric")] = 256,
     split: Annotated[str, typer.Option("--split", help="held-out split: test|valid")] = "test",
@@ -284,6 +286,17 @@ def eval_runs(
     from core.store import queries
 
     store = open_store(ctx_store, create=False)
+    if sweep is not None:
+        if runs:
+            raise BadInput("give run ids or --sweep, not both")
+        runs, metrics, n, nll_timesteps = sweep_targets(store, sweep, missing, metrics, n, nll_timesteps)
+        if not runs:
+            typer.echo(f"sweep {sweep}: nothing to evaluate (every finished run has {metrics})", err=True)
+            return
+    elif not runs:
+        raise BadInput("give run ids, or --sweep ID")
+    elif missing:
+        raise BadInput("--missing goes with --sweep")
     plans = [plan_evaluation(store, r, metrics, n, split, nll_timesteps, sampler, steps, guidance, checkpoint, seed,
                              classifier) for r in runs]
     console = Console(stderr=True)
@@ -313,6 +326,97 @@ def eval_runs(
         typer.echo(f"KID/FID in {note}")
     if any(r["metric"] == "nll" and r["details"].get("estimate") for r in records):
         typer.echo("NLL from --nll-timesteps K is an unbiased estimate of the bound; its CI includes the timestep sampling")
+
+
+def sweep_targets(store, sweep_id, missing: bool, metrics: str, n: int, nll_timesteps: str):
+    """(run ids, metrics, n, nll timesteps) of a sweep's evaluation: its --eval-on-finish settings
+    where the command did not give others, and with `missing` only runs lacking a metric."""
+    import click
+
+    from core.evaluate.service import parse_metrics
+    from core.store import queries
+
+    sweep = queries.get_sweep(store, sweep_id)
+    spec = (sweep.spec or {}).get("eval_on_finish") or {}
+    given = click.get_current_context().get_parameter_source
+    if spec and given("metrics").name == "DEFAULT":
+        metrics, n, nll_timesteps = spec["metrics"], spec["n"], spec["nll_timesteps"]
+    finished = queries.list_runs(store, status="finished", sweep_id=sweep.id)
+    if not missing:
+        return [r.id for r in finished], metrics, n, nll_timesteps
+    wanted = {"ssim": "ssim_memorisation", "class": "class_fidelity"}
+    needed = [wanted.get(m, m) for m in parse_metrics(metrics)]
+    latest = queries.latest_evaluations(store, [r.id for r in finished])
+    return ([r.id for r in finished if any(m not in latest.get(r.id, {}) for m in needed)], metrics, n,
+            nll_timesteps)
+
+
+@app.command()
+@global_options
+def rank(
+    sweep: Annotated[Optional[str], typer.Option("--sweep", help="sweep id [default: the newest]")] = None,
+    metric: Annotated[Optional[str], typer.Option("--metric", help="rank key: nll, kid, fid, ssim_memorisation, ssim_diversity, class_fidelity")] = None,
+    mixed: Annotated[bool, typer.Option("--mixed", help="rank even when runs were evaluated with different settings")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    ctx_store: Store = None,
+):
+    """Rank a sweep's configurations: each metric's mean and 95% CI over seeds, ties with the best,
+    the main effect of each factor."""
+    from core.rank.sweep import ranking_record, rank_sweep
+
+    ranking = rank_sweep(open_store(ctx_store, create=False), sweep, metric, mixed)
+    if as_json:
+        echo_json(ranking_record(ranking))
+        return
+    for line in ranking_lines(ranking):
+        typer.echo(line)
+
+
+def ranking_lines(ranking) -> list[str]:
+    """The ranking as a text table with its notes (what `rank` prints and `export --format md` wraps)."""
+    from core.rank.stats import DIRECTIONS
+    from core.text import printable
+
+    key = ranking.rankings[ranking.metric]
+    metrics = list(ranking.rankings)
+    configs = {m: {c.config: c for c in r.configs} for m, r in ranking.rankings.items()}
+    widths = [max(len(f), *(len(str(c.config[i])) for c in key.configs)) for i, f in enumerate(ranking.factors)]
+    lines = [f"sweep {ranking.sweep_id} ({printable(ranking.name)}): {len(key.configs)} configurations, ranked by "
+             f"{ranking.metric} ({DIRECTIONS[ranking.metric]} is better)"]
+    head = "  ".join(f"{f:<{w}}" for f, w in zip(ranking.factors, widths))
+    head += "  seeds  " + "  ".join(f"{m + ' [95% CI]':<34}" for m in metrics) + "  loss~ (not comparable)"
+    lines.append(head)
+    for c in key.configs:
+        cells = "  ".join(f"{str(v):<{w}}" for v, w in zip(c.config, widths))
+        cells += f"  {len(c.values):>5}  "
+        for m in metrics:
+            s = configs[m].get(c.config)
+            if s is None:
+                cells += f"{'-':<34}  "
+                continue
+            mark = ("=best" if s is ranking.rankings[m].configs[0] else "=") if s.tied else ""
+            cells += f"{f'{s.interval.value:.4g} [{s.interval.low:.4g}, {s.interval.high:.4g}] {mark}':<34}  "
+        loss = ranking.train_loss.get(c.config)
+        lines.append(cells + ("-" if loss is None else f"{loss:.4f}"))
+    lines.append(f"= tied with the best: {ranking.tie_test}")
+    methods = sorted({s.ci_method for r in ranking.rankings.values() for s in r.configs})
+    lines.append("intervals: " + "; ".join(methods))
+    for m, r in ranking.rankings.items():
+        lines.append(f"{m} evaluated with {r.settings}")
+    lines.append("loss~: smoothed training loss; its scale depends on the noise schedule, so it never ranks")
+    lines.append(f"main effects on {ranking.metric} (mean over the other factors and seeds, 95% CI):")
+    for factor in ranking.factors:
+        levels = [e for e in key.effects if e.factor == factor]
+        lines.append(f"  {factor}: " + "   ".join(f"{e.level} {e.interval.value:.4g} [{e.interval.low:.4g}, "
+                                                  f"{e.interval.high:.4g}]" for e in levels))
+    if key.interaction is not None:
+        i = key.interaction
+        lines.append(f"interaction {' x '.join(ranking.factors)} ((a1b1 - a1b2) - (a2b1 - a2b2)): {i.value:.4g} "
+                     f"[{i.low:.4g}, {i.high:.4g}]")
+    if ranking.missing:
+        lines.append(f"without {ranking.metric}: " + ", ".join(f"run {k} ({printable(v)})"
+                                                              for k, v in ranking.missing.items()))
+    return lines
 
 
 @classifier_app.command("train")
@@ -388,13 +492,23 @@ def ablate(
     seeds: Annotated[int, typer.Option("--seeds", help="runs per configuration, seeds --seed .. --seed+N-1")] = 1,
     config: Annotated[Optional[Path], typer.Option("--config", help="TOML file of training options")] = None,
     sweep_name: Annotated[str, typer.Option("--sweep-name", help="name of the sweep")] = "",
+    eval_on_finish: Annotated[Optional[str], typer.Option("--eval-on-finish", help="metrics the worker evaluates as each run finishes, e.g. nll,kid")] = None,
+    eval_n: Annotated[int, typer.Option("--eval-n", help="held-out patches and samples per evaluation")] = 256,
+    eval_nll_timesteps: Annotated[str, typer.Option("--eval-nll-timesteps", help="all, or K for an estimated bound")] = "all",
     train_values: dict = None, ctx_store: Store = None,
 ):
     """Queue a grid of runs: any training option may be a comma list (';' for --dim-mults and
     --attn-resolutions). Prints the sweep id."""
+    import dataclasses
+
+    from core.evaluate.service import plan_eval_on_finish
     from core.runner.lifecycle import plan_sweep, queue_sweep
 
     plan = plan_sweep(ctx_store[1], train_values, seeds, config, sweep_name)
+    if eval_on_finish is not None:
+        spec = plan_eval_on_finish(open_store(ctx_store, create=False), eval_on_finish, eval_n, eval_nll_timesteps,
+                                   [p.cfg for p in plan.plans])
+        plan = dataclasses.replace(plan, eval_on_finish=spec.spec())
     sweep, runs = queue_sweep(open_store(ctx_store), plan)
     typer.echo(str(sweep.id))
     typer.echo(f"sweep {sweep.id}: {len(runs)} runs queued over {', '.join(plan.axes) or 'seeds'}", err=True)
@@ -566,15 +680,23 @@ def runs_note(run: Annotated[str, typer.Argument(help="run id")],
 
 @app.command()
 @global_options
-def export(fmt: Annotated[str, typer.Option("--format", help="csv|json")] = "csv",
+def export(fmt: Annotated[str, typer.Option("--format", help="csv|json|md (md: with --sweep)")] = "csv",
+           sweep: Annotated[Optional[str], typer.Option("--sweep", help="the ranking table of this sweep, and a PNG figure per metric")] = None,
+           metric: Annotated[Optional[str], typer.Option("--metric", help="with --sweep: the rank key")] = None,
+           figures: Annotated[Optional[Path], typer.Option("--figures", help="with --sweep: folder for the figures [default: sweep-ID-figures]")] = None,
+           mixed: Annotated[bool, typer.Option("--mixed", help="with --sweep: rank even with mixed evaluation settings")] = False,
            ctx_store: Store = None):
-    """All runs with their summaries, as CSV or JSON on stdout."""
+    """All runs with their summaries as CSV or JSON on stdout; with --sweep, the sweep's ranking
+    (CSV, JSON or Markdown) and a PNG figure per metric (means with 95% CI bars)."""
     import csv
 
     from core.store import queries
 
-    if fmt not in ("csv", "json"):
-        raise BadInput(f"--format: unknown value {fmt!r} (choose from csv, json)")
+    if fmt not in ("csv", "json", "md") or (fmt == "md" and sweep is None):
+        raise BadInput(f"--format: unknown value {fmt!r} (choose from csv, json{', md' if sweep else ''})")
+    if sweep is not None:
+        _export_sweep(open_store(ctx_store, create=False), sweep, metric, fmt, figures, mixed)
+        return
     records = queries.run_records(open_store(ctx_store, create=False))
     if fmt == "json":
         echo_json(records)
@@ -585,6 +707,40 @@ def export(fmt: Annotated[str, typer.Option("--format", help="csv|json")] = "csv
     writer.writerow(fields + ["tags"] + [f"config.{k}" for k in config_keys])
     for r in records:
         writer.writerow([r[k] for k in fields] + [" ".join(r["tags"])] + [r["config"].get(k) for k in config_keys])
+
+
+def _export_sweep(store, sweep, metric, fmt: str, figures: Path | None, mixed: bool) -> None:
+    import csv
+
+    from core.rank.figure import interval_figure
+    from core.rank.sweep import rank_sweep, ranking_record
+
+    ranking = rank_sweep(store, sweep, metric, mixed)
+    folder = figures or Path(f"sweep-{ranking.sweep_id}-figures")
+    if folder.exists() and not folder.is_dir():
+        raise BadInput(f"--figures {folder}: is a file, not a directory")
+    record = ranking_record(ranking)
+    if fmt == "json":
+        echo_json(record)
+    elif fmt == "md":
+        lines = ranking_lines(ranking)
+        sys.stdout.write(f"**{lines[0]}**\n\n```\n" + "\n".join(lines[1:]) + "\n```\n")
+    else:
+        metrics = list(ranking.rankings)
+        writer = csv.writer(sys.stdout)
+        writer.writerow(ranking.factors + ["runs"] + [f"{m}.{k}" for m in metrics
+                                                     for k in ("mean", "ci_low", "ci_high", "seeds", "tied_with_best")])
+        for row in record["rows"]:
+            cells = [row["config"][f] for f in ranking.factors] + [" ".join(map(str, row["runs"]))]
+            for m in metrics:
+                r = row[m]
+                cells += [r["value"], r["ci_low"], r["ci_high"], r["seeds"], r["tied_with_best"]] if r else [""] * 5
+            writer.writerow(cells)
+    for m, r in ranking.rankings.items():
+        path = interval_figure(folder / f"sweep-{ranking.sweep_id}-{m}.png",
+                               f"sweep {ranking.sweep_id}: {m} ({r.direction} is better)", ranking.factors, r.configs,
+                               f"Evaluated with {r.settings}.")
+        typer.echo(f"figure: {path}", err=True)
 
 
 # ---- entry point ---------------------------------------------------------------------------------

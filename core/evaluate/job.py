@@ -1,6 +1,11 @@
-"""An evaluation in its own detached process, like a training run: `python -m core.evaluate.job
-RUN [RUN ...] [--metrics M] [--n N] ...`, the store's URL in DDPM_TUI_DB. Started by the TUI so an
-evaluation outlives it; its results land in the store as `ddpm-tui eval` stores them."""
+"""An evaluation in its own detached process, like a training run, the store's URL in DDPM_TUI_DB:
+
+    python -m core.evaluate.job RUN [RUN ...] [--metrics M] [--n N]   started by the TUI
+    python -m core.evaluate.job --job ID                              a queued job the worker claimed
+
+It outlives whoever started it; its results land in the store as `ddpm-tui eval` stores them, and
+a queued job ends `finished` or `failed` with its reason.
+"""
 
 from __future__ import annotations
 
@@ -17,9 +22,48 @@ def job_command(run_ids: list[int], metrics: str, n: int, nll_timesteps: str = "
             "--nll-timesteps", str(nll_timesteps)]
 
 
+def start_job_process(store, job, env_extra: dict | None = None):
+    """Start the detached process of a claimed evaluation job and hand the job over to it."""
+    from pathlib import Path
+
+    from core.runner.lifecycle import child_env
+    from core.runner.processes import spawn_detached
+    from core.store import queries
+
+    run = queries.get_run(store, job.run_id)
+    log = Path(run.run_dir) / "eval" / f"job-{job.id}.log"
+    proc = spawn_detached([sys.executable, "-m", "core.evaluate.job", "--job", str(job.id)], log,
+                          env=child_env(store, env_extra))
+    queries.set_eval_job(store, job.id, expect=("running",), pid=proc.pid)
+    return proc
+
+
+def run_job(store, job_id: int) -> int:
+    """Evaluate a claimed job; it ends finished, or failed with the reason."""
+    from core.evaluate.service import evaluate, plan_evaluation
+    from core.store import queries
+
+    job = queries.get_eval_job(store, job_id)
+    if job.status != "running":
+        print(f"evaluation job {job_id} is {job.status}, not claimed", file=sys.stderr)
+        return 1
+    queries.set_eval_job(store, job_id, expect=("running",), pid=os.getpid())
+    try:
+        plan = plan_evaluation(store, job.run_id, job.metrics, job.n, nll_timesteps=job.nll_timesteps)
+        rows = evaluate(store, plan)
+    except Exception as exc:
+        reason = str(exc) if isinstance(exc, (BadInput, WorkFailed)) else f"{exc.__class__.__name__}: {exc}"
+        queries.set_eval_job(store, job_id, status="failed", reason=reason.splitlines()[0] if reason else "failed")
+        print(f"error: {reason}", file=sys.stderr)
+        return 1
+    queries.set_eval_job(store, job_id, status="finished", reason=f"{len(rows)} numbers stored")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.evaluate.job")
-    parser.add_argument("runs", nargs="+")
+    parser.add_argument("runs", nargs="*")
+    parser.add_argument("--job", type=int)
     parser.add_argument("--metrics", default="nll")
     parser.add_argument("--n", type=int, default=256)
     parser.add_argument("--nll-timesteps", default="all")
@@ -31,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     from core.store.db import Store
 
     store = Store(os.environ[STORE_ENV])
+    if args.job is not None:
+        return run_job(store, args.job)
     try:
         for run in args.runs:
             plan = plan_evaluation(store, run, args.metrics, args.n, nll_timesteps=args.nll_timesteps)

@@ -87,9 +87,42 @@ def matching_classifier(store: Store, cfg: TrainConfig) -> queries.Classifier | 
     return found[-1] if found else None
 
 
-def split_file(run_dir: Path) -> Path | None:
-    path = Path(run_dir) / "split.json"
-    return path if path.exists() else None
+def split_file(run_dir: Path | None) -> Path | None:
+    path = Path(run_dir) / "split.json" if run_dir else None
+    return path if path is not None and path.exists() else None
+
+
+@dataclass(frozen=True)
+class EvalOnFinish:
+    """What the worker evaluates when each run of a sweep finishes (`ablate --eval-on-finish`)."""
+
+    metrics: str
+    n: int
+    nll_timesteps: str
+
+    def spec(self) -> dict:
+        return {"metrics": self.metrics, "n": self.n, "nll_timesteps": self.nll_timesteps}
+
+
+def plan_eval_on_finish(store: Store, metrics: str, n: int, nll_timesteps: str, configs: list[TrainConfig]) -> EvalOnFinish:
+    """Check an --eval-on-finish request against the sweep's configurations before anything is
+    queued: known metrics, enough held-out patches, a classifier where KID/FID/class need one."""
+    names = parse_metrics(metrics)
+    parse_nll_timesteps(nll_timesteps)
+    if n < 4:
+        raise BadInput(f"--eval-n: at least 4 images, got {n}")
+    for cfg in {(c.data, c.classes, c.image_size, c.preprocess): c for c in configs}.values():
+        available = held_out_count(cfg, None, "test")
+        if n > available:
+            raise BadInput(f"--eval-n {n}: the test split of {cfg.data} has only {available} patches of class "
+                           f"{cfg.classes!r}")
+        if any(m in FEATURE_METRICS for m in names) and matching_classifier(store, cfg) is None:
+            raise BadInput(f"--eval-on-finish {metrics}: no PCam classifier for {cfg.data} at {cfg.image_size} px yet: "
+                           f"train one first with `ddpm-tui classifier train --data {cfg.data} --image-size "
+                           f"{cfg.image_size}`")
+        if "class" in names and not cfg.conditional and cfg.classes == "both":
+            raise BadInput("--eval-on-finish class: class fidelity needs --conditional runs or runs on a single class")
+    return EvalOnFinish(",".join(names), n, str(nll_timesteps))
 
 
 def plan_evaluation(store: Store, run_id, metrics: str = "nll", n: int = 256, split: str = "test",

@@ -174,6 +174,7 @@ class SweepPlan:
     seeds: int
     axes: list
     plans: list  # RunPlan per run
+    eval_on_finish: dict | None = None  # core.evaluate.service.EvalOnFinish.spec()
 
 
 def plan_sweep(runs_dir: Path, raw_values: dict, seeds: int, config_file=None, name: str = "") -> SweepPlan:
@@ -187,6 +188,9 @@ def plan_sweep(runs_dir: Path, raw_values: dict, seeds: int, config_file=None, n
 
 def queue_sweep(store: Store, plan: SweepPlan):
     """Queue every run of a checked sweep under one new sweep id. Returns (sweep, runs)."""
-    sweep = queries.create_sweep(store, plan.name, {"axes": plan.axes, "seeds": plan.seeds, "runs": len(plan.plans)})
+    spec = {"axes": plan.axes, "seeds": plan.seeds, "runs": len(plan.plans)}
+    if plan.eval_on_finish:
+        spec["eval_on_finish"] = plan.eval_on_finish
+    sweep = queries.create_sweep(store, plan.name, spec)
     runs = [launch(store, p.runs_dir, p.cfg, queue=True, sweep_id=sweep.id, plan=p) for p in plan.plans]
     return sweep, runs

@@ -47,8 +47,19 @@ def crash_reason(run: queries.Run, host: str, now: float, stale_after: float) ->
     return None
 
 
+def reconcile_eval_jobs(store: Store) -> None:
+    """A running evaluation job of this host whose process is gone ends `failed`."""
+    host = socket.gethostname()
+    for job in queries.eval_jobs(store, status="running"):
+        if job.host == host and not pid_alive(job.pid):
+            queries.set_eval_job(store, job.id, expect=("running",), status="failed",
+                                 reason=f"evaluation process {job.pid} is gone")
+
+
 def reconcile(store: Store, stale_after: float = STALE_HEARTBEAT_S) -> list[int]:
-    """Mark `running` runs whose owner is gone as `crashed`; returns their ids."""
+    """Mark `running` runs whose owner is gone as `crashed` (and settle evaluation jobs likewise);
+    returns the crashed runs' ids."""
+    reconcile_eval_jobs(store)
     host = socket.gethostname()
     now = time.time()
     crashed = []

@@ -17,6 +17,23 @@ from core.store.db import Store
 log = logging.getLogger("ddpm_tui.worker")
 
 
+def queue_sweep_evaluations(store: Store) -> int:
+    """Queue, once, the --eval-on-finish evaluation of every finished run of a sweep that asks for
+    one. Returns how many were queued."""
+    queued = 0
+    for sweep in queries.list_sweeps(store):
+        spec = (sweep.spec or {}).get("eval_on_finish")
+        if not spec:
+            continue
+        finished = queries.list_runs(store, status="finished", sweep_id=sweep.id)
+        have = {j.run_id for j in queries.eval_jobs(store, [r.id for r in finished])} if finished else set()
+        for run in finished:
+            if run.id not in have and queries.queue_eval_job(store, run.id, spec["metrics"], spec["n"],
+                                                             spec["nll_timesteps"]):
+                queued += 1
+    return queued
+
+
 def claim_next(store: Store, worker_label: str) -> int | None:
     """Atomically move the oldest queued run to `running`, owned by this worker until its trainer
     starts; two workers never get the same run."""
@@ -34,7 +51,7 @@ class Worker:
                  until_empty: bool = False):
         self.store, self.slots, self.gpus = store, slots, gpus or []
         self.poll, self.until_empty = poll, until_empty
-        self.active: dict[int, tuple[int, object]] = {}  # slot -> (run id, Popen)
+        self.active: dict[int, tuple[str, int, object]] = {}  # slot -> ("run" | "eval", id, Popen)
         self.stopping = False
         self.label = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -44,26 +61,52 @@ class Worker:
         return thread_env(max(1, (os.cpu_count() or 1) // self.slots))
 
     def reap(self) -> None:
-        for slot, (run_id, proc) in list(self.active.items()):
+        for slot, (kind, item, proc) in list(self.active.items()):
             if proc.poll() is not None:
-                log.info("run %d ended (exit %s)", run_id, proc.returncode)
+                log.info("%s %d ended (exit %s)", kind, item, proc.returncode)
+                if kind == "eval" and proc.returncode:  # a job that died without saying why
+                    queries.set_eval_job(self.store, item, expect=("running",), status="failed",
+                                         reason=f"evaluation process exited with {proc.returncode}")
                 del self.active[slot]
 
     def fill(self) -> None:
+        """Give every free slot a queued run, or else a queued evaluation."""
         for slot in range(self.slots):
             if self.stopping or slot in self.active:
                 continue
-            run_id = claim_next(self.store, self.label)
-            if run_id is None:
+            started = self.start_run(slot) or self.start_evaluation(slot)
+            if not started:
                 return
-            try:
-                proc = start_process(self.store, run_id, self.slot_env(slot))
-            except Exception as exc:  # the claimed run must not stay `running` under a live worker
-                queries.set_status(self.store, run_id, "failed", reason=f"could not start: {exc}", expect=("running",))
-                log.error("run %d: could not start: %s", run_id, exc)
-                continue
-            self.active[slot] = (run_id, proc)
-            log.info("slot %d: started run %d (pid %d)", slot, run_id, proc.pid)
+
+    def start_run(self, slot: int) -> bool:
+        run_id = claim_next(self.store, self.label)
+        if run_id is None:
+            return False
+        try:
+            proc = start_process(self.store, run_id, self.slot_env(slot))
+        except Exception as exc:  # the claimed run must not stay `running` under a live worker
+            queries.set_status(self.store, run_id, "failed", reason=f"could not start: {exc}", expect=("running",))
+            log.error("run %d: could not start: %s", run_id, exc)
+            return True
+        self.active[slot] = ("run", run_id, proc)
+        log.info("slot %d: started run %d (pid %d)", slot, run_id, proc.pid)
+        return True
+
+    def start_evaluation(self, slot: int) -> bool:
+        from core.evaluate.job import start_job_process
+
+        job = queries.claim_eval_job(self.store, socket.gethostname(), os.getpid())
+        if job is None:
+            return False
+        try:
+            proc = start_job_process(self.store, job, self.slot_env(slot))
+        except Exception as exc:
+            queries.set_eval_job(self.store, job.id, expect=("running",), status="failed", reason=f"could not start: {exc}")
+            log.error("evaluation %d of run %d: could not start: %s", job.id, job.run_id, exc)
+            return True
+        self.active[slot] = ("eval", job.id, proc)
+        log.info("slot %d: evaluating run %d (%s, pid %d)", slot, job.run_id, job.metrics, proc.pid)
+        return True
 
     def run(self) -> None:
         """Serve the queue until SIGTERM/SIGINT (or, with until_empty, until nothing is left)."""
@@ -76,8 +119,10 @@ class Worker:
             while not self.stopping:
                 reconcile(self.store)
                 self.reap()
+                queue_sweep_evaluations(self.store)
                 self.fill()
-                if self.until_empty and not self.active and not queries.list_runs(self.store, status="queued"):
+                if self.until_empty and not self.active and not queries.list_runs(self.store, status="queued") \
+                        and not queries.eval_jobs(self.store, status="queued"):
                     break
                 time.sleep(self.poll)
         finally:

@@ -108,6 +108,27 @@ class Classifier(Base):
     __table_args__ = {"sqlite_autoincrement": True}
 
 
+class EvalJob(Base):
+    """An evaluation waiting for (or run by) the worker: a sweep's --eval-on-finish queues one per
+    finished run. queued -> running -> finished | failed."""
+
+    __tablename__ = "eval_jobs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    metrics: Mapped[str] = mapped_column(String(64))
+    n: Mapped[int] = mapped_column(Integer)
+    nll_timesteps: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    reason: Mapped[str | None] = mapped_column(Text)
+    host: Mapped[str | None] = mapped_column(String(255))
+    pid: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[float] = mapped_column(Float)
+    started_at: Mapped[float | None] = mapped_column(Float)
+    ended_at: Mapped[float | None] = mapped_column(Float)
+    __table_args__ = (UniqueConstraint("run_id", "metrics", "n", "nll_timesteps", name="uq_eval_job"),
+                      {"sqlite_autoincrement": True})
+
+
 class Artifact(Base):
     __tablename__ = "artifacts"
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -11,8 +11,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from core.config import check_tag
 from core.errors import BadInput
 from core.store.db import Store, retrying
-from core.store.models import (ENDED_STATUSES, Artifact, BlindTest, Classifier, Evaluation, Metric, MetricSummary,
-                               Note, Run, StatusEvent, Sweep, Tag)
+from core.store.models import (ENDED_STATUSES, Artifact, BlindTest, Classifier, EvalJob, Evaluation, Metric,
+                               MetricSummary, Note, Run, StatusEvent, Sweep, Tag)
 
 
 def now() -> float:
@@ -232,7 +232,7 @@ def add_tags(store: Store, run_id: int, tags: Sequence[str], remove: bool = Fals
 def delete_run(store: Store, run_id: int) -> None:
     with store.session() as s, s.begin():
         s.execute(update(Run).where(Run.parent_id == run_id).values(parent_id=None))
-        for table in (Metric, MetricSummary, Artifact, Tag, Note, StatusEvent, BlindTest, Evaluation):
+        for table in (Metric, MetricSummary, Artifact, Tag, Note, StatusEvent, BlindTest, Evaluation, EvalJob):
             s.execute(delete(table).where(table.run_id == run_id))
         s.execute(delete(Run).where(Run.id == run_id))
 
@@ -390,3 +390,78 @@ def get_classifier(store: Store, classifier_id: int) -> Classifier:
     if row is None:
         raise BadInput(f"--classifier: no classifier with id {classifier_id} (ddpm-tui classifier list)")
     return row
+
+
+# ---- eval jobs (the worker's queue of evaluations) -------------------------------------------------------
+
+
+@retrying
+def queue_eval_job(store: Store, run_id: int, metrics: str, n: int, nll_timesteps: str = "all") -> bool:
+    """Queue an evaluation of a run for the worker; False when the same one is queued or done already."""
+    row = {"run_id": run_id, "metrics": metrics, "n": n, "nll_timesteps": str(nll_timesteps), "status": "queued",
+           "created_at": now()}
+    if store.engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt = pg_insert(EvalJob).on_conflict_do_nothing(constraint="uq_eval_job")
+    else:
+        stmt = sqlite_insert(EvalJob).on_conflict_do_nothing()
+    with store.session() as s, s.begin():
+        return s.execute(stmt.values(**row)).rowcount > 0
+
+
+@retrying
+def claim_eval_job(store: Store, host: str, pid: int) -> EvalJob | None:
+    """Atomically move the oldest queued evaluation to `running` for this owner."""
+    with store.session() as s:
+        queued = list(s.scalars(select(EvalJob.id).where(EvalJob.status == "queued").order_by(EvalJob.id)))
+    for job_id in queued:
+        with store.session() as s, s.begin():
+            changed = s.execute(update(EvalJob).where(EvalJob.id == job_id, EvalJob.status == "queued").values(
+                status="running", host=host, pid=pid, started_at=now(), ended_at=None, reason=None)).rowcount
+        if changed:
+            return get_eval_job(store, job_id)
+    return None
+
+
+@retrying
+def set_eval_job(store: Store, job_id: int, expect: Sequence[str] | None = None, **fields) -> bool:
+    """Update an evaluation job (only from the `expect`ed statuses, when given)."""
+    if fields.get("status") in ("finished", "failed"):
+        fields.setdefault("ended_at", now())
+    with store.session() as s, s.begin():
+        stmt = update(EvalJob).where(EvalJob.id == job_id)
+        if expect is not None:
+            stmt = stmt.where(EvalJob.status.in_(tuple(expect)))
+        return s.execute(stmt.values(**fields)).rowcount > 0
+
+
+def get_eval_job(store: Store, job_id: int) -> EvalJob:
+    with store.session() as s:
+        job = s.get(EvalJob, int(job_id))
+    if job is None:
+        raise BadInput(f"no evaluation job with id {job_id}")
+    return job
+
+
+def eval_jobs(store: Store, run_ids: Iterable[int] | None = None, status: str | None = None) -> list[EvalJob]:
+    with store.session() as s:
+        stmt = select(EvalJob).order_by(EvalJob.id)
+        if run_ids is not None:
+            stmt = stmt.where(EvalJob.run_id.in_(list(run_ids)))
+        if status is not None:
+            stmt = stmt.where(EvalJob.status == status)
+        return list(s.scalars(stmt))
+
+
+def get_sweep(store: Store, sweep_id: int | str) -> Sweep:
+    """The sweep with this id; BadInput when there is none."""
+    try:
+        key = int(sweep_id)
+    except (TypeError, ValueError):
+        raise BadInput(f"sweep id must be a number, got {sweep_id!r}") from None
+    with store.session() as s:
+        sweep = s.get(Sweep, key) if 0 < key < 2**63 else None
+    if sweep is None:
+        raise BadInput(f"no sweep with id {key}")
+    return sweep

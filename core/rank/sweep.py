@@ -1,0 +1,153 @@
+"""A sweep's ranking from the store: the latest evaluation of each run, grouped by configuration
+(the values of the swept options), ranked by one metric with core.rank.stats."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.errors import BadInput
+from core.rank.stats import (DIRECTIONS, ConfigStats, LevelEffect, RunValue, interaction_2x2, main_effects,
+                             rank_configurations)
+from core.runner.sweeps import configuration_key
+from core.stats import Interval
+from core.store import queries
+from core.store.db import Store
+
+IGNORED_AXES = ("seed", "name", "tag")
+TIE_TEST = ("one-sided Welch t-tests of each configuration against the best (on seed values; on per-image values "
+            "where a configuration has one seed), Holm-Bonferroni corrected, family-wise alpha 0.05")
+
+
+def sweep_factors(sweep: queries.Sweep, runs: list[queries.Run]) -> list[str]:
+    """The swept options (seed excluded): from the sweep's spec, else the config keys that differ."""
+    axes = [a for a in (sweep.spec or {}).get("axes") or [] if a not in IGNORED_AXES]
+    if axes or not runs:
+        return axes
+    keys = sorted({k for r in runs for k in r.config} - set(IGNORED_AXES))
+    return [k for k in keys if len({repr(r.config.get(k)) for r in runs}) > 1]
+
+
+def settings_of(e: queries.Evaluation) -> tuple:
+    """What makes two evaluations of one metric comparable."""
+    return (e.n, e.split, e.sampler, e.steps, e.guidance, e.classifier_id, e.details.get("timesteps"))
+
+
+def describe_settings(s: tuple) -> str:
+    n, split, sampler, steps, guidance, classifier, timesteps = s
+    parts = [f"n={n}", f"split={split}"]
+    if sampler:
+        parts.append(f"{sampler}-{steps}" + (f" w={guidance:g}" if guidance else ""))
+    if classifier:
+        parts.append(f"classifier {classifier}")
+    if timesteps is not None:
+        parts.append(f"nll timesteps {timesteps}")
+    return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class MetricRanking:
+    metric: str
+    direction: str
+    configs: list[ConfigStats]
+    settings: str
+    effects: list[LevelEffect]
+    interaction: Interval | None
+
+
+@dataclass(frozen=True)
+class SweepRanking:
+    sweep_id: int
+    name: str
+    factors: list[str]
+    metric: str  # the rank key
+    rankings: dict[str, MetricRanking]  # every metric with evaluations
+    run_status: dict[int, str]
+    missing: dict[int, str]  # runs without the rank metric, and why (status or failed evaluation)
+    train_loss: dict[tuple, float | None]  # mean smoothed training loss per configuration (not comparable)
+    tie_test: str = TIE_TEST
+
+
+def rank_sweep(store: Store, sweep_id: int | str | None = None, metric: str | None = None,
+               mixed: bool = False) -> SweepRanking:
+    """Rank the configurations of a sweep (the newest one by default) by `metric` (default: the
+    first of nll, kid, fid, ... that was evaluated). BadInput when there is nothing to rank, the
+    metric is unknown, or runs were evaluated with different settings (unless `mixed`)."""
+    if metric is not None and metric not in DIRECTIONS:
+        raise BadInput(f"--metric: unknown metric {metric!r} (choose from {', '.join(DIRECTIONS)}; training loss is "
+                       "not comparable across schedules and is never a rank key)")
+    sweeps = queries.list_sweeps(store)
+    if sweep_id is None:
+        if not sweeps:
+            raise BadInput("no sweeps yet: queue one with `ddpm-tui ablate`")
+        sweep = sweeps[-1]
+    else:
+        sweep = queries.get_sweep(store, sweep_id)
+    runs = queries.list_runs(store, sweep_id=sweep.id)
+    factors = sweep_factors(sweep, runs)
+    latest = queries.latest_evaluations(store, [r.id for r in runs])
+    evaluated = [m for m in DIRECTIONS if any(m in latest.get(r.id, {}) for r in runs)]
+    if not evaluated:
+        raise BadInput(f"sweep {sweep.id} has no evaluations yet: run `ddpm-tui eval --sweep {sweep.id} --missing "
+                       f"--metrics nll` once its runs finish (or queue sweeps with --eval-on-finish)")
+    key_metric = metric or evaluated[0]
+    if key_metric not in evaluated:
+        raise BadInput(f"--metric {key_metric}: no run of sweep {sweep.id} has it (evaluated: {', '.join(evaluated)})")
+    rankings = {}
+    for m in evaluated:
+        by_settings: dict[tuple, list[int]] = {}
+        values = []
+        for r in runs:
+            e = latest.get(r.id, {}).get(m)
+            if e is None:
+                continue
+            by_settings.setdefault(settings_of(e), []).append(r.id)
+            per_unit = e.details.get("per_image") or e.details.get("per_subset") or ()
+            values.append(RunValue(r.id, configuration_key(r.config, factors), e.value, tuple(per_unit),
+                                   (e.ci_low, e.ci_high)))
+        if len(by_settings) > 1 and not mixed:
+            described = "; ".join(f"runs {', '.join(map(str, ids))}: {describe_settings(s)}"
+                                  for s, ids in by_settings.items())
+            raise BadInput(f"{m} of sweep {sweep.id} was evaluated with different settings ({described}); evaluate "
+                           f"them alike, or rank anyway with --mixed")
+        configs = rank_configurations(values, DIRECTIONS[m])
+        rankings[m] = MetricRanking(m, DIRECTIONS[m], configs, " | ".join(describe_settings(s) for s in by_settings),
+                                    main_effects(values, factors), interaction_2x2(configs, factors))
+    failed_jobs = {j.run_id: j.reason for j in queries.eval_jobs(store, [r.id for r in runs], status="failed")}
+    missing = {r.id: (f"evaluation failed: {failed_jobs[r.id]}" if r.id in failed_jobs else r.status)
+               for r in runs if key_metric not in latest.get(r.id, {})}
+    summaries = queries.summaries(store, [r.id for r in runs])
+    losses: dict[tuple, list[float]] = {}
+    for r in runs:
+        smooth = summaries.get(r.id, {}).get("train/loss_smooth", {}).get("last")
+        losses.setdefault(configuration_key(r.config, factors), []).append(smooth)
+    train_loss = {k: (sum(v for v in vs if v is not None) / len([v for v in vs if v is not None])
+                      if any(v is not None for v in vs) else None) for k, vs in losses.items()}
+    return SweepRanking(sweep.id, sweep.name, factors, key_metric, rankings, {r.id: r.status for r in runs}, missing,
+                        train_loss)
+
+
+def ranking_record(ranking: SweepRanking) -> dict:
+    """A ranking as plain data (what `rank --json` prints)."""
+    def interval(i: Interval | None):
+        return None if i is None else {"value": i.value, "ci_low": i.low, "ci_high": i.high, "n": i.n, "method": i.method}
+
+    order = [c.config for c in ranking.rankings[ranking.metric].configs]
+    by_metric = {m: {c.config: c for c in r.configs} for m, r in ranking.rankings.items()}
+    rows = []
+    for config in order:
+        row = {"config": dict(zip(ranking.factors, config)), "runs": list(by_metric[ranking.metric][config].run_ids),
+               "train_loss_not_comparable": ranking.train_loss.get(config)}
+        for m, stats in by_metric.items():
+            c = stats.get(config)
+            row[m] = None if c is None else dict(interval(c.interval), seeds=len(c.values), values=list(c.values),
+                                                 ci_method=c.ci_method, tied_with_best=c.tied, p_worse=c.p_worse)
+        rows.append(row)
+    return {
+        "sweep": ranking.sweep_id, "name": ranking.name, "factors": ranking.factors, "rank_metric": ranking.metric,
+        "direction": DIRECTIONS[ranking.metric], "tie_test": ranking.tie_test, "rows": rows,
+        "settings": {m: r.settings for m, r in ranking.rankings.items()},
+        "main_effects": {m: [{"factor": e.factor, "level": e.level, **interval(e.interval)} for e in r.effects]
+                         for m, r in ranking.rankings.items()},
+        "interaction": {m: interval(r.interaction) for m, r in ranking.rankings.items()},
+        "missing": {str(k): v for k, v in ranking.missing.items()},
+    }
