@@ -170,10 +170,10 @@ def test_ablate_eval_on_finish_through_the_worker_then_rank_and_retry_a_failed_e
 def test_eval_on_finish_is_checked_before_anything_is_queued(workdir, cli, pcam):
     from conftest import TINY
 
-    for extra, message in ((["--eval-on-finish", "kid"], "no PCam classifier for"),
+    for extra, message in ((["--eval-on-finish", "kid", "--eval-n", "8"], "no PCam classifier for"),
                            (["--eval-on-finish", "nll", "--eval-n", "17"], "--eval-n 17: the test split of"),
                            (["--eval-on-finish", "nll,beauty"], "--metrics: unknown metric 'beauty'"),
-                           (["--eval-on-finish", "class"], "class fidelity needs --conditional runs")):
+                           (["--eval-on-finish", "class", "--eval-n", "8"], "class fidelity needs --conditional runs")):
         r = cli("ablate", "--data", pcam, *TINY, "--schedule", "linear,cosine", *extra)
         assert r.code == 2 and message in r.err and len(r.err.strip().splitlines()) == 1, (extra, r)
     assert not (workdir / "runs.db").exists()

@@ -116,12 +116,12 @@ def plan_eval_on_finish(store: Store, metrics: str, n: int, nll_timesteps: str, 
         if n > available:
             raise BadInput(f"--eval-n {n}: the test split of {cfg.data} has only {available} patches of class "
                            f"{cfg.classes!r}")
+        if "class" in names and not cfg.conditional and cfg.classes == "both":
+            raise BadInput("--eval-on-finish class: class fidelity needs --conditional runs or runs on a single class")
         if any(m in FEATURE_METRICS for m in names) and matching_classifier(store, cfg) is None:
             raise BadInput(f"--eval-on-finish {metrics}: no PCam classifier for {cfg.data} at {cfg.image_size} px yet: "
                            f"train one first with `ddpm-tui classifier train --data {cfg.data} --image-size "
                            f"{cfg.image_size}`")
-        if "class" in names and not cfg.conditional and cfg.classes == "both":
-            raise BadInput("--eval-on-finish class: class fidelity needs --conditional runs or runs on a single class")
     return EvalOnFinish(",".join(names), n, str(nll_timesteps))
 
 
