@@ -90,13 +90,12 @@ async def test_queue_a_grid_and_watch_it_by_configuration(tui_app, tmp_path):
         assert screen.query_one("#sweep-select", Select).value == sweeps[0].id
         rows = [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
         labels = [str(c.label) for c in table.columns.values()]
-        assert labels[:2] == ["attention", "schedule"] and "NLL b/d ±CI" in labels and "FID ±CI" in labels
+        assert labels[:2] == ["attention", "schedule"] and labels[-1] == "loss~ n.c."
         for row in rows:
             assert row[2] == "2" and row[5] == "2"  # runs, queued
-            assert row[-3:] == ["-", "-", "-"]
         assert {(r[0], r[1]) for r in rows} == {(a, s) for s in ("linear", "cosine") for a in ("none", "full")}
         summary = str(screen.query_one("#sweep-summary", Static).render())
-        assert "8 runs" in summary and "4 configuration(s)" in summary
+        assert "8 runs" in summary and "4 configuration(s)" in summary and "no evaluations yet" in summary
 
         # progress and loss update on the next refresh
         first = runs[0]
@@ -107,6 +106,31 @@ async def test_queue_a_grid_and_watch_it_by_configuration(tui_app, tmp_path):
                        timeout=6)
         row = next([str(c) for c in table.get_row_at(i)] for i in range(4) if str(table.get_row_at(i)[4]) == "1")
         assert row[7] == "25%" and row[8] == "0.5000"
+
+        # evaluations land while the view is open: a metric column appears, best configuration first
+        nll = {("none", "linear"): [3.0, 3.1], ("none", "cosine"): [3.05, 3.12], ("full", "linear"): [5.0, 5.2],
+               ("full", "cosine"): [6.0, 6.1]}
+        seen: dict = {}
+        for r in sorted(runs, key=lambda r: r.id):
+            key = (r.config["attention"], r.config["schedule"])
+            value = nll[key][seen.setdefault(key, 0)]
+            seen[key] += 1
+            queries.add_evaluation(store, r.id, "nll", value, value - 0.1, value + 0.1, 64, "test", 0,
+                                   {"per_image": [value] * 4})
+        await wait_for(pilot, lambda: any("NLL b/d" in str(c.label) for c in table.columns.values()), timeout=10)
+        await wait_for(pilot, lambda: table.row_count == 4)
+        labels = [str(c.label) for c in table.columns.values()]
+        assert "NLL b/d [95% CI] ↑" in labels
+        rows = [[str(c) for c in table.get_row_at(i)] for i in range(4)]
+        assert (rows[0][0], rows[0][1]) == ("none", "linear") and rows[0][-1].endswith(" =")
+        assert (rows[1][0], rows[1][1]) == ("none", "cosine") and rows[1][-1].endswith(" =")  # tied with the best
+        assert not rows[3][-1].endswith("=") and (rows[3][0], rows[3][1]) == ("full", "cosine")
+        summary = str(screen.query_one("#sweep-summary", Static).render())
+        assert "sorted by nll (lower is better, best first" in summary and "Holm" in summary
+        await pilot.press("O")
+        await wait_for(pilot, lambda: str(table.get_row_at(0)[1]) == "cosine" and str(table.get_row_at(0)[0]) == "full")
+        await pilot.press("o")
+        await wait_for(pilot, lambda: "NOT comparable" in str(screen.query_one("#sweep-summary", Static).render()))
         await pilot.press("escape")
         assert pilot.app.current_mode == "runs"
 

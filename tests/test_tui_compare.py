@@ -42,6 +42,9 @@ async def test_compare_overlays_runs_and_diffs_configs(tui_app):
         assert labels == ["status", "step", "loss~", "best", "schedule", "attention", "name"]
         assert [str(c) for c in table.get_row_at(4)] == ["schedule", "cosine", "linear", "cosine"]
         assert "seed-1" in str(screen.query_one("#compare-status", Static).render())
+        from ddpm_tui.tui.widgets.sample_view import SampleView
+        await wait_for(pilot, lambda: [v.path.name if v.path else None for v in screen.query(SampleView)]
+                       == ["step-00000100.png"] * 3, what="the three runs' sample grids side by side")
         await pilot.press("m")  # next metric
         assert screen.metric == "train/loss_smooth"
         await wait_for(pilot, lambda: screen.loaded and list(screen.series) and

@@ -52,6 +52,7 @@ class MetricRanking:
     settings: str
     effects: list[LevelEffect]
     interaction: Interval | None
+    mixed: bool = False  # its runs were evaluated with different settings (ranked only with mixed=True)
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,8 @@ def rank_sweep(store: Store, sweep_id: int | str | None = None, metric: str | No
                            f"them alike, or rank anyway with --mixed")
         configs = rank_configurations(values, DIRECTIONS[m])
         rankings[m] = MetricRanking(m, DIRECTIONS[m], configs, " | ".join(describe_settings(s) for s in by_settings),
-                                    main_effects(values, factors), interaction_2x2(configs, factors))
+                                    main_effects(values, factors), interaction_2x2(configs, factors),
+                                    len(by_settings) > 1)
     failed_jobs = {j.run_id: j.reason for j in queries.eval_jobs(store, [r.id for r in runs], status="failed")}
     missing = {r.id: (f"evaluation failed: {failed_jobs[r.id]}" if r.id in failed_jobs else r.status)
                for r in runs if key_metric not in latest.get(r.id, {})}

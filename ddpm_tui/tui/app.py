@@ -131,6 +131,8 @@ class DdpmApp(App):
             return b.kill(run_id).message
         if action == "resume":
             return f"run {run_id}: {b.resume(run_id).status}"
+        if action == "requeue":
+            return f"run {run_id}: {b.resume(run_id, queue=True).status} (a worker picks it up)"
         if action == "delete":
             b.delete(run_id)
             return f"run {run_id} deleted"

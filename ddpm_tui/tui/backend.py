@@ -118,7 +118,8 @@ class Backend:
             metrics += ["kid", "fid"] + (["class"] if cfg.conditional or cfg.classes != "both" else [])
         return ",".join(metrics)
 
-    def start_evaluation(self, run_ids: list[int], metrics: str | None = None, n: int = 128) -> int:
+    def start_evaluation(self, run_ids: list[int], metrics: str | None = None, n: int = 128,
+                         nll_timesteps: str = "all") -> int:
         """Check the request for every run, then evaluate them in a detached process (it outlives
         the TUI, as training does); returns its pid."""
         import time
@@ -130,9 +131,36 @@ class Backend:
 
         chosen = metrics or self.default_metrics(run_ids[0])
         for run_id in run_ids:
-            plan_evaluation(self.store, run_id, chosen, n)
+            plan_evaluation(self.store, run_id, chosen, n, nll_timesteps=nll_timesteps)
         log = Path(self.runs_dir) / "eval-logs" / f"{time.strftime('%Y%m%d-%H%M%S')}-runs-{'-'.join(map(str, run_ids))}.log"
-        return spawn_detached(job_command(run_ids, chosen, n), log, env=child_env(self.store)).pid
+        return spawn_detached(job_command(run_ids, chosen, n, nll_timesteps), log, env=child_env(self.store)).pid
+
+    def sweep_ranking(self, sweep_id: int):
+        """The sweep's ranking (core.rank.sweep; mixed settings are ranked and flagged), or None
+        while nothing of it is evaluated."""
+        from core.errors import BadInput
+        from core.rank.sweep import rank_sweep
+
+        try:
+            return rank_sweep(self.store, sweep_id, mixed=True)
+        except BadInput:
+            return None
+
+    def evaluate_sweep_missing(self, sweep_id: int) -> tuple[list[int], int | None]:
+        """Start a detached evaluation of the sweep's finished runs that lack its metrics (its
+        --eval-on-finish ones, or the defaults); returns (run ids, pid)."""
+        sweep = queries.get_sweep(self.store, sweep_id)
+        spec = (sweep.spec or {}).get("eval_on_finish") or {}
+        finished = queries.list_runs(self.store, status="finished", sweep_id=sweep_id)
+        if not finished:
+            return [], None
+        metrics = spec.get("metrics") or self.default_metrics(finished[0].id)
+        latest = queries.latest_evaluations(self.store, [r.id for r in finished])
+        wanted = [{"ssim": "ssim_memorisation", "class": "class_fidelity"}.get(m, m) for m in metrics.split(",")]
+        missing = [r.id for r in finished if any(m not in latest.get(r.id, {}) for m in wanted)]
+        if not missing:
+            return [], None
+        return missing, self.start_evaluation(missing, metrics, spec.get("n", 128), spec.get("nll_timesteps", "all"))
 
     # ---- blind test (screens/blind.py) ------------------------------------------------------------
     def blind_tests(self, run_id: int | None = None) -> list[dict]:

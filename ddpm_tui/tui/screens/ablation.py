@@ -21,12 +21,14 @@ from core.runner.sweeps import LIST_VALUED, configuration_key, expand_grid, grid
 from core.text import printable
 from ddpm_tui.tui.screens.dialogs import ConfirmDialog
 from ddpm_tui.tui.screens.launch import PRESETS
+from ddpm_tui.tui.screens.runs import fmt_duration
 from ddpm_tui.tui.widgets.plain import PlainTable, plain
 
-# room for the evaluation issue: mean and 95% CI per configuration, "-" until runs are evaluated
-METRIC_COLUMNS = [("nll", "NLL b/d ±CI"), ("ssim", "SSIM ±CI"), ("fid", "FID ±CI")]
+# every evaluated metric gets a column: mean [95% CI] over seeds, "=" when tied with the best
+METRIC_LABELS = {"nll": "NLL b/d", "kid": "KID", "fid": "FID", "ssim_memorisation": "SSIM mem",
+                 "ssim_diversity": "SSIM div", "class_fidelity": "class fid"}
 COUNT_COLUMNS = [("runs", "runs"), ("finished", "done"), ("running", "run"), ("queued", "queued"),
-                 ("other", "fail/stop"), ("progress", "progress"), ("loss", "loss~"), ("best", "best")]
+                 ("other", "fail/stop"), ("progress", "progress"), ("loss", "loss~ n.c.")]
 IGNORED_AXES = ("seed", "name", "tag")
 MAX_RUNS = 1000  # more than this at once from a form is almost surely a typo
 
@@ -112,14 +114,48 @@ def _fmt(value: float | None, digits: int = 4) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def row_cells(row: dict, axes: list[str]) -> list:
+def metric_cell(stats) -> Text:
+    if stats is None:
+        return Text("-")
+    i = stats.interval
+    return Text(f"{i.value:.4g} [{i.low:.3g},{i.high:.3g}]{' =' if stats.tied else ''}",
+                style="bold" if stats.tied else "")
+
+
+def row_cells(row: dict, axes: list[str], metrics: list[str] = (), ranking=None) -> list:
+    stats = {m: {c.config: c for c in ranking.rankings[m].configs} for m in metrics} if ranking else {}
     return [*(str(row["values"][a]) for a in axes), str(row["runs"]),
             Text(str(row["finished"]), style="blue" if row["finished"] else ""),
             Text(str(row["running"]), style="bold green" if row["running"] else ""),
             Text(str(row["queued"]), style="yellow" if row["queued"] else ""),
             Text(str(row["other"]), style="bold red" if row["other"] else ""),
             "-" if row["progress"] is None else f"{100 * row['progress']:.0f}%",
-            _fmt(row["loss"]), _fmt(row["best"]), *("-" for _ in METRIC_COLUMNS)]
+            _fmt(row["loss"]), *(metric_cell(stats[m].get(row["key"])) for m in metrics)]
+
+
+def sort_rows(rows: list[dict], key: str, reverse: bool, ranking) -> list[dict]:
+    """Rows by a metric's configuration mean (in its own direction; `reverse` flips it) or by the
+    smoothed training loss; configurations without a value last."""
+    if key == "loss":
+        value = {id(r): r["loss"] for r in rows}
+        direction = 1
+    else:
+        means = {c.config: c.interval.value for c in ranking.rankings[key].configs}
+        value = {id(r): means.get(r["key"]) for r in rows}
+        direction = 1 if ranking.rankings[key].direction == "lower" else -1
+    present = sorted((r for r in rows if value[id(r)] is not None), key=lambda r: direction * value[id(r)],
+                     reverse=reverse)
+    return present + [r for r in rows if value[id(r)] is None]
+
+
+def sweep_progress(records: list[dict]) -> tuple[float | None, float | None]:
+    """(fraction of all steps done, seconds left at the running runs' current speed)."""
+    total = sum(r["total_steps"] for r in records)
+    done = sum(min(r["step"], r["total_steps"]) for r in records)
+    running = [r for r in records if r["status"] == "running" and r.get("img_per_s")]
+    rate = sum(r["img_per_s"] / r["config"].get("batch_size", 1) for r in running)  # steps per second
+    left = sum(max(0, r["total_steps"] - r["step"]) for r in records if r["status"] in ("running", "queued"))
+    return (done / total if total else None), (left / rate if rate else None)
 
 
 class AblationScreen(Screen):
@@ -128,6 +164,11 @@ class AblationScreen(Screen):
         Binding("ctrl+t", "worker", "Start worker", key_display="^T"),
         Binding("ctrl+g", "toggle_tab", "Grid/Sweeps", key_display="^G"),
         Binding("escape", "app.switch_mode('runs')", "Back"),
+        Binding("o", "cycle_sort", "Sort", show=False),
+        Binding("O", "reverse_sort", "Reverse sort", show=False),
+        Binding("E", "evaluate_missing", "Evaluate missing", show=False),
+        Binding("S", "stop_sweep", "Stop sweep", show=False),
+        Binding("R", "requeue_failed", "Requeue failed", show=False),
     ]
 
     def __init__(self):
@@ -138,6 +179,10 @@ class AblationScreen(Screen):
         self.shown_sweeps: list[tuple] = []
         self.busy = False
         self.pending_sweep: int | None = None
+        self.ranking = None  # core.rank.sweep.SweepRanking of the selected sweep, once it has evaluations
+        self.sort_key: str | None = None  # None: the ranking's own key
+        self.sort_reverse = False
+        self.shown_rows: list[dict] = []
 
     # ---- layout -------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -291,16 +336,19 @@ class AblationScreen(Screen):
     def refresh_sweeps(self) -> None:
         if not self.is_current and self.sweeps:
             return  # another mode is showing: no need to read the store
+        chosen = self.selected_sweep()
         try:
             sweeps = [{"id": s.id, "name": s.name, "spec": s.spec or {}} for s in self.app.backend.sweeps()]
             records = [r for r in self.app.backend.runs() if r.get("sweep_id") is not None]
+            wanted = self.pending_sweep or (chosen["id"] if chosen else (sweeps[-1]["id"] if sweeps else None))
+            ranking = self.app.backend.sweep_ranking(wanted) if wanted is not None else None
         except Exception as exc:  # a locked, busy or broken store must not take the app down
             self.app.call_from_thread(self.app.report_error, "reading sweeps", exc)
             return
-        self.app.call_from_thread(self.apply, sweeps, records)
+        self.app.call_from_thread(self.apply, sweeps, records, ranking)
 
-    def apply(self, sweeps: list[dict], records: list[dict]) -> None:
-        self.sweeps, self.records = sweeps, records
+    def apply(self, sweeps: list[dict], records: list[dict], ranking=None) -> None:
+        self.sweeps, self.records, self.ranking = sweeps, records, ranking
         counts: dict[int, int] = {}
         for r in records:
             counts[r["sweep_id"]] = counts.get(r["sweep_id"], 0) + 1
@@ -325,6 +373,10 @@ class AblationScreen(Screen):
 
     @on(Select.Changed, "#sweep-select")
     def sweep_chosen(self) -> None:
+        sweep = self.selected_sweep()
+        if self.ranking is not None and (sweep is None or self.ranking.sweep_id != sweep["id"]):
+            self.ranking = None
+            self.refresh_sweeps()
         self.render_sweep()
 
     def selected_sweep(self) -> dict | None:
@@ -332,6 +384,15 @@ class AblationScreen(Screen):
         if select.is_blank():
             return None
         return next((s for s in self.sweeps if s["id"] == select.value), None)
+
+    def sort_choices(self) -> list[str]:
+        return [*(self.ranking.rankings if self.ranking else []), "loss"]
+
+    def current_sort(self) -> str | None:
+        choices = self.sort_choices()
+        if self.sort_key in choices:
+            return self.sort_key
+        return self.ranking.metric if self.ranking else None
 
     def render_sweep(self) -> None:
         table = self.query_one("#sweep-table", DataTable)
@@ -344,25 +405,113 @@ class AblationScreen(Screen):
             return
         records = [r for r in self.records if r["sweep_id"] == sweep["id"]]
         axes = sweep_axes(sweep["spec"], records)
-        columns = [*axes, *(k for k, _ in COUNT_COLUMNS), *(k for k, _ in METRIC_COLUMNS)]
+        ranking = self.ranking if self.ranking is not None and self.ranking.sweep_id == sweep["id"] else None
+        metrics = list(ranking.rankings) if ranking else []
+        sort = self.current_sort() if ranking else None
+        columns = [*axes, *(k for k, _ in COUNT_COLUMNS), *metrics, sort, self.sort_reverse]
         if columns != self.shown_columns:
             table.clear(columns=True)
             for a in axes:
                 table.add_column(a, key=a)
-            for key, label in [*COUNT_COLUMNS, *METRIC_COLUMNS]:
-                table.add_column(label, key=key)
+            for key, label in COUNT_COLUMNS:
+                table.add_column(label + (" ↕" if key == sort else ""), key=key)
+            for m in metrics:
+                arrow = (" ↓" if self.sort_reverse else " ↑") if m == sort else ""
+                table.add_column(f"{METRIC_LABELS.get(m, m)} [95% CI]{arrow}", key=m)
             self.shown_columns = columns
         rows = group_runs(records, axes)
+        if sort:
+            rows = sort_rows(rows, sort, self.sort_reverse, ranking)
+        self.shown_rows = rows
         cursor = table.cursor_row
         table.clear()
         for row in rows:
-            table.add_row(*row_cells(row, axes), key=repr(row["key"]))
+            table.add_row(*row_cells(row, axes, metrics, ranking), key=repr(row["key"]))
         if rows:
             table.move_cursor(row=min(cursor, len(rows) - 1))
+        summary.update(self.summary_text(sweep, records, axes, rows, ranking, sort))
+
+    def summary_text(self, sweep, records, axes, rows, ranking, sort) -> Text:
         statuses: dict[str, int] = {}
         for r in records:
             statuses[r["status"]] = statuses.get(r["status"], 0) + 1
         status_text = ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())) or "no runs"
-        summary.update(f"[b]sweep {sweep['id']}[/b] {escape(printable(sweep['name'] or ''))} over "
-                       f"{escape(', '.join(axes) or 'seeds only')}: {len(rows)} configuration(s), "
-                       f"{len(records)} runs ({status_text}). NLL/SSIM/FID: mean ± 95% CI after evaluation.")
+        done, eta = sweep_progress(records)
+        text = Text.assemble((f"sweep {sweep['id']} ", "bold"), printable(sweep["name"] or ""),
+                             f" over {', '.join(axes) or 'seeds only'}: {len(rows)} configuration(s), "
+                             f"{len(records)} runs ({status_text})")
+        if done is not None:
+            text.append(f", {100 * done:.0f}% of steps done" + (f", ETA {fmt_duration(eta)}" if eta else ""))
+        if ranking is None:
+            text.append("\nno evaluations yet: E evaluates the finished runs (or queue sweeps with --eval-on-finish)",
+                        style="dim")
+        elif sort == "loss":
+            text.append("\nsorted by the smoothed training loss: NOT comparable across noise schedules; o: next key",
+                        style="bold yellow")
+        else:
+            r = ranking.rankings[sort]
+            order = ("worst first" if self.sort_reverse else "best first")
+            text.append(f"\nsorted by {sort} ({r.direction} is better, {order}; o/O: key/order); "
+                        f"= tied with the best: Welch t-tests vs the best, Holm-corrected", style="dim")
+            if r.mixed:
+                text.append(f"\n{sort} was evaluated with mixed settings: {r.settings}", style="bold red")
+        return text
+
+    # ---- sweep keys ------------------------------------------------------------------------------
+    def action_cycle_sort(self) -> None:
+        choices = self.sort_choices()
+        current = self.current_sort()
+        self.sort_key = choices[(choices.index(current) + 1) % len(choices)] if current in choices else choices[0]
+        self.render_sweep()
+
+    def action_reverse_sort(self) -> None:
+        self.sort_reverse = not self.sort_reverse
+        self.render_sweep()
+
+    @on(DataTable.RowSelected, "#sweep-table")
+    def configuration_chosen(self, event: DataTable.RowSelected) -> None:
+        """Enter on a configuration opens its runs side by side (loss curves, config, samples)."""
+        row = next((r for r in self.shown_rows if repr(r["key"]) == event.row_key.value), None)
+        if row is None:
+            return
+        if len(row["run_ids"]) >= 2:
+            self.app.open_compare(row["run_ids"])
+        else:
+            self.app.open_run(row["run_ids"][0])
+
+    def sweep_run_ids(self, *statuses: str) -> list[int]:
+        sweep = self.selected_sweep()
+        if sweep is None:
+            return []
+        return [r["id"] for r in self.records if r["sweep_id"] == sweep["id"] and (not statuses or r["status"] in statuses)]
+
+    def action_evaluate_missing(self) -> None:
+        sweep = self.selected_sweep()
+        if sweep is not None:
+            self.evaluate_missing(sweep["id"])
+
+    @work(thread=True, group="sweep-actions")
+    def evaluate_missing(self, sweep_id: int) -> None:
+        try:
+            ids, pid = self.app.backend.evaluate_sweep_missing(sweep_id)
+        except Exception as exc:
+            self.app.call_from_thread(self.app.report_error, f"evaluate sweep {sweep_id}", exc)
+            return
+        message = (f"sweep {sweep_id}: evaluating runs {', '.join(map(str, ids))} in the background (pid {pid})"
+                   if ids else f"sweep {sweep_id}: every finished run is evaluated")
+        self.app.call_from_thread(self.notify, message)
+
+    def action_stop_sweep(self) -> None:
+        ids = self.sweep_run_ids("running")
+        if not ids:
+            self.notify("no running run in this sweep", severity="warning")
+            return
+        self.app.push_screen(ConfirmDialog(f"Stop the sweep's {len(ids)} running run(s)? They checkpoint and can be "
+                                           "resumed."), lambda ok: ok and self.app.act_on_runs("stop", ids))
+
+    def action_requeue_failed(self) -> None:
+        ids = self.sweep_run_ids("failed", "crashed", "killed", "stopped")
+        if not ids:
+            self.notify("no failed, crashed, killed or stopped run in this sweep", severity="warning")
+            return
+        self.app.act_on_runs("requeue", ids)

@@ -8,6 +8,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
@@ -15,6 +16,9 @@ from core.text import printable
 from ddpm_tui.tui.screens.chart_controls import CHART_BINDINGS, ChartControls
 from ddpm_tui.tui.screens.runs import STATUS_STYLE, fmt_float
 from ddpm_tui.tui.widgets.loss_chart import LossChart
+from ddpm_tui.tui.widgets.sample_view import SampleView
+
+MAX_SAMPLE_VIEWS = 4
 from ddpm_tui.tui.widgets.plain import PlainTable
 
 HOW_TO = "Nothing to compare yet: in the runs view (1) select two or more runs with space, then press c."
@@ -64,6 +68,7 @@ class CompareScreen(ChartControls, Screen):
         yield Static("", id="compare-status")
         yield Static(HOW_TO, id="compare-empty", classes="hidden")
         yield LossChart(id="compare-chart")
+        yield Horizontal(id="compare-samples")
         yield PlainTable(id="compare-diff", cursor_type="column", zebra_stripes=True)
         yield Footer()
 
@@ -90,6 +95,7 @@ class CompareScreen(ChartControls, Screen):
         enough = self.enough()
         self.query_one("#compare-empty", Static).set_class(enough, "hidden")
         self.query_one("#compare-chart", LossChart).set_class(not enough, "hidden")
+        self.query_one("#compare-samples", Horizontal).set_class(not enough, "hidden")
         self.query_one("#compare-diff", DataTable).set_class(not enough, "hidden")
         if not enough:
             self.query_one("#compare-status", Static).update("compare: fewer than two runs chosen")
@@ -104,7 +110,7 @@ class CompareScreen(ChartControls, Screen):
         if len(run_ids) < 2:
             return
         backend = self.app.backend
-        records, series, keys, missing = [], {}, [], []
+        records, series, keys, missing, samples = [], {}, [], [], {}
         try:
             for run_id in run_ids:
                 try:
@@ -115,6 +121,7 @@ class CompareScreen(ChartControls, Screen):
                         continue
                     raise
                 records.append(record)
+                samples[run_id] = backend.latest_samples(run_id)
                 steps, values, walls = backend.series(run_id, metric)
                 if wall_x and walls:
                     xs = [(w - walls[0]) / 60 for w in walls]
@@ -125,18 +132,35 @@ class CompareScreen(ChartControls, Screen):
         except Exception as exc:  # a locked or broken store must not take the app down
             self.app.call_from_thread(self.app.report_error, "reading runs to compare", exc)
             return
-        self.app.call_from_thread(self.apply, run_ids, metric, wall_x, records, series, sorted(keys), missing)
+        self.app.call_from_thread(self.apply, run_ids, metric, wall_x, records, series, sorted(keys), missing, samples)
 
-    def apply(self, run_ids, metric, wall_x, records, series, keys, missing) -> None:
+    def apply(self, run_ids, metric, wall_x, records, series, keys, missing, samples=None) -> None:
         if run_ids != self.run_ids or metric != self.metric or wall_x != self.wall_x:
             return  # the choice changed while reading; the next refresh draws it
         self.records, self.series, self.keys, self.missing, self.loaded = records, series, keys, missing, True
         self.draw_chart()
+        self.draw_samples(samples or {})
         self.draw_diff()
         self.draw_status()
 
+    def draw_samples(self, samples: dict) -> None:
+        """The newest sample grid of the first MAX_SAMPLE_VIEWS runs, side by side."""
+        strip = self.query_one("#compare-samples", Horizontal)
+        wanted = [r["id"] for r in self.records][:MAX_SAMPLE_VIEWS]
+        views = list(strip.query(SampleView))
+        if [v.run_id for v in views] != wanted:
+            strip.remove_children()
+            views = [SampleView(classes="compare-sample") for _ in wanted]
+            for view, run_id in zip(views, wanted):
+                view.run_id = run_id
+            strip.mount_all(views)
+            self.call_after_refresh(self.draw_samples, samples)
+            return
+        for view in views:
+            view.show(samples.get(view.run_id))
+
     def draw_status(self) -> None:
-        names = "  ".join(f"{r['id']} {r['name']}" for r in self.records)
+        names = "  ".join(printable(f"{r['id']} {r['name']}") for r in self.records)
         gone = f"  (gone: {', '.join(map(str, self.missing))})" if self.missing else ""
         flags = "".join([", log-y" if self.log_y else "", ", smoothed" if self.smooth else "",
                          ", x: minutes" if self.wall_x else ""])
