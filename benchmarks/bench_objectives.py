@@ -6,15 +6,18 @@ per-channel colour Wasserstein-1 distance (grey levels) to 256 training patches,
 distance for 16 real patches (real vs. real). Datasets: the demo set, and the 15 real PCam patches
 that ship with the project.
 
-    .venv/bin/python benchmarks/bench_objectives.py --json
+    .venv/bin/python benchmarks/bench_objectives.py --json [--eval]
 
-Takes about 25 minutes on 2 CPU cores; --json appends the record to
+Takes about 25 minutes on 2 CPU cores (35 with --eval: KID in a PCam classifier's features and
+the estimated bits/dim at the last step); --json appends the record to
 benchmarks/results/objectives.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import functools
 import itertools
 import json
 import platform
@@ -36,7 +39,12 @@ from core.data import open_split, resolve_data, to_model_input  # noqa: E402
 from core.data.demo import real_patches  # noqa: E402
 from core.data.sources import pcam_paths  # noqa: E402
 from core.data.transforms import to_uint8  # noqa: E402
+from core.evaluate import distances  # noqa: E402
+from core.evaluate.classifier import held_out_patches, predict, train_classifier  # noqa: E402
 from core.evaluate.colour import colour_w1  # noqa: E402
+from core.evaluate.nll import variational_bound  # noqa: E402
+from core.inference import for_inference  # noqa: E402
+from core.stats import mean_ci  # noqa: E402
 from core.sample import generate  # noqa: E402
 from core.train.trainer import Trainer  # noqa: E402
 
@@ -76,8 +84,22 @@ def real_vs_real(root: Path, cfg: TrainConfig, seeds: int = 5) -> list[float]:
     return out
 
 
+def final_scores(trainer: Trainer, classifier, real_test: np.ndarray) -> dict:
+    """At the last step: KID of 128 DDIM-50 samples against the 128 test patches in the PCam
+    classifier's features, and the bits/dim bound estimated from 50 timesteps per test patch."""
+    net = for_inference(copy.deepcopy(trainer.ema), torch.device("cpu"))
+    with torch.inference_mode():
+        samples = generate(net, trainer.diffusion, len(real_test), real_test.shape[1], "ddim", 50, seed=99).images
+    kid, _ = distances.kid(predict(classifier, samples)[0], predict(classifier, real_test)[0])
+    x0 = torch.from_numpy(real_test).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    bound = mean_ci(variational_bound(lambda x, t, y: net(x, t), trainer.diffusion, x0, timesteps=50, seed=0,
+                                      max_batch=64).total)
+    return {"kid": [round(v, 4) for v in (kid.value, kid.low, kid.high)],
+            "nll_bpd_estimate": [round(v, 4) for v in (bound.value, bound.low, bound.high)]}
+
+
 def run_one(root: Path, data_name: str, objective: str, schedule: str, seed: int, checkpoints: list[int],
-            reference: np.ndarray, work: Path, **overrides) -> dict:
+            reference: np.ndarray, work: Path, scorer=None, **overrides) -> dict:
     cfg = TrainConfig(**dict(DEMO_PRESET, data=str(root), objective=objective, schedule=schedule, seed=seed,
                              max_steps=max(checkpoints), sample_every=0, eval_every=0, ckpt_every=10**6,
                              device="cpu", **overrides)).validate()
@@ -94,6 +116,10 @@ def run_one(root: Path, data_name: str, objective: str, schedule: str, seed: int
                        "w1_mean": round(float(w1.mean()), 2)})
         print(f"  {data_name:<5} {objective:<4} {schedule:<7} seed {seed} {overrides or ''} step {steps:>4} "
               f"({elapsed:5.0f} s): W1 R/G/B {' / '.join(f'{v:.1f}' for v in w1)}", flush=True)
+    if scorer is not None:
+        points[-1].update(scorer(trainer))
+        print(f"  {'':<5} at step {checkpoints[-1]}: KID {points[-1]['kid']}, bits/dim (estimate) "
+              f"{points[-1]['nll_bpd_estimate']}", flush=True)
     trainer.close()
     return {"data": data_name, "objective": objective, "schedule": schedule, "seed": seed,
             "overrides": overrides, "points": points}
@@ -106,6 +132,8 @@ def main() -> None:
     parser.add_argument("--objectives", default="eps,v,x0")
     parser.add_argument("--schedules", default="cosine,linear")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--eval", action="store_true",
+                        help="also KID (in a PCam classifier's features) and bits/dim at the last step, on the demo data")
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
     checkpoints = [int(s) for s in args.steps.split(",")]
@@ -114,6 +142,12 @@ def main() -> None:
         work = Path(tmp)
         datasets = {"demo": resolve_data("demo"), "real": real_dataset(Path(tempfile.mkdtemp(dir=tmp)))}
         base = TrainConfig(**DEMO_PRESET)
+        scorer = None
+        if args.eval:
+            classifier, report = train_classifier(datasets["demo"], base.image_size, base.preprocess, 600)
+            print(f"classifier: accuracy {report.accuracy:.3f}, ROC AUC {report.auc:.3f}", flush=True)
+            real_test, _ = held_out_patches(datasets["demo"], "test", base.image_size, base.preprocess)
+            scorer = functools.partial(final_scores, classifier=classifier, real_test=real_test)
         for name, root in datasets.items():
             reference = training_patches(root, base, 256, 0)
             refs[name] = real_vs_real(root, base)
@@ -122,7 +156,8 @@ def main() -> None:
             seeds = range(args.seeds) if name == "demo" else range(1)
             schedules = args.schedules.split(",") if name == "demo" else ["cosine"]
             for objective, schedule, seed in itertools.product(args.objectives.split(","), schedules, seeds):
-                results.append(run_one(root, name, objective, schedule, seed, checkpoints, reference, work))
+                results.append(run_one(root, name, objective, schedule, seed, checkpoints, reference, work,
+                                       scorer if name == "demo" else None))
             if name == "demo":  # the preset's learning rate and EMA against the alternatives
                 for overrides in ({"lr": 2e-4}, {"ema_decay": 0.999}):
                     results.append(run_one(root, name, "v", "cosine", 0, checkpoints, reference, work, **overrides))

@@ -411,8 +411,9 @@ def ranking_lines(ranking) -> list[str]:
                                                   f"{e.interval.high:.4g}]" for e in levels))
     if key.interaction is not None:
         i = key.interaction
-        lines.append(f"interaction {' x '.join(ranking.factors)} ((a1b1 - a1b2) - (a2b1 - a2b2)): {i.value:.4g} "
-                     f"[{i.low:.4g}, {i.high:.4g}]")
+        (a1, a2), (b1, b2) = (sorted({c.config[k] for c in key.configs}, key=str) for k in (0, 1))
+        lines.append(f"interaction {' x '.join(ranking.factors)}, ({a1},{b1} - {a1},{b2}) - ({a2},{b1} - {a2},{b2}): "
+                     f"{i.value:.4g} [{i.low:.4g}, {i.high:.4g}]")
     if ranking.missing:
         lines.append(f"without {ranking.metric}: " + ", ".join(f"run {k} ({printable(v)})"
                                                               for k, v in ranking.missing.items()))

@@ -205,3 +205,16 @@ def run_on_pty(args: list[str], cwd: Path, timeout: float = 120.0, size=(100, 30
     os.close(master)
     code = proc.wait(timeout=30)
     return code, b"".join(chunks).decode("utf-8", "replace").replace("\r", "")
+
+
+def poll_until(predicate, timeout: float = 60.0, every: float = 0.1):
+    """Call `predicate` until it returns something truthy (returned), or fail after `timeout` s."""
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("condition not reached in time")

@@ -10,23 +10,13 @@ import time
 
 import pytest
 
-from conftest import TINY
+from conftest import TINY, poll_until as wait_for
 from core.runner.liveness import reconcile, running_fields
 from core.runner.processes import pid_alive
 from core.runner.run_lock import RunDirLock, trainer_holding
 from core.store import Store, queries
 from core.errors import BadInput
 from core.train.run import execute_run
-
-
-def wait_for(predicate, timeout=60.0, every=0.1):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("condition not reached in time")
 
 
 @pytest.fixture

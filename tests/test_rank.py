@@ -177,3 +177,15 @@ def test_eval_on_finish_is_checked_before_anything_is_queued(workdir, cli, pcam)
         r = cli("ablate", "--data", pcam, *TINY, "--schedule", "linear,cosine", *extra)
         assert r.code == 2 and message in r.err and len(r.err.strip().splitlines()) == 1, (extra, r)
     assert not (workdir / "runs.db").exists()
+
+
+@pytest.mark.parametrize("df", [1, 2, 3, 4.5, 8, 30, 200, 5000])
+def test_student_t_without_scipy_stats_matches_scipy(df):
+    from scipy.stats import t
+
+    from core.stats import student_t_cdf, student_t_quantile
+
+    for p in (0.5, 0.6, 0.9, 0.975, 0.995, 0.9999, 0.025):
+        assert student_t_quantile(p, df) == pytest.approx(t.ppf(p, df), rel=1e-9, abs=1e-12)
+    for x in (-40.0, -3.674, -1.0, 0.0, 0.3, 2.0, 10.0):
+        assert student_t_cdf(x, df) == pytest.approx(t.cdf(x, df), rel=1e-9, abs=1e-14)

@@ -12,22 +12,12 @@ import time
 
 import pytest
 
-from conftest import TINY
+from conftest import TINY, poll_until as wait_for
 from core.runner.processes import pid_alive
 from core.runner.worker import claim_next
 from core.store import Store
 from core.store import queries
 from core.train import checkpoint as ckpt
-
-
-def wait_for(predicate, timeout=60.0, every=0.1):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("condition not reached in time")
 
 
 def listed(cli, **filters):

@@ -127,6 +127,10 @@ async def test_queue_a_grid_and_watch_it_by_configuration(tui_app, tmp_path):
         assert not rows[3][-1].endswith("=") and (rows[3][0], rows[3][1]) == ("full", "cosine")
         summary = str(screen.query_one("#sweep-summary", Static).render())
         assert "sorted by nll (lower is better, best first" in summary and "Holm" in summary
+        queries.queue_eval_job(store, runs[0].id, "kid", 64)
+        queries.set_eval_job(store, queries.eval_jobs(store)[0].id, status="failed", reason="no classifier")
+        await wait_for(pilot, lambda: "evaluations 1 failed (E retries" in str(
+            screen.query_one("#sweep-summary", Static).render()), timeout=10)
         await pilot.press("O")
         await wait_for(pilot, lambda: str(table.get_row_at(0)[1]) == "cosine" and str(table.get_row_at(0)[0]) == "full")
         await pilot.press("o")

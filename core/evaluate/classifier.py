@@ -129,7 +129,7 @@ def train_classifier(root: Path, image_size: int, preprocess: str, steps: int, b
             loss.backward()
             optimizer.step()
             if on_step:
-                on_step(step, float(loss))
+                on_step(step, float(loss.detach()))
         stream.close()
     finally:
         source.close()

@@ -15,11 +15,10 @@ are tied with the best, and the main effects of the factors.
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 
-import numpy as np
-
-from core.stats import Interval, bootstrap_ci, mean_ci
+from core.stats import Interval, bootstrap_ci, mean_ci, student_t_cdf, student_t_quantile
 
 # which way is better, per metric (training loss is never a rank key: its scale depends on the schedule)
 DIRECTIONS = {"nll": "lower", "kid": "lower", "fid": "lower", "ssim_memorisation": "lower",
@@ -49,12 +48,14 @@ class ConfigStats:
 
 def configuration_stats(runs: list[RunValue], seed: int = 0) -> ConfigStats:
     """Mean and 95% interval of one configuration's runs."""
-    values = np.array([r.value for r in runs])
+    values = [r.value for r in runs]
     ids = tuple(r.run_id for r in runs)
     if len(runs) >= 2:
         return ConfigStats(runs[0].config, ids, tuple(values), mean_ci(values), f"t over {len(runs)} seeds")
     run = runs[0]
     if len(run.per_unit) >= 2:
+        import numpy as np
+
         units = np.asarray(run.per_unit, dtype=np.float64)
         interval = bootstrap_ci(lambda rng: float(units[rng.integers(0, len(units), len(units))].mean()),
                                 run.value, len(units), rounds=1000, seed=seed)
@@ -66,18 +67,16 @@ def configuration_stats(runs: list[RunValue], seed: int = 0) -> ConfigStats:
                                 1, "stored"), "1 seed: the evaluation's own interval")
 
 
-def welch_worse_p(best: np.ndarray, other: np.ndarray, direction: str) -> float:
+def welch_worse_p(best, other, direction: str) -> float:
     """One-sided Welch t-test p-value for 'other is worse than best' (larger when lower is better)."""
-    from scipy.stats import t as student_t
-
-    vb, vo = best.var(ddof=1) / len(best), other.var(ddof=1) / len(other)
+    vb, vo = statistics.variance(best) / len(best), statistics.variance(other) / len(other)
     se = math.sqrt(vb + vo)
-    diff = (other.mean() - best.mean()) if direction == "lower" else (best.mean() - other.mean())
+    diff = statistics.fmean(other) - statistics.fmean(best)
+    diff = diff if direction == "lower" else -diff
     if se == 0:
         return 0.0 if diff > 0 else 1.0
-    df = (vb + vo) ** 2 / ((vb ** 2 / (len(best) - 1) if len(best) > 1 else 0) +
-                           (vo ** 2 / (len(other) - 1) if len(other) > 1 else 0))
-    return float(student_t.sf(diff / se, df))
+    df = (vb + vo) ** 2 / (vb ** 2 / (len(best) - 1) + vo ** 2 / (len(other) - 1))
+    return student_t_cdf(-diff / se, df)
 
 
 def holm_rejections(p_values: list[float], alpha: float = ALPHA) -> list[bool]:
@@ -91,12 +90,12 @@ def holm_rejections(p_values: list[float], alpha: float = ALPHA) -> list[bool]:
     return rejected
 
 
-def comparison_samples(stats: ConfigStats, runs: list[RunValue]) -> np.ndarray | None:
+def comparison_samples(stats: ConfigStats, runs: list[RunValue]) -> list[float] | None:
     """What a configuration contributes to a test: its seed values, or one run's per-unit values."""
     if len(stats.values) >= 2:
-        return np.asarray(stats.values, dtype=np.float64)
+        return [float(v) for v in stats.values]
     units = runs[0].per_unit
-    return np.asarray(units, dtype=np.float64) if len(units) >= 2 else None
+    return [float(v) for v in units] if len(units) >= 2 else None
 
 
 def rank_configurations(runs: list[RunValue], direction: str, seed: int = 0) -> list[ConfigStats]:
@@ -151,21 +150,19 @@ def main_effects(runs: list[RunValue], factors: list[str]) -> list[LevelEffect]:
 def interaction_2x2(rows: list[ConfigStats], factors: list[str]) -> Interval | None:
     """For a 2x2 grid with at least 2 seeds per cell: (m11 - m12) - (m21 - m22), with a Welch
     t-interval (standard error from the four cells' seed variances, Satterthwaite degrees of freedom)."""
-    from scipy.stats import t as student_t
-
     if len(factors) != 2:
         return None
     a_levels = sorted({r.config[0] for r in rows}, key=str)
     b_levels = sorted({r.config[1] for r in rows}, key=str)
-    cells = {r.config: np.asarray(r.values, dtype=np.float64) for r in rows}
+    cells = {r.config: list(r.values) for r in rows}
     if len(a_levels) != 2 or len(b_levels) != 2 or len(cells) != 4 or min(len(v) for v in cells.values()) < 2:
         return None
     (a1, a2), (b1, b2) = a_levels, b_levels
-    m = {k: v.mean() for k, v in cells.items()}
+    m = {k: statistics.fmean(v) for k, v in cells.items()}
     value = (m[(a1, b1)] - m[(a1, b2)]) - (m[(a2, b1)] - m[(a2, b2)])
-    parts = [v.var(ddof=1) / len(v) for v in cells.values()]
+    parts = [statistics.variance(v) / len(v) for v in cells.values()]
     se = math.sqrt(sum(parts))
     df = sum(parts) ** 2 / sum(p ** 2 / (len(v) - 1) for p, v in zip(parts, cells.values()))
-    half = float(student_t.ppf(0.975, df)) * se
+    half = student_t_quantile(0.975, df) * se
     return Interval(float(value), float(value - half), float(value + half), sum(len(v) for v in cells.values()),
                     "Welch t")

@@ -146,6 +146,14 @@ class Backend:
         except BadInput:
             return None
 
+    def sweep_eval_jobs(self, sweep_id: int) -> dict[str, int]:
+        """How many of the sweep's queued evaluations are queued, running, finished, failed."""
+        ids = [r.id for r in queries.list_runs(self.store, sweep_id=sweep_id)]
+        counts: dict[str, int] = {}
+        for job in queries.eval_jobs(self.store, ids) if ids else []:
+            counts[job.status] = counts.get(job.status, 0) + 1
+        return counts
+
     def evaluate_sweep_missing(self, sweep_id: int) -> tuple[list[int], int | None]:
         """Start a detached evaluation of the sweep's finished runs that lack its metrics (its
         --eval-on-finish ones, or the defaults); returns (run ids, pid)."""

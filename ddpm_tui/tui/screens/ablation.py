@@ -183,6 +183,7 @@ class AblationScreen(Screen):
         self.sort_key: str | None = None  # None: the ranking's own key
         self.sort_reverse = False
         self.shown_rows: list[dict] = []
+        self.eval_jobs: dict[str, int] = {}  # the selected sweep's evaluation jobs per status
 
     # ---- layout -------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -342,13 +343,14 @@ class AblationScreen(Screen):
             records = [r for r in self.app.backend.runs() if r.get("sweep_id") is not None]
             wanted = self.pending_sweep or (chosen["id"] if chosen else (sweeps[-1]["id"] if sweeps else None))
             ranking = self.app.backend.sweep_ranking(wanted) if wanted is not None else None
+            jobs = self.app.backend.sweep_eval_jobs(wanted) if wanted is not None else {}
         except Exception as exc:  # a locked, busy or broken store must not take the app down
             self.app.call_from_thread(self.app.report_error, "reading sweeps", exc)
             return
-        self.app.call_from_thread(self.apply, sweeps, records, ranking)
+        self.app.call_from_thread(self.apply, sweeps, records, ranking, jobs)
 
-    def apply(self, sweeps: list[dict], records: list[dict], ranking=None) -> None:
-        self.sweeps, self.records, self.ranking = sweeps, records, ranking
+    def apply(self, sweeps: list[dict], records: list[dict], ranking=None, jobs: dict | None = None) -> None:
+        self.sweeps, self.records, self.ranking, self.eval_jobs = sweeps, records, ranking, jobs or {}
         counts: dict[int, int] = {}
         for r in records:
             counts[r["sweep_id"]] = counts.get(r["sweep_id"], 0) + 1
@@ -442,6 +444,10 @@ class AblationScreen(Screen):
                              f"{len(records)} runs ({status_text})")
         if done is not None:
             text.append(f", {100 * done:.0f}% of steps done" + (f", ETA {fmt_duration(eta)}" if eta else ""))
+        if self.eval_jobs:
+            text.append("; evaluations " + ", ".join(f"{n} {s}" for s, n in sorted(self.eval_jobs.items())))
+            if self.eval_jobs.get("failed"):
+                text.append(" (E retries the missing ones)", style="bold red")
         if ranking is None:
             text.append("\nno evaluations yet: E evaluates the finished runs (or queue sweeps with --eval-on-finish)",
                         style="dim")
