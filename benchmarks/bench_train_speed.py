@@ -1,9 +1,11 @@
-"""CPU training throughput: our UNet + GaussianDiffusion against lucidrains' denoising-diffusion-pytorch.
+"""Training throughput: our UNet + GaussianDiffusion against lucidrains' denoising-diffusion-pytorch.
 
-Both train at one matched config: 32x32x3 images, dim 64, dim_mults (1, 2, 4, 8), 2 res blocks per
+Both train at one matched config: 32x32x3 images (`--image-size`), dim 64, dim_mults (1, 2, 4, 8), 2 res blocks per
 level, linear attention at every level and full attention in the middle, eps objective (lucidrains'
 'pred_noise'), cosine schedule with 1000 steps, AdamW, batch 16, no dropout, fp32. Images are a fixed
 random batch (data loading is not measured). A training step is zero_grad, loss, backward, step.
+On CUDA (`--device cuda`) `--precision bf16` runs both forward passes under the same bf16 autocast,
+and each timing ends with a device synchronize.
 
 Both models live in this one process. After warm-up steps each, the script runs `--rounds` rounds;
 in every round each model trains `--steps` steps, the order swapping from round to round (ABBA), so
@@ -17,6 +19,8 @@ imports torchvision on load, which cannot import beside the CPU torch wheel; a s
 benchmarks/stubs/ is put first on sys.path, as its Unet and GaussianDiffusion never use torchvision.
 
     .venv/bin/python benchmarks/bench_train_speed.py --json
+    python3 benchmarks/bench_train_speed.py --device cuda --precision bf16 --image-size 96 --batch-size 64 \
+        --max-wait 0 --retries 0 --json
 """
 
 from __future__ import annotations
@@ -42,19 +46,20 @@ from core.diffusion import GaussianDiffusion, make_betas  # noqa: E402
 from core.model import UNet, count_parameters  # noqa: E402
 
 DEFAULT_JSON = HERE / "results" / "train_speed.json"
-IMAGE_SIZE, DIM, DIM_MULTS, RES_BLOCKS, TIMESTEPS, LR = 32, 64, (1, 2, 4, 8), 2, 1000, 1e-4
+DIM, DIM_MULTS, RES_BLOCKS, TIMESTEPS, LR = 64, (1, 2, 4, 8), 2, 1000, 1e-4
 
 
-def build_ours():
+def build_ours(image_size: int, device: torch.device):
     """A step function for our UNet; x0 in [-1, 1]."""
     torch.manual_seed(0)
-    model = UNet(image_size=IMAGE_SIZE, dim=DIM, dim_mults=DIM_MULTS, res_blocks=RES_BLOCKS,
-                 attention="linear", attn_resolutions=(32, 16, 8, 4), dropout=0.0)
+    levels = tuple(image_size // 2**i for i in range(len(DIM_MULTS)))
+    model = UNet(image_size=image_size, dim=DIM, dim_mults=DIM_MULTS, res_blocks=RES_BLOCKS,
+                 attention="linear", attn_resolutions=levels, dropout=0.0).to(device)
     diffusion = GaussianDiffusion(make_betas("cosine", TIMESTEPS), objective="eps", loss="l2")
     return model, lambda x0: diffusion.training_loss(lambda x, t: model(x, t), x0)
 
 
-def build_theirs():
+def build_theirs(image_size: int, device: torch.device):
     """A step function for lucidrains' Unet; it rescales [0, 1] images to [-1, 1] itself."""
     from denoising_diffusion_pytorch import GaussianDiffusion as LGaussianDiffusion, Unet
 
@@ -62,8 +67,8 @@ def build_theirs():
     # 2 res blocks per level are fixed in its Unet; full_attn all False = linear attention at every
     # level (its default makes the last level full); its middle is always full attention.
     model = Unet(dim=DIM, dim_mults=DIM_MULTS, full_attn=(False,) * len(DIM_MULTS), dropout=0.0)
-    diffusion = LGaussianDiffusion(model, image_size=IMAGE_SIZE, timesteps=TIMESTEPS,
-                                   objective="pred_noise", beta_schedule="cosine")
+    diffusion = LGaussianDiffusion(model, image_size=image_size, timesteps=TIMESTEPS,
+                                   objective="pred_noise", beta_schedule="cosine").to(device)
     return model, lambda x0: diffusion((x0 + 1) / 2)
 
 
@@ -79,24 +84,39 @@ def busy_cpu_s() -> float | None:
 class Runner:
     """One model, its optimizer and its timings."""
 
-    def __init__(self, name: str, build, batch: torch.Tensor):
+    def __init__(self, name: str, build, batch: torch.Tensor, precision: str):
         self.name, self.batch = name, batch
         self.rates, self.others, self.discarded = [], [], 0
-        self.model, self.loss_fn = build()
+        self.model, loss_fn = build(batch.shape[-1], batch.device)
         self.model.train()
+        dtype = {"fp32": None, "bf16": torch.bfloat16}[precision]
+        self.loss_fn = loss_fn if dtype is None else self.autocast(loss_fn, batch.device.type, dtype)
         self.params = count_parameters(self.model)
         with FlopCounterMode(display=False) as counter:  # matmuls and convolutions of one step
             self.loss_fn(batch).backward()
         self.gflop = counter.get_total_flops() / 1e9
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=LR)
 
+    @staticmethod
+    def autocast(loss_fn, device_type: str, dtype: torch.dtype):
+        def run(x0):
+            with torch.autocast(device_type, dtype=dtype):
+                return loss_fn(x0)
+        return run
+
+    def synchronize(self) -> None:
+        if self.batch.is_cuda:
+            torch.cuda.synchronize(self.batch.device)
+
     def steps(self, n: int) -> tuple[float, float | None]:
         """Train n steps; return img/s and the share of all cores that other processes used meanwhile."""
+        self.synchronize()
         busy0, own0, start = busy_cpu_s(), time.process_time(), time.perf_counter()
         for _ in range(n):
             self.opt.zero_grad(set_to_none=True)
             self.loss_fn(self.batch).backward()
             self.opt.step()
+        self.synchronize()
         wall, busy1 = time.perf_counter() - start, busy_cpu_s()
         other = None if busy0 is None else max(0.0, busy1 - busy0 - (time.process_time() - own0))
         return n * self.batch.shape[0] / wall, None if other is None else other / (wall * os.cpu_count())
@@ -140,6 +160,9 @@ def main(argv=None) -> dict:
     p.add_argument("--steps", type=int, default=4, help="steps per model per round (default 4)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps per model first (default 3)")
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="autocast dtype (default fp32)")
     p.add_argument("--threads", type=int, default=torch.get_num_threads(),
                    help=f"torch intra-op threads (default torch's: {torch.get_num_threads()})")
     p.add_argument("--max-other", type=float, default=0.05,
@@ -153,9 +176,11 @@ def main(argv=None) -> dict:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    x0 = torch.rand(args.batch_size, 3, IMAGE_SIZE, IMAGE_SIZE) * 2 - 1
-    runners = [Runner("ours", build_ours, x0), Runner("lucidrains", build_theirs, x0)]
-    print(f"torch {torch.__version__}, {args.threads} threads, batch {args.batch_size}, "
+    device = torch.device(args.device)
+    x0 = (torch.rand(args.batch_size, 3, args.image_size, args.image_size) * 2 - 1).to(device)
+    runners = [Runner("ours", build_ours, x0, args.precision), Runner("lucidrains", build_theirs, x0, args.precision)]
+    gpu = f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
+    print(f"torch {torch.__version__}{gpu}, {args.precision}, {args.image_size} px, {args.threads} threads, batch {args.batch_size}, "
           f"denoising-diffusion-pytorch {version('denoising-diffusion-pytorch')}")
     for r in runners:
         print(f"{r.name:>10}: {r.params:,} parameters, {r.gflop:.1f} GFLOP per step (forward + backward)")
@@ -177,15 +202,16 @@ def main(argv=None) -> dict:
               f"| {min(r.rates):.2f}-{max(r.rates):.2f} |")
     print("timings redone because other processes were busy: "
           + ", ".join(f"{r.name} {r.discarded}" for r in runners))
-    print(f"ratio ours / lucidrains (median img/s): {ratio:.2f}x "
-          f"(goal >= 1.3x: {'met' if ratio >= 1.3 else 'NOT met'})")
+    goal = f" (goal on CPU >= 1.3x: {'met' if ratio >= 1.3 else 'NOT met'})" if device.type == "cpu" else ""
+    print(f"ratio ours / lucidrains (median img/s): {ratio:.2f}x{goal}")
 
     record = {
         "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "cpu_count": os.cpu_count(), "threads": args.threads},
+                    "cpu_count": os.cpu_count(), "threads": args.threads,
+                    "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"},
         "versions": {"torch": torch.__version__, "denoising-diffusion-pytorch": version("denoising-diffusion-pytorch")},
-        "config": {"image_size": IMAGE_SIZE, "dim": DIM, "dim_mults": list(DIM_MULTS), "res_blocks": RES_BLOCKS,
+        "config": {"image_size": args.image_size, "precision": args.precision, "dim": DIM, "dim_mults": list(DIM_MULTS), "res_blocks": RES_BLOCKS,
                    "batch_size": args.batch_size, "rounds": args.rounds, "steps": args.steps, "warmup": args.warmup,
                    "max_other": args.max_other, "retries": args.retries, "max_wait": args.max_wait},
         "params": {r.name: r.params for r in runners},
