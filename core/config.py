@@ -5,11 +5,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import tomllib
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.errors import BadInput
+from core.errors import BadConfig, BadInput
 
 CLASSES = ("cancerous", "non_cancerous", "both")
 PREPROCESS = ("center-crop", "resize")
@@ -105,57 +106,70 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def validate(self) -> "TrainConfig":
-        """Raise BadInput naming the first field whose value cannot work."""
+        """Check every field; raise BadConfig naming each field whose value cannot work (the first
+        problem of each), so a form can mark all of them at once."""
+        problems: dict[str, str] = {}
+
+        def bad(name: str, message: str) -> None:
+            problems.setdefault(name, message)
+
         for f in dataclasses.fields(self):
-            choices = f.metadata.get("choices")
-            value = getattr(self, f.name)
+            value, choices = getattr(self, f.name), f.metadata.get("choices")
             if choices and value not in choices:
-                raise BadInput(
-                    f"--{flag(f.name)}: unknown value {value!r} (choose from {', '.join(map(str, choices))})"
-                )
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.type == "float" and not math.isfinite(value):
-                raise BadInput(f"--{flag(f.name)}: must be a finite number, got {value!r}")
-            if f.type == "int" and f.name != "seed" and value > INT_MAX:
-                raise BadInput(f"--{flag(f.name)}: {value} is too large (at most {INT_MAX})")
+                bad(f.name, f"--{flag(f.name)}: unknown value {value!r} (choose from {', '.join(map(str, choices))})")
+            elif FIELD_TYPES[f.name] is float and not math.isfinite(value):
+                bad(f.name, f"--{flag(f.name)}: must be a finite number, got {value!r}")
+            elif FIELD_TYPES[f.name] is int and f.name != "seed" and value > INT_MAX:
+                bad(f.name, f"--{flag(f.name)}: {value} is too large (at most {INT_MAX})")
         if not 0 <= self.seed <= SEED_MAX:
-            raise BadInput(f"--seed: must be in 0..{SEED_MAX}, got {self.seed}")
+            bad("seed", f"--seed: must be in 0..{SEED_MAX}, got {self.seed}")
         if self.timesteps > TIMESTEPS_MAX:
-            raise BadInput(f"--timesteps: {self.timesteps} is too many (at most {TIMESTEPS_MAX})")
-        positive = ("lr", "batch_size", "max_steps", "timesteps", "dim", "res_blocks", "ckpt_every",
-                    "keep_ckpts", "max_nonfinite", "shuffle_window")
-        for name in positive:
+            bad("timesteps", f"--timesteps: {self.timesteps} is too many (at most {TIMESTEPS_MAX})")
+        for name in ("lr", "batch_size", "max_steps", "timesteps", "dim", "res_blocks", "ckpt_every",
+                     "keep_ckpts", "max_nonfinite", "shuffle_window"):
             if not getattr(self, name) > 0:
-                raise BadInput(f"--{flag(name)}: must be positive, got {getattr(self, name)!r}")
+                bad(name, f"--{flag(name)}: must be positive, got {getattr(self, name)!r}")
         for name in ("warmup_steps", "grad_clip", "epochs", "eval_every", "sample_every", "weight_decay"):
             if getattr(self, name) < 0:
-                raise BadInput(f"--{flag(name)}: must not be negative, got {getattr(self, name)!r}")
+                bad(name, f"--{flag(name)}: must not be negative, got {getattr(self, name)!r}")
         for name in ("dropout", "cond_drop", "ema_decay"):
             if not 0 <= getattr(self, name) < 1:
-                raise BadInput(f"--{flag(name)}: must be in [0, 1), got {getattr(self, name)!r}")
+                bad(name, f"--{flag(name)}: must be in [0, 1), got {getattr(self, name)!r}")
         if self.conditional and self.classes != "both":
-            raise BadInput(f"--conditional needs --classes both, got {self.classes!r}")
-        mults = self.dim_mults_tuple
-        if not mults or min(mults) < 1:
-            raise BadInput(f"--dim-mults: need at least one positive multiplier, got {self.dim_mults!r}")
-        factor = 2 ** (len(mults) - 1)
-        if self.image_size % factor or self.image_size // factor < 1:
-            raise BadInput(
-                f"--image-size {self.image_size} is not divisible by 2^(len(dim_mults)-1) = {factor} "
-                f"(--dim-mults {self.dim_mults})"
-            )
-        levels = self.levels
-        for res in self.attn_resolutions_tuple:
-            if res not in levels:
-                raise BadInput(
-                    f"--attn-resolutions: {res} px is not a U-Net level (levels: {', '.join(map(str, levels))})"
-                )
+            bad("conditional", f"--conditional needs --classes both, got {self.classes!r}")
         if self.dim % 8:
-            raise BadInput(f"--dim: must be a multiple of 8 (GroupNorm groups), got {self.dim}")
-        self.tag = [check_tag(t, "--tag") for t in self.tag]
+            bad("dim", f"--dim: must be a multiple of 8 (GroupNorm groups), got {self.dim}")
         if len(self.name) > 200:
-            raise BadInput(f"--name: at most 200 characters, got {len(self.name)}")
+            bad("name", f"--name: at most 200 characters, got {len(self.name)}")
+        try:
+            self.tag = [check_tag(t, "--tag") for t in self.tag]
+        except BadInput as exc:
+            bad("tag", str(exc))
+        try:
+            mults = self.dim_mults_tuple
+        except BadInput as exc:
+            bad("dim_mults", str(exc))
+            mults = ()
+        if mults and min(mults) < 1 or "dim_mults" not in problems and not mults:
+            bad("dim_mults", f"--dim-mults: need at least one positive multiplier, got {self.dim_mults!r}")
+        if "dim_mults" not in problems and "image_size" not in problems:
+            factor = 2 ** (len(mults) - 1)
+            if self.image_size % factor or self.image_size // factor < 1:
+                bad("image_size", f"--image-size {self.image_size} is not divisible by 2^(len(dim_mults)-1) = "
+                                  f"{factor} (--dim-mults {self.dim_mults})")
+            else:
+                try:
+                    resolutions = self.attn_resolutions_tuple
+                except BadInput as exc:
+                    bad("attn_resolutions", str(exc))
+                    resolutions = ()
+                for res in resolutions:
+                    if res not in self.levels:
+                        bad("attn_resolutions", f"--attn-resolutions: {res} px is not a U-Net level (levels: "
+                                                f"{', '.join(map(str, self.levels))})")
+        if problems:
+            order = [f.name for f in dataclasses.fields(self)]
+            raise BadConfig({name: problems[name] for name in sorted(problems, key=order.index)})
         return self
 
 
@@ -182,27 +196,68 @@ def parse_int_list(text: Any, name: str) -> tuple[int, ...]:
     try:
         return tuple(int(p) for p in items)
     except (TypeError, ValueError):
-        raise BadInput(f"--{flag(name)}: expected comma-separated integers, got {text!r}") from None
+        raise BadInput(f"--{flag(name)}: expected comma-separated integers, got {text!r}", field=name) from None
 
 
-FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+FIELD_TYPES: dict[str, type] = typing.get_type_hints(TrainConfig)
+TRUE_WORDS, FALSE_WORDS = ("true", "on", "yes", "1"), ("false", "off", "no", "0")
+INT_LISTS = ("dim_mults", "attn_resolutions")  # text fields holding comma-separated integers
 
 
-def coerce(name: str, value: Any, source: str) -> Any:
-    """Check a raw value for field `name` and convert int->float where that is lossless."""
+def parse_value(name: str, raw: Any, where: str | None = None) -> Any:
+    """The one way a value reaches a TrainConfig field, from text (command-line flags, sweep grids,
+    the TUI's form) or from TOML/JSON values: checked against the field's type and converted where
+    that is lossless. A BadInput names `where` (default: the flag), the expected type and the value."""
     kind = FIELD_TYPES[name]
-    if name in ("dim_mults", "attn_resolutions") and isinstance(value, (list, tuple)):
-        return ",".join(str(v) for v in parse_int_list(value, name))
-    ok = {
-        "bool": isinstance(value, bool),
-        "int": isinstance(value, int) and not isinstance(value, bool),
-        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
-        "str": isinstance(value, str),
-        "list": isinstance(value, list) and all(isinstance(v, str) for v in value),
-    }[kind]
-    if not ok:
-        raise BadInput(f"{source}: key {name!r} must be {kind}, got {value!r}")
-    return float(value) if kind == "float" else value
+    where = where or f"--{flag(name)}"
+    text = raw.strip() if isinstance(raw, str) else None
+
+    def refuse(expected: str):
+        raise BadInput(f"{where}: expected {expected}, got {raw!r}", field=name)
+
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        if text is not None and text.lower() in TRUE_WORDS + FALSE_WORDS:
+            return text.lower() in TRUE_WORDS
+        refuse("true or false")
+    if kind is int:
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            return raw
+        number = raw if isinstance(raw, float) else None
+        if text is not None:
+            try:
+                return int(text)
+            except ValueError:
+                number = _float_or_none(text)
+        if number is not None and math.isfinite(number) and number.is_integer():
+            return int(number)  # "1e4" or 10000.0
+        refuse("a whole number")
+    if kind is float:
+        if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+            return float(raw)
+        number = _float_or_none(text) if text is not None else None
+        if number is None:
+            refuse("a number")
+        return number
+    if kind is list:
+        if isinstance(raw, list) and all(isinstance(v, str) for v in raw):
+            return list(raw)
+        if text is not None:
+            return [t for t in text.replace(",", " ").split() if t]
+        refuse("a list of words")
+    if name in INT_LISTS and isinstance(raw, (list, tuple)):
+        return ",".join(str(v) for v in parse_int_list(raw, name))
+    if text is None:
+        refuse("text")
+    return text
+
+
+def _float_or_none(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
@@ -223,15 +278,29 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         name = key.replace("-", "_")
         if name not in FIELD_TYPES:
             raise BadInput(f"{path}: unknown key {key!r}")
-        values[name] = coerce(name, value, str(path))
+        values[name] = parse_value(name, value, f"{path}: key {key!r}")
     return values
 
 
 def build_config(cli_values: dict[str, Any], config_file: str | Path | None = None) -> TrainConfig:
     """Defaults < TOML file < flags given on the command line (None means 'not given')."""
     values = load_toml(config_file) if config_file else {}
-    values.update({k: v for k, v in cli_values.items() if v is not None})
-    return TrainConfig(**values).validate()
+    problems: dict[str, str] = {}
+    for name, raw in cli_values.items():
+        if raw is not None:
+            try:
+                values[name] = parse_value(name, raw)
+            except BadInput as exc:
+                problems[name] = str(exc)
+                values.pop(name, None)  # validate the others against the default here
+    try:
+        cfg = TrainConfig(**values).validate()
+    except BadConfig as exc:
+        problems = {**exc.problems, **problems}
+    if problems:
+        order = list(FIELD_TYPES)
+        raise BadConfig({name: problems[name] for name in sorted(problems, key=order.index)})
+    return cfg
 
 
 def config_from_dict(values: dict[str, Any]) -> TrainConfig:

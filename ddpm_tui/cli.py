@@ -10,15 +10,22 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+import typer.core
 from sqlalchemy.exc import SQLAlchemyError
 
 from core.errors import BadInput, WorkFailed
+from core.locations import RUNS_ENV, STORE_ENV, store_url
+from core.locations import runs_dir as locations_runs_dir
 from ddpm_tui.options import ROOT_OPTIONS, global_options, sweep_options, train_options
 
 try:  # typer >= 0.22 vendors click
     from typer._click import exceptions as click_errors
 except ImportError:  # pragma: no cover
     from click import exceptions as click_errors
+
+# Typer escapes "[default: x]" as "\[default: x]" for Rich whenever Rich is importable, also under
+# rich_markup_mode=None (click's plain help, ours), which then prints the backslash.
+typer.core.HAS_RICH = False
 
 app = typer.Typer(add_completion=False, no_args_is_help=False, pretty_exceptions_enable=False,
                   rich_markup_mode=None, help="A terminal lab for denoising diffusion models of PCam patches.")
@@ -33,16 +40,23 @@ Store = tuple[str, Path]
 @app.callback(invoke_without_command=True)
 def root(
     ctx: typer.Context,
-    db: Annotated[Optional[str], typer.Option("--db", envvar="DDPM_TUI_DB", help="database URL")] = None,
-    runs_dir: Annotated[Optional[Path], typer.Option("--runs-dir", envvar="DDPM_TUI_RUNS", help="runs directory")] = None,
+    db: Annotated[Optional[str], typer.Option("--db", envvar=STORE_ENV, help="database URL")] = None,
+    runs_dir: Annotated[Optional[Path], typer.Option("--runs-dir", envvar=RUNS_ENV, help="runs directory")] = None,
 ):
     """Open the TUI when no command is given."""
     ROOT_OPTIONS.clear()
     ROOT_OPTIONS.update(db=db, runs_dir=runs_dir)
     if ctx.invoked_subcommand is None:
+        settings = tui_settings()
         run_app = import_tui()
-        run_app(db or os.environ.get("DDPM_TUI_DB") or "sqlite:///runs.db",
-                runs_dir or Path(os.environ.get("DDPM_TUI_RUNS") or "runs"))
+        run_app(store_url(db), locations_runs_dir(runs_dir), settings=settings)
+
+
+def tui_settings():
+    """The user's keys and notification settings, checked before the TUI takes the terminal."""
+    from ddpm_tui.keys import load_settings
+
+    return load_settings()
 
 
 def import_tui():
@@ -81,9 +95,7 @@ def demo(
     """Build the demo dataset, queue a small CPU-sized run, start a worker and open the TUI on it."""
     from core.config import DEMO_PRESET, TrainConfig
     from core.runner.lifecycle import launch as launch_run
-    from core.train.run import new_run
-
-    from core.train.run import plan_run
+    from core.train.run import new_run, plan_run
 
     interactive = not no_tui and sys.stdout.isatty() and sys.stdin.isatty()
     preset = dict(DEMO_PRESET, max_steps=steps or (DEMO_PRESET["max_steps"] * (5 if interactive else 1)))
@@ -98,12 +110,13 @@ def demo(
         typer.echo(f"run {run.id} {outcome}; samples: {final.get('samples')}; reverse process (x_t | "
                    f"predicted x_0): {final.get('gif')}", err=True)
         return
-    from ddpm_tui.tui.backend import Backend
+    from core.api import Lab
 
+    settings = tui_settings()
     run_app = import_tui()
     run = launch_run(store, ctx_store[1], cfg, queue=True, plan=plan)
-    Backend(ctx_store[0], ctx_store[1]).start_worker()
-    run_app(ctx_store[0], ctx_store[1], open_run_id=run.id)
+    Lab(ctx_store[0], ctx_store[1]).start_worker()
+    run_app(ctx_store[0], ctx_store[1], open_run_id=run.id, settings=settings)
 
 
 # ---- data -------------------------------------------------------------------------------------
@@ -190,7 +203,13 @@ def _train_with_progress(store, start):
     """Put a run in `running` with `start()` (owned by this process) and train it here, with a
     progress bar on a terminal and a line every 50 steps otherwise. Returns (outcome, run)."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     from core.train.run import execute_run
 
@@ -252,7 +271,13 @@ METRIC_LABELS = {"nll": "NLL bits/dim", "ssim_memorisation": "SSIM memorisation"
 
 
 def _stage_progress(console):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(TextColumn("{task.description:<10}"), MofNCompleteColumn(), BarColumn(), TextColumn("ETA"),
                     TimeRemainingColumn(), console=console, transient=True, disable=not console.is_terminal)
@@ -362,7 +387,7 @@ def rank(
 ):
     """Rank a sweep's configurations: each metric's mean and 95% CI over seeds, ties with the best,
     the main effect of each factor."""
-    from core.rank.sweep import ranking_record, rank_sweep
+    from core.rank.sweep import rank_sweep, ranking_record
 
     ranking = rank_sweep(open_store(ctx_store, create=False), sweep, metric, mixed)
     if as_json:
@@ -742,6 +767,23 @@ def _export_sweep(store, sweep, metric, fmt: str, figures: Path | None, mixed: b
                                f"sweep {ranking.sweep_id}: {m} ({r.direction} is better)", ranking.factors, r.configs,
                                f"Evaluated with {r.settings}.")
         typer.echo(f"figure: {path}", err=True)
+
+
+@app.command()
+def keys(as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False):
+    """The TUI's keys: id, key (with your remaps), where it acts, what it does; and the settings
+    file that remaps them ([keys] "runs.kill" = "ctrl+x"; [notifications] bell = false)."""
+    from ddpm_tui.keys import KEYS, SCOPES, settings_path
+
+    settings = tui_settings()
+    rows = [{"id": k.id, "key": settings.keys.get(k.id) or k.display or k.key, "where": SCOPES[k.scope], "does": k.description} for k in KEYS]
+    if as_json:
+        echo_json({"settings": str(settings_path()), "keys": rows, "bell": settings.bell})
+        return
+    typer.echo(f"settings: {settings_path()}{'' if settings_path().exists() else ' (absent: defaults)'}")
+    for r in rows:
+        remapped = "*" if r["id"] in settings.keys else " "
+        typer.echo(f"{r['id']:<22}{remapped}{r['key']:<14} {r['where']:<22} {r['does']}")
 
 
 # ---- entry point ---------------------------------------------------------------------------------

@@ -9,28 +9,36 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-import os
 from pathlib import Path
 from typing import Annotated, List, Optional
 
 import typer
 
-from core.config import TrainConfig, flag
+from core.config import FIELD_TYPES, TrainConfig, flag
+from core.locations import (
+    DEFAULT_RUNS_DIR,
+    DEFAULT_URL,
+    RUNS_ENV,
+    STORE_ENV,
+    runs_dir,
+    store_url,
+)
 
-_PY_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
+METAVARS = {int: "INT", float: "FLOAT", str: "TEXT"}
 
 
 def _train_parameter(f: dataclasses.Field) -> inspect.Parameter:
     choices = f.metadata.get("choices")
     help_text = f.metadata["help"] + (f" [{'|'.join(map(str, choices))}]" if choices else "")
     help_text += f" (default: {f.default if f.default is not dataclasses.MISSING else '[]'})"
-    name = flag(f.name)
-    if f.type == "bool":
+    name, kind = flag(f.name), FIELD_TYPES[f.name]
+    if kind is bool:
         annotation = Annotated[Optional[bool], typer.Option(f"--{name}/--no-{name}", help=help_text, show_default=False)]
-    elif f.type == "list":
+    elif kind is list:
         annotation = Annotated[Optional[List[str]], typer.Option(f"--{name}", help=help_text, show_default=False)]
-    else:
-        annotation = Annotated[Optional[_PY_TYPES[f.type]], typer.Option(f"--{name}", help=help_text, show_default=False)]
+    else:  # text, read by core.config.parse_value like every other source of values
+        annotation = Annotated[Optional[str], typer.Option(f"--{name}", help=help_text, show_default=False,
+                                                           metavar=METAVARS[kind])]
     return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
 
 
@@ -63,7 +71,7 @@ def sweep_options(func):
     """Like train_options, but every value is text so it can hold a comma list of grid values."""
     params = []
     for f in dataclasses.fields(TrainConfig):
-        if f.type == "list":
+        if FIELD_TYPES[f.name] is list:
             params.append(_train_parameter(f))
             continue
         help_text = f.metadata["help"] + " (comma list to sweep)"
@@ -76,15 +84,14 @@ def global_options(func):
     """Adds --db and --runs-dir to a command; it receives `ctx_store` = (db_url, runs_dir)."""
     params = [
         inspect.Parameter("db", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
-            Optional[str], typer.Option("--db", help="database URL (env DDPM_TUI_DB) [default: sqlite:///runs.db]")]),
+            Optional[str], typer.Option("--db", help=f"database URL (env {STORE_ENV}) [default: {DEFAULT_URL}]")]),
         inspect.Parameter("runs_dir", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
-            Optional[Path], typer.Option("--runs-dir", help="runs directory (env DDPM_TUI_RUNS) [default: ./runs]")]),
+            Optional[Path], typer.Option("--runs-dir", help=f"runs directory (env {RUNS_ENV}) [default: ./{DEFAULT_RUNS_DIR}]")]),
     ]
 
     def collect(extra):
         ctx = ROOT_OPTIONS
-        db = extra.get("db") or ctx.get("db") or os.environ.get("DDPM_TUI_DB") or "sqlite:///runs.db"
-        runs = extra.get("runs_dir") or ctx.get("runs_dir") or os.environ.get("DDPM_TUI_RUNS") or "runs"
-        return {"ctx_store": (db, Path(runs))}
+        return {"ctx_store": (store_url(extra.get("db") or ctx.get("db")),
+                              runs_dir(extra.get("runs_dir") or ctx.get("runs_dir")))}
 
     return _extend_signature(func, params, collect)

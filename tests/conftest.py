@@ -140,11 +140,11 @@ def seed_store(root: Path, n_runs: int = 3) -> tuple[str, Path]:
 def tui_app(tmp_path):
     """A DdpmApp over a seeded store (use `async with tui_app.run_test() as pilot`)."""
     from ddpm_tui.tui.app import DdpmApp
-    from ddpm_tui.tui.backend import Backend
+    from core.api import Lab
 
     write_pcam(tmp_path / "pcam")
     url, runs_dir = seed_store(tmp_path)
-    return DdpmApp(Backend(url, runs_dir))
+    return DdpmApp(Lab(url, runs_dir))
 
 
 async def wait_for(pilot, condition, timeout: float = 60.0, what: str = "condition") -> None:

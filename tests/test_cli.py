@@ -75,7 +75,7 @@ BAD_TRAIN = [
     (["--objective", "score"], "--objective: unknown value"),
     (["--lr", "-1"], "--lr: must be positive"),
     (["--batch-size", "0"], "--batch-size: must be positive"),
-    (["--lr", "abc"], "Invalid value for '--lr'"),
+    (["--lr", "abc"], "--lr: expected a number, got 'abc'"),
     (["--dim-mults", "1,2,4,8,16,32,64"], "not divisible by 2^(len(dim_mults)-1) = 64"),
     (["--data", "/nonexistent/pcam"], "/nonexistent/pcam: data path does not exist"),
     (["--classes", "cancerous", "--conditional"], "--conditional needs --classes both"),
@@ -88,9 +88,9 @@ BAD_TRAIN = [
     (["--epochs", "1e300"], "--epochs 1e+300: "),
     (["--seed", "-1"], "--seed: must be in 0..4294967295, got -1"),
     (["--seed", str(2**40)], f"--seed: must be in 0..4294967295, got {2**40}"),
-    (["--max-steps", "1e20"], "'1e20' is not a valid integer"),
+    (["--max-steps", "1e20"], "--max-steps: 100000000000000000000 is too large"),
     (["--max-steps", str(10**20)], "--max-steps: 100000000000000000000 is too large"),
-    (["--timesteps", "1e9"], "'1e9' is not a valid integer"),
+    (["--timesteps", "1e9"], "--timesteps: 1000000000 is too many"),
     (["--timesteps", "1000000000"], "--timesteps: 1000000000 is too many (at most 100000)"),
     (["--batch-size", "100000000"], "training (--dim 16, --dim-mults 1,2, --res-blocks 1, --batch-size 100000000"),
     (["--dim", "1000000"], "available (lower --batch-size, --dim, --dim-mults or --res-blocks)"),
@@ -138,7 +138,7 @@ def test_bad_config_toml_exit_2(workdir, cli, pcam):
     assert r.code == 2 and "c.toml: unknown key 'learning_rate'" in r.err
     (workdir / "c.toml").write_text('max_steps = "many"\n')
     r = cli("train", "--config", workdir / "c.toml", "--data", pcam)
-    assert r.code == 2 and "key 'max_steps' must be int" in r.err
+    assert r.code == 2 and "key 'max_steps': expected a whole number, got 'many'" in r.err
 
 
 def test_corrupt_and_foreign_checkpoints(workdir, cli, pcam):
@@ -263,3 +263,9 @@ def test_runs_list_and_show_neutralise_escape_sequences(workdir, cli, pcam):
     assert "evil\\x1b]8;;http://x.example\\x07link" in cli("runs", "show", "1").out
     assert "see \\x1b[2Jcleared" in cli("runs", "show", "1").out
     assert json.loads(cli("runs", "show", "1", "--json").out)["name"] == hostile, "JSON keeps the data exact"
+
+
+def test_help_shows_defaults_without_a_markup_escape(cli):
+    result = cli("eval", "--help")
+    assert result.code == 0
+    assert "[default: nll]" in result.out and "\\[" not in result.out

@@ -1,13 +1,14 @@
 """Pilot tests of the ablation screen: build and queue a grid, watch the sweep by configuration."""
 
 import pytest
+from conftest import open_view
 from textual.widgets import DataTable, Input, Select, Static, TabbedContent
 
-from conftest import open_view
 from core.errors import BadInput
 from core.runner.liveness import running_fields
+from core.runner.sweeps import parse_option_list
 from core.store import queries
-from ddpm_tui.tui.screens.ablation import AblationScreen, grid_values, group_runs, parse_other_options
+from ddpm_tui.tui.screens.ablation import AblationScreen, grid_values, group_runs
 from ddpm_tui.tui.screens.dialogs import ConfirmDialog
 
 
@@ -29,11 +30,11 @@ async def wait_for(pilot, condition, timeout=10.0):
 
 
 def test_other_options_and_grid_values():
-    assert parse_other_options("lr=1e-4,2e-4; --image-size=32;") == {"lr": "1e-4,2e-4", "image_size": "32"}
-    assert parse_other_options("dim_mults=1,2,4 | 1,2,4,8") == {"dim_mults": "1,2,4;1,2,4,8"}
+    assert parse_option_list("lr=1e-4,2e-4; --image-size=32;") == {"lr": "1e-4,2e-4", "image_size": "32"}
+    assert parse_option_list("dim_mults=1,2,4 | 1,2,4,8") == {"dim_mults": "1,2,4;1,2,4,8"}
     for bad in ("lr", "colour=red", "lr=1;lr=2", "name=x", "lr="):
         with pytest.raises(BadInput):
-            parse_other_options(bad)
+            parse_option_list(bad)
     raw, axes = grid_values({"dim": 32, "name": "demo"}, "/d", "linear,cosine", "none", "lr=1e-4,2e-4; seed=5")
     assert raw == {"dim": "32", "data": "/d", "schedule": "linear,cosine", "attention": "none",
                    "lr": "1e-4,2e-4", "seed": "5"}
@@ -70,7 +71,7 @@ async def test_queue_a_grid_and_watch_it_by_configuration(tui_app, tmp_path):
         await pilot.app.workers.wait_for_complete()
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, ConfirmDialog))
         await pilot.press("n")  # no worker: nothing trains in this test
-        store = pilot.app.backend.store
+        store = pilot.app.lab.store
         sweeps = queries.list_sweeps(store)
         assert len(sweeps) == 1 and sweeps[0].name == "abl"
         runs = queries.list_runs(store, sweep_id=sweeps[0].id)
@@ -153,8 +154,8 @@ async def test_bad_grid_values_are_shown_and_nothing_is_queued(tui_app, tmp_path
         await pilot.app.workers.wait_for_complete()
         await pilot.pause(0.2)
         assert pilot.app.is_running
-        assert queries.list_sweeps(pilot.app.backend.store) == []
-        assert len(queries.list_runs(pilot.app.backend.store)) == 3
+        assert queries.list_sweeps(pilot.app.lab.store) == []
+        assert len(queries.list_runs(pilot.app.lab.store)) == 3
         assert any(n.severity == "error" for n in pilot.app._notifications)
 
 
@@ -178,4 +179,4 @@ async def test_a_huge_grid_is_refused_before_anything_is_built(tui_app, tmp_path
         assert "400000 runs: more than 1000" in str(screen.query_one("#abl-preview", Static).render())
         await pilot.press("ctrl+n")
         await pilot.app.workers.wait_for_complete()
-        assert queries.list_sweeps(pilot.app.backend.store) == []
+        assert queries.list_sweeps(pilot.app.lab.store) == []

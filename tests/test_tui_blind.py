@@ -37,13 +37,13 @@ def trained(tmp_path_factory) -> Path:
 def blind_app(trained, tmp_path):
     """A DdpmApp over a private copy of the trained store (the checkpoints are shared, read-only)."""
     from ddpm_tui.tui.app import DdpmApp
-    from ddpm_tui.tui.backend import Backend
+    from core.api import Lab
 
     src, dst = sqlite3.connect(trained / "runs.db"), sqlite3.connect(tmp_path / "runs.db")
     src.backup(dst)
     src.close()
     dst.close()
-    return DdpmApp(Backend(f"sqlite:///{tmp_path / 'runs.db'}", trained / "runs"))
+    return DdpmApp(Lab(f"sqlite:///{tmp_path / 'runs.db'}", trained / "runs"))
 
 
 async def open_blind(pilot) -> BlindTestScreen:
@@ -88,7 +88,7 @@ async def test_class_test_scores_stores_and_lists(blind_app):
         assert screen.state == "result" and session.correct == 5
         assert "5 / 10 correct" in result_text(screen) and "p = 0.623" in result_text(screen)
         await pilot.app.workers.wait_for_complete()
-        stored = queries.blind_tests(pilot.app.backend.store)
+        stored = queries.blind_tests(pilot.app.lab.store)
         assert [(t.run_id, t.mode, t.n, t.correct) for t in stored] == [(1, CLASS_MODE, 10, 5)]
         assert stored[0].p_value == 0.623046875
         assert stored[0].answers["seed"] == 1234 and len(stored[0].answers["trials"]) == 10
@@ -116,7 +116,7 @@ async def test_real_vs_generated_with_keys_and_arrows(blind_app):
         assert screen.state == "result" and screen.session.correct == 10
         assert "10 / 10 correct" in result_text(screen) and "better than chance" in result_text(screen)
         await pilot.app.workers.wait_for_complete()
-        [stored] = queries.blind_tests(pilot.app.backend.store)
+        [stored] = queries.blind_tests(pilot.app.lab.store)
         assert (stored.run_id, stored.mode, stored.correct, stored.p_value) == (2, PAIR_MODE, 10, 1 / 1024)
         assert [t["generated"] for t in stored.answers["trials"]] == truths
 
@@ -139,7 +139,7 @@ async def test_pairs_of_a_conditional_run_and_an_abandoned_test(blind_app):
         await pilot.press("c" if screen.session.truths[3] == "non_cancerous" else "n")  # one wrong
         assert "3 / 4 correct" in result_text(screen)
         await pilot.app.workers.wait_for_complete()
-        assert [(t.n, t.correct, t.p_value) for t in queries.blind_tests(pilot.app.backend.store)] == [
+        assert [(t.n, t.correct, t.p_value) for t in queries.blind_tests(pilot.app.lab.store)] == [
             (4, 3, p_value(3, 4))]
         await pilot.press("escape", "escape")  # result -> setup -> runs
         assert pilot.app.current_mode == "runs"
@@ -160,7 +160,7 @@ async def test_class_test_refuses_an_unconditional_run_and_a_run_without_checkpo
         assert screen.run_id is None
         await pilot.press("v")
         assert screen.state == "setup"
-    assert not queries.blind_tests(Store(blind_app.backend.db_url))
+    assert not queries.blind_tests(Store(blind_app.lab.db_url))
 
 
 @pytest.mark.asyncio

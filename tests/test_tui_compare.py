@@ -3,7 +3,7 @@
 import pytest
 from textual.widgets import DataTable, Static
 
-from conftest import wait_for
+from conftest import wait_for, wait_screen
 from ddpm_tui.tui.screens.compare import MISSING, CompareScreen, config_diff
 from ddpm_tui.tui.widgets.loss_chart import LossChart
 
@@ -80,7 +80,7 @@ async def test_compare_survives_a_run_deleted_meanwhile(tui_app):
     from core.store import queries
 
     async with tui_app.run_test(size=(100, 30)) as pilot:
-        queries.delete_run(pilot.app.backend.store, 2)
+        queries.delete_run(pilot.app.lab.store, 2)
         pilot.app.open_compare([1, 2, 3])
         await pilot.pause(0.1)
         screen = pilot.app.screen
@@ -90,6 +90,7 @@ async def test_compare_survives_a_run_deleted_meanwhile(tui_app):
 
 
 # ---- the GPU view (mode 6) lives here too: no GPU on the test machines, NVML is faked ------------------
+import os  # noqa: E402
 import sys  # noqa: E402
 import types  # noqa: E402
 
@@ -122,40 +123,53 @@ def fake_pynvml(count: int = 2, fail_init: bool = False) -> types.ModuleType:
     return nv
 
 
-def test_gpus_available_is_false_without_nvml(monkeypatch):
+def test_nvml_problem_names_why_there_is_no_gpu(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", None)  # import fails, as on a machine without the extra
-    assert nvml.gpus_available() is False
     assert "not installed" in nvml.nvml_problem()
     monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(fail_init=True))
-    assert nvml.gpus_available() is False
+    assert nvml.nvml_problem() is not None
     monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(count=0))
-    assert nvml.gpus_available() is False
+    assert nvml.nvml_problem() is not None
     nv = fake_pynvml(count=1)
     monkeypatch.setitem(sys.modules, "pynvml", nv)
-    assert nvml.gpus_available() is True and nv.calls == ["init", "shutdown"]
-
-
-def test_gpus_available_on_this_machine_is_a_bool():
-    assert nvml.gpus_available() in (True, False)  # never raises, whatever is installed
+    assert nvml.nvml_problem() is None and nv.calls == ["init", "shutdown"]
 
 
 @pytest.mark.asyncio
-async def test_gpu_view_without_a_gpu_explains_in_one_line(tui_app, monkeypatch):
+async def test_machine_view_on_a_cpu_box_shows_cpu_ram_and_explains_the_missing_gpu(tui_app, monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", None)
     async with tui_app.run_test(size=(80, 24)) as pilot:
-        assert not pilot.app.has_gpus
-        await pilot.press("6")  # hidden on a machine without GPUs: the key does nothing
-        assert pilot.app.current_mode == "runs"
-        pilot.app.switch_mode("gpus")  # the view itself still explains, if reached
-        await pilot.pause(0.1)
-        screen = pilot.app.screen
-        assert isinstance(screen, gpu_screen.GpuScreen)
+        await pilot.press("6")  # exists on a CPU box too
+        screen = await wait_screen(pilot, gpu_screen.GpuScreen)
         await wait_for(pilot, lambda: screen.problem is not None, what="NVML check")
         status = str(screen.query_one("#gpu-status", Static).render())
         assert status == "No NVIDIA GPU found (NVML unavailable): training runs on the CPU"
         assert not screen.query_one("#gpu-table").display
+        host = screen.query_one("#host-table", DataTable)
+        await wait_for(pilot, lambda: host.row_count >= 2, what="host rows")
+        cpu, ram = ([str(c) for c in host.get_row_at(i)] for i in (0, 1))
+        assert cpu[0] == "CPU" and f"{os.cpu_count()} cores" in cpu[2]
+        assert ram[0] == "RAM" and "GiB of" in ram[2] and "%" in ram[1]
         await pilot.press("escape")
         assert pilot.app.current_mode == "runs"
+
+
+@pytest.mark.asyncio
+async def test_machine_view_shows_what_a_running_run_uses(tui_app, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    monkeypatch.setattr(gpu_screen, "REFRESH_SECONDS", 0.2)
+    monkeypatch.setattr("core.api.reconcile", lambda store, *a, **k: None)
+    from core.store import queries
+
+    queries.update_run(tui_app.lab.store, 1, status="running", pid=os.getpid(), heartbeat_at=9e12)
+    async with tui_app.run_test(size=(120, 30)) as pilot:
+        await pilot.press("6")
+        screen = await wait_screen(pilot, gpu_screen.GpuScreen)
+        host = screen.query_one("#host-table", DataTable)
+        await wait_for(pilot, lambda: host.row_count == 3 and "core" in str(host.get_row_at(2)[1]),
+                       what="the run's row with its CPU share")
+        row = [str(c) for c in host.get_row_at(2)]
+        assert row[0] == "run 1" and row[2].startswith(f"pid {os.getpid()}  RSS ") and row[2].endswith("GiB")
 
 
 @pytest.mark.asyncio
@@ -165,10 +179,9 @@ async def test_gpu_view_shows_each_gpu_and_the_run_using_it(tui_app, monkeypatch
     nv = fake_pynvml(count=2)
     monkeypatch.setitem(sys.modules, "pynvml", nv)
     monkeypatch.setattr(gpu_screen, "REFRESH_SECONDS", 0.2)
-    queries.update_run(tui_app.backend.store, 1, status="running", pid=4242, heartbeat_at=9e12)
+    queries.update_run(tui_app.lab.store, 1, status="running", pid=4242, heartbeat_at=9e12)
     monkeypatch.setattr("core.runner.liveness.reconcile", lambda store, *a, **k: None)
-    monkeypatch.setattr("ddpm_tui.tui.backend.reconcile", lambda store, *a, **k: None)
-    tui_app.has_gpus = True  # as gpus_available() says where NVML sees GPUs
+    monkeypatch.setattr("core.api.reconcile", lambda store, *a, **k: None)
     async with tui_app.run_test(size=(120, 40)) as pilot:
         await pilot.press("6")
         screen = pilot.app.screen

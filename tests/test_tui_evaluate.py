@@ -10,7 +10,7 @@ from ddpm_tui.tui.screens.detail import RunDetailScreen
 
 @pytest.mark.asyncio
 async def test_run_page_shows_the_latest_evaluation_of_each_metric_with_its_ci(tui_app):
-    store = tui_app.backend.store
+    store = tui_app.lab.store
     queries.add_evaluation(store, 1, "nll", 6.2, 6.0, 6.4, 64, "test", 0, {"estimate": False}, checkpoint_step=100)
     queries.add_evaluation(store, 1, "nll", 5.91, 5.8, 6.02, 128, "test", 0, {"estimate": True}, checkpoint_step=100)
     queries.add_evaluation(store, 1, "kid", 0.0123, 0.004, 0.02, 128, "test", 0, {}, checkpoint_step=100,
@@ -36,7 +36,7 @@ async def test_evaluate_key_and_palette_command_check_the_request_first(tui_app)
                        what="an error naming the missing checkpoint")
         titles = [c.title for c in pilot.app.get_system_commands(pilot.app.screen)]
         assert "Evaluate runs" in titles
-    assert queries.evaluations(tui_app.backend.store) == []
+    assert queries.evaluations(tui_app.lab.store) == []
 
 
 @pytest.mark.asyncio
@@ -48,7 +48,7 @@ async def test_the_run_page_plays_the_reverse_process_gif(tui_app, tmp_path):
 
     gif = tmp_path / "runs" / "1" / "samples" / "reverse-step-00000100.gif"
     save_gif(gif, [np.full((20, 40, 3), 25 * i, np.uint8) for i in range(6)], hold_last=0)
-    queries.add_artifact(tui_app.backend.store, 1, "gif", str(gif), 100)
+    queries.add_artifact(tui_app.lab.store, 1, "gif", str(gif), 100)
     async with tui_app.run_test(size=(140, 40)) as pilot:
         await wait_for(pilot, lambda: pilot.app.screen.query_one("#runs-table").row_count == 3, what="rows")
         await pilot.press("enter")

@@ -66,10 +66,10 @@ async def test_invalid_values_are_reported_beside_their_field(tui_app):
         await pilot.pause(0.1)
         assert "--conditional needs --classes both" in error_text(screen, "conditional")
         # launching with problems does nothing but say so
-        n_before = len(queries.list_runs(pilot.app.backend.store))
+        n_before = len(queries.list_runs(pilot.app.lab.store))
         await pilot.press("ctrl+n")
         await pilot.app.workers.wait_for_complete()
-        assert len(queries.list_runs(pilot.app.backend.store)) == n_before
+        assert len(queries.list_runs(pilot.app.lab.store)) == n_before
         assert isinstance(pilot.app.screen, LaunchScreen)
 
 
@@ -102,7 +102,7 @@ async def test_duplicate_as_new_prefills_the_form(tui_app):
         await pilot.pause(0.3)
         await open_launch(pilot)  # the screen exists already: prefill must work on resume too
         await pilot.press("escape")
-        config = pilot.app.backend.run(2)["config"]
+        config = pilot.app.lab.run(2)["config"]
         pilot.app.open_launch(dict(config))
         await pilot.pause(0.3)
         screen = pilot.app.screen
@@ -137,7 +137,7 @@ async def test_queue_creates_a_queued_run_with_the_form_config(tui_app, tmp_path
         await pilot.press("ctrl+n")
         await pilot.app.workers.wait_for_complete()
         await pilot.pause(0.2)
-        runs = queries.list_runs(pilot.app.backend.store)
+        runs = queries.list_runs(pilot.app.lab.store)
         run = runs[-1]
         assert len(runs) == 4 and run.status == "queued" and run.name == "from-form"
         assert run.config == expected
@@ -157,7 +157,7 @@ async def test_a_bad_data_path_is_a_notification_not_a_crash(tui_app, tmp_path):
         await pilot.app.workers.wait_for_complete()
         await pilot.pause(0.2)
         assert pilot.app.is_running and isinstance(pilot.app.screen, LaunchScreen)
-        assert len(queries.list_runs(pilot.app.backend.store)) == 3
+        assert len(queries.list_runs(pilot.app.lab.store)) == 3
         assert any(n.severity == "error" for n in pilot.app._notifications)
         assert "data path does not exist" in error_text(screen, "data")
 
@@ -188,7 +188,7 @@ async def test_launch_now_starts_a_run_that_appears_and_trains(tui_app, tmp_path
         screen.query_one("#opt-attention", Select).value = "none"
         await pilot.pause(0.1)
         await pilot.press("ctrl+l")
-        store = pilot.app.backend.store
+        store = pilot.app.lab.store
         for _ in range(900):
             runs = queries.list_runs(store)
             if len(runs) == 4 and runs[-1].status == "finished":

@@ -52,7 +52,7 @@ async def test_select_several_and_tag_them(tui_app):
         await pilot.press("t")
         await wait_screen(pilot, TextPrompt)
         await pilot.press(*"keep", "enter")
-        store = pilot.app.backend.store
+        store = pilot.app.lab.store
         await wait_for(pilot, lambda: queries.run_tags(store) == {1: ["keep"], 2: ["keep"]})
 
 
@@ -64,11 +64,11 @@ async def test_delete_asks_first_and_then_deletes(tui_app):
         await wait_screen(pilot, ConfirmDialog)
         await pilot.press("n")
         await pilot.pause(0.5)
-        assert len(queries.list_runs(pilot.app.backend.store)) == 3
+        assert len(queries.list_runs(pilot.app.lab.store)) == 3
         await pilot.press("x")
         await wait_screen(pilot, ConfirmDialog)
         await pilot.press("y")
-        store = pilot.app.backend.store
+        store = pilot.app.lab.store
         await wait_for(pilot, lambda: [r.id for r in queries.list_runs(store)] == [2, 3])
         await wait_rows(pilot, 2)
 
@@ -114,10 +114,10 @@ async def test_help_lists_the_screen_keys(tui_app):
 @pytest.mark.asyncio
 async def test_app_survives_a_broken_database_and_resizes(tmp_path):
     from ddpm_tui.tui.app import DdpmApp
-    from ddpm_tui.tui.backend import Backend
+    from core.api import Lab
 
     (tmp_path / "runs.db").write_bytes(b"not a database" * 50)
-    app = DdpmApp(Backend(f"sqlite:///{tmp_path / 'runs.db'}", tmp_path / "runs"))
+    app = DdpmApp(Lab(f"sqlite:///{tmp_path / 'runs.db'}", tmp_path / "runs"))
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause(1.5)
         assert app.is_running
@@ -144,7 +144,7 @@ async def test_detail_of_a_run_whose_directory_vanished(tui_app, tmp_path):
 
 
 async def wait_status(pilot, run_id, status, timeout=90.0):
-    store = pilot.app.backend.store
+    store = pilot.app.lab.store
     for _ in range(int(timeout / 0.2)):
         if queries.get_run(store, run_id).status == status:
             return
@@ -157,34 +157,34 @@ async def test_stop_resume_kill_a_real_run_from_the_table(tmp_path):
     from conftest import TINY, write_pcam
     from core.config import build_config
     from ddpm_tui.tui.app import DdpmApp
-    from ddpm_tui.tui.backend import Backend
+    from core.api import Lab
 
     pcam = write_pcam(tmp_path / "pcam")
-    backend = Backend(f"sqlite:///{tmp_path / 'runs.db'}", tmp_path / "runs")
+    lab = Lab(f"sqlite:///{tmp_path / 'runs.db'}", tmp_path / "runs")
     flags = dict(zip([a.lstrip("-").replace("-", "_") for a in TINY[::2]], TINY[1::2]))
     cfg = build_config({**flags, "data": str(pcam), "max_steps": 100000, "ckpt_every": 5,
                         **{k: int(v) for k, v in flags.items() if v.isdigit()}})
-    run_id = backend.launch(cfg).id
-    app = DdpmApp(backend)
+    run_id = lab.launch(cfg).id
+    app = DdpmApp(lab)
     async with app.run_test(size=(120, 30)) as pilot:
         await wait_rows(pilot, 1)
-        await wait_for(pilot, lambda: queries.get_run(backend.store, run_id).step >= 3, timeout=90)
+        await wait_for(pilot, lambda: queries.get_run(lab.store, run_id).step >= 3, timeout=90)
         await pilot.press("s")
         await wait_screen(pilot, ConfirmDialog)
         await pilot.press("y")
         await wait_status(pilot, run_id, "stopped")
         await pilot.press("r")
         await wait_status(pilot, run_id, "running")
-        step = queries.get_run(backend.store, run_id).step
-        await wait_for(pilot, lambda: queries.get_run(backend.store, run_id).step > step, timeout=90)
-        await pilot.press("k")
+        step = queries.get_run(lab.store, run_id).step
+        await wait_for(pilot, lambda: queries.get_run(lab.store, run_id).step > step, timeout=90)
+        await pilot.press("ctrl+k")
         await wait_screen(pilot, ConfirmDialog)
         await pilot.press("y")
         await wait_status(pilot, run_id, "stopped")
         table = pilot.app.screen.query_one("#runs-table", DataTable)
         await pilot.pause(1.2)
         assert str(table.get_row_at(0)[2]) == "stopped"
-    events = [e.status for e in queries.status_events(backend.store, run_id)]
+    events = [e.status for e in queries.status_events(lab.store, run_id)]
     assert events == ["running", "stopped", "running", "stopped"]
 
 
@@ -193,13 +193,13 @@ async def test_demo_flow_opens_on_a_running_run_whose_chart_moves(tmp_path, monk
     """What `ddpm-tui demo` does: queue the demo run, start a detached worker, open the app on it."""
     from core.config import DEMO_PRESET, TrainConfig
     from ddpm_tui.tui.app import DdpmApp
-    from ddpm_tui.tui.backend import Backend
+    from core.api import Lab
 
     monkeypatch.setenv("DDPM_TUI_CACHE", str(tmp_path / "cache"))
-    backend = Backend(f"sqlite:///{tmp_path / 'runs.db'}", tmp_path / "runs")
-    run_id = backend.launch(TrainConfig(**dict(DEMO_PRESET, max_steps=400)).validate(), queue=True).id
-    backend.start_worker()
-    app = DdpmApp(backend, open_run_id=run_id)
+    lab = Lab(f"sqlite:///{tmp_path / 'runs.db'}", tmp_path / "runs")
+    run_id = lab.launch(TrainConfig(**dict(DEMO_PRESET, max_steps=400)).validate(), queue=True).id
+    lab.start_worker()
+    app = DdpmApp(lab, open_run_id=run_id)
     try:
         async with app.run_test(size=(120, 36)) as pilot:
             screen = await wait_screen(pilot, RunDetailScreen)
@@ -209,8 +209,8 @@ async def test_demo_flow_opens_on_a_running_run_whose_chart_moves(tmp_path, monk
             await wait_for(pilot, lambda: screen.record["step"] >= 20, timeout=90)
             first = screen.record["step"]
             await wait_for(pilot, lambda: screen.record["step"] >= first + 20, timeout=90)
-            steps, values, _ = backend.series(run_id, "train/loss")
+            steps, values, _ = lab.series(run_id, "train/loss")
             assert len(steps) >= first + 20 and values[-1] < values[0]
             await wait_for(pilot, lambda: chart.drawn.get("train/loss", 0) >= first + 20, timeout=10)
     finally:
-        backend.stop(run_id)
+        lab.stop(run_id)

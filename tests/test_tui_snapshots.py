@@ -1,7 +1,10 @@
 """Snapshot tests (pytest-textual-snapshot) of the main screens over a fixed, seeded store.
 Update after an intended change with `pytest tests/test_tui_snapshots.py --snapshot-update`."""
 
+import pytest
 from textual.widgets import DataTable, Log
+
+SIZES = pytest.mark.parametrize("size", [(80, 24), (200, 60)], ids=["80x24", "200x60"])
 
 
 async def rows_loaded(pilot, n=3):
@@ -11,8 +14,9 @@ async def rows_loaded(pilot, n=3):
     await pilot.pause(0.2)
 
 
-def test_runs_screen(snap_compare, tui_app):
-    assert snap_compare(tui_app, terminal_size=(110, 24), run_before=rows_loaded)
+@SIZES
+def test_runs_screen(snap_compare, tui_app, size):
+    assert snap_compare(tui_app, terminal_size=size, run_before=rows_loaded)
 
 
 def test_runs_screen_filtered_and_selected(snap_compare, tui_app):
@@ -24,7 +28,8 @@ def test_runs_screen_filtered_and_selected(snap_compare, tui_app):
     assert snap_compare(tui_app, terminal_size=(110, 24), run_before=before)
 
 
-def test_run_detail_screen(snap_compare, tui_app):
+@SIZES
+def test_run_detail_screen(snap_compare, tui_app, size):
     async def before(pilot):
         await rows_loaded(pilot)
         await pilot.press("down", "enter")
@@ -32,13 +37,14 @@ def test_run_detail_screen(snap_compare, tui_app):
             await pilot.pause(0.05)
         await pilot.pause(0.3)
 
-    assert snap_compare(tui_app, terminal_size=(120, 36), run_before=before)
+    assert snap_compare(tui_app, terminal_size=size, run_before=before)
 
 
-def test_help_screen(snap_compare, tui_app):
+@SIZES
+def test_help_screen(snap_compare, tui_app, size):
     async def before(pilot):
         await rows_loaded(pilot)
         await pilot.press("question_mark")
         await pilot.pause(0.2)
 
-    assert snap_compare(tui_app, terminal_size=(100, 40), run_before=before)
+    assert snap_compare(tui_app, terminal_size=size, run_before=before)

@@ -6,7 +6,7 @@ from textual.widgets import DataTable, Log, Static
 from conftest import seed_store, wait_for, write_pcam
 from core.store import Store, queries
 from ddpm_tui.tui.app import DdpmApp
-from ddpm_tui.tui.backend import Backend
+from core.api import Lab
 
 MARKUP_NAME = "[/]"
 LINK_NAME = "[link=https://evil.example]click[/link]"
@@ -25,7 +25,7 @@ def hostile_app(tmp_path):
     queries.add_note(store, 1, "note [/] with \x1b]0;title\x07")
     (runs_dir / "1" / "train.log").write_text("plain line\nlog [/] line \x1b[31mred\x1b[0m\n")
     store.close()
-    return DdpmApp(Backend(url, runs_dir))
+    return DdpmApp(Lab(url, runs_dir))
 
 
 @pytest.mark.asyncio

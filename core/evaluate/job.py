@@ -14,7 +14,7 @@ import os
 import sys
 
 from core.errors import BadInput, WorkFailed
-from core.runner.execute import STORE_ENV
+from core.locations import STORE_ENV
 
 
 def job_command(run_ids: list[int], metrics: str, n: int, nll_timesteps: str = "all") -> list[str]:

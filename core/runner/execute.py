@@ -11,8 +11,7 @@ import os
 import sys
 
 from core.errors import BadInput, WorkFailed
-
-STORE_ENV = "DDPM_TUI_DB"
+from core.locations import STORE_ENV
 
 
 def main(argv: list[str] | None = None) -> int:

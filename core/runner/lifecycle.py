@@ -16,9 +16,16 @@ from pathlib import Path
 
 from core.config import TrainConfig
 from core.errors import BadInput, WorkFailed
-from core.runner.execute import STORE_ENV
+from core.locations import STORE_ENV
 from core.runner.liveness import reconcile, running_fields
-from core.runner.processes import SIGKILL, SIGTERM, pid_alive, run_command, signal_group, spawn_detached
+from core.runner.processes import (
+    SIGKILL,
+    SIGTERM,
+    pid_alive,
+    run_command,
+    signal_group,
+    spawn_detached,
+)
 from core.runner.sweeps import expand_grid, grid_axes
 from core.store import queries
 from core.store.db import Store

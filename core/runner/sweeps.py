@@ -6,41 +6,56 @@ from __future__ import annotations
 import dataclasses
 import itertools
 
-from core.config import FIELD_TYPES, TrainConfig, build_config, flag
+from core.config import (
+    FIELD_TYPES,
+    INT_LISTS,
+    TrainConfig,
+    build_config,
+    flag,
+    parse_value,
+)
 from core.errors import BadInput
 
-# options whose single value already contains commas: their grid values are separated by ';'
-LIST_VALUED = ("dim_mults", "attn_resolutions")
 NOT_SWEEPABLE = ("tag", "name", "seed")
-
-
-def _parse_scalar(name: str, text: str):
-    kind = FIELD_TYPES[name]
-    try:
-        if kind == "int":
-            return int(text)
-        if kind == "float":
-            return float(text)
-        if kind == "bool":
-            return {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}[text.lower()]
-    except (ValueError, KeyError):
-        raise BadInput(f"--{flag(name)}: cannot read {text!r} as {kind}") from None
-    return text
 
 
 def split_values(name: str, raw: str) -> list:
     """'linear,cosine' -> ['linear', 'cosine']; for dim_mults and attn_resolutions, ';' separates."""
-    sep = ";" if name in LIST_VALUED else ","
+    sep = ";" if name in INT_LISTS else ","  # their single values hold commas
     parts = [p.strip() for p in str(raw).split(sep) if p.strip()]
     if not parts:
-        raise BadInput(f"--{flag(name)}: no values in {raw!r}")
-    return [_parse_scalar(name, p) for p in parts]
+        raise BadInput(f"--{flag(name)}: no values in {raw!r}", field=name)
+    return [parse_value(name, p) for p in parts]
+
+
+def parse_option_list(text: str) -> dict[str, str]:
+    """'lr=1e-4,2e-4; image_size=32' -> {'lr': '1e-4,2e-4', 'image_size': '32'}. Options are separated
+    by ';'; the values of dim_mults and attn_resolutions (which contain commas) by '|'."""
+    options: dict[str, str] = {}
+    for part in text.split(";"):
+        part = part.strip()
+        if not part:
+            continue
+        if "=" not in part:
+            raise BadInput(f"other options: expected key=value, got {part!r}", field="other")
+        key, value = (s.strip() for s in part.split("=", 1))
+        name = key.lstrip("-").replace("-", "_")
+        if name not in FIELD_TYPES:
+            raise BadInput(f"other options: unknown option {key!r}", field="other")
+        if name == "name":
+            raise BadInput("other options: the runs are named after the sweep; use the sweep name field", field="other")
+        if name in options:
+            raise BadInput(f"other options: {key!r} is given twice", field="other")
+        if not value:
+            raise BadInput(f"--{flag(name)}: no values", field=name)
+        options[name] = ";".join(v.strip() for v in value.split("|")) if name in INT_LISTS else value
+    return options
 
 
 def grid_axes(raw_values: dict[str, str | None]) -> list[str]:
     """The options given with more than one value: the axes of the grid."""
     return sorted(name for name, raw in raw_values.items()
-                  if raw is not None and name not in NOT_SWEEPABLE and FIELD_TYPES[name] != "list"
+                  if raw is not None and name not in NOT_SWEEPABLE and FIELD_TYPES[name] is not list
                   and len(split_values(name, raw)) > 1)
 
 
@@ -52,8 +67,8 @@ def expand_grid(raw_values: dict[str, str | None], seeds: int, config_file=None,
     for name, raw in raw_values.items():
         if raw is None:
             continue
-        if name in NOT_SWEEPABLE or FIELD_TYPES[name] == "list":
-            fixed[name] = raw if FIELD_TYPES[name] == "list" else _parse_scalar(name, raw)
+        if name in NOT_SWEEPABLE or FIELD_TYPES[name] is list:
+            fixed[name] = raw if FIELD_TYPES[name] is list else parse_value(name, raw)
             continue
         values = split_values(name, raw)
         if len(values) == 1:

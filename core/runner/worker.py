@@ -128,3 +128,32 @@ class Worker:
         finally:
             signal.signal(signal.SIGTERM, previous[0])
             signal.signal(signal.SIGINT, previous[1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`DDPM_TUI_DB=URL python -m core.runner.worker [--slots N] [--gpus 0,1] [--until-empty]`: the
+    detached worker the TUI starts, with no need of the command-line face."""
+    import argparse
+    import sys
+
+    from core.locations import STORE_ENV
+
+    parser = argparse.ArgumentParser(prog="python -m core.runner.worker")
+    parser.add_argument("--slots", type=int, default=1)
+    parser.add_argument("--gpus", default="")
+    parser.add_argument("--until-empty", action="store_true")
+    parser.add_argument("--poll", type=float, default=1.0)
+    args = parser.parse_args(argv)
+    if STORE_ENV not in os.environ or args.slots < 1:
+        print(f"usage: {STORE_ENV}=URL python -m core.runner.worker [--slots N>=1] [--gpus IDS] [--until-empty]",
+              file=sys.stderr)
+        return 2
+    logging.getLogger("ddpm_tui").setLevel(logging.INFO)
+    logging.getLogger("ddpm_tui").addHandler(logging.StreamHandler(sys.stderr))
+    gpus = [g.strip() for g in args.gpus.split(",") if g.strip()]
+    Worker(Store(os.environ[STORE_ENV]), args.slots, gpus, poll=args.poll, until_empty=args.until_empty).run()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

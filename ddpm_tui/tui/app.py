@@ -8,11 +8,11 @@ from pathlib import Path
 
 from textual import work
 from textual.app import App, SystemCommand
-from textual.binding import Binding
+from textual.signal import Signal
 
+from core.api import Lab
 from core.text import printable
-from ddpm_tui.tui.backend import Backend
-from ddpm_tui.tui.nvml import gpus_available
+from ddpm_tui.keys import SCOPES, TuiSettings, bindings
 from ddpm_tui.tui.screens.help import HelpScreen, describe_bindings
 from ddpm_tui.tui.screens.runs import RunsScreen
 
@@ -30,6 +30,26 @@ def _short(exc: BaseException) -> str:
     return text[0] if text else exc.__class__.__name__
 
 
+ENDED = {"finished": "information", "stopped": "warning", "killed": "warning", "failed": "error",
+         "crashed": "error"}
+POLL_SECONDS = 1.0
+WORKING = {"sample": "sampling a 4x4 grid (DDIM, 50 steps)…", "kill": "killing: SIGTERM, SIGKILL after 10 s…",
+           "delete": "deleting its directory…"}
+
+
+def run_endings(before: dict[int, dict], after: list[dict]) -> list[tuple[str, str]]:
+    """(message, severity) for each run that was queued or running in `before` and has ended in
+    `after`."""
+    endings = []
+    for r in after:
+        old = before.get(r["id"])
+        if old and old["status"] in ("queued", "running") and r["status"] in ENDED:
+            name = f" '{r['name']}'" if r["name"] else ""
+            reason = f": {r['exit_reason']}" if r.get("exit_reason") else ""
+            endings.append((f"run {r['id']}{name} {r['status']}{reason}", ENDED[r["status"]]))
+    return endings
+
+
 class DdpmApp(App):
     CSS_PATH = "app.tcss"
     TITLE = "ddpm-tui"
@@ -37,34 +57,55 @@ class DdpmApp(App):
              "ablation": lazy_screen("ablation", "AblationScreen"), "compare": lazy_screen("compare", "CompareScreen"),
              "blind": lazy_screen("blind", "BlindTestScreen"), "gpus": lazy_screen("gpus", "GpuScreen")}
     DEFAULT_MODE = "runs"
-    BINDINGS = [
-        Binding("q", "quit", "Quit"),
-        Binding("question_mark", "help", "Help", key_display="?"),
-        Binding("1", "switch_mode('runs')", "Runs", show=False),
-        Binding("2", "switch_mode('launch')", "Launch", show=False),
-        Binding("3", "switch_mode('ablation')", "Ablation", show=False),
-        Binding("4", "switch_mode('compare')", "Compare", show=False),
-        Binding("5", "switch_mode('blind')", "Blind test", show=False),
-        Binding("6", "switch_mode('gpus')", "GPUs", show=False),
-    ]
+    BINDINGS = bindings("app")
 
-    def __init__(self, backend: Backend, open_run_id: int | None = None):
+    def __init__(self, lab: Lab, open_run_id: int | None = None, settings: TuiSettings | None = None):
         super().__init__()
-        self.backend = backend
+        self.lab = lab
+        self.settings = settings or TuiSettings()
         self.open_run_id = open_run_id
+        # The one reader of the run list: every screen that shows runs subscribes to it.
+        self.runs_signal: Signal[list[dict]] = Signal(self, "runs")
+        self.run_records: list[dict] | None = None
+        self.last_read_error: str | None = None
         self.launch_prefill: dict | None = None
         self.compare_ids: list[int] = []
-        self.has_gpus = gpus_available()
 
     def on_mount(self) -> None:
+        self.set_keymap(self.settings.keys)
+        self.poll_runs()
         if self.open_run_id is not None:
             self.open_run(self.open_run_id)
 
-    def check_action(self, action: str, parameters: tuple) -> bool | None:
-        """The GPU view exists only where NVML sees a GPU."""
-        if action == "switch_mode" and parameters == ("gpus",):
-            return self.has_gpus
-        return True
+    # ---- the run list, read by one poller ------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="runs-poll")
+    def poll_runs(self) -> None:
+        """Read the runs, hand them to the screens, and only then schedule the next read: a slow
+        store delays the refresh instead of piling reads up."""
+        try:
+            records = self.lab.runs()
+        except Exception as exc:  # a locked, busy or broken store must not take the app down
+            self.call_from_thread(self.read_failed, exc)
+        else:
+            self.call_from_thread(self.runs_read, records)
+        finally:
+            self.call_from_thread(self.set_timer, POLL_SECONDS, self.poll_runs)
+
+    def runs_read(self, records: list[dict]) -> None:
+        if self.run_records is not None:
+            for message, severity in run_endings({r["id"]: r for r in self.run_records}, records):
+                self.notify(message, severity=severity, timeout=8)
+                if self.settings.bell:
+                    self.bell()
+        self.run_records, self.last_read_error = records, None
+        self.runs_signal.publish(records)
+
+    def read_failed(self, exc: BaseException) -> None:
+        """Say once that the store cannot be read, not every second while it stays so."""
+        message = _short(exc)
+        if message != self.last_read_error:
+            self.report_error("reading runs", exc)
+        self.last_read_error = message
 
     # ---- navigation ------------------------------------------------------------------------------
     def open_run(self, run_id: int) -> None:
@@ -85,6 +126,23 @@ class DdpmApp(App):
             return
         self.push_screen(HelpScreen(describe_bindings(self.active_bindings), f"Keys — {self.screen.title or 'ddpm-tui'}"))
 
+    def shown_key(self, binding) -> str:
+        """The key a binding is on now: the user's remap, else its own."""
+        return self.settings.keys.get(binding.id) or binding.key_display or binding.key
+
+    def screen_commands(self, screen):
+        """(name, help, callback) of every view, and of every keyed action of `screen`, for the palette."""
+        for b in bindings("app"):
+            if b.action.startswith("switch_mode"):
+                yield b.description, f"key {self.shown_key(b)}", lambda action=b.action: self.run_action(action)
+        seen = set()
+        for b in (b for bs in screen._bindings.key_to_bindings.values() for b in bs):
+            scope = (b.id or "").split(".")[0]
+            if scope in SCOPES and b.id not in seen:
+                seen.add(b.id)
+                yield b.description, f"{SCOPES[scope]}: key {self.shown_key(b)}", \
+                    lambda action=b.action: self.run_action(action, screen)
+
     def notify(self, message: str, *, title: str = "", severity="information", timeout: float | None = None,
                markup: bool = False) -> None:
         """Every notification carries data (run names, paths, error texts): plain text unless a
@@ -97,15 +155,14 @@ class DdpmApp(App):
 
     def get_system_commands(self, screen):
         yield from super().get_system_commands(screen)
-        if hasattr(screen, "evaluation_targets"):
-            yield SystemCommand("Evaluate runs", "NLL, SSIM (and KID/FID/class with a classifier) of the selected "
-                                "runs, in the background", screen.action_evaluate)
+        for name, help_text, callback in self.screen_commands(screen):
+            yield SystemCommand(name, help_text, callback)
 
     @work(thread=True, group="evaluate")
     def evaluate_runs(self, run_ids: list[int]) -> None:
         """Check and start a detached evaluation of the runs; the results land on their pages."""
         try:
-            pid = self.backend.start_evaluation(run_ids)
+            pid = self.lab.start_evaluation(run_ids)
         except Exception as exc:
             self.call_from_thread(self.report_error, f"evaluate {', '.join(map(str, run_ids))}", exc)
             return
@@ -115,8 +172,10 @@ class DdpmApp(App):
     # ---- actions on runs (I/O in a worker) ---------------------------------------------------------------
     @work(thread=True, group="actions")
     def act_on_runs(self, action: str, run_ids: list[int], text: str | None = None) -> None:
-        b = self.backend
+        b = self.lab
         for run_id in run_ids or [None]:
+            if action in WORKING:  # these take seconds to minutes: say at once that it is under way
+                self.call_from_thread(self.notify, f"run {run_id}: {WORKING[action]}", timeout=4)
             try:
                 message = self._do(b, action, run_id, text)
             except Exception as exc:  # every failure becomes a notification, never a crash
@@ -124,7 +183,7 @@ class DdpmApp(App):
                 continue
             self.call_from_thread(self.notify, message)
 
-    def _do(self, b: Backend, action: str, run_id: int | None, text: str | None) -> str:
+    def _do(self, b: Lab, action: str, run_id: int | None, text: str | None) -> str:
         if action == "stop":
             return b.stop(run_id).message
         if action == "kill":
@@ -151,5 +210,5 @@ class DdpmApp(App):
         raise ValueError(f"unknown action {action}")
 
 
-def run_app(db_url: str, runs_dir: Path, open_run_id: int | None = None) -> None:
-    DdpmApp(Backend(db_url, Path(runs_dir)), open_run_id).run()
+def run_app(db_url: str, runs_dir: Path, open_run_id: int | None = None, settings: TuiSettings | None = None) -> None:
+    DdpmApp(Lab(db_url, Path(runs_dir)), open_run_id, settings).run()

@@ -1,5 +1,5 @@
-"""NVML readings (optional dependency `gpu`: nvidia-ml-py, module `pynvml`), kept apart from the
-GPU screen so the app can ask `gpus_available()` at start-up without loading any widgets."""
+"""NVML readings (optional dependency `gpu`: nvidia-ml-py, module `pynvml`), apart from the
+machine view's widgets."""
 
 from __future__ import annotations
 
@@ -32,12 +32,6 @@ def nvml_problem() -> str | None:
         except Exception:
             pass
     return None if count > 0 else "NVML sees no GPU"
-
-
-def gpus_available() -> bool:
-    """Whether NVML is importable, starts, and sees at least one GPU (the app hides the GPU view
-    otherwise)."""
-    return nvml_problem() is None
 
 
 def _text(value) -> str:

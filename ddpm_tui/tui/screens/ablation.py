@@ -10,19 +10,35 @@ from rich.markup import escape
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.screen import Screen
-from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Select, Static, TabbedContent, TabPane
+from textual.widgets import (
+    Button,
+    DataTable,
+    Footer,
+    Header,
+    Input,
+    Label,
+    Select,
+    Static,
+    TabbedContent,
+    TabPane,
+)
 
-from core.config import FIELD_TYPES, flag
 from core.errors import BadInput
-from core.runner.sweeps import LIST_VALUED, configuration_key, expand_grid, grid_axes, split_values
+from core.runner.sweeps import (
+    configuration_key,
+    expand_grid,
+    grid_axes,
+    parse_option_list,
+    split_values,
+)
 from core.text import printable
+from ddpm_tui.keys import bindings
+from ddpm_tui.tui.screens.base import AppScreen
 from ddpm_tui.tui.screens.dialogs import ConfirmDialog
 from ddpm_tui.tui.screens.launch import PRESETS
 from ddpm_tui.tui.screens.runs import fmt_duration
-from ddpm_tui.tui.widgets.plain import PlainTable, plain
+from ddpm_tui.tui.widgets.plain import ListTable, plain
 
 # every evaluated metric gets a column: mean [95% CI] over seeds, "=" when tied with the best
 METRIC_LABELS = {"nll": "NLL b/d", "kid": "KID", "fid": "FID", "ssim_memorisation": "SSIM mem",
@@ -31,30 +47,6 @@ COUNT_COLUMNS = [("runs", "runs"), ("finished", "done"), ("running", "run"), ("q
                  ("other", "fail/stop"), ("progress", "progress"), ("loss", "loss~ n.c.")]
 IGNORED_AXES = ("seed", "name", "tag")
 MAX_RUNS = 1000  # more than this at once from a form is almost surely a typo
-
-
-def parse_other_options(text: str) -> dict[str, str]:
-    """'lr=1e-4,2e-4; image_size=32' -> {'lr': '1e-4,2e-4', 'image_size': '32'}. Options are separated
-    by ';'; the values of dim_mults and attn_resolutions (which contain commas) by '|'."""
-    options: dict[str, str] = {}
-    for part in text.split(";"):
-        part = part.strip()
-        if not part:
-            continue
-        if "=" not in part:
-            raise BadInput(f"other options: expected key=value, got {part!r}")
-        key, value = (s.strip() for s in part.split("=", 1))
-        name = key.lstrip("-").replace("-", "_")
-        if name not in FIELD_TYPES:
-            raise BadInput(f"other options: unknown option {key!r}")
-        if name == "name":
-            raise BadInput("other options: the runs are named after the sweep; use the sweep name field")
-        if name in options:
-            raise BadInput(f"other options: {key!r} is given twice")
-        if not value:
-            raise BadInput(f"--{flag(name)}: no values")
-        options[name] = ";".join(v.strip() for v in value.split("|")) if name in LIST_VALUED else value
-    return options
 
 
 def grid_values(preset: dict[str, Any], data: str, schedules: str, attention: str,
@@ -68,7 +60,7 @@ def grid_values(preset: dict[str, Any], data: str, schedules: str, attention: st
     for name, text in (("schedule", schedules), ("attention", attention)):
         if text.strip():
             raw[name] = text.strip()
-    extra = parse_other_options(other)
+    extra = parse_option_list(other)
     for name, text in (("schedule", schedules), ("attention", attention), ("data", data)):
         if name in extra and text.strip():
             raise BadInput(f"other options: {name} has its own field above")
@@ -158,18 +150,8 @@ def sweep_progress(records: list[dict]) -> tuple[float | None, float | None]:
     return (done / total if total else None), (left / rate if rate else None)
 
 
-class AblationScreen(Screen):
-    BINDINGS = [
-        Binding("ctrl+n", "queue", "Queue grid", key_display="^N"),
-        Binding("ctrl+t", "worker", "Start worker", key_display="^T"),
-        Binding("ctrl+g", "toggle_tab", "Grid/Sweeps", key_display="^G"),
-        Binding("escape", "app.switch_mode('runs')", "Back"),
-        Binding("o", "cycle_sort", "Sort", show=False),
-        Binding("O", "reverse_sort", "Reverse sort", show=False),
-        Binding("E", "evaluate_missing", "Evaluate missing", show=False),
-        Binding("S", "stop_sweep", "Stop sweep", show=False),
-        Binding("R", "requeue_failed", "Requeue failed", show=False),
-    ]
+class AblationScreen(AppScreen):
+    BINDINGS = bindings("ablation")
 
     def __init__(self):
         super().__init__()
@@ -216,7 +198,7 @@ class AblationScreen(Screen):
                 with Horizontal(id="sweep-bar"):
                     yield Select([], prompt="sweep…", id="sweep-select", compact=True)
                 yield Static("", id="sweep-summary")
-                yield PlainTable(id="sweep-table", cursor_type="row", zebra_stripes=True)
+                yield ListTable(id="sweep-table", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
     @staticmethod
@@ -296,7 +278,7 @@ class AblationScreen(Screen):
     def queue_grid(self, raw: dict[str, str], axes: list[str], seeds: int, name: str) -> None:
         """What `ddpm-tui ablate` does: expand, check the data, create the sweep, queue the runs."""
         try:
-            sweep, runs, axes = self.app.backend.queue_sweep(raw, seeds, name)
+            sweep, runs, axes = self.app.lab.queue_sweep(raw, seeds, name)
         except Exception as exc:  # bad data, locked store...: a notification, never a crash
             self.app.call_from_thread(self.queue_failed, exc)
             return
@@ -339,11 +321,11 @@ class AblationScreen(Screen):
             return  # another mode is showing: no need to read the store
         chosen = self.selected_sweep()
         try:
-            sweeps = [{"id": s.id, "name": s.name, "spec": s.spec or {}} for s in self.app.backend.sweeps()]
-            records = [r for r in self.app.backend.runs() if r.get("sweep_id") is not None]
+            sweeps = [{"id": s.id, "name": s.name, "spec": s.spec or {}} for s in self.app.lab.sweeps()]
+            records = [r for r in self.app.lab.runs() if r.get("sweep_id") is not None]
             wanted = self.pending_sweep or (chosen["id"] if chosen else (sweeps[-1]["id"] if sweeps else None))
-            ranking = self.app.backend.sweep_ranking(wanted) if wanted is not None else None
-            jobs = self.app.backend.sweep_eval_jobs(wanted) if wanted is not None else {}
+            ranking = self.app.lab.sweep_ranking(wanted) if wanted is not None else None
+            jobs = self.app.lab.sweep_eval_jobs(wanted) if wanted is not None else {}
         except Exception as exc:  # a locked, busy or broken store must not take the app down
             self.app.call_from_thread(self.app.report_error, "reading sweeps", exc)
             return
@@ -499,7 +481,7 @@ class AblationScreen(Screen):
     @work(thread=True, group="sweep-actions")
     def evaluate_missing(self, sweep_id: int) -> None:
         try:
-            ids, pid = self.app.backend.evaluate_sweep_missing(sweep_id)
+            ids, pid = self.app.lab.evaluate_sweep_missing(sweep_id)
         except Exception as exc:
             self.app.call_from_thread(self.app.report_error, f"evaluate sweep {sweep_id}", exc)
             return

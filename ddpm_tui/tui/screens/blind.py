@@ -18,15 +18,23 @@ from PIL import Image as PILImage
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Label, Static
 from textual.worker import get_current_worker
 from textual_image.widget import Image
 
-from core.blind import CLASS_MODE, CLASS_NAMES, PAIR_MODE, BlindSession, class_trials, pair_sides, verdict
+from core.blind import (
+    CLASS_MODE,
+    CLASS_NAMES,
+    PAIR_MODE,
+    BlindSession,
+    class_trials,
+    pair_sides,
+    verdict,
+)
 from core.text import printable
+from ddpm_tui.keys import bindings
+from ddpm_tui.tui.screens.base import AppScreen
 from ddpm_tui.tui.widgets.plain import PlainTable, plain
 
 DEFAULT_TRIALS = 10
@@ -65,18 +73,9 @@ def marks(session: BlindSession) -> str:
     return "".join("✓" if a == t else "✗" for a, t in zip(session.answers, session.truths))
 
 
-class BlindTestScreen(Screen):
+class BlindTestScreen(AppScreen):
     AUTO_FOCUS = "#blind-results"
-    BINDINGS = [
-        Binding("g", "start('class')", "Class test"),
-        Binding("v", "start('real-vs-generated')", "Real vs generated"),
-        Binding("e", "edit", "Run id"),
-        Binding("c", "answer('cancerous')", "Cancerous"),
-        Binding("n", "answer('non_cancerous')", "Non-cancerous"),
-        Binding("a,left", "answer('a')", "A is generated", key_display="a/←"),
-        Binding("b,right", "answer('b')", "B is generated", key_display="b/→"),
-        Binding("escape", "back", "Back"),
-    ]
+    BINDINGS = bindings("blind")
 
     def __init__(self):
         super().__init__()
@@ -188,7 +187,7 @@ class BlindTestScreen(Screen):
         """The run under the runs cursor, else the newest finished conditional run, else the newest
         finished run."""
         try:
-            records = self.app.backend.runs()
+            records = self.app.lab.runs()
         except Exception as exc:
             self.app.call_from_thread(self.app.report_error, "reading runs", exc)
             return
@@ -201,7 +200,7 @@ class BlindTestScreen(Screen):
     @work(thread=True, exclusive=True, group="blind-run")
     def load_run(self, run_id: int) -> None:
         try:
-            record = self.app.backend.run(run_id)
+            record = self.app.lab.run(run_id)
         except Exception as exc:
             self.app.call_from_thread(self.show_run_problem, run_id, exc)
             return
@@ -284,23 +283,23 @@ class BlindTestScreen(Screen):
 
     @work(thread=True, exclusive=True, group="blind-generate")
     def prepare(self, run_id: int, mode: str, n: int, seed: int) -> None:
-        backend = self.app.backend
+        lab = self.app.lab
         worker = get_current_worker()
         try:
             if mode == CLASS_MODE:
                 per_class = math.ceil(n / 2)
-                made = {label: backend.blind_generate(run_id, per_class, seed + label, class_label=label,
+                made = {label: lab.blind_generate(run_id, per_class, seed + label, class_label=label,
                                                       steps=SAMPLING_STEPS) for label in (0, 1)}
                 order = class_trials(per_class, seed)
                 images = [made[label][i] for label, i in order]
                 truths = [CLASS_NAMES[label] for label, _ in order]
             else:
-                record = backend.run(run_id)
+                record = lab.run(run_id)
                 conditional = bool(record["config"].get("conditional"))
-                generated = backend.blind_generate(run_id, n, seed, class_label=None, steps=SAMPLING_STEPS)
+                generated = lab.blind_generate(run_id, n, seed, class_label=None, steps=SAMPLING_STEPS)
                 # a conditional net alternates the classes; pair each sample with a real one of its class
                 labels = [i % 2 if conditional else None for i in range(n)]
-                real = backend.blind_real(run_id, labels, seed)
+                real = lab.blind_real(run_id, labels, seed)
                 truths = pair_sides(n, seed)
                 images = [(generated[i], real[i]) if side == "a" else (real[i], generated[i])
                           for i, side in enumerate(truths)]
@@ -383,7 +382,7 @@ class BlindTestScreen(Screen):
     @work(thread=True, group="blind-save")
     def save_result(self, run_id: int, mode: str, n: int, correct: int, p: float, answers: dict) -> None:
         try:
-            saved = self.app.backend.add_blind_test(run_id, mode, n, correct, p, answers)
+            saved = self.app.lab.add_blind_test(run_id, mode, n, correct, p, answers)
         except Exception as exc:
             self.app.call_from_thread(self.app.report_error, "storing the blind test", exc)
             return
@@ -395,7 +394,7 @@ class BlindTestScreen(Screen):
     @work(thread=True, exclusive=True, group="blind-results")
     def load_results(self) -> None:
         try:
-            results = self.app.backend.blind_tests()
+            results = self.app.lab.blind_tests()
         except Exception as exc:
             self.app.call_from_thread(self.app.report_error, "reading blind tests", exc)
             return

@@ -1,15 +1,7 @@
-"""Chart toggles shared by the screens that show a LossChart (run detail, compare)."""
+"""Chart toggles shared by the screens that show a LossChart (run detail, compare); their keys are
+the "chart" scope of ddpm_tui.keys."""
 
 from __future__ import annotations
-
-from textual.binding import Binding
-
-CHART_BINDINGS = [
-    Binding("g", "toggle_smooth", "Smooth"),
-    Binding("l", "toggle_log", "Log-y"),
-    Binding("x", "toggle_x", "Step/time"),
-    Binding("m", "next_metric", "Metric"),
-]
 
 
 class ChartControls:

@@ -7,13 +7,13 @@ from __future__ import annotations
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from core.text import printable
-from ddpm_tui.tui.screens.chart_controls import CHART_BINDINGS, ChartControls
+from ddpm_tui.keys import bindings
+from ddpm_tui.tui.screens.base import AppScreen
+from ddpm_tui.tui.screens.chart_controls import ChartControls
 from ddpm_tui.tui.screens.runs import STATUS_STYLE, fmt_float
 from ddpm_tui.tui.widgets.loss_chart import LossChart
 from ddpm_tui.tui.widgets.sample_view import SampleView
@@ -49,8 +49,8 @@ def series_label(record: dict) -> str:
     return printable(f"{record['id']} {record['name']}")
 
 
-class CompareScreen(ChartControls, Screen):
-    BINDINGS = [Binding("escape", "back", "Back"), *CHART_BINDINGS]
+class CompareScreen(ChartControls, AppScreen):
+    BINDINGS = bindings("compare") + bindings("chart")
 
     def __init__(self):
         super().__init__()
@@ -109,26 +109,26 @@ class CompareScreen(ChartControls, Screen):
         run_ids, metric, wall_x = list(self.run_ids), self.metric, self.wall_x
         if len(run_ids) < 2:
             return
-        backend = self.app.backend
+        lab = self.app.lab
         records, series, keys, missing, samples = [], {}, [], [], {}
         try:
             for run_id in run_ids:
                 try:
-                    record = backend.run(run_id)
+                    record = lab.run(run_id)
                 except Exception as exc:  # deleted since it was chosen
                     if "no run with id" in str(exc):
                         missing.append(run_id)
                         continue
                     raise
                 records.append(record)
-                samples[run_id] = backend.latest_samples(run_id)
-                steps, values, walls = backend.series(run_id, metric)
+                samples[run_id] = lab.latest_samples(run_id)
+                steps, values, walls = lab.series(run_id, metric)
                 if wall_x and walls:
                     xs = [(w - walls[0]) / 60 for w in walls]
                 else:
                     xs = steps
                 series[series_label(record)] = (xs, values)
-                keys.extend(k for k in backend.metric_keys(run_id) if k not in keys)
+                keys.extend(k for k in lab.metric_keys(run_id) if k not in keys)
         except Exception as exc:  # a locked or broken store must not take the app down
             self.app.call_from_thread(self.app.report_error, "reading runs to compare", exc)
             return

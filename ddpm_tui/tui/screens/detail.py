@@ -8,15 +8,29 @@ from pathlib import Path
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Log, Static, TabbedContent, TabPane
+from textual.widgets import (
+    DataTable,
+    Footer,
+    Header,
+    Log,
+    Static,
+    TabbedContent,
+    TabPane,
+)
 
 from core.text import printable
-from ddpm_tui.tui.screens.chart_controls import CHART_BINDINGS, ChartControls
+from ddpm_tui.keys import bindings
+from ddpm_tui.tui.screens.base import AppScreen
+from ddpm_tui.tui.screens.chart_controls import ChartControls
 from ddpm_tui.tui.screens.dialogs import ConfirmDialog
-from ddpm_tui.tui.screens.runs import STATUS_STYLE, eta_seconds, fmt_duration, fmt_float
+from ddpm_tui.tui.screens.runs import (
+    STATUS_STYLE,
+    eta_seconds,
+    fmt_duration,
+    fmt_float,
+    run_label,
+)
 from ddpm_tui.tui.widgets.loss_chart import LossChart
 from ddpm_tui.tui.widgets.plain import PlainTable, plain
 from ddpm_tui.tui.widgets.sample_view import SampleView
@@ -59,18 +73,8 @@ def evaluation_panel(evaluations: list[dict]) -> Text:
     return text
 
 
-class RunDetailScreen(ChartControls, Screen):
-    BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back"),
-        *CHART_BINDINGS,
-        Binding("s", "stop", "Stop"),
-        Binding("r", "resume", "Resume"),
-        Binding("k", "kill", "Kill", show=False),
-        Binding("p", "sample", "Sample", show=False),
-        Binding("d", "duplicate", "Duplicate", show=False),
-        Binding("e", "evaluate", "Evaluate", show=False),
-        Binding("v", "play_reverse", "Reverse process", show=False),
-    ]
+class RunDetailScreen(ChartControls, AppScreen):
+    BINDINGS = bindings("run") + bindings("chart")
 
     def __init__(self, run_id: int):
         super().__init__()
@@ -107,14 +111,14 @@ class RunDetailScreen(ChartControls, Screen):
 
     @work(thread=True, exclusive=True, group="detail-refresh")
     def refresh_detail(self) -> None:
-        backend = self.app.backend
+        lab = self.app.lab
         try:
-            record = backend.run(self.run_id)
-            keys = backend.metric_keys(self.run_id)
-            steps, values, walls = backend.series(self.run_id, self.metric)
-            events = backend.events(self.run_id)
-            samples = backend.latest_samples(self.run_id)
-            evaluations = backend.evaluations(self.run_id)
+            record = lab.run(self.run_id)
+            keys = lab.metric_keys(self.run_id)
+            steps, values, walls = lab.series(self.run_id, self.metric)
+            events = lab.events(self.run_id)
+            samples = lab.latest_samples(self.run_id)
+            evaluations = lab.evaluations(self.run_id)
         except Exception as exc:
             self.app.call_from_thread(self.app.report_error, f"reading run {self.run_id}", exc)
             return
@@ -168,12 +172,15 @@ class RunDetailScreen(ChartControls, Screen):
     def reload(self) -> None:
         self.refresh_detail()
 
+    def label(self) -> str:
+        return run_label(self.run_id, self.record["name"] if self.record else "")
+
     def action_stop(self) -> None:
-        self.app.push_screen(ConfirmDialog(f"Stop run {self.run_id}? It checkpoints and can be resumed."),
+        self.app.push_screen(ConfirmDialog(f"Stop run {self.label()}? It checkpoints and can be resumed."),
                              lambda ok: ok and self.app.act_on_runs("stop", [self.run_id]))
 
     def action_kill(self) -> None:
-        self.app.push_screen(ConfirmDialog(f"Kill run {self.run_id}? SIGTERM, then SIGKILL after 10 s."),
+        self.app.push_screen(ConfirmDialog(f"Kill run {self.label()}? SIGTERM, then SIGKILL after 10 s."),
                              lambda ok: ok and self.app.act_on_runs("kill", [self.run_id]))
 
     def action_resume(self) -> None:
@@ -191,7 +198,7 @@ class RunDetailScreen(ChartControls, Screen):
 
     @work(thread=True, group="detail-gif")
     def load_reverse_gif(self) -> None:
-        gif = self.app.backend.latest_samples(self.run_id, "gif")
+        gif = self.app.lab.latest_samples(self.run_id, "gif")
         if gif is None:
             self.app.call_from_thread(self.notify, "no reverse-process GIF yet: a run writes one at its last step, "
                                                    "`ddpm-tui sample --gif` makes one", severity="warning")

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-import re
 from typing import Any
 
 from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static, Switch
 
-from core.config import DEMO_PRESET, TrainConfig, flag
-from core.errors import BadInput
+from core.config import DEMO_PRESET, FIELD_TYPES, TrainConfig, flag, parse_value
+from core.errors import BadConfig, BadInput
+from ddpm_tui.keys import bindings
+from ddpm_tui.tui.screens.base import AppScreen
 
 FIELDS = dataclasses.fields(TrainConfig)
 DEFAULTS: dict[str, Any] = TrainConfig().to_dict()
@@ -33,18 +32,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     "demo (CPU, about a minute)": dict(DEMO_PRESET),
 }
 
-_FLAG = re.compile(r"^--([a-z0-9][a-z0-9-]*)")
-
-
-def field_of_message(message: str) -> str | None:
-    """The TrainConfig field a BadInput message names ('--image-size 32 is ...' -> 'image_size')."""
-    found = _FLAG.match(message.strip())
-    if not found:
-        return None
-    name = found.group(1).replace("-", "_")
-    return name if name in DEFAULTS else None
-
-
 def to_text(name: str, value: Any) -> str:
     """A config value as the text an Input shows."""
     if isinstance(value, bool):
@@ -60,60 +47,22 @@ def on_off(value: bool) -> str:
     return "on" if value else "off"
 
 
-def parse_text(kind: str, name: str, text: str) -> Any:
-    """Input text -> typed value; raises ValueError with a message for the field."""
-    text = text.strip()
-    if kind == "int":
-        try:
-            return int(text)
-        except ValueError:
-            pass
-        try:
-            number = float(text)
-        except ValueError:
-            raise ValueError(f"--{flag(name)}: expected a whole number, got {text!r}") from None
-        if not number.is_integer():
-            raise ValueError(f"--{flag(name)}: expected a whole number, got {text!r}")
-        return int(number)
-    if kind == "float":
-        try:
-            return float(text)
-        except ValueError:
-            raise ValueError(f"--{flag(name)}: expected a number, got {text!r}") from None
-    if kind == "list":
-        return [t.strip() for t in text.replace(",", " ").split() if t.strip()]
-    return text
+def check_values(values: dict[str, Any], problems: dict[str, str]) -> TrainConfig | None:
+    """Validate a full set of values; every bad field's message goes into `problems` (fields that
+    did not even parse are already there). Returns the config when there is no problem at all."""
+    try:
+        cfg = TrainConfig(**values).validate()
+    except BadConfig as exc:
+        for name, message in exc.problems.items():
+            problems.setdefault(name, message)
+        return None
+    return None if problems else cfg
 
 
-def check_values(values: dict[str, Any], problems: dict[str, str]) -> tuple[TrainConfig | None, str | None]:
-    """Validate a full set of values. Every BadInput names a field: its message goes into `problems`
-    and that field is reset to its default to look for further problems. Returns (config or None,
-    a message that names no field)."""
-    trial = {k: (DEFAULTS[k] if k in problems else v) for k, v in values.items()}
-    for _ in range(len(DEFAULTS)):
-        try:
-            cfg = TrainConfig(**trial).validate()
-        except BadInput as exc:
-            message = str(exc)
-            name = field_of_message(message)
-            if name is None or name in problems:
-                return None, message
-            problems[name] = message
-            trial[name] = DEFAULTS[name]
-            continue
-        return (None if problems else cfg), None
-    return None, None
-
-
-class LaunchScreen(Screen):
+class LaunchScreen(AppScreen):
     """Every training option of TrainConfig as a form field, with its help and default."""
 
-    BINDINGS = [
-        Binding("ctrl+l", "launch(False)", "Launch now", key_display="^L"),
-        Binding("ctrl+n", "launch(True)", "Queue", key_display="^N"),
-        Binding("ctrl+r", "reset", "Defaults", key_display="^R"),
-        Binding("escape", "app.switch_mode('runs')", "Back"),
-    ]
+    BINDINGS = bindings("launch")
 
     def __init__(self):
         super().__init__()
@@ -143,7 +92,7 @@ class LaunchScreen(Screen):
         if choices:
             control = Select([(str(c), c) for c in choices], value=default, allow_blank=False, compact=True,
                              id=f"opt-{f.name}")
-        elif f.type == "bool":
+        elif FIELD_TYPES[f.name] is bool:
             control = Switch(value=default, id=f"opt-{f.name}")
         else:
             shown = to_text(f.name, default)
@@ -183,12 +132,12 @@ class LaunchScreen(Screen):
             elif isinstance(widget, Switch):
                 values[f.name] = bool(widget.value)
             else:
-                if not widget.value.strip() and f.type in ("int", "float"):
+                if not widget.value.strip() and FIELD_TYPES[f.name] in (int, float):
                     values[f.name] = DEFAULTS[f.name]  # empty shows the default as placeholder: means it
                     continue
                 try:
-                    values[f.name] = parse_text(f.type, f.name, widget.value)
-                except ValueError as exc:
+                    values[f.name] = parse_value(f.name, widget.value)
+                except BadInput as exc:
                     values[f.name] = DEFAULTS[f.name]
                     problems[f.name] = str(exc)
         return values, problems
@@ -236,13 +185,11 @@ class LaunchScreen(Screen):
 
     def revalidate(self) -> None:
         values, problems = self.read_form()
-        self.config, general = check_values(values, problems)
+        self.config = check_values(values, problems)
         self.problems = problems
         for f in FIELDS:
             self.show_error(f.name, problems.get(f.name, ""))
-        if general:
-            text = f"[b red]{escape(general)}[/]"
-        elif problems:
+        if problems:
             text = f"[b red]{len(problems)} problem(s):[/] " + ", ".join(f"--{flag(n)}" for n in problems)
         else:
             c = self.config
@@ -308,7 +255,7 @@ class LaunchScreen(Screen):
     @work(thread=True, exclusive=True, group="launch")
     def launch_run(self, cfg: TrainConfig, queue: bool) -> None:
         try:
-            run = self.app.backend.launch(cfg, queue=queue)
+            run = self.app.lab.launch(cfg, queue=queue)
             run_id = run.id
         except Exception as exc:  # bad data path, locked store...: a notification, never a crash
             self.app.call_from_thread(self.launch_failed, exc)
@@ -328,7 +275,7 @@ class LaunchScreen(Screen):
         message = str(exc)
         name = None
         if isinstance(exc, BadInput):  # the form validated, so what launch refuses is about the data
-            name = field_of_message(message) or "data"
+            name = exc.field if exc.field in DEFAULTS else "data"
         if name:
             self.show_error(name, message)
             self.control(name).focus()

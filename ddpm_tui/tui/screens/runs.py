@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
+from ddpm_tui.keys import bindings
+from ddpm_tui.tui.screens.base import AppScreen
 from ddpm_tui.tui.screens.dialogs import ConfirmDialog, TextPrompt
-from ddpm_tui.tui.widgets.plain import PlainTable, plain
+from ddpm_tui.tui.widgets.plain import ListTable, plain
 
 STATUS_STYLE = {"running": "bold green", "queued": "yellow", "finished": "blue", "failed": "bold red",
                 "stopped": "magenta", "killed": "magenta reverse", "crashed": "bold red reverse"}
@@ -58,32 +58,19 @@ def row_cells(r: dict, selected: bool) -> list:
     ]
 
 
+def run_label(run_id: int, name: str) -> str:
+    """How a confirmation names a run: its id and, where it has one, its name."""
+    return f"{run_id} '{name}'" if name else str(run_id)
+
+
 def matches(r: dict, text: str) -> bool:
     """Every word of the filter must appear in the run's name, status, tags or `key=value` config."""
     haystack = " ".join([r["name"], r["status"], *r["tags"], *(f"{k}={v}" for k, v in r["config"].items())]).lower()
     return all(word in haystack for word in text.lower().split())
 
 
-class RunsScreen(Screen):
-    BINDINGS = [
-        Binding("enter", "open", "Open"),
-        Binding("space", "toggle_select", "Select"),
-        Binding("slash", "filter", "Filter", key_display="/"),
-        Binding("o", "cycle_sort", "Sort"),
-        Binding("O", "reverse_sort", "Reverse", show=False),
-        Binding("s", "stop", "Stop"),
-        Binding("k", "kill", "Kill"),
-        Binding("r", "resume", "Resume"),
-        Binding("x", "delete", "Delete"),
-        Binding("t", "tag", "Tag", show=False),
-        Binding("n", "note", "Note", show=False),
-        Binding("p", "sample", "Sample", show=False),
-        Binding("d", "duplicate", "Duplicate", show=False),
-        Binding("c", "compare", "Compare", show=False),
-        Binding("w", "worker", "Worker", show=False),
-        Binding("e", "evaluate", "Evaluate", show=False),
-        Binding("escape", "clear_filter", "Clear filter", show=False),
-    ]
+class RunsScreen(AppScreen):
+    BINDINGS = bindings("runs")
 
     def __init__(self):
         super().__init__()
@@ -97,7 +84,7 @@ class RunsScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("", id="runs-status")
-        table = PlainTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        table = ListTable(id="runs-table", cursor_type="row", zebra_stripes=True)
         for key, label in COLUMNS:
             table.add_column(label, key=key)
         yield table
@@ -106,19 +93,11 @@ class RunsScreen(Screen):
 
     def on_mount(self) -> None:
         self.title = "ddpm-tui — runs"
-        self.refresh_runs()
-        self.set_interval(1.0, self.refresh_runs)
+        self.app.runs_signal.subscribe(self, self.apply)
+        if self.app.run_records is not None:
+            self.apply(self.app.run_records)
 
     # ---- data ----------------------------------------------------------------------------------
-    @work(thread=True, exclusive=True, group="runs-refresh")
-    def refresh_runs(self) -> None:
-        try:
-            records = self.app.backend.runs()
-        except Exception as exc:  # a locked, busy or broken store must not take the app down
-            self.app.call_from_thread(self.app.report_error, "reading runs", exc)
-            return
-        self.app.call_from_thread(self.apply, records)
-
     def apply(self, records: list[dict]) -> None:
         self.records = {r["id"]: r for r in records}
         self.selected &= set(self.records)
@@ -146,7 +125,7 @@ class RunsScreen(Screen):
         if order == self.shown_order:
             for run_id in changed:
                 for (key, _), cell in zip(COLUMNS, cells[run_id][1]):
-                    table.update_cell(str(run_id), key, cell)
+                    table.update_cell(str(run_id), key, cell, update_width=True)  # "ETA 0:01:05" must not be cut
         else:
             table.clear()
             for run_id in order:
@@ -159,7 +138,7 @@ class RunsScreen(Screen):
         for r in self.records.values():
             counts[r["status"]] = counts.get(r["status"], 0) + 1
         summary = "  ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "no runs yet — press 2 to launch one"
-        sort = f"sort {self.sort_column}{' ↓' if self.sort_reverse else ''}"
+        sort = f"sort {self.sort_column} {'↓' if self.sort_reverse else '↑'}"
         flt = f"  filter '{self.filter_text}'" if self.filter_text else ""
         sel = f"  {len(self.selected)} selected" if self.selected else ""
         self.query_one("#runs-status", Static).update(plain(f"{summary}   [{sort}{flt}{sel}]"))
@@ -247,7 +226,7 @@ class RunsScreen(Screen):
         if not ids:
             self.notify("no run under the cursor", severity="warning")
             return
-        label = ", ".join(map(str, ids))
+        label = ", ".join(run_label(i, self.records.get(i, {}).get("name", "")) for i in ids)
 
         def done(ok: bool | None) -> None:
             if ok:

@@ -7,6 +7,7 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 from core.text import printable
+from ddpm_tui.keys import bindings
 
 
 def plain(value: object, style: str = "", keep_newlines: bool = False) -> Text:
@@ -32,3 +33,10 @@ class PlainTable(DataTable):
 
     def update_cell_at(self, coordinate, value, **kwargs):
         return super().update_cell_at(coordinate, plain(value), **kwargs)
+
+
+class ListTable(PlainTable):
+    """A PlainTable that is a list to move through: vim keys (the "list" scope of ddpm_tui.keys)
+    besides the arrows."""
+
+    BINDINGS = bindings("list")

@@ -44,7 +44,8 @@ class SampleView(Vertical):
 
     def play(self, gif: Path) -> None:
         """Loop the frames of a reverse-process GIF (x_t beside the predicted x_0) until stop()."""
-        from PIL import Image as PILImage, ImageSequence
+        from PIL import Image as PILImage
+        from PIL import ImageSequence
 
         self.stop()
         with PILImage.open(gif) as img:

@@ -1,5 +1,6 @@
-"""What the screens may do to the store and the runs, in one place: every call here does I/O and
-is meant to run in a worker thread. No SQL here either: it goes through core."""
+"""The application service under both faces: what the TUI and the CLI's interactive commands may
+do to the store and the runs, in one place. Every call does I/O (a face runs it in a worker thread);
+errors are core.errors types, never to be parsed from their text."""
 
 from __future__ import annotations
 
@@ -7,12 +8,15 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.locations import RUNS_ENV
 from core.runner.liveness import reconcile
 from core.store import Store, queries
 
 
 @dataclass
-class Backend:
+class Lab:
+    """One store and its runs directory, opened lazily (a TUI paints before it connects)."""
+
     db_url: str
     runs_dir: Path
 
@@ -92,12 +96,13 @@ class Backend:
         return sample_run(self.store, run_id, out, n=n, steps=steps, device="auto")
 
     def start_worker(self, slots: int = 1) -> int:
-        """A detached `ddpm-tui worker --until-empty` so queued runs train after the TUI closes."""
+        """A detached queue worker (`python -m core.runner.worker --until-empty`), so queued runs
+        train after the TUI closes."""
         from core.runner.lifecycle import child_env
         from core.runner.processes import spawn_detached
 
-        command = [sys.executable, "-m", "ddpm_tui", "worker", "--slots", str(slots), "--until-empty"]
-        env = child_env(self.store, {"DDPM_TUI_RUNS": str(Path(self.runs_dir).resolve())})
+        command = [sys.executable, "-m", "core.runner.worker", "--slots", str(slots), "--until-empty"]
+        env = child_env(self.store, {RUNS_ENV: str(Path(self.runs_dir).resolve())})
         proc = spawn_detached(command, Path(self.runs_dir) / "worker.log", env=env)
         return proc.pid
 
@@ -204,9 +209,8 @@ class Backend:
         import numpy as np
 
         from core.config import config_from_dict
-        from core.data import open_split, selected_indices
+        from core.data import open_split, resolve_data, selected_indices
         from core.data.transforms import to_model_input, to_uint8
-        from core.data import resolve_data
 
         run = queries.get_run(self.store, run_id)
         cfg = config_from_dict(run.config)

@@ -1,0 +1,214 @@
+"""Keys and conventions of the TUI: the key registry and a user's remaps, the palette, vim movement,
+confirmations that name the run, the grouped help at 80x24, notifications when runs end."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import wait_for, wait_screen
+from textual.widgets import Input
+
+from core.errors import BadInput
+from core.store import queries
+from ddpm_tui.keys import BY_ID, KEYS, TuiSettings, first_clash, load_settings
+from ddpm_tui.tui.screens.dialogs import ConfirmDialog
+from ddpm_tui.tui.screens.help import HelpScreen
+from ddpm_tui.tui.screens.launch import LaunchScreen
+
+
+async def rows_loaded(pilot, n=3):
+    await wait_for(pilot, lambda: pilot.app.screen.query_one("#runs-table").row_count == n, what="rows")
+    return pilot.app.screen.query_one("#runs-table")
+
+
+# ---- the registry and the settings file --------------------------------------------------------------
+def test_every_key_has_a_unique_id_and_the_defaults_do_not_clash():
+    assert len(BY_ID) == len(KEYS)
+    assert first_clash({k.id: k.key for k in KEYS}) is None
+
+
+@pytest.mark.parametrize("text, problem", [
+    ('[keys]\n"runs.kil" = "ctrl+x"\n', "'runs.kil' is not a key id"),
+    ('[keys]\n"runs.stop" = "r"\n', "runs.stop and runs.resume both use 'r'"),
+    ('[keys]\n"runs.stop" = "j"\n', "list.down and runs.stop both use 'j'"),
+    ('[keys]\n"runs.stop" = ""\n', "runs.stop = '': expected Textual key names"),
+    ('[keys]\n"runs.stop" = 3\n', "runs.stop = 3: expected Textual key names"),
+    ('[notifications]\nbell = "no"\n', "bell = 'no': expected true or false"),
+    ('[notifications]\nsound = true\n', "unknown setting 'sound'"),
+    ('[colours]\n', "unknown section [colours]"),
+    ('[keys\n', "not a readable TOML file"),
+])
+def test_a_bad_settings_file_is_one_clear_error(tmp_path, text, problem):
+    path = tmp_path / "tui.toml"
+    path.write_text(text)
+    with pytest.raises(BadInput) as err:
+        load_settings(path)
+    assert str(err.value).startswith(f"{path}: ") and problem in str(err.value)
+
+
+def test_settings_file_remaps_keys_and_switches_the_bell(tmp_path):
+    path = tmp_path / "tui.toml"
+    path.write_text('[keys]\n"runs.kill" = "ctrl+x"\n"list.down" = "j,ctrl+j"\n[notifications]\nbell = false\n')
+    settings = load_settings(path)
+    assert settings == TuiSettings(keys={"runs.kill": "ctrl+x", "list.down": "j,ctrl+j"}, bell=False)
+    assert settings.key_of("runs.kill") == "ctrl+x" and settings.key_of("runs.stop") == "s"
+    assert load_settings(tmp_path / "absent.toml") == TuiSettings()
+
+
+def test_cli_keys_lists_remaps_and_refuses_a_bad_file(tmp_path, monkeypatch, cli):
+    path = tmp_path / "tui.toml"
+    monkeypatch.setenv("DDPM_TUI_CONFIG", str(path))
+    path.write_text('[keys]\n"runs.kill" = "ctrl+x"\n')
+    result = cli("keys")
+    assert result.code == 0
+    assert any(line.split()[:2] == ["runs.kill", "*ctrl+x"] for line in result.out.splitlines())
+    path.write_text('[keys]\n"runs.kill" = "q"\n')
+    result = cli("keys")
+    assert result.code == 2
+    assert result.err.strip() == f"error: {path}: [keys] app.quit and runs.kill both use 'q' on the Runs table screen"
+
+
+# ---- the app ---------------------------------------------------------------------------------------------
+@pytest.mark.asyncio
+async def test_a_remapped_key_acts_and_the_old_one_no_longer_does(tui_app):
+    tui_app.settings = TuiSettings(keys={"runs.kill": "ctrl+x"})
+    async with tui_app.run_test(size=(120, 30)) as pilot:
+        await rows_loaded(pilot)
+        await pilot.press("ctrl+k")
+        await pilot.pause(0.2)
+        assert not isinstance(pilot.app.screen, ConfirmDialog)
+        await pilot.press("ctrl+x")
+        dialog = await wait_screen(pilot, ConfirmDialog)
+        assert dialog.question.startswith("Kill run(s) 1 'seed-1'?")
+        await pilot.press("n")
+
+
+@pytest.mark.asyncio
+async def test_kill_is_off_the_movement_keys_and_confirms_naming_the_run(tui_app):
+    async with tui_app.run_test(size=(120, 30)) as pilot:
+        table = await rows_loaded(pilot)
+        await pilot.press("j", "j")
+        assert table.cursor_row == 2
+        await pilot.press("k")
+        assert table.cursor_row == 1 and not isinstance(pilot.app.screen, ConfirmDialog)
+        await pilot.press("g")
+        assert table.cursor_row == 0
+        await pilot.press("G")
+        assert table.cursor_row == 2
+        await pilot.press("ctrl+k")
+        dialog = await wait_screen(pilot, ConfirmDialog)
+        assert "3 'seed-3'" in dialog.question
+        await pilot.press("n")
+    assert queries.get_run(tui_app.lab.store, 3).status == "queued"
+
+
+@pytest.mark.asyncio
+async def test_the_palette_offers_every_view_and_the_screens_actions(tui_app):
+    async with tui_app.run_test(size=(120, 30)) as pilot:
+        await rows_loaded(pilot)
+        titles = {c.title: c.help for c in pilot.app.get_system_commands(pilot.app.screen)}
+        for title in ("Runs view", "Launch view", "Ablation view", "Compare view", "Blind test view",
+                      "Kill", "Stop", "Resume", "Filter", "Evaluate runs", "Sample a grid", "Tag", "Note"):
+            assert title in titles, title
+        assert titles["Kill"] == "Runs table: key ^K"
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.3)
+        await pilot.press(*"launch view")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await wait_screen(pilot, LaunchScreen)
+
+
+@pytest.mark.asyncio
+async def test_help_groups_the_keys_app_first_and_fits_80x24(tui_app):
+    async with tui_app.run_test(size=(80, 24)) as pilot:
+        await rows_loaded(pilot)
+        await pilot.press("question_mark")
+        screen = await wait_screen(pilot, HelpScreen)
+        await pilot.pause(0.2)
+        text = str(screen.query_one("#help-text").render())
+        lines = text.splitlines()
+        assert lines[2].startswith("Everywhere") and "Runs table" in text and "Lists (runs, sweeps)" in text
+        for words in ("Quit", "Kill", "^K", "Filter", "Runs view", "Down"):
+            assert words in text, words
+        assert max(len(line) for line in lines) <= 76 - 4
+        dialog = screen.query_one(".help")
+        assert dialog.region.height <= 24 and dialog.max_scroll_y == 0  # all of it in view, no scrolling
+
+
+@pytest.mark.asyncio
+async def test_typing_in_a_form_field_never_switches_views(tui_app):
+    async with tui_app.run_test(size=(120, 40)) as pilot:
+        await rows_loaded(pilot)
+        await pilot.press("2")
+        screen = await wait_screen(pilot, LaunchScreen)
+        field = screen.query(Input).first()
+        field.focus()
+        field.value = ""
+        await pilot.press("1", "question_mark", "6", "q")
+        await pilot.pause(0.2)
+        assert pilot.app.screen is screen and field.value == "1?6q"
+
+
+@pytest.mark.asyncio
+async def test_a_run_that_ends_is_announced_with_a_toast_and_the_bell(tui_app, monkeypatch):
+    bells = []
+    monkeypatch.setattr(tui_app, "bell", lambda: bells.append(1))
+    async with tui_app.run_test(size=(120, 30)) as pilot:
+        await rows_loaded(pilot)
+        store = tui_app.lab.store
+        queries.update_run(store, 3, status="failed", exit_reason="loss is NaN")
+        await wait_for(pilot, lambda: any("run 3 'seed-3' failed: loss is NaN" == n.message
+                                          for n in pilot.app._notifications), what="failure toast")
+        assert bells == [1]
+        [toast] = [n for n in pilot.app._notifications if "seed-3" in n.message]
+        assert toast.severity == "error"
+
+
+@pytest.mark.asyncio
+async def test_the_bell_can_be_switched_off(tui_app, monkeypatch):
+    bells = []
+    tui_app.settings = TuiSettings(bell=False)
+    monkeypatch.setattr(tui_app, "bell", lambda: bells.append(1))
+    async with tui_app.run_test(size=(120, 30)) as pilot:
+        await rows_loaded(pilot)
+        queries.update_run(tui_app.lab.store, 3, status="finished", exit_reason="reached step 100")
+        await wait_for(pilot, lambda: any("run 3 'seed-3' finished" in n.message for n in pilot.app._notifications),
+                       what="finish toast")
+        assert bells == []
+
+
+@pytest.mark.asyncio
+async def test_a_slow_action_says_at_once_that_it_is_working(tui_app):
+    async with tui_app.run_test(size=(120, 30)) as pilot:
+        await rows_loaded(pilot)
+        await pilot.press("p")
+        await wait_for(pilot, lambda: any(n.message.startswith("run 1: sampling a 4x4 grid")
+                                          for n in pilot.app._notifications), what="working toast")
+        await wait_for(pilot, lambda: any(n.severity == "error" and "sample 1" in n.message
+                                          for n in pilot.app._notifications), what="the sampling error")
+
+
+@pytest.mark.asyncio
+async def test_columns_grow_with_their_content_and_the_sort_order_is_always_shown(tui_app):
+    async with tui_app.run_test(size=(200, 30)) as pilot:
+        table = await rows_loaded(pilot)
+        status = pilot.app.screen.query_one("#runs-status")
+        assert "[sort id ↑]" in str(status.render())
+        long_name = "a-much-longer-run-name-than-before-" + "x" * 10
+        queries.update_run(tui_app.lab.store, 2, name=long_name)
+        await wait_for(pilot, lambda: str(table.get_row("2")[1]) == long_name, what="the new name")
+        await pilot.pause(0.1)
+        assert table.columns["name"].get_render_width(table) >= len(long_name)
+        await pilot.press("O")
+        assert "[sort id ↓]" in str(status.render())
+
+
+@pytest.mark.asyncio
+async def test_the_footer_keeps_quit_and_help_in_80_columns(tui_app):
+    from textual.widgets._footer import FooterKey
+
+    async with tui_app.run_test(size=(80, 24)) as pilot:
+        await rows_loaded(pilot)
+        await pilot.pause(0.3)
+        keys = [k for k in pilot.app.screen.query(FooterKey) if k.region.width and k.region.right <= 80]
+        assert [k.key for k in keys[:2]] == ["q", "question_mark"]
