@@ -133,6 +133,18 @@ def test_stop_or_kill_right_after_launch_ends_the_run_so(workdir, cli, pcam, sto
     assert [e.status for e in queries.status_events(store, run_id)] == ["running", status]
 
 
+def test_kill_of_a_training_run_ends_it_killed_after_its_checkpoint(workdir, cli, pcam, store):
+    run_id = int(cli("launch", "--data", pcam, *TINY, "--max-steps", "100000", "--ckpt-every", "5").out)
+    wait_for(lambda: queries.get_run(store, run_id).step >= 3, timeout=120)
+    r = cli("runs", "kill", run_id)
+    assert r.code == 0
+    final = queries.get_run(store, run_id)
+    assert final.status == "killed", r.err
+    assert final.exit_reason.startswith(f"killed at step {final.step} (SIGTERM")
+    assert final.checkpoint_path and f"{final.step:08d}" in final.checkpoint_path
+    assert [e.status for e in queries.status_events(store, run_id)] == ["running", "killed"]
+
+
 def test_stop_of_a_claimed_run_before_its_trainer_never_signals_the_worker(workdir, cli, pcam, store):
     assert cli("launch", "--data", pcam, *TINY, "--max-steps", "4", "--queue").code == 0
     from core.runner.worker import claim_next

@@ -180,12 +180,12 @@ async def test_stop_resume_kill_a_real_run_from_the_table(tmp_path):
         await pilot.press("ctrl+k")
         await wait_screen(pilot, ConfirmDialog)
         await pilot.press("y")
-        await wait_status(pilot, run_id, "stopped")
+        await wait_status(pilot, run_id, "killed")
         table = pilot.app.screen.query_one("#runs-table", DataTable)
         await pilot.pause(1.2)
-        assert str(table.get_row_at(0)[2]) == "stopped"
+        assert str(table.get_row_at(0)[2]) == "killed"
     events = [e.status for e in queries.status_events(lab.store, run_id)]
-    assert events == ["running", "stopped", "running", "stopped"]
+    assert events == ["running", "stopped", "running", "killed"]
 
 
 @pytest.mark.slow

@@ -29,7 +29,7 @@ from core.runner.processes import (
 from core.runner.sweeps import expand_grid, grid_axes
 from core.store import queries
 from core.store.db import Store
-from core.train.run import RunPlan, check_resumable, new_run, plan_run
+from core.train.run import KILL_REQUESTED, RunPlan, check_resumable, new_run, plan_run
 
 
 def store_url_for_children(store: Store) -> str:
@@ -109,10 +109,12 @@ def stop(store: Store, run_id, wait: float = 0.0) -> StopResult:
 
 
 def kill(store: Store, run_id, grace: float = 10.0) -> StopResult:
-    """SIGTERM, then SIGKILL to the whole process group if it is still alive after `grace` seconds."""
+    """SIGTERM, then SIGKILL to the whole process group if it is still alive after `grace` seconds.
+    Either way the run ends `killed` (a trainer that honours the SIGTERM checkpoints first)."""
     run = _running(store, run_id)
     if run.started_at is None and _end_before_start(store, run, "killed", SIGKILL):
         return StopResult(queries.get_run(store, run.id), f"run {run.id}: killed before training started")
+    queries.update_run(store, run.id, expect=("running",), match={"pid": run.pid}, exit_reason=KILL_REQUESTED)
     signal_group(None, run.pid, SIGTERM)
     deadline = time.time() + grace
     while time.time() < deadline and pid_alive(run.pid):

@@ -159,6 +159,7 @@ def attach_log_file(run_dir: Path) -> logging.Handler:
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+KILL_REQUESTED = "kill requested"  # the exit reason `kill` stamps before its SIGTERM: the run then ends killed
 
 
 def execute_run(store: Store, run_id: int, on_step: Callable[[StepStats], None] | None = None) -> str:
@@ -225,6 +226,8 @@ def _train(store: Store, run: queries.Run, on_step, stop: threading.Event) -> st
             trainer.metrics.close()
             replay_journal(store, run_id, journal)
         reason = {"finished": f"reached step {trainer.step}", "stopped": f"stopped at step {trainer.step}"}[outcome]
+        if outcome == "stopped" and queries.get_run(store, run_id).exit_reason == KILL_REQUESTED:
+            outcome, reason = "killed", f"killed at step {trainer.step} (SIGTERM; it checkpointed first)"
         queries.set_status(store, run_id, outcome, reason=reason, step=trainer.step,
                            checkpoint_path=_latest_ckpt(trainer))
         log.info("run %d %s: %s", run_id, outcome, reason)
