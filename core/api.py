@@ -66,9 +66,9 @@ class Lab:
         from core.runner.lifecycle import kill
         return kill(self.store, run_id, grace=grace)
 
-    def resume(self, run_id: int, queue: bool = False):
+    def resume(self, run_id: int, queue: bool = False, restart: bool = False):
         from core.runner.lifecycle import resume
-        return resume(self.store, run_id, queue=queue)
+        return resume(self.store, run_id, queue=queue, restart=restart)
 
     def delete(self, run_id: int):
         from core.runner.lifecycle import remove

@@ -15,10 +15,12 @@ import random
 from dataclasses import dataclass, field
 from fractions import Fraction
 
+from core.labels import LABEL_NAMES
+
 CLASS_MODE = "class"
 PAIR_MODE = "real-vs-generated"
 MODES = (CLASS_MODE, PAIR_MODE)
-CLASS_NAMES = ("non_cancerous", "cancerous")  # PCam label 0, 1
+CLASS_NAMES = LABEL_NAMES  # answers in class mode, indexed by PCam label
 SIDES = ("a", "b")  # left, right
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import BadConfig, BadInput
+from core.labels import CLASSES
 
-CLASSES = ("cancerous", "non_cancerous", "both")
 PREPROCESS = ("center-crop", "resize")
 SCHEDULES = ("linear", "cosine", "quadratic", "sigmoid", "sigmoid-chen")
 ATTENTION = ("none", "linear", "full")

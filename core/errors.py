@@ -20,5 +20,14 @@ class BadConfig(BadInput):
         self.problems = problems
 
 
+class NeedsRestart(BadInput):
+    """Resuming would start a run that had trained over from step 0 (it has no checkpoint): the user
+    must say so (`--restart`, or yes in the TUI)."""
+
+    def __init__(self, message: str, run_id: int):
+        super().__init__(message)
+        self.run_id = run_id
+
+
 class WorkFailed(Exception):
     """Something went wrong while doing the work itself (exit code 1)."""

@@ -11,16 +11,24 @@ import torch
 from core.config import SEED_MAX, config_from_dict
 from core.diffusion import GaussianDiffusion, make_betas
 from core.errors import BadInput
+from core.labels import label_of
 from core.model import build_unet
-from core.sample import (GIF_SHOWS, SAMPLE_BATCH, SAMPLERS, display_scale, generate, make_grid,
-                         reverse_process_frames, save_gif, save_png)
+from core.sample import (
+    GIF_SHOWS,
+    SAMPLE_BATCH,
+    SAMPLERS,
+    display_scale,
+    generate,
+    make_grid,
+    reverse_process_frames,
+    save_gif,
+    save_png,
+)
 from core.store import queries
 from core.store.db import Store
 from core.train import checkpoint as ckpt
 from core.train.resources import check_fits, sampling_memory
 from core.train.trainer import load_weights, pick_device
-
-CLASS_NAMES = {"non_cancerous": 0, "0": 0, "cancerous": 1, "1": 1}
 
 
 def load_run_model(store: Store, run_id, device: str = "auto", step: int | None = None):
@@ -100,11 +108,9 @@ def sample_run(store: Store, run_id, out: Path, n: int = 16, sampler: str = "ddi
         raise BadInput(f"--steps {steps}: more than run {run.id}'s {cfg.timesteps} diffusion steps")
     label = None
     if class_name is not None:
-        if class_name not in CLASS_NAMES:
-            raise BadInput(f"--class: unknown class {class_name!r} (cancerous or non_cancerous)")
+        label = label_of(class_name)
         if not cfg.conditional:
             raise BadInput(f"--class: run {run.id} is unconditional (trained on {cfg.classes})")
-        label = CLASS_NAMES[class_name]
     if guidance and not cfg.conditional:
         raise BadInput(f"--guidance: run {run.id} is unconditional; guidance needs a --conditional run")
     factor = scale or display_scale(cfg.image_size)

@@ -650,11 +650,20 @@ def runs_kill(run: Annotated[str, typer.Argument(help="run id")],
 def runs_resume(run: Annotated[str, typer.Argument(help="run id")],
                 queue: Annotated[bool, typer.Option("--queue", help="queue it for a worker instead")] = False,
                 checkpoint: Annotated[Optional[int], typer.Option("--checkpoint", help="continue from this step's checkpoint (newer ones are set aside)")] = None,
+                restart: Annotated[bool, typer.Option("--restart", help="a run without a checkpoint: start it over from step 0")] = False,
                 ctx_store: Store = None):
-    """Continue a stopped/killed/crashed/failed run (same id) from its last good checkpoint, detached."""
+    """Continue a stopped/killed/crashed/failed run (same id) from its last good checkpoint, detached.
+    A run that trained but has no checkpoint starts over only with --restart (or a yes on a terminal)."""
+    from core.errors import NeedsRestart
     from core.runner.lifecycle import resume
 
-    r = resume(open_store(ctx_store, create=False), run, queue=queue, checkpoint=checkpoint)
+    store = open_store(ctx_store, create=False)
+    try:
+        r = resume(store, run, queue=queue, checkpoint=checkpoint, restart=restart)
+    except NeedsRestart as exc:
+        if not (sys.stdin.isatty() and typer.confirm(f"run {exc.run_id} has no checkpoint; restart it from step 0?", err=True)):
+            raise
+        r = resume(store, run, queue=queue, checkpoint=checkpoint, restart=True)
     typer.echo(str(r.id))
 
 

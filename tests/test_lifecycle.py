@@ -156,3 +156,18 @@ def test_stop_of_a_claimed_run_before_its_trainer_never_signals_the_worker(workd
     r = cli("runs", "resume", "1")
     assert r.code == 0
     wait_for(lambda: queries.get_run(store, 1).status == "finished", timeout=120)
+
+
+def test_resume_of_a_run_without_a_checkpoint_restarts_only_when_told(tmp_path, cli, monkeypatch):
+    from conftest import seed_store
+
+    url, runs_dir = seed_store(tmp_path)  # run 2: stopped at step 40, no checkpoint
+    started = []
+    monkeypatch.setattr("core.runner.lifecycle.start_process", lambda store, run_id, *a: started.append(run_id))
+    r = cli("--db", url, "runs", "resume", "2")
+    assert r.code == 2 and r.err.strip() == ("error: run 2 has no checkpoint to continue from (it had reached step "
+                                             "40): resuming restarts it from step 0; confirm with --restart")
+    store = Store(url)
+    assert queries.get_run(store, 2).status == "stopped" and started == []
+    r = cli("--db", url, "runs", "resume", "2", "--restart")
+    assert r.code == 0 and started == [2] and queries.get_run(store, 2).status == "running"

@@ -212,3 +212,22 @@ async def test_the_footer_keeps_quit_and_help_in_80_columns(tui_app):
         await pilot.pause(0.3)
         keys = [k for k in pilot.app.screen.query(FooterKey) if k.region.width and k.region.right <= 80]
         assert [k.key for k in keys[:2]] == ["q", "question_mark"]
+
+
+@pytest.mark.asyncio
+async def test_resuming_a_run_without_a_checkpoint_asks_before_restarting_from_step_0(tui_app, monkeypatch):
+    started = []
+    monkeypatch.setattr("core.runner.lifecycle.start_process", lambda store, run_id, *a: started.append(run_id))
+    async with tui_app.run_test(size=(120, 30)) as pilot:
+        await rows_loaded(pilot)
+        await pilot.press("j", "r")  # seed-2: stopped at step 40, no checkpoint
+        dialog = await wait_screen(pilot, ConfirmDialog)
+        assert dialog.question == "Run 2 'seed-2' has no checkpoint to continue from. Restart it from step 0?"
+        await pilot.press("n")
+        await pilot.pause(0.3)
+        assert queries.get_run(tui_app.lab.store, 2).status == "stopped" and started == []
+        await pilot.press("r")
+        await wait_screen(pilot, ConfirmDialog)
+        await pilot.press("y")
+        await wait_for(pilot, lambda: started == [2], what="the restart")
+        assert queries.get_run(tui_app.lab.store, 2).status == "running"

@@ -6,9 +6,16 @@ from pathlib import Path
 
 import numpy as np
 
-from core.data.sources import (PCAM_SPLITS, detect_layout, open_split, pcam_paths, read_kaggle_labels,
-                               verify_kaggle_images)
+from core.data.sources import (
+    PCAM_SPLITS,
+    detect_layout,
+    open_split,
+    pcam_paths,
+    read_kaggle_labels,
+    verify_kaggle_images,
+)
 from core.errors import BadInput
+from core.labels import LABEL_NAMES
 
 
 def image_problems(root: Path, cache: Path | None = None) -> list[str]:
@@ -60,8 +67,7 @@ def check_dataset(path: str | Path, split_seed: int = 0, cache: Path | None = No
             continue
         report["splits"][split] = {
             "n": len(source),
-            "cancerous": int(np.sum(source.labels == 1)),
-            "non_cancerous": int(np.sum(source.labels == 0)),
+            **{name: int(np.sum(source.labels == label)) for label, name in enumerate(LABEL_NAMES)},
         }
         source.close()
     if layout == "pcam" or not report["problems"]:

@@ -15,11 +15,11 @@ import imageio.v3 as iio
 import numpy as np
 
 from core.errors import BadInput
+from core.labels import CLASS_LABELS
 
 PCAM_SPLITS = ("train", "valid", "test")
 PATCH_SHAPE = (96, 96, 3)
 # PCam label 1 = tumour tissue in the centre 32x32 region
-CLASS_LABELS = {"cancerous": (1,), "non_cancerous": (0,), "both": (0, 1)}
 KAGGLE_FRACTIONS = {"train": 0.8, "valid": 0.1, "test": 0.1}
 
 

@@ -26,6 +26,7 @@ from core.errors import BadInput
 from core.evaluate import distances, ssim
 from core.evaluate.classifier import load_classifier, predict
 from core.evaluate.nll import variational_bound
+from core.labels import LABEL_NAMES
 from core.sample import SAMPLERS, generate, make_grid, save_png
 from core.stats import mean_ci, wilson_ci
 from core.store import queries
@@ -374,7 +375,7 @@ def feature_results(store: Store, cfg, plan: EvalPlan, samples: np.ndarray, real
         if cfg.conditional:
             intended = np.arange(len(samples)) % 2
             per_class = {}
-            for label, name in ((0, "non_cancerous"), (1, "cancerous")):
+            for label, name in enumerate(LABEL_NAMES):
                 mask = intended == label
                 c = wilson_ci(int((predicted[mask] == label).sum()), int(mask.sum()))
                 per_class[name] = {"accuracy": c.value, "ci": [c.low, c.high], "n": c.n}

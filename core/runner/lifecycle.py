@@ -131,11 +131,12 @@ def kill(store: Store, run_id, grace: float = 10.0) -> StopResult:
     return StopResult(final, f"run {run.id}: {final.status}")
 
 
-def resume(store: Store, run_id, queue: bool = False, checkpoint: int | None = None) -> queries.Run:
+def resume(store: Store, run_id, queue: bool = False, checkpoint: int | None = None,
+           restart: bool = False) -> queries.Run:
     """Continue a stopped, killed, crashed or failed run under the same id from its last good
     checkpoint (or from `checkpoint`), detached or queued for a worker. Nothing is changed when
-    it cannot be resumed."""
-    run = check_resumable(store, run_id, checkpoint)
+    it cannot be resumed. A run without a checkpoint starts over only with `restart`."""
+    run = check_resumable(store, run_id, checkpoint, restart)
     if queue:
         changed = queries.set_status(store, run.id, "queued", reason="queued for resume", expect=(run.status,))
     else:

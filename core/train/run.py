@@ -23,7 +23,7 @@ from core.config import INT_MAX, TrainConfig, config_from_dict
 from core.data import cache_dir, open_split, resolve_data, selected_indices
 from core.data.check import image_problems
 from core.data.sources import KaggleSplit, PCAM_SPLITS, detect_layout
-from core.errors import BadInput, WorkFailed
+from core.errors import BadInput, NeedsRestart, WorkFailed
 from core.runner.liveness import owner_fields, reconcile
 from core.runner.run_lock import RunDirLock, trainer_holding
 from core.store import queries
@@ -266,11 +266,12 @@ def _record_artifact(store: Store, run_id: int, kind: str, path: Path, step: int
 RESUMABLE = ("stopped", "killed", "crashed", "failed", "queued")
 
 
-def check_resumable(store: Store, run_id: int, checkpoint: int | None = None) -> queries.Run:
+def check_resumable(store: Store, run_id: int, checkpoint: int | None = None, restart: bool = False) -> queries.Run:
     """The run, if it can be resumed now; nothing about it is changed when it cannot. The checkpoint
     it would continue from must load and fit its architecture, its disk must hold one more, and no
     trainer may hold its directory. With `checkpoint`, that step's checkpoint is the one: the newer
-    ones are set aside (renamed *.passed-over) once every check has passed."""
+    ones are set aside (renamed *.passed-over) once every check has passed. A run that trained but
+    has no checkpoint would start over from step 0: NeedsRestart, unless `restart`."""
     reconcile(store)
     run = queries.get_run(store, run_id)
     if run.status == "finished":
@@ -287,6 +288,9 @@ def check_resumable(store: Store, run_id: int, checkpoint: int | None = None) ->
     cfg = config_from_dict(run.config)
     ckpt_dir = run_dir / "checkpoints"
     found = ckpt.choose_checkpoint(ckpt_dir, cfg, checkpoint)
+    if found is None and run.step > 0 and not restart:
+        raise NeedsRestart(f"run {run.id} has no checkpoint to continue from (it had reached step {run.step}): "
+                           "resuming restarts it from step 0; confirm with --restart", run.id)
     ckpt_dir.mkdir(exist_ok=True)
     ckpt.ensure_room(ckpt_dir, found[0].stat().st_size if found else 0)
     if checkpoint is not None:

@@ -11,10 +11,11 @@ from textual.app import App, SystemCommand
 from textual.signal import Signal
 
 from core.api import Lab
+from core.errors import NeedsRestart
 from core.text import printable
 from ddpm_tui.keys import SCOPES, TuiSettings, bindings
 from ddpm_tui.tui.screens.help import HelpScreen, describe_bindings
-from ddpm_tui.tui.screens.runs import RunsScreen
+from ddpm_tui.tui.screens.runs import RunsScreen, run_label
 
 
 def lazy_screen(module: str, name: str):
@@ -178,10 +179,21 @@ class DdpmApp(App):
                 self.call_from_thread(self.notify, f"run {run_id}: {WORKING[action]}", timeout=4)
             try:
                 message = self._do(b, action, run_id, text)
+            except NeedsRestart as exc:
+                self.call_from_thread(self.confirm_restart, exc.run_id)
+                continue
             except Exception as exc:  # every failure becomes a notification, never a crash
                 self.call_from_thread(self.report_error, f"{action} {run_id or ''}".strip(), exc)
                 continue
             self.call_from_thread(self.notify, message)
+
+    def confirm_restart(self, run_id: int) -> None:
+        """Resuming a run that trained but kept no checkpoint starts it over: only on a yes."""
+        from ddpm_tui.tui.screens.dialogs import ConfirmDialog
+
+        name = next((r["name"] for r in self.run_records or [] if r["id"] == run_id), "")
+        self.push_screen(ConfirmDialog(f"Run {run_label(run_id, name)} has no checkpoint to continue from. Restart it from step 0?"),
+                         lambda ok: ok and self.act_on_runs("restart", [run_id]))
 
     def _do(self, b: Lab, action: str, run_id: int | None, text: str | None) -> str:
         if action == "stop":
@@ -190,6 +202,8 @@ class DdpmApp(App):
             return b.kill(run_id).message
         if action == "resume":
             return f"run {run_id}: {b.resume(run_id).status}"
+        if action == "restart":
+            return f"run {run_id}: {b.resume(run_id, restart=True).status}, from step 0"
         if action == "requeue":
             return f"run {run_id}: {b.resume(run_id, queue=True).status} (a worker picks it up)"
         if action == "delete":
