@@ -165,12 +165,16 @@ def insert_metrics(store: Store, run_id: int, points: Sequence[tuple[str, int, f
     return len(inserted)
 
 
-def metric_series(store: Store, run_id: int, key: str, max_points: int = 2000) -> tuple[list[int], list[float], list[float]]:
-    """(steps, values, wall_times) of one series, evenly thinned to at most `max_points`."""
+def metric_series(store: Store, run_id: int, key: str, max_points: int = 2000,
+                  after_step: int | None = None) -> tuple[list[int], list[float], list[float]]:
+    """(steps, values, wall_times) of one series, evenly thinned to at most `max_points`; with
+    `after_step`, only the points after that step (what a live chart has not read yet)."""
+    where = [Metric.run_id == run_id, Metric.key == key]
+    if after_step is not None:
+        where.append(Metric.step > after_step)
     with store.session() as s:
-        n = s.scalar(select(func.count()).select_from(Metric).where(Metric.run_id == run_id, Metric.key == key))
-        stmt = select(Metric.step, Metric.value, Metric.wall_time).where(
-            Metric.run_id == run_id, Metric.key == key).order_by(Metric.step)
+        n = s.scalar(select(func.count()).select_from(Metric).where(*where))
+        stmt = select(Metric.step, Metric.value, Metric.wall_time).where(*where).order_by(Metric.step)
         rows = s.execute(stmt).all()
     if n and n > max_points:
         stride = -(-n // max_points)

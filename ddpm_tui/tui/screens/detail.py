@@ -81,6 +81,7 @@ class RunDetailScreen(ChartControls, AppScreen):
         self.run_id = run_id
         self.log_offset = 0
         self.record: dict | None = None
+        self.follower = None  # the chart's series, read incrementally (core.api.SeriesFollower)
         self.keys: list[str] = []
         self.shown_events = -1
         self.config_shown = False
@@ -115,7 +116,10 @@ class RunDetailScreen(ChartControls, AppScreen):
         try:
             record = lab.run(self.run_id)
             keys = lab.metric_keys(self.run_id)
-            steps, values, walls = lab.series(self.run_id, self.metric)
+            follower = self.follower
+            if follower is None or follower.key != self.metric:
+                follower = self.follower = lab.follow_series(self.run_id, self.metric)
+            steps, values, walls = follower.update(record["step"])
             events = lab.events(self.run_id)
             samples = lab.latest_samples(self.run_id)
             evaluations = lab.evaluations(self.run_id)
