@@ -114,6 +114,10 @@ class Lab:
     def note(self, run_id: int, text: str) -> None:
         queries.add_note(self.store, run_id, text)
 
+    def notes(self, run_id: int) -> list[tuple[float, str]]:
+        """(time, text) of a run's notes, oldest first."""
+        return [(n.created_at, n.text) for n in queries.notes(self.store, run_id)]
+
     def launch(self, cfg, queue: bool = False, sweep_id: int | None = None):
         from core.runner.lifecycle import launch
         return launch(self.store, self.runs_dir, cfg, queue=queue, sweep_id=sweep_id)

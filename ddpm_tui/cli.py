@@ -720,28 +720,43 @@ def export(fmt: Annotated[str, typer.Option("--format", help="csv|json|md (md: w
            metric: Annotated[Optional[str], typer.Option("--metric", help="with --sweep: the rank key")] = None,
            figures: Annotated[Optional[Path], typer.Option("--figures", help="with --sweep: folder for the figures [default: sweep-ID-figures]")] = None,
            mixed: Annotated[bool, typer.Option("--mixed", help="with --sweep: rank even with mixed evaluation settings")] = False,
+           of_sweep: Annotated[Optional[int], typer.Option("--of-sweep", help="only the runs of this sweep")] = None,
            ctx_store: Store = None):
-    """All runs with their summaries as CSV or JSON on stdout; with --sweep, the sweep's ranking
-    (CSV, JSON or Markdown) and a PNG figure per metric (means with 95% CI bars)."""
+    """All runs with their summaries, tags, notes and ISO-8601 times as CSV or JSON on stdout; with
+    --sweep, the sweep's ranking (CSV, JSON or Markdown) and a PNG figure per metric (means with 95%
+    CI bars)."""
     import csv
+    from datetime import datetime, timezone
 
     from core.store import queries
 
     if fmt not in ("csv", "json", "md") or (fmt == "md" and sweep is None):
         raise BadInput(f"--format: unknown value {fmt!r} (choose from csv, json{', md' if sweep else ''})")
     if sweep is not None:
+        if of_sweep is not None:
+            raise BadInput("--of-sweep filters the runs export; --sweep exports a ranking: give one")
         _export_sweep(open_store(ctx_store, create=False), sweep, metric, fmt, figures, mixed)
         return
-    records = queries.run_records(open_store(ctx_store, create=False))
+    store = open_store(ctx_store, create=False)
+    if of_sweep is not None:
+        queries.get_sweep(store, of_sweep)
+    records = queries.run_records(store, sweep_id=of_sweep)
+    notes = queries.notes_by_run(store, [r["id"] for r in records])
+    for r in records:
+        r["notes"] = notes.get(r["id"], [])
+        for key in ("created_at", "started_at", "ended_at", "heartbeat_at"):
+            if r[key] is not None:
+                r[key] = datetime.fromtimestamp(r[key], timezone.utc).isoformat(timespec="seconds")
     if fmt == "json":
         echo_json(records)
         return
     config_keys = sorted({k for r in records for k in r["config"]})
-    fields = [k for k in records[0] if k not in ("config", "tags")] if records else ["id"]
+    fields = [k for k in records[0] if k not in ("config", "tags", "notes")] if records else ["id"]
     writer = csv.writer(sys.stdout)
-    writer.writerow(fields + ["tags"] + [f"config.{k}" for k in config_keys])
+    writer.writerow(fields + ["tags", "notes"] + [f"config.{k}" for k in config_keys])
     for r in records:
-        writer.writerow([r[k] for k in fields] + [" ".join(r["tags"])] + [r["config"].get(k) for k in config_keys])
+        writer.writerow([r[k] for k in fields] + [" ".join(r["tags"]), " | ".join(r["notes"])]
+                        + [r["config"].get(k) for k in config_keys])
 
 
 def _export_sweep(store, sweep, metric, fmt: str, figures: Path | None, mixed: bool) -> None:

@@ -171,8 +171,13 @@ def test_tag_note_export_and_rm(workdir, cli, pcam, store, tmp_path):
     assert shown["notes"][0]["text"] == "looks fine" and shown["tags"] == ["baseline"]
     exported = json.loads(cli("export", "--format", "json").out)
     assert exported[0]["id"] == 1 and exported[0]["config"]["dim"] == 16
+    assert exported[0]["tags"] == ["baseline"] and exported[0]["notes"] == ["looks fine"]
+    assert exported[0]["created_at"].endswith("+00:00") and "val_loss" in exported[0] and "sweep_id" in exported[0]
     csv_out = cli("export", "--format", "csv").out.splitlines()
-    assert csv_out[0].startswith("id,name,status") and len(csv_out) == 2
+    assert csv_out[0].startswith("id,name,status") and ",tags,notes," in csv_out[0] and len(csv_out) == 2
+    assert "baseline,looks fine" in csv_out[1]
+    r = cli("export", "--of-sweep", "7")
+    assert r.code == 2 and "7" in r.err
     run_dir = workdir / "runs" / "1"
     assert run_dir.is_dir()
     r = cli("runs", "rm", "1", "--yes")

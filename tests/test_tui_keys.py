@@ -231,3 +231,52 @@ async def test_resuming_a_run_without_a_checkpoint_asks_before_restarting_from_s
         await pilot.press("y")
         await wait_for(pilot, lambda: started == [2], what="the restart")
         assert queries.get_run(tui_app.lab.store, 2).status == "running"
+
+
+@pytest.mark.asyncio
+async def test_tags_show_in_the_table_notes_on_the_run_page_and_prompts_name_the_run(tui_app):
+    from ddpm_tui.tui.screens.detail import RunDetailScreen
+    from ddpm_tui.tui.screens.dialogs import TextPrompt
+
+    store = tui_app.lab.store
+    queries.add_tags(store, 1, ["baseline", "cosine"])
+    queries.add_note(store, 1, "colours look right [b]at[/b] step 100")
+    async with tui_app.run_test(size=(160, 40)) as pilot:
+        table = await rows_loaded(pilot)
+        await wait_for(pilot, lambda: str(table.get_row("1")[2]) == "baseline cosine", what="the tags column")
+        await pilot.press("t")
+        prompt = await wait_screen(pilot, TextPrompt)
+        assert prompt.title_text == "Tags to add to run(s) 1 'seed-1' (space separated)"
+        await pilot.press("escape")
+        await pilot.press("enter")
+        screen = await wait_screen(pilot, RunDetailScreen)
+        notes = screen.query_one("#detail-notes")
+        await wait_for(pilot, lambda: "colours look right [b]at[/b] step 100" in str(notes.render()), what="notes")
+        assert "tags: baseline cosine" in str(screen.query_one("#detail-status").render())
+
+
+@pytest.mark.asyncio
+async def test_the_log_tail_searches_and_stops_and_resumes_following(tui_app):
+    from textual.widgets import Log
+
+    from ddpm_tui.tui.screens.detail import RunDetailScreen
+    from ddpm_tui.tui.screens.dialogs import TextPrompt
+
+    log_file = tui_app.lab.runs_dir / "1" / "train.log"
+    log_file.write_text("".join(f"step {i} loss {1 / i:.4f}\n" for i in range(1, 300)) + "checkpoint ckpt-300\n"
+                        + "".join(f"step {i}\n" for i in range(300, 400)))
+    async with tui_app.run_test(size=(120, 40)) as pilot:
+        await rows_loaded(pilot)
+        await pilot.press("enter")
+        screen = await wait_screen(pilot, RunDetailScreen)
+        log = screen.query_one("#detail-log", Log)
+        await wait_for(pilot, lambda: log.line_count >= 400, what="the log")
+        await pilot.press("slash")
+        await wait_screen(pilot, TextPrompt)
+        await pilot.press(*"CHECKPOINT", "enter")
+        await wait_for(pilot, lambda: screen.log_match == 299, what="the match")
+        assert not log.auto_scroll and log.scroll_offset.y <= 299 < log.scroll_offset.y + log.size.height
+        await pilot.press("n")  # the only match: wraps to itself
+        assert screen.log_match == 299
+        await pilot.press("f")
+        assert log.auto_scroll

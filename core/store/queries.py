@@ -206,6 +206,18 @@ def status_events(store: Store, run_id: int) -> list[StatusEvent]:
         return list(s.scalars(select(StatusEvent).where(StatusEvent.run_id == run_id).order_by(StatusEvent.id)))
 
 
+def notes_by_run(store: Store, run_ids: Sequence[int] | None = None) -> dict[int, list[str]]:
+    """{run id: its notes' texts, oldest first} in one query."""
+    with store.session() as s:
+        stmt = select(Note.run_id, Note.text).order_by(Note.id)
+        if run_ids is not None:
+            stmt = stmt.where(Note.run_id.in_(list(run_ids)))
+        out: dict[int, list[str]] = {}
+        for run_id, text in s.execute(stmt):
+            out.setdefault(run_id, []).append(text)
+        return out
+
+
 def notes(store: Store, run_id: int) -> list[Note]:
     with store.session() as s:
         return list(s.scalars(select(Note).where(Note.run_id == run_id).order_by(Note.id)))
@@ -273,6 +285,7 @@ def run_record(run: Run, summary: dict | None = None, tags: list[str] | None = N
     return {
         "id": run.id, "name": run.name, "status": run.status, "step": run.step, "total_steps": run.total_steps,
         "loss": loss.get("last"), "smooth_loss": smooth.get("last"), "best": best.get("min"),
+        "val_loss": summary.get("val/loss", {}).get("last"),
         "img_per_s": summary.get("img_per_s", {}).get("last"),
         "created_at": run.created_at, "started_at": run.started_at, "ended_at": run.ended_at,
         "heartbeat_at": run.heartbeat_at, "host": run.host, "pid": run.pid, "exit_reason": run.exit_reason,

@@ -23,7 +23,7 @@ from core.text import printable
 from ddpm_tui.keys import bindings
 from ddpm_tui.tui.screens.base import AppScreen
 from ddpm_tui.tui.screens.chart_controls import ChartControls
-from ddpm_tui.tui.screens.dialogs import ConfirmDialog
+from ddpm_tui.tui.screens.dialogs import ConfirmDialog, TextPrompt
 from ddpm_tui.tui.screens.runs import (
     STATUS_STYLE,
     eta_seconds,
@@ -82,6 +82,7 @@ class RunDetailScreen(ChartControls, AppScreen):
         self.log_offset = 0
         self.record: dict | None = None
         self.follower = None  # the chart's series, read incrementally (core.api.SeriesFollower)
+        self.log_query, self.log_match = "", -1
         self.keys: list[str] = []
         self.shown_events = -1
         self.config_shown = False
@@ -98,6 +99,8 @@ class RunDetailScreen(ChartControls, AppScreen):
         with TabbedContent(id="detail-tabs"):
             with TabPane("Log", id="tab-log"):
                 yield Log(id="detail-log", max_lines=2000)
+            with TabPane("Notes", id="tab-notes"):
+                yield Static("no notes yet (n on the runs table adds one)", id="detail-notes")
             with TabPane("Config", id="tab-config"):
                 yield Static("", id="detail-config")
             with TabPane("History", id="tab-history"):
@@ -123,22 +126,28 @@ class RunDetailScreen(ChartControls, AppScreen):
             events = lab.events(self.run_id)
             samples = lab.latest_samples(self.run_id)
             evaluations = lab.evaluations(self.run_id)
+            notes = lab.notes(self.run_id)
         except Exception as exc:
             self.app.call_from_thread(self.app.report_error, f"reading run {self.run_id}", exc)
             return
         log_path = Path(record["run_dir"]) / "train.log"
         text, self.log_offset = read_new_log(log_path, self.log_offset)
         self.app.call_from_thread(self.apply, record, keys, (steps, values, walls), events, samples, text,
-                                  log_path.exists() or not record["run_dir"], evaluations)
+                                  log_path.exists() or not record["run_dir"], evaluations, notes)
 
-    def apply(self, record, keys, series, events, samples, log_text, log_present, evaluations=()) -> None:
+    def apply(self, record, keys, series, events, samples, log_text, log_present, evaluations=(), notes=()) -> None:
         self.record, self.keys = record, keys
         status = Text.assemble(
             (f"{printable(record['name'])}  ", "bold"), (record["status"], STATUS_STYLE.get(record["status"], "")),
             f"  step {record['step']}/{record['total_steps']}  loss {fmt_float(record['loss'])}"
             f"  img/s {fmt_float(record['img_per_s'], 1)}  ETA {fmt_duration(eta_seconds(record))}",
             f"  — {printable(record['exit_reason'])}" if record["exit_reason"] and record["status"] != "running" else "",
+            (f"  tags: {printable(' '.join(record['tags']))}", "cyan") if record["tags"] else "",
         )
+        if notes:
+            self.query_one("#detail-notes", Static).update(plain("\n".join(
+                f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(at))}  {text}" for at, text in notes),
+                keep_newlines=True))
         self.query_one("#detail-status", Static).update(status)
         steps, values, walls = series
         if self.wall_x and walls:
@@ -175,6 +184,41 @@ class RunDetailScreen(ChartControls, AppScreen):
 
     def reload(self) -> None:
         self.refresh_detail()
+
+    # ---- the log tail: search and follow ------------------------------------------------------------
+    def action_toggle_follow(self) -> None:
+        log = self.query_one("#detail-log", Log)
+        log.auto_scroll = not log.auto_scroll
+        if log.auto_scroll:
+            log.scroll_end(animate=False)
+        self.notify("log: following new lines" if log.auto_scroll else "log: paused here (f follows again)", timeout=3)
+
+    def action_search_log(self) -> None:
+        def search(text: str | None) -> None:
+            if text:
+                self.log_query = text
+                self.show_match(0)
+
+        self.app.push_screen(TextPrompt(f"Search the log of run {self.label()}", "text to find"), search)
+
+    def action_next_match(self) -> None:
+        if self.log_query:
+            self.show_match(self.log_match + 1)
+
+    def show_match(self, start: int) -> None:
+        """Scroll the log to the first line at or after line `start` holding the query (case blind),
+        wrapping around; following stops so the match stays in view."""
+        log = self.query_one("#detail-log", Log)
+        query = self.log_query.lower()
+        hits = [i for i, line in enumerate(log.lines) if query in line.lower()]
+        if not hits:
+            self.notify(f"log: no line holds {self.log_query!r}", severity="warning", timeout=4)
+            return
+        self.log_match = next((i for i in hits if i >= start), hits[0])
+        log.auto_scroll = False
+        log.scroll_to(y=max(0, self.log_match - log.size.height // 2), animate=False)
+        self.notify(f"log: {self.log_query!r} on line {self.log_match + 1} "
+                    f"({hits.index(self.log_match) + 1} of {len(hits)}; n: next, f: follow)", timeout=4)
 
     def label(self) -> str:
         return run_label(self.run_id, self.record["name"] if self.record else "")

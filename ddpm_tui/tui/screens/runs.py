@@ -14,7 +14,7 @@ from ddpm_tui.tui.widgets.plain import ListTable, plain
 
 STATUS_STYLE = {"running": "bold green", "queued": "yellow", "finished": "blue", "failed": "bold red",
                 "stopped": "magenta", "killed": "magenta reverse", "crashed": "bold red reverse"}
-COLUMNS = [("id", "id"), ("name", "name"), ("status", "status"), ("classes", "classes"), ("schedule", "schedule"),
+COLUMNS = [("id", "id"), ("name", "name"), ("tags", "tags"), ("status", "status"), ("classes", "classes"), ("schedule", "schedule"),
            ("attention", "attn"), ("size", "size"), ("step", "step/total"), ("loss", "loss~"), ("img_per_s", "img/s"),
            ("eta", "ETA"), ("best", "best")]
 
@@ -40,7 +40,7 @@ def fmt_float(value: float | None, digits: int = 4) -> str:
 def sort_value(r: dict, column: str):
     """The value a column sorts by (numbers as numbers, missing values last)."""
     cfg = r["config"]
-    value = {"id": r["id"], "name": r["name"], "status": r["status"], "classes": cfg.get("classes"),
+    value = {"id": r["id"], "name": r["name"], "tags": " ".join(r["tags"]), "status": r["status"], "classes": cfg.get("classes"),
              "schedule": cfg.get("schedule"), "attention": cfg.get("attention"), "size": cfg.get("image_size"),
              "step": r["step"], "loss": r.get("smooth_loss"), "img_per_s": r.get("img_per_s"), "eta": eta_seconds(r),
              "best": r.get("best")}[column]
@@ -51,7 +51,7 @@ def row_cells(r: dict, selected: bool) -> list:
     cfg = r["config"]
     return [
         Text(("● " if selected else "  ") + str(r["id"]), style="bold" if selected else ""),
-        plain(r["name"]), Text(r["status"], style=STATUS_STYLE.get(r["status"], "")), cfg.get("classes", "-"),
+        plain(r["name"]), plain(" ".join(r["tags"]), style="cyan"), Text(r["status"], style=STATUS_STYLE.get(r["status"], "")), cfg.get("classes", "-"),
         cfg.get("schedule", "-"), cfg.get("attention", "-"), str(cfg.get("image_size", "-")),
         f"{r['step']}/{r['total_steps']}", fmt_float(r.get("smooth_loss")), fmt_float(r.get("img_per_s"), 1),
         fmt_duration(eta_seconds(r)), fmt_float(r.get("best")),
@@ -115,7 +115,7 @@ class RunsScreen(AppScreen):
         # Only rows whose values changed are rebuilt: with 1,000 runs a tick must cost next to nothing.
         changed, cells = [], {}
         for r in rows:
-            signature = (r["status"], r["step"], r["total_steps"], r["name"], r.get("smooth_loss"),
+            signature = (r["status"], r["step"], r["total_steps"], r["name"], tuple(r["tags"]), r.get("smooth_loss"),
                          r.get("img_per_s"), r.get("best"), r["id"] in self.selected, eta_seconds(r) is None)
             cached = self.shown_cells.get(r["id"])
             if cached is None or cached[0] != signature or signature[-1] is False:
@@ -252,6 +252,7 @@ class RunsScreen(AppScreen):
         ids = self.targets()
         if not ids:
             return
+        title = title.format(runs=", ".join(run_label(i, self.records.get(i, {}).get("name", "")) for i in ids))
 
         def done(text: str | None) -> None:
             if text:
@@ -260,10 +261,10 @@ class RunsScreen(AppScreen):
         self.app.push_screen(TextPrompt(title), done)
 
     def action_tag(self) -> None:
-        self._prompt("Tags to add (space separated)", "tag")
+        self._prompt("Tags to add to run(s) {runs} (space separated)", "tag")
 
     def action_note(self) -> None:
-        self._prompt("Note", "note")
+        self._prompt("Note on run(s) {runs}", "note")
 
     def action_sample(self) -> None:
         ids = self.targets()
