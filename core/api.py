@@ -82,6 +82,11 @@ class Lab:
     def events(self, run_id: int):
         return queries.status_events(self.store, run_id)
 
+    def sample_grids(self, run_id: int) -> list[tuple[int | None, Path]]:
+        """(step, path) of every saved sample grid of a run that still exists, oldest first."""
+        found = [(a.step, Path(a.path)) for a in queries.artifacts(self.store, run_id, "samples")]
+        return [(step, path) for step, path in found if path.exists()]
+
     def latest_samples(self, run_id: int, kind: str = "samples") -> Path | None:
         """The newest existing artifact file of `kind` (samples: a PNG grid; gif: the reverse process)."""
         found = [Path(a.path) for a in queries.artifacts(self.store, run_id, kind)]

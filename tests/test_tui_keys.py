@@ -280,3 +280,40 @@ async def test_the_log_tail_searches_and_stops_and_resumes_following(tui_app):
         assert screen.log_match == 299
         await pilot.press("f")
         assert log.auto_scroll
+
+
+@pytest.mark.asyncio
+async def test_the_sample_browser_steps_through_grids_and_zooms_one(tui_app):
+    import imageio.v3 as iio
+    import numpy as np
+
+    from ddpm_tui.tui.screens.detail import RunDetailScreen
+    from ddpm_tui.tui.widgets.sample_view import SampleView, ZoomedGrid
+
+    run_dir = tui_app.lab.runs_dir / "1"
+    for step in (200, 300):
+        path = run_dir / "samples" / f"step-{step:08d}.png"
+        iio.imwrite(path, np.full((50, 50, 3), step // 2, np.uint8))
+        queries.add_artifact(tui_app.lab.store, 1, "samples", str(path), step)
+    async with tui_app.run_test(size=(120, 40)) as pilot:
+        await rows_loaded(pilot)
+        await pilot.press("enter")
+        screen = await wait_screen(pilot, RunDetailScreen)
+        view = screen.query_one(SampleView)
+        caption = view.query_one("#sample-caption")
+        await wait_for(pilot, lambda: "step 300 (newest), 3 of 3" in str(caption.render()), what="the newest grid")
+        await pilot.press("left_square_bracket", "left_square_bracket")
+        assert "step 100, 1 of 3" in str(caption.render()) and view.path.name == "step-00000100.png"
+        await pilot.press("left_square_bracket")  # stays at the oldest
+        assert view.path.name == "step-00000100.png"
+        await pilot.press("right_square_bracket")
+        assert "step 200, 2 of 3" in str(caption.render())
+        await pilot.press("z")
+        zoom = await wait_screen(pilot, ZoomedGrid)
+        assert zoom.path.name == "step-00000200.png" and "step 200" in zoom.caption
+        image = zoom.query_one("#zoomed-image")
+        await pilot.pause(0.2)
+        assert image.region.height > view.query_one("#sample-image").region.height  # bigger than the panel's
+        await pilot.press("escape")
+        await pilot.press("right_square_bracket")
+        assert "(newest), 3 of 3" in str(caption.render())

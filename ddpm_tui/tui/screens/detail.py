@@ -33,7 +33,7 @@ from ddpm_tui.tui.screens.runs import (
 )
 from ddpm_tui.tui.widgets.loss_chart import LossChart
 from ddpm_tui.tui.widgets.plain import PlainTable, plain
-from ddpm_tui.tui.widgets.sample_view import SampleView
+from ddpm_tui.tui.widgets.sample_view import SampleView, ZoomedGrid
 
 LOG_TAIL_BYTES = 64_000
 
@@ -83,6 +83,8 @@ class RunDetailScreen(ChartControls, AppScreen):
         self.record: dict | None = None
         self.follower = None  # the chart's series, read incrementally (core.api.SeriesFollower)
         self.log_query, self.log_match = "", -1
+        self.grids: list = []  # (step, path) of every saved sample grid
+        self.grid_index: int | None = None  # None: follow the newest
         self.keys: list[str] = []
         self.shown_events = -1
         self.config_shown = False
@@ -124,7 +126,7 @@ class RunDetailScreen(ChartControls, AppScreen):
                 follower = self.follower = lab.follow_series(self.run_id, self.metric)
             steps, values, walls = follower.update(record["step"])
             events = lab.events(self.run_id)
-            samples = lab.latest_samples(self.run_id)
+            samples = lab.sample_grids(self.run_id)
             evaluations = lab.evaluations(self.run_id)
             notes = lab.notes(self.run_id)
         except Exception as exc:
@@ -156,7 +158,8 @@ class RunDetailScreen(ChartControls, AppScreen):
             xs, xlabel = steps, "step"
         self.query_one(LossChart).show({self.metric: (xs, values)}, title=self.metric, xlabel=xlabel,
                                         smooth=self.smooth, log_y=self.log_y)
-        self.query_one(SampleView).show(samples)
+        self.grids = samples
+        self.show_grid()
         if evaluations:
             self.query_one("#detail-eval", Static).update(evaluation_panel(evaluations))
         log = self.query_one("#detail-log", Log)
@@ -184,6 +187,45 @@ class RunDetailScreen(ChartControls, AppScreen):
 
     def reload(self) -> None:
         self.refresh_detail()
+
+    # ---- the sample browser ----------------------------------------------------------------------------
+    def current_grid(self) -> tuple[int, tuple] | None:
+        if not self.grids:
+            return None
+        index = len(self.grids) - 1 if self.grid_index is None else min(self.grid_index, len(self.grids) - 1)
+        return index, self.grids[index]
+
+    def grid_title(self) -> str:
+        index, (step, path) = self.current_grid()
+        newest = " (newest)" if index == len(self.grids) - 1 else ""
+        return f"samples: step {step if step is not None else '?'}{newest}, {index + 1} of {len(self.grids)}"
+
+    def show_grid(self) -> None:
+        current = self.current_grid()
+        view = self.query_one(SampleView)
+        if current is None:
+            view.show(None)
+        else:
+            view.show(current[1][1], f"{self.grid_title()}  [ ] browse, z zoom")
+
+    def action_older_grid(self) -> None:
+        current = self.current_grid()
+        if current:
+            self.grid_index = max(0, current[0] - 1)
+            self.show_grid()
+
+    def action_newer_grid(self) -> None:
+        current = self.current_grid()
+        if current:
+            self.grid_index = None if current[0] + 1 >= len(self.grids) - 1 else current[0] + 1
+            self.show_grid()
+
+    def action_zoom(self) -> None:
+        current = self.current_grid()
+        if current is None:
+            self.notify("no sample grid yet", severity="warning")
+            return
+        self.app.push_screen(ZoomedGrid(current[1][1], f"run {self.label()}: {self.grid_title()}  (Esc closes)"))
 
     # ---- the log tail: search and follow ------------------------------------------------------------
     def action_toggle_follow(self) -> None:

@@ -1,11 +1,14 @@
-"""The latest sample grid drawn in the terminal (Kitty/Sixel where supported, half-blocks otherwise),
-or the run's reverse-process GIF played frame by frame."""
+"""A sample grid drawn in the terminal (Kitty/Sixel where supported, half-blocks otherwise), sized
+by the terminal, or the run's reverse-process GIF played frame by frame; and a grid zoomed to the
+whole screen."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from textual.binding import Binding
 from textual.containers import Vertical
+from textual.screen import ModalScreen
 from textual.widgets import Static
 from textual_image.widget import Image
 
@@ -13,7 +16,7 @@ FRAME_SECONDS = 0.15
 
 
 class SampleView(Vertical):
-    DEFAULT_CSS = "SampleView { height: auto; } SampleView Image { width: auto; height: 14; }"
+    DEFAULT_CSS = "SampleView { height: auto; } SampleView Image { width: auto; height: 45vh; }"
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -30,17 +33,19 @@ class SampleView(Vertical):
     def playing(self) -> bool:
         return self._timer is not None
 
-    def show(self, path: Path | None) -> None:
-        if path == self.path or self.playing:
+    def show(self, path: Path | None, caption: str | None = None) -> None:
+        if self.playing:
             return
-        self.path = path
-        caption = self.query_one("#sample-caption", Static)
+        label = self.query_one("#sample-caption", Static)
         if path is None or not path.exists():
-            caption.update("no samples yet")
+            self.path = None
+            label.update("no samples yet")
             self.query_one("#sample-image", Image).image = None
             return
-        caption.update(f"samples: {path.name}")
-        self.query_one("#sample-image", Image).image = str(path)
+        label.update(caption or f"samples: {path.name}")
+        if path != self.path:
+            self.path = path
+            self.query_one("#sample-image", Image).image = str(path)
 
     def play(self, gif: Path) -> None:
         """Loop the frames of a reverse-process GIF (x_t beside the predicted x_0) until stop()."""
@@ -65,3 +70,19 @@ class SampleView(Vertical):
             self._timer = None
             path, self.path = self.path, None
             self.show(path)
+
+
+class ZoomedGrid(ModalScreen[None]):
+    """One sample grid over the whole terminal; Esc or z closes it."""
+
+    DEFAULT_CSS = ("ZoomedGrid { align: center middle; } ZoomedGrid Image { width: auto; height: 1fr; } "
+                   "ZoomedGrid Static { height: 1; }")
+    BINDINGS = [Binding("escape,z,q", "dismiss", "Close")]
+
+    def __init__(self, path: Path, caption: str):
+        super().__init__()
+        self.path, self.caption = path, caption
+
+    def compose(self):
+        yield Static(self.caption, markup=False)
+        yield Image(str(self.path), id="zoomed-image")
