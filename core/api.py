@@ -134,9 +134,27 @@ class Lab:
         sweep, runs = queue_sweep(self.store, plan)
         return sweep, runs, plan.axes
 
-    def sample(self, run_id: int, out: Path, n: int = 16, steps: int = 50) -> list[Path]:
+    def sample(self, run_id: int, out: Path, n: int = 16, steps: int = 50, checkpoint: int | None = None):
         from core.inference import sample_run
-        return sample_run(self.store, run_id, out, n=n, steps=steps, device="auto")
+        return sample_run(self.store, run_id, out, n=n, steps=steps, device="auto", checkpoint=checkpoint)
+
+    def checkpoints(self, run_id: int) -> list[tuple[int, int, float]]:
+        """(step, bytes, saved at) of each checkpoint file of a run, oldest first."""
+        from core.train.checkpoint import checkpoint_step, list_checkpoints
+
+        run = queries.get_run(self.store, run_id)
+        found = []
+        for path in list_checkpoints(Path(run.run_dir) / "checkpoints") if run.run_dir else []:
+            try:
+                stat = path.stat()
+            except OSError:
+                continue  # pruned meanwhile
+            found.append((checkpoint_step(path), stat.st_size, stat.st_mtime))
+        return found
+
+    def extend(self, run_id: int, more_steps: int):
+        from core.runner.lifecycle import extend
+        return extend(self.store, run_id, more_steps)
 
     def start_worker(self, slots: int = 1) -> int:
         """A detached queue worker (`python -m core.runner.worker --until-empty`), so queued runs
@@ -167,7 +185,7 @@ class Lab:
         return ",".join(metrics)
 
     def start_evaluation(self, run_ids: list[int], metrics: str | None = None, n: int = 128,
-                         nll_timesteps: str = "all") -> int:
+                         nll_timesteps: str = "all", checkpoint: int | None = None) -> int:
         """Check the request for every run, then evaluate them in a detached process (it outlives
         the TUI, as training does); returns its pid."""
         import time
@@ -179,9 +197,10 @@ class Lab:
 
         chosen = metrics or self.default_metrics(run_ids[0])
         for run_id in run_ids:
-            plan_evaluation(self.store, run_id, chosen, n, nll_timesteps=nll_timesteps)
+            plan_evaluation(self.store, run_id, chosen, n, nll_timesteps=nll_timesteps, checkpoint=checkpoint)
         log = Path(self.runs_dir) / "eval-logs" / f"{time.strftime('%Y%m%d-%H%M%S')}-runs-{'-'.join(map(str, run_ids))}.log"
-        return spawn_detached(job_command(run_ids, chosen, n, nll_timesteps), log, env=child_env(self.store)).pid
+        return spawn_detached(job_command(run_ids, chosen, n, nll_timesteps, checkpoint), log,
+                              env=child_env(self.store)).pid
 
     def sweep_ranking(self, sweep_id: int):
         """The sweep's ranking (core.rank.sweep; mixed settings are ranked and flagged), or None

@@ -79,10 +79,12 @@ def check_output(path: Path, suffix: str, option: str) -> None:
 
 def sample_run(store: Store, run_id, out: Path, n: int = 16, sampler: str = "ddim", steps: int | None = None,
                eta: float = 0.0, guidance: float = 0.0, class_name: str | None = None, gif: Path | None = None,
-               seed: int = 0, scale: int = 0, device: str = "auto", gif_show: str = "both") -> SampleResult:
+               seed: int = 0, scale: int = 0, device: str = "auto", gif_show: str = "both",
+               checkpoint: int | None = None) -> SampleResult:
     """Write a PNG grid of n samples (and optionally a GIF of the reverse process: x_t, the predicted
-    x_0, or both side by side). `steps` defaults to the full chain for ddpm and 50 for ddim. Sizes
-    that cannot fit in memory are refused up front."""
+    x_0, or both side by side) from the newest good checkpoint, or that of step `checkpoint`. `steps`
+    defaults to the full chain for ddpm and 50 for ddim. Sizes that cannot fit in memory are refused
+    up front."""
     if sampler not in SAMPLERS:
         raise BadInput(f"--sampler: unknown value {sampler!r} (choose from {', '.join(SAMPLERS)})")
     for name, value in (("n", n), ("steps", steps if steps is not None else 1)):
@@ -120,7 +122,7 @@ def sample_run(store: Store, run_id, out: Path, n: int = 16, sampler: str = "ddi
     check_fits(sampling_memory(cfg, min(n, SAMPLE_BATCH)) + n * tile * (1 + 2 * frames), dev,
                f"sampling {n} images at --scale {factor}{' with a GIF' if gif else ''}",
                "lower --n or --scale")
-    net, diffusion, cfg, path, run = load_run_model(store, run.id, device)
+    net, diffusion, cfg, path, run = load_run_model(store, run.id, device, checkpoint)
     with torch.inference_mode():
         samples = generate(net, diffusion, n, cfg.image_size, sampler, steps, guidance, label, seed,
                            next(net.parameters()).device, eta, frames=frames)

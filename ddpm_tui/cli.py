@@ -248,6 +248,7 @@ def sample(
     seed: Annotated[int, typer.Option("--seed", help="sampling seed")] = 0,
     scale: Annotated[int, typer.Option("--scale", help="enlarge each pixel (0 = to about 96 px)")] = 0,
     device: Annotated[str, typer.Option("--device", help="auto|cpu|cuda")] = "auto",
+    checkpoint: Annotated[Optional[int], typer.Option("--checkpoint", help="sample this step's checkpoint [default: the newest]")] = None,
     ctx_store: Store = None,
 ):
     """Draw samples from a run's EMA weights into a PNG grid (and a GIF of the reverse process)."""
@@ -255,7 +256,8 @@ def sample(
 
     store = open_store(ctx_store, create=False)
     result = sample_run(store, run, out, n=n, sampler=sampler, steps=steps, eta=eta, guidance=guidance,
-                        class_name=class_name, gif=gif, seed=seed, scale=scale, device=device, gif_show=gif_show)
+                        class_name=class_name, gif=gif, seed=seed, scale=scale, device=device, gif_show=gif_show,
+                        checkpoint=checkpoint)
     typer.echo(result.chain, err=True)
     for path in result.paths:
         typer.echo(str(path))
@@ -643,6 +645,19 @@ def runs_kill(run: Annotated[str, typer.Argument(help="run id")],
     from core.runner.lifecycle import kill
 
     typer.echo(kill(open_store(ctx_store, create=False), run, grace=grace).message, err=True)
+
+
+@runs_app.command("extend")
+@global_options
+def runs_extend(run: Annotated[str, typer.Argument(help="run id")],
+                steps: Annotated[int, typer.Option("--steps", help="more optimizer steps")],
+                ctx_store: Store = None):
+    """Train a finished run further under the same id, from its last checkpoint, detached."""
+    from core.runner.lifecycle import extend
+
+    r = extend(open_store(ctx_store, create=False), run, steps)
+    typer.echo(f"run {r.id}: {r.status}, now to step {r.total_steps}", err=True)
+    typer.echo(str(r.id))
 
 
 @runs_app.command("resume")

@@ -83,6 +83,7 @@ KEYS: tuple[Key, ...] = (
     Key("run.older", "left_square_bracket", "older_grid", "Older sample grid", show=False, display="["),
     Key("run.newer", "right_square_bracket", "newer_grid", "Newer sample grid", show=False, display="]"),
     Key("run.zoom", "z", "zoom", "Zoom the grid", show=False),
+    Key("run.extend", "plus", "extend", "Train further", show=False, display="+"),
     Key("run.search", "slash", "search_log", "Search the log", show=False, display="/"),
     Key("run.next_match", "n", "next_match", "Next log match", show=False),
     Key("run.follow", "f", "toggle_follow", "Follow the log", show=False),

@@ -171,3 +171,20 @@ def test_resume_of_a_run_without_a_checkpoint_restarts_only_when_told(tmp_path, 
     assert queries.get_run(store, 2).status == "stopped" and started == []
     r = cli("--db", url, "runs", "resume", "2", "--restart")
     assert r.code == 0 and started == [2] and queries.get_run(store, 2).status == "running"
+
+
+def test_extend_trains_a_finished_run_further_under_the_same_id(workdir, cli, pcam, store):
+    assert cli("train", "--data", pcam, *TINY, "--max-steps", "3", "--ckpt-every", "3").code == 0
+    r = cli("runs", "extend", "1", "--steps", "2")
+    assert r.code == 0 and r.out.strip() == "1" and "now to step 5" in r.err
+    wait_for(lambda: queries.get_run(store, 1).status == "finished", timeout=120)
+    run = queries.get_run(store, 1)
+    assert (run.step, run.total_steps, run.config["max_steps"]) == (5, 5, 5)
+    assert [(e.status, e.reason) for e in queries.status_events(store, 1)][-3:] == [
+        ("stopped", "extended to 5 steps"), ("running", "resumed"), ("finished", "reached step 5")]
+    steps, _, _ = queries.metric_series(store, 1, "train/loss")
+    assert steps == [1, 2, 3, 4, 5]
+    for args, message in ((["1", "--steps", "0"], "--steps: must be at least 1"),
+                          (["2", "--steps", "5"], "no run with id 2")):
+        r = cli("runs", "extend", *args)
+        assert r.code == 2 and message in r.err, r

@@ -317,3 +317,32 @@ async def test_the_sample_browser_steps_through_grids_and_zooms_one(tui_app):
         await pilot.press("escape")
         await pilot.press("right_square_bracket")
         assert "(newest), 3 of 3" in str(caption.render())
+
+
+@pytest.mark.asyncio
+async def test_checkpoints_tab_picks_the_checkpoint_that_p_samples(tui_app, monkeypatch):
+    from textual.widgets import DataTable
+
+    from ddpm_tui.tui.screens.detail import RunDetailScreen
+
+    ckpt_dir = tui_app.lab.runs_dir / "1" / "checkpoints"
+    ckpt_dir.mkdir()
+    for step in (50, 100):
+        (ckpt_dir / f"ckpt-{step:08d}.pt").write_bytes(b"x" * 2**20)
+    sampled = []
+    monkeypatch.setattr(tui_app.lab, "sample", lambda run_id, out, checkpoint=None: sampled.append(checkpoint))
+    async with tui_app.run_test(size=(140, 40)) as pilot:
+        await rows_loaded(pilot)
+        await pilot.press("enter")
+        screen = await wait_screen(pilot, RunDetailScreen)
+        table = screen.query_one("#detail-checkpoints", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 2, what="two checkpoints")
+        assert [str(c) for c in table.get_row("100")][:2] == ["100", "1.0 MiB"]
+        assert str(table.get_row("100")[3]).startswith("●") and not str(table.get_row("50")[3])
+        screen.query_one("#detail-tabs").active = "tab-checkpoints"
+        table.focus()
+        table.move_cursor(row=0)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: str(table.get_row("50")[3]).startswith("●"), what="the choice")
+        await pilot.press("p")
+        await wait_for(pilot, lambda: sampled == [50], what="a sample of step 50")

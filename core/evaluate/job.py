@@ -17,9 +17,10 @@ from core.errors import BadInput, WorkFailed
 from core.locations import STORE_ENV
 
 
-def job_command(run_ids: list[int], metrics: str, n: int, nll_timesteps: str = "all") -> list[str]:
+def job_command(run_ids: list[int], metrics: str, n: int, nll_timesteps: str = "all",
+                checkpoint: int | None = None) -> list[str]:
     return [sys.executable, "-m", "core.evaluate.job", *map(str, run_ids), "--metrics", metrics, "--n", str(n),
-            "--nll-timesteps", str(nll_timesteps)]
+            "--nll-timesteps", str(nll_timesteps), *(["--checkpoint", str(checkpoint)] if checkpoint is not None else [])]
 
 
 def start_job_process(store, job, env_extra: dict | None = None):
@@ -67,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metrics", default="nll")
     parser.add_argument("--n", type=int, default=256)
     parser.add_argument("--nll-timesteps", default="all")
+    parser.add_argument("--checkpoint", type=int)
     args = parser.parse_args(argv)
     if STORE_ENV not in os.environ:
         print(f"{STORE_ENV} must name the store", file=sys.stderr)
@@ -79,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_job(store, args.job)
     try:
         for run in args.runs:
-            plan = plan_evaluation(store, run, args.metrics, args.n, nll_timesteps=args.nll_timesteps)
+            plan = plan_evaluation(store, run, args.metrics, args.n, nll_timesteps=args.nll_timesteps,
+                                   checkpoint=args.checkpoint)
             print(f"evaluating run {plan.run_id}: {', '.join(plan.metrics)} on {plan.n} {plan.split} patches", flush=True)
             for row in evaluate(store, plan):
                 print(f"run {row.run_id} {row.metric} {row.value:.5g} [{row.ci_low:.5g}, {row.ci_high:.5g}]", flush=True)

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.config import TrainConfig
+from core.config import TrainConfig, config_from_dict
 from core.errors import BadInput, WorkFailed
 from core.locations import STORE_ENV
 from core.runner.liveness import reconcile, running_fields
@@ -147,6 +147,25 @@ def resume(store: Store, run_id, queue: bool = False, checkpoint: int | None = N
     if not queue:
         start_process(store, run.id)
     return queries.get_run(store, run.id)
+
+
+def extend(store: Store, run_id, more_steps: int) -> queries.Run:
+    """Train a finished run `more_steps` further under the same id: its step budget grows and it
+    resumes, detached, from its last checkpoint."""
+    if more_steps < 1:
+        raise BadInput(f"--steps: must be at least 1, got {more_steps}")
+    reconcile(store)
+    run = queries.get_run(store, run_id)
+    if run.status != "finished":
+        raise BadInput(f"run {run.id} is {run.status}; only a finished run is extended (resume the others)")
+    cfg = TrainConfig(**{**config_from_dict(run.config).to_dict(), "max_steps": run.total_steps + more_steps,
+                         "epochs": 0.0}).validate()
+    total = cfg.max_steps
+    changed = queries.set_status(store, run.id, "stopped", reason=f"extended to {total} steps", expect=("finished",),
+                                 config=cfg.to_dict(), total_steps=total)
+    if not changed:
+        raise BadInput(f"run {run.id} changed while extending it (now {queries.get_run(store, run.id).status})")
+    return resume(store, run.id)
 
 
 def remove(store: Store, run_id) -> queries.Run:

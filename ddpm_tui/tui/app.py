@@ -160,10 +160,10 @@ class DdpmApp(App):
             yield SystemCommand(name, help_text, callback)
 
     @work(thread=True, group="evaluate")
-    def evaluate_runs(self, run_ids: list[int]) -> None:
+    def evaluate_runs(self, run_ids: list[int], checkpoint: int | None = None) -> None:
         """Check and start a detached evaluation of the runs; the results land on their pages."""
         try:
-            pid = self.lab.start_evaluation(run_ids)
+            pid = self.lab.start_evaluation(run_ids, checkpoint=checkpoint)
         except Exception as exc:
             self.call_from_thread(self.report_error, f"evaluate {', '.join(map(str, run_ids))}", exc)
             return
@@ -172,13 +172,14 @@ class DdpmApp(App):
 
     # ---- actions on runs (I/O in a worker) ---------------------------------------------------------------
     @work(thread=True, group="actions")
-    def act_on_runs(self, action: str, run_ids: list[int], text: str | None = None) -> None:
+    def act_on_runs(self, action: str, run_ids: list[int], text: str | None = None,
+                    checkpoint: int | None = None) -> None:
         b = self.lab
         for run_id in run_ids or [None]:
             if action in WORKING:  # these take seconds to minutes: say at once that it is under way
                 self.call_from_thread(self.notify, f"run {run_id}: {WORKING[action]}", timeout=4)
             try:
-                message = self._do(b, action, run_id, text)
+                message = self._do(b, action, run_id, text, checkpoint)
             except NeedsRestart as exc:
                 self.call_from_thread(self.confirm_restart, exc.run_id)
                 continue
@@ -195,7 +196,7 @@ class DdpmApp(App):
         self.push_screen(ConfirmDialog(f"Run {run_label(run_id, name)} has no checkpoint to continue from. Restart it from step 0?"),
                          lambda ok: ok and self.act_on_runs("restart", [run_id]))
 
-    def _do(self, b: Lab, action: str, run_id: int | None, text: str | None) -> str:
+    def _do(self, b: Lab, action: str, run_id: int | None, text: str | None, checkpoint: int | None = None) -> str:
         if action == "stop":
             return b.stop(run_id).message
         if action == "kill":
@@ -217,8 +218,12 @@ class DdpmApp(App):
             return f"run {run_id}: note added"
         if action == "sample":
             out = Path(b.run(run_id)["run_dir"]) / "samples" / f"tui-{time.strftime('%Y%m%d-%H%M%S')}.png"
-            b.sample(run_id, out)
-            return f"run {run_id}: samples written to {out}"
+            b.sample(run_id, out, checkpoint=checkpoint)
+            which = f"step {checkpoint}'s checkpoint" if checkpoint is not None else "the newest checkpoint"
+            return f"run {run_id}: samples of {which} written to {out}"
+        if action == "extend":
+            run = b.extend(run_id, int(text))
+            return f"run {run_id}: {run.status} again, now to step {run.total_steps}"
         if action == "worker":
             return f"worker started (pid {b.start_worker()}); it exits when the queue is empty"
         raise ValueError(f"unknown action {action}")

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from rich.text import Text
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import (
@@ -84,6 +84,9 @@ class RunDetailScreen(ChartControls, AppScreen):
         self.follower = None  # the chart's series, read incrementally (core.api.SeriesFollower)
         self.log_query, self.log_match = "", -1
         self.grids: list = []  # (step, path) of every saved sample grid
+        self.checkpoints: list = []  # (step, bytes, saved at)
+        self.chosen_step: int | None = None  # the checkpoint p and e use; None: the newest
+        self.shown_choice: int | None = None
         self.grid_index: int | None = None  # None: follow the newest
         self.keys: list[str] = []
         self.shown_events = -1
@@ -101,6 +104,8 @@ class RunDetailScreen(ChartControls, AppScreen):
         with TabbedContent(id="detail-tabs"):
             with TabPane("Log", id="tab-log"):
                 yield Log(id="detail-log", max_lines=2000)
+            with TabPane("Checkpoints", id="tab-checkpoints"):
+                yield PlainTable(id="detail-checkpoints", cursor_type="row")
             with TabPane("Notes", id="tab-notes"):
                 yield Static("no notes yet (n on the runs table adds one)", id="detail-notes")
             with TabPane("Config", id="tab-config"):
@@ -112,6 +117,7 @@ class RunDetailScreen(ChartControls, AppScreen):
     def on_mount(self) -> None:
         self.title = f"run {self.run_id}"
         self.query_one("#detail-history", DataTable).add_columns("when", "status", "reason")
+        self.query_one("#detail-checkpoints", DataTable).add_columns("step", "size", "saved at", "use")
         self.refresh_detail()
         self.set_interval(1.0, self.refresh_detail)
 
@@ -129,15 +135,17 @@ class RunDetailScreen(ChartControls, AppScreen):
             samples = lab.sample_grids(self.run_id)
             evaluations = lab.evaluations(self.run_id)
             notes = lab.notes(self.run_id)
+            checkpoints = lab.checkpoints(self.run_id)
         except Exception as exc:
             self.app.call_from_thread(self.app.report_error, f"reading run {self.run_id}", exc)
             return
         log_path = Path(record["run_dir"]) / "train.log"
         text, self.log_offset = read_new_log(log_path, self.log_offset)
         self.app.call_from_thread(self.apply, record, keys, (steps, values, walls), events, samples, text,
-                                  log_path.exists() or not record["run_dir"], evaluations, notes)
+                                  log_path.exists() or not record["run_dir"], evaluations, notes, checkpoints)
 
-    def apply(self, record, keys, series, events, samples, log_text, log_present, evaluations=(), notes=()) -> None:
+    def apply(self, record, keys, series, events, samples, log_text, log_present, evaluations=(), notes=(),
+              checkpoints=()) -> None:
         self.record, self.keys = record, keys
         status = Text.assemble(
             (f"{printable(record['name'])}  ", "bold"), (record["status"], STATUS_STYLE.get(record["status"], "")),
@@ -175,6 +183,7 @@ class RunDetailScreen(ChartControls, AppScreen):
             self.query_one("#detail-config", Static).update(
                 plain("\n".join(f"{k:>18} = {v}" for k, v in record["config"].items()), keep_newlines=True))
             self.config_shown = True
+        self.show_checkpoints(list(checkpoints))
         if len(events) != self.shown_events:
             table = self.query_one("#detail-history", DataTable)
             table.clear()
@@ -187,6 +196,41 @@ class RunDetailScreen(ChartControls, AppScreen):
 
     def reload(self) -> None:
         self.refresh_detail()
+
+    # ---- checkpoints: pick the one to sample or evaluate; extend a finished run ------------------------
+    def show_checkpoints(self, checkpoints: list) -> None:
+        if checkpoints == self.checkpoints and self.shown_choice == self.chosen_step:
+            return
+        self.checkpoints, self.shown_choice = checkpoints, self.chosen_step
+        if self.chosen_step not in [c[0] for c in checkpoints]:
+            self.chosen_step = None  # pruned: back to the newest
+        table = self.query_one("#detail-checkpoints", DataTable)
+        table.clear()
+        newest = checkpoints[-1][0] if checkpoints else None
+        for step, size, saved in checkpoints:
+            chosen = step == self.chosen_step or (self.chosen_step is None and step == newest)
+            table.add_row(str(step), f"{size / 2**20:.1f} MiB", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(saved)),
+                          "● p/e use this" if chosen else "", key=str(step))
+
+    @on(DataTable.RowSelected, "#detail-checkpoints")
+    def checkpoint_chosen(self, event: DataTable.RowSelected) -> None:
+        step = int(event.row_key.value)
+        self.chosen_step = None if self.checkpoints and step == self.checkpoints[-1][0] else step
+        self.show_checkpoints(self.checkpoints)
+        self.notify(f"run {self.run_id}: p and e now use the checkpoint of step {step}")
+
+    def action_extend(self) -> None:
+        def extend(text: str | None) -> None:
+            if text is None:
+                return
+            try:
+                steps = int(text)
+            except ValueError:
+                self.notify(f"more steps: expected a whole number, got {text!r}", severity="error")
+                return
+            self.app.act_on_runs("extend", [self.run_id], text=str(steps))
+
+        self.app.push_screen(TextPrompt(f"Train run {self.label()} for how many more steps?", "e.g. 5000"), extend)
 
     # ---- the sample browser ----------------------------------------------------------------------------
     def current_grid(self) -> tuple[int, tuple] | None:
@@ -277,7 +321,7 @@ class RunDetailScreen(ChartControls, AppScreen):
         self.app.act_on_runs("resume", [self.run_id])
 
     def action_sample(self) -> None:
-        self.app.act_on_runs("sample", [self.run_id])
+        self.app.act_on_runs("sample", [self.run_id], checkpoint=self.chosen_step)
 
     def action_play_reverse(self) -> None:
         view = self.query_one(SampleView)
@@ -299,7 +343,7 @@ class RunDetailScreen(ChartControls, AppScreen):
         return [self.run_id]
 
     def action_evaluate(self) -> None:
-        self.app.evaluate_runs([self.run_id])
+        self.app.evaluate_runs([self.run_id], checkpoint=self.chosen_step)
 
     def action_duplicate(self) -> None:
         if self.record:
