@@ -6,12 +6,31 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from core.locations import RUNS_ENV
 from core.runner.liveness import reconcile
 from core.store import Store, queries
+
+
+@dataclass
+class EvaluationJob:
+    """A detached evaluation this face started: its process, its runs, its log."""
+
+    process: object  # subprocess.Popen
+    run_ids: list[int]
+    log: Path
+    started_at: float
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def exit_code(self) -> int | None:
+        """None while it runs."""
+        return self.process.poll()
 
 
 class SeriesFollower:
@@ -185,10 +204,9 @@ class Lab:
         return ",".join(metrics)
 
     def start_evaluation(self, run_ids: list[int], metrics: str | None = None, n: int = 128,
-                         nll_timesteps: str = "all", checkpoint: int | None = None) -> int:
+                         nll_timesteps: str = "all", checkpoint: int | None = None) -> EvaluationJob:
         """Check the request for every run, then evaluate them in a detached process (it outlives
-        the TUI, as training does); returns its pid."""
-        import time
+        the TUI, as training does)."""
 
         from core.evaluate.job import job_command
         from core.evaluate.service import plan_evaluation
@@ -199,8 +217,18 @@ class Lab:
         for run_id in run_ids:
             plan_evaluation(self.store, run_id, chosen, n, nll_timesteps=nll_timesteps, checkpoint=checkpoint)
         log = Path(self.runs_dir) / "eval-logs" / f"{time.strftime('%Y%m%d-%H%M%S')}-runs-{'-'.join(map(str, run_ids))}.log"
-        return spawn_detached(job_command(run_ids, chosen, n, nll_timesteps, checkpoint), log,
-                              env=child_env(self.store)).pid
+        process = spawn_detached(job_command(run_ids, chosen, n, nll_timesteps, checkpoint), log,
+                                 env=child_env(self.store))
+        return EvaluationJob(process, list(run_ids), log, time.time())
+
+    def evaluation_outcome(self, job: EvaluationJob) -> tuple[str, bool]:
+        """(one line on how an ended evaluation went, whether it succeeded)."""
+        rows = [e for run_id in job.run_ids for e in self.evaluations(run_id) if e["created_at"] >= job.started_at]
+        runs = ", ".join(map(str, job.run_ids))
+        if job.exit_code() == 0:
+            shown = "; ".join(f"run {e['run_id']} {e['metric']} {e['value']:.4g}" for e in rows[:4])
+            return f"evaluation of run(s) {runs} done: {shown or 'nothing new stored'}", True
+        return f"evaluation of run(s) {runs} failed (exit {job.exit_code()}): see {job.log}", False
 
     def sweep_ranking(self, sweep_id: int):
         """The sweep's ranking (core.rank.sweep; mixed settings are ranked and flagged), or None
@@ -223,7 +251,7 @@ class Lab:
 
     def evaluate_sweep_missing(self, sweep_id: int) -> tuple[list[int], int | None]:
         """Start a detached evaluation of the sweep's finished runs that lack its metrics (its
-        --eval-on-finish ones, or the defaults); returns (run ids, pid)."""
+        --eval-on-finish ones, or the defaults); returns (run ids, the job or None)."""
         sweep = queries.get_sweep(self.store, sweep_id)
         spec = (sweep.spec or {}).get("eval_on_finish") or {}
         finished = queries.list_runs(self.store, status="finished", sweep_id=sweep_id)

@@ -59,3 +59,36 @@ async def test_the_run_page_plays_the_reverse_process_gif(tui_app, tmp_path):
         assert len(view.frames) == 6 and "reverse process" in str(view.query_one("#sample-caption").render())
         await pilot.press("v")
         assert not view.playing and "samples: step-00000100.png" in str(view.query_one("#sample-caption").render())
+
+
+class EndingProcess:
+    """Stands in for the detached evaluation's Popen: running until `code` is set."""
+
+    def __init__(self):
+        self.code, self.pid = None, 4321
+
+    def poll(self):
+        return self.code
+
+
+@pytest.mark.asyncio
+async def test_an_evaluation_started_here_is_announced_when_it_ends(tui_app, tmp_path):
+    import time
+
+    from core.api import EvaluationJob
+
+    done, broken = EndingProcess(), EndingProcess()
+    async with tui_app.run_test(size=(140, 40)) as pilot:
+        await wait_for(pilot, lambda: pilot.app.screen.query_one("#runs-table").row_count == 3, what="rows")
+        pilot.app.watch_evaluation(EvaluationJob(done, [1], tmp_path / "a.log", time.time() - 1))
+        pilot.app.watch_evaluation(EvaluationJob(broken, [2], tmp_path / "b.log", time.time() - 1))
+        await pilot.pause(1.5)
+        assert not [n for n in pilot.app._notifications if "evaluation of run" in n.message]  # still running
+        queries.add_evaluation(tui_app.lab.store, 1, "nll", 5.91, 5.8, 6.02, 128, "test", 0, {}, checkpoint_step=100)
+        done.code, broken.code = 0, 1
+        await wait_for(pilot, lambda: len([n for n in pilot.app._notifications if "evaluation of run" in n.message]) == 2,
+                       what="two toasts")
+        toasts = {n.message: n.severity for n in pilot.app._notifications if "evaluation of run" in n.message}
+        assert toasts == {"evaluation of run(s) 1 done: run 1 nll 5.91": "information",
+                          f"evaluation of run(s) 2 failed (exit 1): see {tmp_path / 'b.log'}": "error"}
+        assert pilot.app.evaluation_jobs == []

@@ -69,6 +69,7 @@ class DdpmApp(App):
         self.runs_signal: Signal[list[dict]] = Signal(self, "runs")
         self.run_records: list[dict] | None = None
         self.last_read_error: str | None = None
+        self.evaluation_jobs: list = []  # started here, announced when they end
         self.launch_prefill: dict | None = None
         self.compare_ids: list[int] = []
 
@@ -85,19 +86,24 @@ class DdpmApp(App):
         store delays the refresh instead of piling reads up."""
         try:
             records = self.lab.runs()
+            ended = [job for job in list(self.evaluation_jobs) if job.exit_code() is not None]
+            outcomes = [self.lab.evaluation_outcome(job) for job in ended]
         except Exception as exc:  # a locked, busy or broken store must not take the app down
             self.call_from_thread(self.read_failed, exc)
         else:
-            self.call_from_thread(self.runs_read, records)
+            for job in ended:
+                self.evaluation_jobs.remove(job)
+            self.call_from_thread(self.runs_read, records, outcomes)
         finally:
             self.call_from_thread(self.set_timer, POLL_SECONDS, self.poll_runs)
 
-    def runs_read(self, records: list[dict]) -> None:
-        if self.run_records is not None:
-            for message, severity in run_endings({r["id"]: r for r in self.run_records}, records):
-                self.notify(message, severity=severity, timeout=8)
-                if self.settings.bell:
-                    self.bell()
+    def runs_read(self, records: list[dict], evaluations: list[tuple[str, bool]] = ()) -> None:
+        endings = run_endings({r["id"]: r for r in self.run_records}, records) if self.run_records is not None else []
+        endings += [(message, "information" if ok else "error") for message, ok in evaluations]
+        for message, severity in endings:
+            self.notify(message, severity=severity, timeout=8)
+            if self.settings.bell:
+                self.bell()
         self.run_records, self.last_read_error = records, None
         self.runs_signal.publish(records)
 
@@ -163,12 +169,17 @@ class DdpmApp(App):
     def evaluate_runs(self, run_ids: list[int], checkpoint: int | None = None) -> None:
         """Check and start a detached evaluation of the runs; the results land on their pages."""
         try:
-            pid = self.lab.start_evaluation(run_ids, checkpoint=checkpoint)
+            job = self.lab.start_evaluation(run_ids, checkpoint=checkpoint)
         except Exception as exc:
             self.call_from_thread(self.report_error, f"evaluate {', '.join(map(str, run_ids))}", exc)
             return
+        self.watch_evaluation(job)
         self.call_from_thread(self.notify, f"evaluating run(s) {', '.join(map(str, run_ids))} in the background "
-                                           f"(pid {pid}); results appear on each run's page")
+                              f"(pid {job.pid}); a toast says when it ends, results appear on each run's page")
+
+    def watch_evaluation(self, job) -> None:
+        """Announce `job`'s end (core.api.EvaluationJob) from the run poller."""
+        self.evaluation_jobs.append(job)
 
     # ---- actions on runs (I/O in a worker) ---------------------------------------------------------------
     @work(thread=True, group="actions")

@@ -481,11 +481,13 @@ class AblationScreen(AppScreen):
     @work(thread=True, group="sweep-actions")
     def evaluate_missing(self, sweep_id: int) -> None:
         try:
-            ids, pid = self.app.lab.evaluate_sweep_missing(sweep_id)
+            ids, job = self.app.lab.evaluate_sweep_missing(sweep_id)
         except Exception as exc:
             self.app.call_from_thread(self.app.report_error, f"evaluate sweep {sweep_id}", exc)
             return
-        message = (f"sweep {sweep_id}: evaluating runs {', '.join(map(str, ids))} in the background (pid {pid})"
+        if job is not None:
+            self.app.watch_evaluation(job)
+        message = (f"sweep {sweep_id}: evaluating runs {', '.join(map(str, ids))} in the background (pid {job.pid})"
                    if ids else f"sweep {sweep_id}: every finished run is evaluated")
         self.app.call_from_thread(self.notify, message)
 
