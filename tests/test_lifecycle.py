@@ -188,3 +188,19 @@ def test_extend_trains_a_finished_run_further_under_the_same_id(workdir, cli, pc
                           (["2", "--steps", "5"], "no run with id 2")):
         r = cli("runs", "extend", *args)
         assert r.code == 2 and message in r.err, r
+
+
+def test_heartbeats_and_staleness_use_the_database_clock_not_this_hosts(tmp_path, monkeypatch):
+    from core.runner.heartbeat import Heartbeat
+
+    store = Store(f"sqlite:///{tmp_path / 'runs.db'}")
+    assert abs(queries.database_time(store) - time.time()) < 2
+    run = queries.create_run(store, {}, status="running", name="far", host="gpu-box-7", pid=1)
+    Heartbeat(store, run.id, lambda: 12).beat()
+    beat = queries.get_run(store, run.id)
+    assert beat.step == 12 and abs(beat.heartbeat_at - queries.database_time(store)) < 2
+    monkeypatch.setattr(time, "time", lambda: 10_000_000_000.0)  # this host's clock is far off
+    assert reconcile(store) == [] and queries.get_run(store, run.id).status == "running"
+    queries.update_run(store, run.id, heartbeat_at=queries.database_time(store) - 600)
+    assert reconcile(store) == [run.id]
+    assert queries.get_run(store, run.id).exit_reason.startswith("no heartbeat from gpu-box-7 for 600 s")

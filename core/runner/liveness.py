@@ -61,7 +61,7 @@ def reconcile(store: Store, stale_after: float = STALE_HEARTBEAT_S) -> list[int]
     returns the crashed runs' ids."""
     reconcile_eval_jobs(store)
     host = socket.gethostname()
-    now = time.time()
+    now = queries.database_time(store)  # the clock the heartbeats were stamped with
     crashed = []
     for run in queries.list_runs(store, status="running"):
         reason = crash_reason(run, host, now, stale_after)

@@ -24,6 +24,7 @@ from core.data import cache_dir, open_split, resolve_data, selected_indices
 from core.data.check import image_problems
 from core.data.sources import KaggleSplit, PCAM_SPLITS, detect_layout
 from core.errors import BadInput, NeedsRestart, WorkFailed
+from core.runner.heartbeat import Heartbeat
 from core.runner.liveness import owner_fields, reconcile
 from core.runner.run_lock import RunDirLock, trainer_holding
 from core.store import queries
@@ -34,7 +35,6 @@ from core.train.resources import check_training_fits
 from core.train.trainer import StepStats, Trainer, pick_device, total_steps
 
 log = logging.getLogger("ddpm_tui.train")
-HEARTBEAT_SECONDS = 5.0
 PRIVATE_DIR = 0o700
 
 
@@ -118,36 +118,6 @@ def new_run(store: Store, runs_dir: Path, cfg: TrainConfig, status: str = "runni
     queries.update_run(store, run.id, run_dir=str(run_dir))
     run.run_dir = str(run_dir)
     return run
-
-
-class Heartbeat:
-    """Writes heartbeat time and current step to the run row every few seconds, from a thread,
-    so a long step or checkpoint write never makes a live run look dead."""
-
-    def __init__(self, store: Store, run_id: int, step: Callable[[], int], every: float = HEARTBEAT_SECONDS):
-        self.store, self.run_id, self.step, self.every = store, run_id, step, every
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.every):
-            self.beat()
-
-    def beat(self) -> None:
-        try:
-            queries.update_run(self.store, self.run_id, heartbeat_at=time.time(), step=self.step())
-        except Exception as exc:  # a missed beat must never kill training
-            log.warning("heartbeat failed: %s", str(exc).splitlines()[0])
-
-    def __enter__(self):
-        self.beat()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.beat()
 
 
 def attach_log_file(run_dir: Path) -> logging.Handler:
