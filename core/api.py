@@ -154,7 +154,7 @@ class Lab:
         return sweep, runs, plan.axes
 
     def sample(self, run_id: int, out: Path, n: int = 16, steps: int = 50, checkpoint: int | None = None):
-        from core.inference import sample_run
+        from core.sample import sample_run
         return sample_run(self.store, run_id, out, n=n, steps=steps, device="auto", checkpoint=checkpoint)
 
     def checkpoints(self, run_id: int) -> list[tuple[int, int, float]]:

@@ -252,7 +252,7 @@ def sample(
     ctx_store: Store = None,
 ):
     """Draw samples from a run's EMA weights into a PNG grid (and a GIF of the reverse process)."""
-    from core.inference import sample_run
+    from core.sample import sample_run
 
     store = open_store(ctx_store, create=False)
     result = sample_run(store, run, out, n=n, sampler=sampler, steps=steps, eta=eta, guidance=guidance,
