@@ -29,7 +29,7 @@ async def test_runs_table_lists_sorts_and_filters(tui_app):
         table = await wait_rows(pilot, 3)
         rows = cell_texts(table)
         assert [r[1] for r in rows] == ["seed-1", "seed-2", "seed-3"]
-        assert rows[0][2] == "finished" and rows[0][7] == "100/100"
+        assert rows[0][3] == "finished" and rows[0][8] == "100/100"
         await pilot.press("o")  # sort by name, then reverse
         await pilot.press("O")
         assert [r[1] for r in cell_texts(table)] == ["seed-3", "seed-2", "seed-1"]
@@ -183,7 +183,7 @@ async def test_stop_resume_kill_a_real_run_from_the_table(tmp_path):
         await wait_status(pilot, run_id, "killed")
         table = pilot.app.screen.query_one("#runs-table", DataTable)
         await pilot.pause(1.2)
-        assert str(table.get_row_at(0)[2]) == "killed"
+        assert str(table.get_row_at(0)[3]) == "killed"
     events = [e.status for e in queries.status_events(lab.store, run_id)]
     assert events == ["running", "stopped", "running", "killed"]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import time
 from pathlib import Path
 
 from textual import work
@@ -14,6 +13,7 @@ from core.api import Lab
 from core.errors import NeedsRestart
 from core.text import printable
 from ddpm_tui.keys import SCOPES, TuiSettings, bindings
+from ddpm_tui.tui.run_actions import RUN_ACTIONS, Given
 from ddpm_tui.tui.screens.help import HelpScreen, describe_bindings
 from ddpm_tui.tui.screens.runs import RunsScreen, run_label
 
@@ -34,8 +34,6 @@ def _short(exc: BaseException) -> str:
 ENDED = {"finished": "information", "stopped": "warning", "killed": "warning", "failed": "error",
          "crashed": "error"}
 POLL_SECONDS = 1.0
-WORKING = {"sample": "sampling a 4x4 grid (DDIM, 50 steps)…", "kill": "killing: SIGTERM, SIGKILL after 10 s…",
-           "delete": "deleting its directory…"}
 
 
 def run_endings(before: dict[int, dict], after: list[dict]) -> list[tuple[str, str]]:
@@ -185,12 +183,12 @@ class DdpmApp(App):
     @work(thread=True, group="actions")
     def act_on_runs(self, action: str, run_ids: list[int], text: str | None = None,
                     checkpoint: int | None = None) -> None:
-        b = self.lab
+        chosen, given = RUN_ACTIONS[action], Given(text, checkpoint)
         for run_id in run_ids or [None]:
-            if action in WORKING:  # these take seconds to minutes: say at once that it is under way
-                self.call_from_thread(self.notify, f"run {run_id}: {WORKING[action]}", timeout=4)
+            if chosen.working:  # it takes seconds to minutes: say at once that it is under way
+                self.call_from_thread(self.notify, f"run {run_id}: {chosen.working}", timeout=4)
             try:
-                message = self._do(b, action, run_id, text, checkpoint)
+                message = chosen.perform(self.lab, run_id, given)
             except NeedsRestart as exc:
                 self.call_from_thread(self.confirm_restart, exc.run_id)
                 continue
@@ -206,38 +204,6 @@ class DdpmApp(App):
         name = next((r["name"] for r in self.run_records or [] if r["id"] == run_id), "")
         self.push_screen(ConfirmDialog(f"Run {run_label(run_id, name)} has no checkpoint to continue from. Restart it from step 0?"),
                          lambda ok: ok and self.act_on_runs("restart", [run_id]))
-
-    def _do(self, b: Lab, action: str, run_id: int | None, text: str | None, checkpoint: int | None = None) -> str:
-        if action == "stop":
-            return b.stop(run_id).message
-        if action == "kill":
-            return b.kill(run_id).message
-        if action == "resume":
-            return f"run {run_id}: {b.resume(run_id).status}"
-        if action == "restart":
-            return f"run {run_id}: {b.resume(run_id, restart=True).status}, from step 0"
-        if action == "requeue":
-            return f"run {run_id}: {b.resume(run_id, queue=True).status} (a worker picks it up)"
-        if action == "delete":
-            b.delete(run_id)
-            return f"run {run_id} deleted"
-        if action == "tag":
-            b.tag(run_id, text.split())
-            return f"run {run_id}: tagged {text}"
-        if action == "note":
-            b.note(run_id, text)
-            return f"run {run_id}: note added"
-        if action == "sample":
-            out = Path(b.run(run_id)["run_dir"]) / "samples" / f"tui-{time.strftime('%Y%m%d-%H%M%S')}.png"
-            b.sample(run_id, out, checkpoint=checkpoint)
-            which = f"step {checkpoint}'s checkpoint" if checkpoint is not None else "the newest checkpoint"
-            return f"run {run_id}: samples of {which} written to {out}"
-        if action == "extend":
-            run = b.extend(run_id, int(text))
-            return f"run {run_id}: {run.status} again, now to step {run.total_steps}"
-        if action == "worker":
-            return f"worker started (pid {b.start_worker()}); it exits when the queue is empty"
-        raise ValueError(f"unknown action {action}")
 
 
 def run_app(db_url: str, runs_dir: Path, open_run_id: int | None = None, settings: TuiSettings | None = None) -> None:
