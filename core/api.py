@@ -274,6 +274,29 @@ class Lab:
     def add_blind_test(self, run_id: int, mode: str, n: int, correct: int, p_value: float, answers: dict) -> int:
         return queries.add_blind_test(self.store, run_id, mode, n, correct, p_value, answers).id
 
+    def blind_trials(self, run_id: int, mode: str, n: int, seed: int, steps: int = 50) -> tuple[list[str], list]:
+        """(the true answers, the images) of a blind test. Class mode: ceil(n/2) generated patches
+        of each class, shuffled; the answer is each one's class. Real-vs-generated: n pairs of a
+        generated patch and a real one (of the same class for a conditional run), the generated one
+        on side a or b at random; the answer is that side."""
+        import math
+
+        from core.blind import CLASS_MODE, CLASS_NAMES, class_trials, pair_sides
+
+        if mode == CLASS_MODE:
+            per_class = math.ceil(n / 2)
+            made = {label: self.blind_generate(run_id, per_class, seed + label, class_label=label, steps=steps)
+                    for label in (0, 1)}
+            order = class_trials(per_class, seed)
+            return [CLASS_NAMES[label] for label, _ in order], [made[label][i] for label, i in order]
+        conditional = bool(self.run(run_id)["config"].get("conditional"))
+        generated = self.blind_generate(run_id, n, seed, class_label=None, steps=steps)
+        # a conditional net alternates the classes; pair each sample with a real one of its class
+        real = self.blind_real(run_id, [i % 2 if conditional else None for i in range(n)], seed)
+        truths = pair_sides(n, seed)
+        return truths, [(generated[i], real[i]) if side == "a" else (real[i], generated[i])
+                        for i, side in enumerate(truths)]
+
     def blind_generate(self, run_id: int, n: int, seed: int, class_label: int | None = None,
                        steps: int = 50):
         """n generated patches, uint8 (n, S, S, 3), from the run's EMA weights (DDIM, `steps` steps).

@@ -6,9 +6,9 @@ from textual.widgets import DataTable, Input, Select, Static, TabbedContent
 
 from core.errors import BadInput
 from core.runner.liveness import running_fields
-from core.runner.sweeps import parse_option_list
+from core.runner.sweeps import group_runs, parse_option_list
 from core.store import queries
-from ddpm_tui.tui.screens.ablation import AblationScreen, grid_values, group_runs
+from ddpm_tui.tui.screens.ablation import AblationScreen, grid_values
 from ddpm_tui.tui.screens.dialogs import ConfirmDialog
 
 

@@ -3,7 +3,6 @@ one sweep; watch a sweep's runs grouped by configuration."""
 
 from __future__ import annotations
 
-import statistics
 from typing import Any
 
 from rich.markup import escape
@@ -25,13 +24,8 @@ from textual.widgets import (
 )
 
 from core.errors import BadInput
-from core.runner.sweeps import (
-    configuration_key,
-    expand_grid,
-    grid_axes,
-    parse_option_list,
-    split_values,
-)
+from core.runner.sweeps import (expand_grid, grid_axes, group_runs, parse_option_list, split_values, sweep_axes,
+                                sweep_progress)
 from core.text import printable
 from ddpm_tui.keys import bindings
 from ddpm_tui.tui.screens.base import AppScreen
@@ -45,7 +39,6 @@ METRIC_LABELS = {"nll": "NLL b/d", "kid": "KID", "fid": "FID", "ssim_memorisatio
                  "ssim_diversity": "SSIM div", "class_fidelity": "class fid"}
 COUNT_COLUMNS = [("runs", "runs"), ("finished", "done"), ("running", "run"), ("queued", "queued"),
                  ("other", "fail/stop"), ("progress", "progress"), ("loss", "loss~ n.c.")]
-IGNORED_AXES = ("seed", "name", "tag")
 MAX_RUNS = 1000  # more than this at once from a form is almost surely a typo
 
 
@@ -66,40 +59,6 @@ def grid_values(preset: dict[str, Any], data: str, schedules: str, attention: st
             raise BadInput(f"other options: {name} has its own field above")
     raw.update(extra)
     return raw, grid_axes(raw)
-
-
-def sweep_axes(spec: dict | None, records: list[dict]) -> list[str]:
-    """The swept options of a sweep: from its spec, else the config keys whose values differ."""
-    axes = [a for a in (spec or {}).get("axes") or [] if a not in IGNORED_AXES]
-    if axes or not records:
-        return axes
-    keys = sorted({k for r in records for k in r["config"]} - set(IGNORED_AXES))
-    return [k for k in keys if len({repr(r["config"].get(k)) for r in records}) > 1]
-
-
-def _mean(values: list[float]) -> float | None:
-    return statistics.fmean(values) if values else None
-
-
-def group_runs(records: list[dict], axes: list[str]) -> list[dict]:
-    """One row per configuration (the values of the swept options, seed excluded), in first-seen order."""
-    groups: dict[tuple, list[dict]] = {}
-    for r in sorted(records, key=lambda r: r["id"]):
-        groups.setdefault(configuration_key(r["config"], axes), []).append(r)
-    rows = []
-    for key, runs in groups.items():
-        statuses = [r["status"] for r in runs]
-        progress = [min(1.0, r["step"] / r["total_steps"]) for r in runs if r.get("total_steps")]
-        losses = [r["smooth_loss"] for r in runs if r.get("smooth_loss") is not None]
-        bests = [r["best"] for r in runs if r.get("best") is not None]
-        rows.append({
-            "key": key, "values": dict(zip(axes, key)), "run_ids": [r["id"] for r in runs], "runs": len(runs),
-            "finished": statuses.count("finished"), "running": statuses.count("running"),
-            "queued": statuses.count("queued"),
-            "other": len(statuses) - sum(statuses.count(s) for s in ("finished", "running", "queued")),
-            "progress": _mean(progress), "loss": _mean(losses), "best": min(bests) if bests else None,
-        })
-    return rows
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -138,16 +97,6 @@ def sort_rows(rows: list[dict], key: str, reverse: bool, ranking) -> list[dict]:
     present = sorted((r for r in rows if value[id(r)] is not None), key=lambda r: direction * value[id(r)],
                      reverse=reverse)
     return present + [r for r in rows if value[id(r)] is None]
-
-
-def sweep_progress(records: list[dict]) -> tuple[float | None, float | None]:
-    """(fraction of all steps done, seconds left at the running runs' current speed)."""
-    total = sum(r["total_steps"] for r in records)
-    done = sum(min(r["step"], r["total_steps"]) for r in records)
-    running = [r for r in records if r["status"] == "running" and r.get("img_per_s")]
-    rate = sum(r["img_per_s"] / r["config"].get("batch_size", 1) for r in running)  # steps per second
-    left = sum(max(0, r["total_steps"] - r["step"]) for r in records if r["status"] in ("running", "queued"))
-    return (done / total if total else None), (left / rate if rate else None)
 
 
 class AblationScreen(AppScreen):

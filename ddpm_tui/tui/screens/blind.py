@@ -23,15 +23,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Label, Static
 from textual.worker import get_current_worker
 from textual_image.widget import Image
 
-from core.blind import (
-    CLASS_MODE,
-    CLASS_NAMES,
-    PAIR_MODE,
-    BlindSession,
-    class_trials,
-    pair_sides,
-    verdict,
-)
+from core.blind import CLASS_MODE, CLASS_NAMES, PAIR_MODE, BlindSession, verdict
 from core.text import printable
 from ddpm_tui.keys import bindings
 from ddpm_tui.tui.screens.base import AppScreen
@@ -283,26 +275,9 @@ class BlindTestScreen(AppScreen):
 
     @work(thread=True, exclusive=True, group="blind-generate")
     def prepare(self, run_id: int, mode: str, n: int, seed: int) -> None:
-        lab = self.app.lab
         worker = get_current_worker()
         try:
-            if mode == CLASS_MODE:
-                per_class = math.ceil(n / 2)
-                made = {label: lab.blind_generate(run_id, per_class, seed + label, class_label=label,
-                                                      steps=SAMPLING_STEPS) for label in (0, 1)}
-                order = class_trials(per_class, seed)
-                images = [made[label][i] for label, i in order]
-                truths = [CLASS_NAMES[label] for label, _ in order]
-            else:
-                record = lab.run(run_id)
-                conditional = bool(record["config"].get("conditional"))
-                generated = lab.blind_generate(run_id, n, seed, class_label=None, steps=SAMPLING_STEPS)
-                # a conditional net alternates the classes; pair each sample with a real one of its class
-                labels = [i % 2 if conditional else None for i in range(n)]
-                real = lab.blind_real(run_id, labels, seed)
-                truths = pair_sides(n, seed)
-                images = [(generated[i], real[i]) if side == "a" else (real[i], generated[i])
-                          for i, side in enumerate(truths)]
+            truths, images = self.app.lab.blind_trials(run_id, mode, n, seed, SAMPLING_STEPS)
         except Exception as exc:
             if not worker.is_cancelled:
                 self.app.call_from_thread(self.preparation_failed, exc)
