@@ -59,10 +59,10 @@ def build(url: str) -> list[int]:
 
 async def key_latency(url: str, runs_dir: Path, ids: list[int]) -> list[float]:
     from ddpm_tui.tui.app import DdpmApp
-    from ddpm_tui.tui.backend import Backend
+    from core.api import Lab
     from ddpm_tui.tui.screens.ablation import AblationScreen
 
-    app = DdpmApp(Backend(url, runs_dir))
+    app = DdpmApp(Lab(url, runs_dir))
     stop = threading.Event()
 
     def land_evaluations():

@@ -54,9 +54,9 @@ async def key_latency(db_dir: Path, key: str, presses: int = 30) -> list[float]:
     from textual.widgets import DataTable
 
     from ddpm_tui.tui.app import DdpmApp
-    from ddpm_tui.tui.backend import Backend
+    from core.api import Lab
 
-    app = DdpmApp(Backend(f"sqlite:///{db_dir / 'runs.db'}", db_dir / "runs"))
+    app = DdpmApp(Lab(f"sqlite:///{db_dir / 'runs.db'}", db_dir / "runs"))
     latencies = []
     async with app.run_test(size=(120, 40)) as pilot:
         table = app.screen.query_one("#runs-table", DataTable)
