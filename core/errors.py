@@ -20,6 +20,10 @@ class BadConfig(BadInput):
         self.problems = problems
 
 
+class NotFound(BadInput):
+    """No run (or other record) with the id given."""
+
+
 class NeedsRestart(BadInput):
     """Resuming would start a run that had trained over from step 0 (it has no checkpoint): the user
     must say so (`--restart`, or yes in the TUI)."""

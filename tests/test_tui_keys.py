@@ -346,3 +346,22 @@ async def test_checkpoints_tab_picks_the_checkpoint_that_p_samples(tui_app, monk
         await wait_for(pilot, lambda: str(table.get_row("50")[3]).startswith("●"), what="the choice")
         await pilot.press("p")
         await wait_for(pilot, lambda: sampled == [50], what="a sample of step 50")
+
+
+@pytest.mark.asyncio
+async def test_a_failing_background_read_is_one_toast_not_a_crash_nor_a_flood(tui_app, monkeypatch):
+    from ddpm_tui.tui.screens.detail import RunDetailScreen
+
+    async with tui_app.run_test(size=(120, 30)) as pilot:
+        await rows_loaded(pilot)
+
+        def locked(run_id):
+            raise RuntimeError("database is locked")
+
+        monkeypatch.setattr(tui_app.lab, "metric_keys", locked)
+        await pilot.press("enter")
+        await wait_screen(pilot, RunDetailScreen)
+        await pilot.pause(3.5)  # three more refresh ticks fail the same way
+        toasts = [n.message for n in pilot.app._notifications if n.severity == "error"]
+        assert toasts == ["reading run 1: database is locked"]
+        assert isinstance(pilot.app.screen, RunDetailScreen)

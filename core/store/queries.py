@@ -9,7 +9,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from core.config import check_tag
-from core.errors import BadInput
+from core.errors import BadInput, NotFound
 from core.store.db import Store, retrying
 from core.store.models import (ENDED_STATUSES, Artifact, BlindTest, Classifier, EvalJob, Evaluation, Metric,
                                MetricSummary, Note, Run, StatusEvent, Sweep, Tag)
@@ -97,11 +97,11 @@ def get_run(store: Store, run_id: int | str) -> Run:
     except (TypeError, ValueError):
         raise BadInput(f"run id must be a number, got {run_id!r}") from None
     if not 0 < key < 2**63:
-        raise BadInput(f"no run with id {key} (run ids are positive 64-bit integers)")
+        raise NotFound(f"no run with id {key} (run ids are positive 64-bit integers)")
     with store.session() as s:
         run = s.get(Run, key)
     if run is None:
-        raise BadInput(f"no run with id {key}")
+        raise NotFound(f"no run with id {key}")
     return run
 
 

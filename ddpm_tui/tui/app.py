@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import time
 from pathlib import Path
 
 from textual import work
@@ -13,6 +14,7 @@ from core.api import Lab
 from core.errors import NeedsRestart
 from core.text import printable
 from ddpm_tui.keys import SCOPES, TuiSettings, bindings
+from ddpm_tui.tui.failures import reported
 from ddpm_tui.tui.run_actions import RUN_ACTIONS, Given
 from ddpm_tui.tui.screens.help import HelpScreen, describe_bindings
 from ddpm_tui.tui.screens.runs import RunsScreen, run_label
@@ -34,6 +36,7 @@ def _short(exc: BaseException) -> str:
 ENDED = {"finished": "information", "stopped": "warning", "killed": "warning", "failed": "error",
          "crashed": "error"}
 POLL_SECONDS = 1.0
+REPEAT_SECONDS = 10.0
 
 
 def run_endings(before: dict[int, dict], after: list[dict]) -> list[tuple[str, str]]:
@@ -68,6 +71,7 @@ class DdpmApp(App):
         self.run_records: list[dict] | None = None
         self.last_read_error: str | None = None
         self.evaluation_jobs: list = []  # started here, announced when they end
+        self.last_error: tuple[str, float] = ("", 0.0)
         self.launch_prefill: dict | None = None
         self.compare_ids: list[int] = []
 
@@ -156,7 +160,14 @@ class DdpmApp(App):
                        markup=markup)
 
     def report_error(self, what: str, exc: BaseException) -> None:
-        self.notify(f"{what}: {_short(exc)}", severity="error", timeout=6)
+        """Where every failure of the TUI's work ends (see ddpm_tui.tui.failures): one error toast,
+        the same one at most once every REPEAT_SECONDS, so a store that stays locked does not
+        flood the screen."""
+        message, now = f"{what}: {_short(exc)}", time.monotonic()
+        if message == self.last_error[0] and now - self.last_error[1] < REPEAT_SECONDS:
+            return
+        self.last_error = (message, now)
+        self.notify(message, severity="error", timeout=6)
 
     def get_system_commands(self, screen):
         yield from super().get_system_commands(screen)
@@ -164,13 +175,10 @@ class DdpmApp(App):
             yield SystemCommand(name, help_text, callback)
 
     @work(thread=True, group="evaluate")
+    @reported(lambda self, run_ids, checkpoint=None: f"evaluate {', '.join(map(str, run_ids))}")
     def evaluate_runs(self, run_ids: list[int], checkpoint: int | None = None) -> None:
         """Check and start a detached evaluation of the runs; the results land on their pages."""
-        try:
-            job = self.lab.start_evaluation(run_ids, checkpoint=checkpoint)
-        except Exception as exc:
-            self.call_from_thread(self.report_error, f"evaluate {', '.join(map(str, run_ids))}", exc)
-            return
+        job = self.lab.start_evaluation(run_ids, checkpoint=checkpoint)
         self.watch_evaluation(job)
         self.call_from_thread(self.notify, f"evaluating run(s) {', '.join(map(str, run_ids))} in the background "
                               f"(pid {job.pid}); a toast says when it ends, results appear on each run's page")

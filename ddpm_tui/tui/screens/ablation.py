@@ -28,6 +28,7 @@ from core.runner.sweeps import (expand_grid, grid_axes, group_runs, parse_option
                                 sweep_progress)
 from core.text import printable
 from ddpm_tui.keys import bindings
+from ddpm_tui.tui.failures import reported
 from ddpm_tui.tui.screens.base import AppScreen
 from ddpm_tui.tui.screens.dialogs import ConfirmDialog
 from ddpm_tui.tui.screens.launch import PRESETS
@@ -265,19 +266,16 @@ class AblationScreen(AppScreen):
 
     # ---- the sweep view -----------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="sweeps-refresh")
+    @reported("reading sweeps")
     def refresh_sweeps(self) -> None:
         if not self.is_current and self.sweeps:
             return  # another mode is showing: no need to read the store
         chosen = self.selected_sweep()
-        try:
-            sweeps = [{"id": s.id, "name": s.name, "spec": s.spec or {}} for s in self.app.lab.sweeps()]
-            records = [r for r in self.app.lab.runs() if r.get("sweep_id") is not None]
-            wanted = self.pending_sweep or (chosen["id"] if chosen else (sweeps[-1]["id"] if sweeps else None))
-            ranking = self.app.lab.sweep_ranking(wanted) if wanted is not None else None
-            jobs = self.app.lab.sweep_eval_jobs(wanted) if wanted is not None else {}
-        except Exception as exc:  # a locked, busy or broken store must not take the app down
-            self.app.call_from_thread(self.app.report_error, "reading sweeps", exc)
-            return
+        sweeps = [{"id": s.id, "name": s.name, "spec": s.spec or {}} for s in self.app.lab.sweeps()]
+        records = [r for r in self.app.lab.runs() if r.get("sweep_id") is not None]
+        wanted = self.pending_sweep or (chosen["id"] if chosen else (sweeps[-1]["id"] if sweeps else None))
+        ranking = self.app.lab.sweep_ranking(wanted) if wanted is not None else None
+        jobs = self.app.lab.sweep_eval_jobs(wanted) if wanted is not None else {}
         self.app.call_from_thread(self.apply, sweeps, records, ranking, jobs)
 
     def apply(self, sweeps: list[dict], records: list[dict], ranking=None, jobs: dict | None = None) -> None:
@@ -428,12 +426,9 @@ class AblationScreen(AppScreen):
             self.evaluate_missing(sweep["id"])
 
     @work(thread=True, group="sweep-actions")
+    @reported(lambda self, sweep_id: f"evaluate sweep {sweep_id}")
     def evaluate_missing(self, sweep_id: int) -> None:
-        try:
-            ids, job = self.app.lab.evaluate_sweep_missing(sweep_id)
-        except Exception as exc:
-            self.app.call_from_thread(self.app.report_error, f"evaluate sweep {sweep_id}", exc)
-            return
+        ids, job = self.app.lab.evaluate_sweep_missing(sweep_id)
         if job is not None:
             self.app.watch_evaluation(job)
         message = (f"sweep {sweep_id}: evaluating runs {', '.join(map(str, ids))} in the background (pid {job.pid})"

@@ -26,6 +26,7 @@ from textual_image.widget import Image
 from core.blind import CLASS_MODE, CLASS_NAMES, PAIR_MODE, BlindSession, verdict
 from core.text import printable
 from ddpm_tui.keys import bindings
+from ddpm_tui.tui.failures import reported
 from ddpm_tui.tui.screens.base import AppScreen
 from ddpm_tui.tui.widgets.plain import PlainTable, plain
 
@@ -175,14 +176,11 @@ class BlindTestScreen(AppScreen):
         return None
 
     @work(thread=True, exclusive=True, group="blind-run")
+    @reported("reading runs")
     def pick_default_run(self, cursor_id: int | None) -> None:
         """The run under the runs cursor, else the newest finished conditional run, else the newest
         finished run."""
-        try:
-            records = self.app.lab.runs()
-        except Exception as exc:
-            self.app.call_from_thread(self.app.report_error, "reading runs", exc)
-            return
+        records = self.app.lab.runs()
         by_id = {r["id"]: r for r in records}
         finished = [r for r in records if r["status"] == "finished"]
         conditional = [r for r in finished if r["config"].get("conditional")]
@@ -355,24 +353,18 @@ class BlindTestScreen(AppScreen):
         self.save_result(self.run_id, self.mode, s.n, s.correct, s.p_value, s.record(**self.extra))
 
     @work(thread=True, group="blind-save")
+    @reported("storing the blind test")
     def save_result(self, run_id: int, mode: str, n: int, correct: int, p: float, answers: dict) -> None:
-        try:
-            saved = self.app.lab.add_blind_test(run_id, mode, n, correct, p, answers)
-        except Exception as exc:
-            self.app.call_from_thread(self.app.report_error, "storing the blind test", exc)
-            return
+        saved = self.app.lab.add_blind_test(run_id, mode, n, correct, p, answers)
         self.saved_id = saved
         self.app.call_from_thread(self.notify, f"blind test stored (run {run_id}: {correct}/{n})")
         self.load_results()
 
     # ---- past results --------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="blind-results")
+    @reported("reading blind tests")
     def load_results(self) -> None:
-        try:
-            results = self.app.lab.blind_tests()
-        except Exception as exc:
-            self.app.call_from_thread(self.app.report_error, "reading blind tests", exc)
-            return
+        results = self.app.lab.blind_tests()
         self.app.call_from_thread(self.show_results, results)
 
     def show_results(self, results: list[dict]) -> None:

@@ -10,8 +10,10 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Footer, Header, Static
 
+from core.errors import NotFound
 from core.text import printable
 from ddpm_tui.keys import bindings
+from ddpm_tui.tui.failures import reported
 from ddpm_tui.tui.screens.base import AppScreen
 from ddpm_tui.tui.screens.chart_controls import ChartControls
 from ddpm_tui.tui.screens.runs import STATUS_STYLE, fmt_float
@@ -105,33 +107,28 @@ class CompareScreen(ChartControls, AppScreen):
 
     # ---- data (worker thread) ------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="compare-refresh")
+    @reported("reading runs to compare")
     def refresh_compare(self) -> None:
         run_ids, metric, wall_x = list(self.run_ids), self.metric, self.wall_x
         if len(run_ids) < 2:
             return
         lab = self.app.lab
         records, series, keys, missing, samples = [], {}, [], [], {}
-        try:
-            for run_id in run_ids:
-                try:
-                    record = lab.run(run_id)
-                except Exception as exc:  # deleted since it was chosen
-                    if "no run with id" in str(exc):
-                        missing.append(run_id)
-                        continue
-                    raise
-                records.append(record)
-                samples[run_id] = lab.latest_samples(run_id)
-                steps, values, walls = lab.series(run_id, metric)
-                if wall_x and walls:
-                    xs = [(w - walls[0]) / 60 for w in walls]
-                else:
-                    xs = steps
-                series[series_label(record)] = (xs, values)
-                keys.extend(k for k in lab.metric_keys(run_id) if k not in keys)
-        except Exception as exc:  # a locked or broken store must not take the app down
-            self.app.call_from_thread(self.app.report_error, "reading runs to compare", exc)
-            return
+        for run_id in run_ids:
+            try:
+                record = lab.run(run_id)
+            except NotFound:  # deleted since it was chosen
+                missing.append(run_id)
+                continue
+            records.append(record)
+            samples[run_id] = lab.latest_samples(run_id)
+            steps, values, walls = lab.series(run_id, metric)
+            if wall_x and walls:
+                xs = [(w - walls[0]) / 60 for w in walls]
+            else:
+                xs = steps
+            series[series_label(record)] = (xs, values)
+            keys.extend(k for k in lab.metric_keys(run_id) if k not in keys)
         self.app.call_from_thread(self.apply, run_ids, metric, wall_x, records, series, sorted(keys), missing, samples)
 
     def apply(self, run_ids, metric, wall_x, records, series, keys, missing, samples=None) -> None:

@@ -21,6 +21,7 @@ from textual.widgets import (
 
 from core.text import printable
 from ddpm_tui.keys import bindings
+from ddpm_tui.tui.failures import reported
 from ddpm_tui.tui.screens.base import AppScreen
 from ddpm_tui.tui.screens.chart_controls import ChartControls
 from ddpm_tui.tui.screens.dialogs import ConfirmDialog, TextPrompt
@@ -122,23 +123,20 @@ class RunDetailScreen(ChartControls, AppScreen):
         self.set_interval(1.0, self.refresh_detail)
 
     @work(thread=True, exclusive=True, group="detail-refresh")
+    @reported(lambda self: f"reading run {self.run_id}")
     def refresh_detail(self) -> None:
         lab = self.app.lab
-        try:
-            record = lab.run(self.run_id)
-            keys = lab.metric_keys(self.run_id)
-            follower = self.follower
-            if follower is None or follower.key != self.metric:
-                follower = self.follower = lab.follow_series(self.run_id, self.metric)
-            steps, values, walls = follower.update(record["step"])
-            events = lab.events(self.run_id)
-            samples = lab.sample_grids(self.run_id)
-            evaluations = lab.evaluations(self.run_id)
-            notes = lab.notes(self.run_id)
-            checkpoints = lab.checkpoints(self.run_id)
-        except Exception as exc:
-            self.app.call_from_thread(self.app.report_error, f"reading run {self.run_id}", exc)
-            return
+        record = lab.run(self.run_id)
+        keys = lab.metric_keys(self.run_id)
+        follower = self.follower
+        if follower is None or follower.key != self.metric:
+            follower = self.follower = lab.follow_series(self.run_id, self.metric)
+        steps, values, walls = follower.update(record["step"])
+        events = lab.events(self.run_id)
+        samples = lab.sample_grids(self.run_id)
+        evaluations = lab.evaluations(self.run_id)
+        notes = lab.notes(self.run_id)
+        checkpoints = lab.checkpoints(self.run_id)
         log_path = Path(record["run_dir"]) / "train.log"
         text, self.log_offset = read_new_log(log_path, self.log_offset)
         self.app.call_from_thread(self.apply, record, keys, (steps, values, walls), events, samples, text,
