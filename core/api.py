@@ -8,11 +8,48 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Mapping
 from pathlib import Path
 
 from core.locations import RUNS_ENV
 from core.runner.liveness import reconcile
 from core.store import Store, queries
+
+
+@dataclass(frozen=True)
+class RunView:
+    """A run as the faces show it: its row, its latest metric summaries and its tags, read-only."""
+
+    id: int
+    name: str
+    status: str
+    step: int
+    total_steps: int
+    loss: float | None
+    smooth_loss: float | None
+    best: float | None  # lowest validation loss (else lowest smoothed training loss)
+    val_loss: float | None
+    img_per_s: float | None
+    created_at: float
+    started_at: float | None
+    ended_at: float | None
+    heartbeat_at: float | None
+    host: str | None
+    pid: int | None
+    exit_reason: str | None
+    sweep_id: int | None
+    parent_id: int | None
+    executor: str
+    run_dir: str | None
+    checkpoint_path: str | None
+    tags: tuple[str, ...]
+    config: Mapping[str, Any]
+
+    @classmethod
+    def of(cls, record: dict) -> "RunView":
+        """From core.store.queries.run_record."""
+        return cls(**{**record, "tags": tuple(record["tags"]), "config": MappingProxyType(dict(record["config"]))})
 
 
 @dataclass
@@ -80,14 +117,14 @@ class Lab:
         return self._store
 
     # ---- reads ----------------------------------------------------------------------------------
-    def runs(self) -> list[dict]:
+    def runs(self) -> list[RunView]:
         reconcile(self.store)
-        return queries.run_records(self.store)
+        return [RunView.of(r) for r in queries.run_records(self.store)]
 
-    def run(self, run_id: int) -> dict:
+    def run(self, run_id: int) -> RunView:
         run = queries.get_run(self.store, run_id)
-        return queries.run_record(run, queries.summaries(self.store, [run_id]).get(run_id),
-                                  queries.run_tags(self.store, [run_id]).get(run_id))
+        return RunView.of(queries.run_record(run, queries.summaries(self.store, [run_id]).get(run_id),
+                                             queries.run_tags(self.store, [run_id]).get(run_id)))
 
     def series(self, run_id: int, key: str, max_points: int = 2000):
         return queries.metric_series(self.store, run_id, key, max_points)
@@ -289,7 +326,7 @@ class Lab:
                     for label in (0, 1)}
             order = class_trials(per_class, seed)
             return [CLASS_NAMES[label] for label, _ in order], [made[label][i] for label, i in order]
-        conditional = bool(self.run(run_id)["config"].get("conditional"))
+        conditional = bool(self.run(run_id).config.get("conditional"))
         generated = self.blind_generate(run_id, n, seed, class_label=None, steps=steps)
         # a conditional net alternates the classes; pair each sample with a real one of its class
         real = self.blind_real(run_id, [i % 2 if conditional else None for i in range(n)], seed)

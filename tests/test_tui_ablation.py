@@ -4,6 +4,7 @@ import pytest
 from conftest import open_view
 from textual.widgets import DataTable, Input, Select, Static, TabbedContent
 
+from core.api import RunView
 from core.errors import BadInput
 from core.runner.liveness import running_fields
 from core.runner.sweeps import group_runs, parse_option_list
@@ -45,8 +46,11 @@ def test_other_options_and_grid_values():
 
 def test_group_runs_counts_and_means():
     def rec(i, sched, status, step, loss, best):
-        return {"id": i, "status": status, "step": step, "total_steps": 100, "smooth_loss": loss, "best": best,
-                "config": {"schedule": sched, "seed": i}, "sweep_id": 1}
+        return RunView.of(dict(id=i, name="", status=status, step=step, total_steps=100, loss=loss, smooth_loss=loss,
+                               best=best, val_loss=None, img_per_s=None, created_at=0.0, started_at=None,
+                               ended_at=None, heartbeat_at=None, host=None, pid=None, exit_reason=None, sweep_id=1,
+                               parent_id=None, executor="local", run_dir=None, checkpoint_path=None, tags=[],
+                               config={"schedule": sched, "seed": i}))
 
     rows = group_runs([rec(1, "linear", "finished", 100, 0.2, 0.1), rec(2, "linear", "running", 50, 0.4, 0.3),
                        rec(3, "cosine", "queued", 0, None, None), rec(4, "cosine", "crashed", 10, 0.5, 0.5)],

@@ -62,7 +62,7 @@ async def choose_run(pilot, screen, run_id: int) -> None:
     assert box.has_focus
     box.value = ""
     await pilot.press(*str(run_id), "enter")
-    await wait_for(pilot, lambda: screen.run_record is not None and screen.run_record["id"] == run_id,
+    await wait_for(pilot, lambda: screen.run_record is not None and screen.run_record.id == run_id,
                    what=f"run {run_id}")
     assert not box.has_focus
 

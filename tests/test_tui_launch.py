@@ -102,7 +102,7 @@ async def test_duplicate_as_new_prefills_the_form(tui_app):
         await pilot.pause(0.3)
         await open_launch(pilot)  # the screen exists already: prefill must work on resume too
         await pilot.press("escape")
-        config = pilot.app.lab.run(2)["config"]
+        config = pilot.app.lab.run(2).config
         pilot.app.open_launch(dict(config))
         await pilot.pause(0.3)
         screen = pilot.app.screen

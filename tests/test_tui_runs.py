@@ -203,12 +203,12 @@ async def test_demo_flow_opens_on_a_running_run_whose_chart_moves(tmp_path, monk
     try:
         async with app.run_test(size=(120, 36)) as pilot:
             screen = await wait_screen(pilot, RunDetailScreen)
-            await wait_for(pilot, lambda: screen.record is not None and screen.record["status"] == "running",
+            await wait_for(pilot, lambda: screen.record is not None and screen.record.status == "running",
                              timeout=60)
             chart = screen.query_one("#detail-chart")
-            await wait_for(pilot, lambda: screen.record["step"] >= 20, timeout=90)
-            first = screen.record["step"]
-            await wait_for(pilot, lambda: screen.record["step"] >= first + 20, timeout=90)
+            await wait_for(pilot, lambda: screen.record.step >= 20, timeout=90)
+            first = screen.record.step
+            await wait_for(pilot, lambda: screen.record.step >= first + 20, timeout=90)
             steps, values, _ = lab.series(run_id, "train/loss")
             assert len(steps) >= first + 20 and values[-1] < values[0]
             await wait_for(pilot, lambda: chart.drawn.get("train/loss", 0) >= first + 20, timeout=10)

@@ -9,7 +9,7 @@ SIZES = pytest.mark.parametrize("size", [(80, 24), (200, 60)], ids=["80x24", "20
 
 async def rows_loaded(pilot, n=3):
     table = pilot.app.screen.query_one("#runs-table", DataTable)
-    while table.row_count < n:
+    while table.row_count < n or table.columns["name"].content_width < len("seed-1"):  # measured
         await pilot.pause(0.05)
     await pilot.pause(0.2)
 

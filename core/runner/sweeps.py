@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import statistics
+from typing import Mapping
 
 from core.config import (
     FIELD_TYPES,
@@ -87,42 +88,42 @@ def expand_grid(raw_values: dict[str, str | None], seeds: int, config_file=None,
     return configs
 
 
-def configuration_key(cfg: TrainConfig | dict, axes: list[str]) -> tuple:
+def configuration_key(cfg: TrainConfig | Mapping, axes: list[str]) -> tuple:
     """The values of the swept options (seed excluded): runs with equal keys are one configuration."""
-    values = cfg if isinstance(cfg, dict) else dataclasses.asdict(cfg)
+    values = dataclasses.asdict(cfg) if isinstance(cfg, TrainConfig) else cfg
     return tuple(values.get(a) for a in axes)
 
 
-# ---- a sweep's runs, one row per configuration (the TUI's sweep view) --------------------------------
+# ---- a sweep's runs, one row per configuration (the TUI's sweep view); records are core.api.RunView -
 IGNORED_AXES = ("seed", "name", "tag")
 
 
-def sweep_axes(spec: dict | None, records: list[dict]) -> list[str]:
+def sweep_axes(spec: dict | None, records: list) -> list[str]:
     """The swept options of a sweep: from its spec, else the config keys whose values differ."""
     axes = [a for a in (spec or {}).get("axes") or [] if a not in IGNORED_AXES]
     if axes or not records:
         return axes
-    keys = sorted({k for r in records for k in r["config"]} - set(IGNORED_AXES))
-    return [k for k in keys if len({repr(r["config"].get(k)) for r in records}) > 1]
+    keys = sorted({k for r in records for k in r.config} - set(IGNORED_AXES))
+    return [k for k in keys if len({repr(r.config.get(k)) for r in records}) > 1]
 
 
 def _mean(values: list[float]) -> float | None:
     return statistics.fmean(values) if values else None
 
 
-def group_runs(records: list[dict], axes: list[str]) -> list[dict]:
+def group_runs(records: list, axes: list[str]) -> list[dict]:
     """One row per configuration (the values of the swept options, seed excluded), in first-seen order."""
     groups: dict[tuple, list[dict]] = {}
-    for r in sorted(records, key=lambda r: r["id"]):
-        groups.setdefault(configuration_key(r["config"], axes), []).append(r)
+    for r in sorted(records, key=lambda r: r.id):
+        groups.setdefault(configuration_key(r.config, axes), []).append(r)
     rows = []
     for key, runs in groups.items():
-        statuses = [r["status"] for r in runs]
-        progress = [min(1.0, r["step"] / r["total_steps"]) for r in runs if r.get("total_steps")]
-        losses = [r["smooth_loss"] for r in runs if r.get("smooth_loss") is not None]
-        bests = [r["best"] for r in runs if r.get("best") is not None]
+        statuses = [r.status for r in runs]
+        progress = [min(1.0, r.step / r.total_steps) for r in runs if r.total_steps]
+        losses = [r.smooth_loss for r in runs if r.smooth_loss is not None]
+        bests = [r.best for r in runs if r.best is not None]
         rows.append({
-            "key": key, "values": dict(zip(axes, key)), "run_ids": [r["id"] for r in runs], "runs": len(runs),
+            "key": key, "values": dict(zip(axes, key)), "run_ids": [r.id for r in runs], "runs": len(runs),
             "finished": statuses.count("finished"), "running": statuses.count("running"),
             "queued": statuses.count("queued"),
             "other": len(statuses) - sum(statuses.count(s) for s in ("finished", "running", "queued")),
@@ -131,11 +132,11 @@ def group_runs(records: list[dict], axes: list[str]) -> list[dict]:
     return rows
 
 
-def sweep_progress(records: list[dict]) -> tuple[float | None, float | None]:
+def sweep_progress(records: list) -> tuple[float | None, float | None]:
     """(fraction of all steps done, seconds left at the running runs' current speed)."""
-    total = sum(r["total_steps"] for r in records)
-    done = sum(min(r["step"], r["total_steps"]) for r in records)
-    running = [r for r in records if r["status"] == "running" and r.get("img_per_s")]
-    rate = sum(r["img_per_s"] / r["config"].get("batch_size", 1) for r in running)  # steps per second
-    left = sum(max(0, r["total_steps"] - r["step"]) for r in records if r["status"] in ("running", "queued"))
+    total = sum(r.total_steps for r in records)
+    done = sum(min(r.step, r.total_steps) for r in records)
+    running = [r for r in records if r.status == "running" and r.img_per_s]
+    rate = sum(r.img_per_s / r.config.get("batch_size", 1) for r in running)  # steps per second
+    left = sum(max(0, r.total_steps - r.step) for r in records if r.status in ("running", "queued"))
     return (done / total if total else None), (left / rate if rate else None)

@@ -10,7 +10,7 @@ from textual import work
 from textual.app import App, SystemCommand
 from textual.signal import Signal
 
-from core.api import Lab
+from core.api import Lab, RunView
 from core.errors import NeedsRestart
 from core.text import printable
 from ddpm_tui.keys import SCOPES, TuiSettings, bindings
@@ -39,16 +39,16 @@ POLL_SECONDS = 1.0
 REPEAT_SECONDS = 10.0
 
 
-def run_endings(before: dict[int, dict], after: list[dict]) -> list[tuple[str, str]]:
+def run_endings(before: dict[int, RunView], after: list[RunView]) -> list[tuple[str, str]]:
     """(message, severity) for each run that was queued or running in `before` and has ended in
     `after`."""
     endings = []
     for r in after:
-        old = before.get(r["id"])
-        if old and old["status"] in ("queued", "running") and r["status"] in ENDED:
-            name = f" '{r['name']}'" if r["name"] else ""
-            reason = f": {r['exit_reason']}" if r.get("exit_reason") else ""
-            endings.append((f"run {r['id']}{name} {r['status']}{reason}", ENDED[r["status"]]))
+        old = before.get(r.id)
+        if old and old.status in ("queued", "running") and r.status in ENDED:
+            name = f" '{r.name}'" if r.name else ""
+            reason = f": {r.exit_reason}" if r.exit_reason else ""
+            endings.append((f"run {r.id}{name} {r.status}{reason}", ENDED[r.status]))
     return endings
 
 
@@ -68,7 +68,7 @@ class DdpmApp(App):
         self.open_run_id = open_run_id
         # The one reader of the run list: every screen that shows runs subscribes to it.
         self.runs_signal: Signal[list[dict]] = Signal(self, "runs")
-        self.run_records: list[dict] | None = None
+        self.run_records: list[RunView] | None = None
         self.last_read_error: str | None = None
         self.evaluation_jobs: list = []  # started here, announced when they end
         self.last_error: tuple[str, float] = ("", 0.0)
@@ -99,8 +99,8 @@ class DdpmApp(App):
         finally:
             self.call_from_thread(self.set_timer, POLL_SECONDS, self.poll_runs)
 
-    def runs_read(self, records: list[dict], evaluations: list[tuple[str, bool]] = ()) -> None:
-        endings = run_endings({r["id"]: r for r in self.run_records}, records) if self.run_records is not None else []
+    def runs_read(self, records: list[RunView], evaluations: list[tuple[str, bool]] = ()) -> None:
+        endings = run_endings({r.id: r for r in self.run_records}, records) if self.run_records is not None else []
         endings += [(message, "information" if ok else "error") for message, ok in evaluations]
         for message, severity in endings:
             self.notify(message, severity=severity, timeout=8)
@@ -209,7 +209,7 @@ class DdpmApp(App):
         """Resuming a run that trained but kept no checkpoint starts it over: only on a yes."""
         from ddpm_tui.tui.screens.dialogs import ConfirmDialog
 
-        name = next((r["name"] for r in self.run_records or [] if r["id"] == run_id), "")
+        name = next((r.name for r in self.run_records or [] if r.id == run_id), "")
         self.push_screen(ConfirmDialog(f"Run {run_label(run_id, name)} has no checkpoint to continue from. Restart it from step 0?"),
                          lambda ok: ok and self.act_on_runs("restart", [run_id]))
 

@@ -26,7 +26,7 @@ class RunAction:
 
 
 def sample(lab: Lab, run_id: int, given: Given) -> str:
-    out = Path(lab.run(run_id)["run_dir"]) / "samples" / f"tui-{time.strftime('%Y%m%d-%H%M%S')}.png"
+    out = Path(lab.run(run_id).run_dir) / "samples" / f"tui-{time.strftime('%Y%m%d-%H%M%S')}.png"
     lab.sample(run_id, out, checkpoint=given.checkpoint)
     which = f"step {given.checkpoint}'s checkpoint" if given.checkpoint is not None else "the newest checkpoint"
     return f"run {run_id}: samples of {which} written to {out}"

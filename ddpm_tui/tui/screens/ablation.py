@@ -23,6 +23,7 @@ from textual.widgets import (
     TabPane,
 )
 
+from core.api import RunView
 from core.errors import BadInput
 from core.runner.sweeps import (expand_grid, grid_axes, group_runs, parse_option_list, split_values, sweep_axes,
                                 sweep_progress)
@@ -106,7 +107,7 @@ class AblationScreen(AppScreen):
     def __init__(self):
         super().__init__()
         self.sweeps: list[dict] = []
-        self.records: list[dict] = []
+        self.records: list[RunView] = []
         self.shown_columns: list[str] | None = None
         self.shown_sweeps: list[tuple] = []
         self.busy = False
@@ -272,17 +273,17 @@ class AblationScreen(AppScreen):
             return  # another mode is showing: no need to read the store
         chosen = self.selected_sweep()
         sweeps = [{"id": s.id, "name": s.name, "spec": s.spec or {}} for s in self.app.lab.sweeps()]
-        records = [r for r in self.app.lab.runs() if r.get("sweep_id") is not None]
+        records = [r for r in self.app.lab.runs() if r.sweep_id is not None]
         wanted = self.pending_sweep or (chosen["id"] if chosen else (sweeps[-1]["id"] if sweeps else None))
         ranking = self.app.lab.sweep_ranking(wanted) if wanted is not None else None
         jobs = self.app.lab.sweep_eval_jobs(wanted) if wanted is not None else {}
         self.app.call_from_thread(self.apply, sweeps, records, ranking, jobs)
 
-    def apply(self, sweeps: list[dict], records: list[dict], ranking=None, jobs: dict | None = None) -> None:
+    def apply(self, sweeps: list[dict], records: list[RunView], ranking=None, jobs: dict | None = None) -> None:
         self.sweeps, self.records, self.ranking, self.eval_jobs = sweeps, records, ranking, jobs or {}
         counts: dict[int, int] = {}
         for r in records:
-            counts[r["sweep_id"]] = counts.get(r["sweep_id"], 0) + 1
+            counts[r.sweep_id] = counts.get(r.sweep_id, 0) + 1
         options = [(plain(f"sweep {s['id']}: {s['name'] or 'sweep'} ({counts.get(s['id'], 0)} runs)"), s["id"])
                    for s in reversed(sweeps)]
         select = self.query_one("#sweep-select", Select)
@@ -334,7 +335,7 @@ class AblationScreen(AppScreen):
             self.shown_columns = None
             summary.update("no sweep yet: build a grid (^G) and queue it (^N)")
             return
-        records = [r for r in self.records if r["sweep_id"] == sweep["id"]]
+        records = [r for r in self.records if r.sweep_id == sweep["id"]]
         axes = sweep_axes(sweep["spec"], records)
         ranking = self.ranking if self.ranking is not None and self.ranking.sweep_id == sweep["id"] else None
         metrics = list(ranking.rankings) if ranking else []
@@ -365,7 +366,7 @@ class AblationScreen(AppScreen):
     def summary_text(self, sweep, records, axes, rows, ranking, sort) -> Text:
         statuses: dict[str, int] = {}
         for r in records:
-            statuses[r["status"]] = statuses.get(r["status"], 0) + 1
+            statuses[r.status] = statuses.get(r.status, 0) + 1
         status_text = ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())) or "no runs"
         done, eta = sweep_progress(records)
         text = Text.assemble((f"sweep {sweep['id']} ", "bold"), printable(sweep["name"] or ""),
@@ -418,7 +419,7 @@ class AblationScreen(AppScreen):
         sweep = self.selected_sweep()
         if sweep is None:
             return []
-        return [r["id"] for r in self.records if r["sweep_id"] == sweep["id"] and (not statuses or r["status"] in statuses)]
+        return [r.id for r in self.records if r.sweep_id == sweep["id"] and (not statuses or r.status in statuses)]
 
     def action_evaluate_missing(self) -> None:
         sweep = self.selected_sweep()

@@ -23,6 +23,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Label, Static
 from textual.worker import get_current_worker
 from textual_image.widget import Image
 
+from core.api import RunView
 from core.blind import CLASS_MODE, CLASS_NAMES, PAIR_MODE, BlindSession, verdict
 from core.text import printable
 from ddpm_tui.keys import bindings
@@ -75,7 +76,7 @@ class BlindTestScreen(AppScreen):
         self.state = "setup"  # setup -> generating -> trial -> result
         self.mode = CLASS_MODE
         self.run_id: int | None = None
-        self.run_record: dict | None = None
+        self.run_record: RunView | None = None
         self.run_edited = False
         self.seed: int | None = None  # None: a fresh seed per test (tests may fix it)
         self.session: BlindSession | None = None
@@ -181,9 +182,9 @@ class BlindTestScreen(AppScreen):
         """The run under the runs cursor, else the newest finished conditional run, else the newest
         finished run."""
         records = self.app.lab.runs()
-        by_id = {r["id"]: r for r in records}
-        finished = [r for r in records if r["status"] == "finished"]
-        conditional = [r for r in finished if r["config"].get("conditional")]
+        by_id = {r.id: r for r in records}
+        finished = [r for r in records if r.status == "finished"]
+        conditional = [r for r in finished if r.config.get("conditional")]
         chosen = by_id.get(cursor_id) or (conditional or finished or [None])[-1]
         self.app.call_from_thread(self.show_run, chosen, True)
 
@@ -207,7 +208,7 @@ class BlindTestScreen(AppScreen):
         if fill_input and self.run_edited:
             return
         self.run_record = record
-        self.run_id = record["id"] if record else None
+        self.run_id = record.id if record else None
         box = self.query_one("#blind-run", Input)
         if fill_input:
             with box.prevent(Input.Changed):
@@ -216,11 +217,11 @@ class BlindTestScreen(AppScreen):
         if record is None:
             info.update("no finished run yet: train one, or type a run id")
             return
-        cfg = record["config"]
+        cfg = record.config
         kind = "conditional" if cfg.get("conditional") else f"unconditional, {cfg.get('classes', '?')}"
         note = "" if cfg.get("conditional") else "  — class test needs a conditional run"
-        info.update(Text.assemble((printable(record["name"]), "bold"), f"  {record['status']}, {kind}, "
-                                  f"{cfg.get('image_size', '?')} px, step {record['step']}", (note, "dim")))
+        info.update(Text.assemble((printable(record.name), "bold"), f"  {record.status}, {kind}, "
+                                  f"{cfg.get('image_size', '?')} px, step {record.step}", (note, "dim")))
 
     def show_run_problem(self, run_id: int, exc: BaseException) -> None:
         if self.typed_id() != str(run_id):
@@ -258,7 +259,7 @@ class BlindTestScreen(AppScreen):
         if self.run_id is None:
             self.notify("choose a run first: press e and type its id", severity="warning")
             return
-        if mode == CLASS_MODE and self.run_record and not self.run_record["config"].get("conditional"):
+        if mode == CLASS_MODE and self.run_record and not self.run_record.config.get("conditional"):
             self.notify(f"run {self.run_id} is not class-conditional: the class test needs a run trained "
                         "with --conditional (try v: real vs generated)", severity="warning", timeout=6)
             return

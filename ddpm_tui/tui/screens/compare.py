@@ -10,6 +10,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Footer, Header, Static
 
+from core.api import RunView
 from core.errors import NotFound
 from core.text import printable
 from ddpm_tui.keys import bindings
@@ -47,8 +48,8 @@ def fmt_value(value) -> str:
     return str(value)
 
 
-def series_label(record: dict) -> str:
-    return printable(f"{record['id']} {record['name']}")
+def series_label(record: RunView) -> str:
+    return printable(f"{record.id} {record.name}")
 
 
 class CompareScreen(ChartControls, AppScreen):
@@ -57,7 +58,7 @@ class CompareScreen(ChartControls, AppScreen):
     def __init__(self):
         super().__init__()
         self.run_ids: list[int] = []
-        self.records: list[dict] = []
+        self.records: list[RunView] = []
         self.keys: list[str] = []
         self.series: dict[str, tuple[list, list]] = {}
         self.diff: list[tuple[str, list]] = []
@@ -143,7 +144,7 @@ class CompareScreen(ChartControls, AppScreen):
     def draw_samples(self, samples: dict) -> None:
         """The newest sample grid of the first MAX_SAMPLE_VIEWS runs, side by side."""
         strip = self.query_one("#compare-samples", Horizontal)
-        wanted = [r["id"] for r in self.records][:MAX_SAMPLE_VIEWS]
+        wanted = [r.id for r in self.records][:MAX_SAMPLE_VIEWS]
         views = list(strip.query(SampleView))
         if [v.run_id for v in views] != wanted:
             strip.remove_children()
@@ -157,7 +158,7 @@ class CompareScreen(ChartControls, AppScreen):
             view.show(samples.get(view.run_id))
 
     def draw_status(self) -> None:
-        names = "  ".join(printable(f"{r['id']} {r['name']}") for r in self.records)
+        names = "  ".join(printable(f"{r.id} {r.name}") for r in self.records)
         gone = f"  (gone: {', '.join(map(str, self.missing))})" if self.missing else ""
         flags = "".join([", log-y" if self.log_y else "", ", smoothed" if self.smooth else "",
                          ", x: minutes" if self.wall_x else ""])
@@ -171,12 +172,12 @@ class CompareScreen(ChartControls, AppScreen):
 
     def draw_diff(self) -> None:
         """The table: a few live facts per run, then only the config keys that differ."""
-        self.diff = config_diff([r["config"] for r in self.records])
-        header = [f"{r['id']} {r['name']}" for r in self.records]
-        facts = [("status", [r["status"] for r in self.records]),
-                 ("step", [f"{r['step']}/{r['total_steps']}" for r in self.records]),
-                 ("loss~", [fmt_float(r.get("smooth_loss")) for r in self.records]),
-                 ("best", [fmt_float(r.get("best")) for r in self.records])]
+        self.diff = config_diff([r.config for r in self.records])
+        header = [f"{r.id} {r.name}" for r in self.records]
+        facts = [("status", [r.status for r in self.records]),
+                 ("step", [f"{r.step}/{r.total_steps}" for r in self.records]),
+                 ("loss~", [fmt_float(r.smooth_loss) for r in self.records]),
+                 ("best", [fmt_float(r.best) for r in self.records])]
         rows = [(key, [fmt_value(v) for v in values]) for key, values in self.diff]
         shown = (header, facts, rows)
         if shown == self._shown_table:
@@ -186,7 +187,7 @@ class CompareScreen(ChartControls, AppScreen):
         table.clear(columns=True)
         table.add_column("", key="key")
         for r, label in zip(self.records, header):
-            table.add_column(label, key=str(r["id"]))
+            table.add_column(label, key=str(r.id))
         for key, cells in facts:
             if key == "status":
                 cells = [Text(c, style=STATUS_STYLE.get(c, "")) for c in cells]
@@ -213,7 +214,7 @@ class CompareScreen(ChartControls, AppScreen):
         """Enter on a run's column opens that run."""
         column = event.cursor_column - 1
         if 0 <= column < len(self.records):
-            self.app.open_run(self.records[column]["id"])
+            self.app.open_run(self.records[column].id)
 
     def check_action(self, action: str, parameters) -> bool | None:
         if action in ("toggle_smooth", "toggle_log", "toggle_x", "next_metric"):

@@ -19,6 +19,7 @@ from textual.widgets import (
     TabPane,
 )
 
+from core.api import RunView
 from core.text import printable
 from ddpm_tui.keys import bindings
 from ddpm_tui.tui.failures import reported
@@ -81,7 +82,7 @@ class RunDetailScreen(ChartControls, AppScreen):
         super().__init__()
         self.run_id = run_id
         self.log_offset = 0
-        self.record: dict | None = None
+        self.record: RunView | None = None
         self.follower = None  # the chart's series, read incrementally (core.api.SeriesFollower)
         self.log_query, self.log_match = "", -1
         self.grids: list = []  # (step, path) of every saved sample grid
@@ -131,26 +132,26 @@ class RunDetailScreen(ChartControls, AppScreen):
         follower = self.follower
         if follower is None or follower.key != self.metric:
             follower = self.follower = lab.follow_series(self.run_id, self.metric)
-        steps, values, walls = follower.update(record["step"])
+        steps, values, walls = follower.update(record.step)
         events = lab.events(self.run_id)
         samples = lab.sample_grids(self.run_id)
         evaluations = lab.evaluations(self.run_id)
         notes = lab.notes(self.run_id)
         checkpoints = lab.checkpoints(self.run_id)
-        log_path = Path(record["run_dir"]) / "train.log"
+        log_path = Path(record.run_dir) / "train.log"
         text, self.log_offset = read_new_log(log_path, self.log_offset)
         self.app.call_from_thread(self.apply, record, keys, (steps, values, walls), events, samples, text,
-                                  log_path.exists() or not record["run_dir"], evaluations, notes, checkpoints)
+                                  log_path.exists() or not record.run_dir, evaluations, notes, checkpoints)
 
     def apply(self, record, keys, series, events, samples, log_text, log_present, evaluations=(), notes=(),
               checkpoints=()) -> None:
         self.record, self.keys = record, keys
         status = Text.assemble(
-            (f"{printable(record['name'])}  ", "bold"), (record["status"], STATUS_STYLE.get(record["status"], "")),
-            f"  step {record['step']}/{record['total_steps']}  loss {fmt_float(record['loss'])}"
-            f"  img/s {fmt_float(record['img_per_s'], 1)}  ETA {fmt_duration(eta_seconds(record))}",
-            f"  — {printable(record['exit_reason'])}" if record["exit_reason"] and record["status"] != "running" else "",
-            (f"  tags: {printable(' '.join(record['tags']))}", "cyan") if record["tags"] else "",
+            (f"{printable(record.name)}  ", "bold"), (record.status, STATUS_STYLE.get(record.status, "")),
+            f"  step {record.step}/{record.total_steps}  loss {fmt_float(record.loss)}"
+            f"  img/s {fmt_float(record.img_per_s, 1)}  ETA {fmt_duration(eta_seconds(record))}",
+            f"  — {printable(record.exit_reason)}" if record.exit_reason and record.status != "running" else "",
+            (f"  tags: {printable(' '.join(record.tags))}", "cyan") if record.tags else "",
         )
         if notes:
             self.query_one("#detail-notes", Static).update(plain("\n".join(
@@ -175,11 +176,11 @@ class RunDetailScreen(ChartControls, AppScreen):
                 self.log_placeholder = False
             log.write(printable(log_text, keep_newlines=True))
         elif not log_present and not log.line_count:
-            log.write_line(printable(f"(no log yet at {record['run_dir']}/train.log)"))
+            log.write_line(printable(f"(no log yet at {record.run_dir}/train.log)"))
             self.log_placeholder = True
         if not self.config_shown:
             self.query_one("#detail-config", Static).update(
-                plain("\n".join(f"{k:>18} = {v}" for k, v in record["config"].items()), keep_newlines=True))
+                plain("\n".join(f"{k:>18} = {v}" for k, v in record.config.items()), keep_newlines=True))
             self.config_shown = True
         self.show_checkpoints(list(checkpoints))
         if len(events) != self.shown_events:
@@ -305,7 +306,7 @@ class RunDetailScreen(ChartControls, AppScreen):
                     f"({hits.index(self.log_match) + 1} of {len(hits)}; n: next, f: follow)", timeout=4)
 
     def label(self) -> str:
-        return run_label(self.run_id, self.record["name"] if self.record else "")
+        return run_label(self.run_id, self.record.name if self.record else "")
 
     def action_stop(self) -> None:
         self.app.push_screen(ConfirmDialog(f"Stop run {self.label()}? It checkpoints and can be resumed."),
@@ -345,4 +346,4 @@ class RunDetailScreen(ChartControls, AppScreen):
 
     def action_duplicate(self) -> None:
         if self.record:
-            self.app.open_launch(dict(self.record["config"]))
+            self.app.open_launch(dict(self.record.config))

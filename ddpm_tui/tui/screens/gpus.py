@@ -142,7 +142,7 @@ class GpuScreen(AppScreen):
     def run_owners(self) -> dict[int, int]:
         """{pid: run id} of the store's running runs, to name the run behind a GPU process."""
         try:
-            return {r["pid"]: r["id"] for r in self.app.lab.runs() if r["status"] == "running" and r["pid"]}
+            return {r.pid: r.id for r in self.app.lab.runs() if r.status == "running" and r.pid}
         except Exception:
             return {}
 

@@ -7,6 +7,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
+from core.api import RunView
 from ddpm_tui.keys import bindings
 from ddpm_tui.tui.screens.base import AppScreen
 from ddpm_tui.tui.screens.dialogs import ConfirmDialog, TextPrompt
@@ -19,11 +20,11 @@ COLUMNS = [("id", "id"), ("name", "name"), ("tags", "tags"), ("status", "status"
            ("eta", "ETA"), ("best", "best")]
 
 
-def eta_seconds(r: dict) -> float | None:
-    if r["status"] != "running" or not r.get("img_per_s"):
+def eta_seconds(r: RunView) -> float | None:
+    if r.status != "running" or not r.img_per_s:
         return None
-    batch = r["config"].get("batch_size", 1)
-    return max(0, r["total_steps"] - r["step"]) * batch / r["img_per_s"]
+    batch = r.config.get("batch_size", 1)
+    return max(0, r.total_steps - r.step) * batch / r.img_per_s
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -37,25 +38,33 @@ def fmt_float(value: float | None, digits: int = 4) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def sort_value(r: dict, column: str):
+def sort_value(r: RunView, column: str):
     """The value a column sorts by (numbers as numbers, missing values last)."""
-    cfg = r["config"]
-    value = {"id": r["id"], "name": r["name"], "tags": " ".join(r["tags"]), "status": r["status"], "classes": cfg.get("classes"),
+    cfg = r.config
+    value = {"id": r.id, "name": r.name, "tags": " ".join(r.tags), "status": r.status, "classes": cfg.get("classes"),
              "schedule": cfg.get("schedule"), "attention": cfg.get("attention"), "size": cfg.get("image_size"),
-             "step": r["step"], "loss": r.get("smooth_loss"), "img_per_s": r.get("img_per_s"), "eta": eta_seconds(r),
-             "best": r.get("best")}[column]
+             "step": r.step, "loss": r.smooth_loss, "img_per_s": r.img_per_s, "eta": eta_seconds(r),
+             "best": r.best}[column]
     return (value is None, value if value is not None else 0)
 
 
-def row_cells(r: dict, selected: bool) -> list:
-    cfg = r["config"]
+def row_cells(r: RunView, selected: bool) -> list:
+    cfg = r.config
     return [
-        Text(("● " if selected else "  ") + str(r["id"]), style="bold" if selected else ""),
-        plain(r["name"]), plain(" ".join(r["tags"]), style="cyan"), Text(r["status"], style=STATUS_STYLE.get(r["status"], "")), cfg.get("classes", "-"),
+        Text(("● " if selected else "  ") + str(r.id), style="bold" if selected else ""),
+        plain(r.name), plain(" ".join(r.tags), style="cyan"), Text(r.status, style=STATUS_STYLE.get(r.status, "")), cfg.get("classes", "-"),
         cfg.get("schedule", "-"), cfg.get("attention", "-"), str(cfg.get("image_size", "-")),
-        f"{r['step']}/{r['total_steps']}", fmt_float(r.get("smooth_loss")), fmt_float(r.get("img_per_s"), 1),
-        fmt_duration(eta_seconds(r)), fmt_float(r.get("best")),
+        f"{r.step}/{r.total_steps}", fmt_float(r.smooth_loss), fmt_float(r.img_per_s, 1),
+        fmt_duration(eta_seconds(r)), fmt_float(r.best),
     ]
+
+
+def fit_columns(table: DataTable, rows: list[list]) -> None:
+    """Widen each column to its widest cell now, not at the table's next idle: a rebuild just before
+    a screen is drawn (a sort, the first paint) otherwise shows cells cut to the header's width."""
+    for index, column in enumerate(table.ordered_columns):
+        widest = max((plain(row[index]).cell_len for row in rows), default=0)
+        column.content_width = max(column.content_width, widest)
 
 
 def run_label(run_id: int, name: str) -> str:
@@ -63,9 +72,9 @@ def run_label(run_id: int, name: str) -> str:
     return f"{run_id} '{name}'" if name else str(run_id)
 
 
-def matches(r: dict, text: str) -> bool:
+def matches(r: RunView, text: str) -> bool:
     """Every word of the filter must appear in the run's name, status, tags or `key=value` config."""
-    haystack = " ".join([r["name"], r["status"], *r["tags"], *(f"{k}={v}" for k, v in r["config"].items())]).lower()
+    haystack = " ".join([r.name, r.status, *r.tags, *(f"{k}={v}" for k, v in r.config.items())]).lower()
     return all(word in haystack for word in text.lower().split())
 
 
@@ -74,7 +83,7 @@ class RunsScreen(AppScreen):
 
     def __init__(self):
         super().__init__()
-        self.records: dict[int, dict] = {}
+        self.records: dict[int, RunView] = {}
         self.selected: set[int] = set()
         self.filter_text = ""
         self.sort_column, self.sort_reverse = "id", False
@@ -98,8 +107,8 @@ class RunsScreen(AppScreen):
             self.apply(self.app.run_records)
 
     # ---- data ----------------------------------------------------------------------------------
-    def apply(self, records: list[dict]) -> None:
-        self.records = {r["id"]: r for r in records}
+    def apply(self, records: list[RunView]) -> None:
+        self.records = {r.id: r for r in records}
         self.selected &= set(self.records)
         self.render_table()
 
@@ -110,18 +119,18 @@ class RunsScreen(AppScreen):
     def render_table(self) -> None:
         table = self.query_one("#runs-table", DataTable)
         rows = self.visible()
-        order = [r["id"] for r in rows]
+        order = [r.id for r in rows]
         current = self.current_id()
         # Only rows whose values changed are rebuilt: with 1,000 runs a tick must cost next to nothing.
         changed, cells = [], {}
         for r in rows:
-            signature = (r["status"], r["step"], r["total_steps"], r["name"], tuple(r["tags"]), r.get("smooth_loss"),
-                         r.get("img_per_s"), r.get("best"), r["id"] in self.selected, eta_seconds(r) is None)
-            cached = self.shown_cells.get(r["id"])
+            signature = (r.status, r.step, r.total_steps, r.name, tuple(r.tags), r.smooth_loss,
+                         r.img_per_s, r.best, r.id in self.selected, eta_seconds(r) is None)
+            cached = self.shown_cells.get(r.id)
             if cached is None or cached[0] != signature or signature[-1] is False:
-                cached = (signature, row_cells(r, r["id"] in self.selected))
-                changed.append(r["id"])
-            cells[r["id"]] = cached
+                cached = (signature, row_cells(r, r.id in self.selected))
+                changed.append(r.id)
+            cells[r.id] = cached
         if order == self.shown_order:
             for run_id in changed:
                 for (key, _), cell in zip(COLUMNS, cells[run_id][1]):
@@ -130,18 +139,22 @@ class RunsScreen(AppScreen):
             table.clear()
             for run_id in order:
                 table.add_row(*cells[run_id][1], key=str(run_id))
+            fit_columns(table, [cells[run_id][1] for run_id in order])
             self.shown_order = order
             if current in order:
                 table.move_cursor(row=order.index(current))
         self.shown_cells = cells
         counts = {}
         for r in self.records.values():
-            counts[r["status"]] = counts.get(r["status"], 0) + 1
+            counts[r.status] = counts.get(r.status, 0) + 1
         summary = "  ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "no runs yet — press 2 to launch one"
         sort = f"sort {self.sort_column} {'↓' if self.sort_reverse else '↑'}"
         flt = f"  filter '{self.filter_text}'" if self.filter_text else ""
         sel = f"  {len(self.selected)} selected" if self.selected else ""
         self.query_one("#runs-status", Static).update(plain(f"{summary}   [{sort}{flt}{sel}]"))
+
+    def name_of(self, run_id: int) -> str:
+        return self.records[run_id].name if run_id in self.records else ""
 
     def current_id(self) -> int | None:
         table = self.query_one("#runs-table", DataTable)
@@ -226,7 +239,7 @@ class RunsScreen(AppScreen):
         if not ids:
             self.notify("no run under the cursor", severity="warning")
             return
-        label = ", ".join(run_label(i, self.records.get(i, {}).get("name", "")) for i in ids)
+        label = ", ".join(run_label(i, self.name_of(i)) for i in ids)
 
         def done(ok: bool | None) -> None:
             if ok:
@@ -252,7 +265,7 @@ class RunsScreen(AppScreen):
         ids = self.targets()
         if not ids:
             return
-        title = title.format(runs=", ".join(run_label(i, self.records.get(i, {}).get("name", "")) for i in ids))
+        title = title.format(runs=", ".join(run_label(i, self.name_of(i)) for i in ids))
 
         def done(text: str | None) -> None:
             if text:
@@ -274,7 +287,7 @@ class RunsScreen(AppScreen):
     def action_duplicate(self) -> None:
         run_id = self.current_id()
         if run_id is not None:
-            self.app.open_launch(dict(self.records[run_id]["config"]))
+            self.app.open_launch(dict(self.records[run_id].config))
 
     def action_compare(self) -> None:
         ids = self.targets()
