@@ -52,6 +52,52 @@ class RunView:
         return cls(**{**record, "tags": tuple(record["tags"]), "config": MappingProxyType(dict(record["config"]))})
 
 
+@dataclass(frozen=True)
+class SweepView:
+    id: int
+    name: str
+    spec: Mapping[str, Any]  # axes, seeds, eval_on_finish
+
+
+@dataclass(frozen=True)
+class EvaluationView:
+    """One stored evaluation of one metric: its value, 95% CI and how it was made."""
+
+    id: int
+    run_id: int
+    metric: str
+    value: float
+    ci_low: float | None
+    ci_high: float | None
+    n: int
+    split: str
+    seed: int
+    checkpoint_step: int | None
+    sampler: str | None
+    steps: int | None
+    guidance: float | None
+    classifier_id: int | None
+    created_at: float
+    details: Mapping[str, Any]
+
+    @classmethod
+    def of(cls, record: dict) -> "EvaluationView":
+        """From core.store.queries.evaluation_record."""
+        return cls(**{**record, "details": MappingProxyType(dict(record["details"]))})
+
+
+@dataclass(frozen=True)
+class BlindTestView:
+    id: int
+    run_id: int
+    mode: str
+    n: int
+    correct: int
+    p_value: float
+    answers: Mapping[str, Any]
+    created_at: float
+
+
 @dataclass
 class EvaluationJob:
     """A detached evaluation this face started: its process, its runs, its log."""
@@ -149,8 +195,8 @@ class Lab:
         existing = [p for p in found if p.exists()]
         return existing[-1] if existing else None
 
-    def sweeps(self):
-        return queries.list_sweeps(self.store)
+    def sweeps(self) -> list[SweepView]:
+        return [SweepView(s.id, s.name, MappingProxyType(dict(s.spec or {}))) for s in queries.list_sweeps(self.store)]
 
     # ---- actions --------------------------------------------------------------------------------
     def stop(self, run_id: int):
@@ -224,10 +270,10 @@ class Lab:
         return proc.pid
 
     # ---- evaluation --------------------------------------------------------------------------------
-    def evaluations(self, run_id: int) -> list[dict]:
-        """The newest evaluation of each metric of a run, as plain records."""
+    def evaluations(self, run_id: int) -> list[EvaluationView]:
+        """The newest evaluation of each metric of a run."""
         latest = queries.latest_evaluations(self.store, [run_id]).get(run_id, {})
-        return [queries.evaluation_record(e) for e in latest.values()]
+        return [EvaluationView.of(queries.evaluation_record(e)) for e in latest.values()]
 
     def default_metrics(self, run_id: int) -> str:
         """nll and ssim, and kid/fid (and class where it applies) when a classifier fits the run."""
@@ -260,10 +306,10 @@ class Lab:
 
     def evaluation_outcome(self, job: EvaluationJob) -> tuple[str, bool]:
         """(one line on how an ended evaluation went, whether it succeeded)."""
-        rows = [e for run_id in job.run_ids for e in self.evaluations(run_id) if e["created_at"] >= job.started_at]
+        rows = [e for run_id in job.run_ids for e in self.evaluations(run_id) if e.created_at >= job.started_at]
         runs = ", ".join(map(str, job.run_ids))
         if job.exit_code() == 0:
-            shown = "; ".join(f"run {e['run_id']} {e['metric']} {e['value']:.4g}" for e in rows[:4])
+            shown = "; ".join(f"run {e.run_id} {e.metric} {e.value:.4g}" for e in rows[:4])
             return f"evaluation of run(s) {runs} done: {shown or 'nothing new stored'}", True
         return f"evaluation of run(s) {runs} failed (exit {job.exit_code()}): see {job.log}", False
 
@@ -303,10 +349,9 @@ class Lab:
         return missing, self.start_evaluation(missing, metrics, spec.get("n", 128), spec.get("nll_timesteps", "all"))
 
     # ---- blind test (screens/blind.py) ------------------------------------------------------------
-    def blind_tests(self, run_id: int | None = None) -> list[dict]:
-        return [{"id": b.id, "run_id": b.run_id, "mode": b.mode, "n": b.n, "correct": b.correct,
-                 "p_value": b.p_value, "answers": b.answers, "created_at": b.created_at}
-                for b in queries.blind_tests(self.store, run_id)]
+    def blind_tests(self, run_id: int | None = None) -> list[BlindTestView]:
+        return [BlindTestView(b.id, b.run_id, b.mode, b.n, b.correct, b.p_value, MappingProxyType(dict(b.answers or {})),
+                              b.created_at) for b in queries.blind_tests(self.store, run_id)]
 
     def add_blind_test(self, run_id: int, mode: str, n: int, correct: int, p_value: float, answers: dict) -> int:
         return queries.add_blind_test(self.store, run_id, mode, n, correct, p_value, answers).id

@@ -272,9 +272,9 @@ class AblationScreen(AppScreen):
         if not self.is_current and self.sweeps:
             return  # another mode is showing: no need to read the store
         chosen = self.selected_sweep()
-        sweeps = [{"id": s.id, "name": s.name, "spec": s.spec or {}} for s in self.app.lab.sweeps()]
+        sweeps = self.app.lab.sweeps()
         records = [r for r in self.app.lab.runs() if r.sweep_id is not None]
-        wanted = self.pending_sweep or (chosen["id"] if chosen else (sweeps[-1]["id"] if sweeps else None))
+        wanted = self.pending_sweep or (chosen.id if chosen else (sweeps[-1].id if sweeps else None))
         ranking = self.app.lab.sweep_ranking(wanted) if wanted is not None else None
         jobs = self.app.lab.sweep_eval_jobs(wanted) if wanted is not None else {}
         self.app.call_from_thread(self.apply, sweeps, records, ranking, jobs)
@@ -284,7 +284,7 @@ class AblationScreen(AppScreen):
         counts: dict[int, int] = {}
         for r in records:
             counts[r.sweep_id] = counts.get(r.sweep_id, 0) + 1
-        options = [(plain(f"sweep {s['id']}: {s['name'] or 'sweep'} ({counts.get(s['id'], 0)} runs)"), s["id"])
+        options = [(plain(f"sweep {s.id}: {s.name or 'sweep'} ({counts.get(s.id, 0)} runs)"), s.id)
                    for s in reversed(sweeps)]
         select = self.query_one("#sweep-select", Select)
         if options != self.shown_sweeps:
@@ -306,7 +306,7 @@ class AblationScreen(AppScreen):
     @on(Select.Changed, "#sweep-select")
     def sweep_chosen(self) -> None:
         sweep = self.selected_sweep()
-        if self.ranking is not None and (sweep is None or self.ranking.sweep_id != sweep["id"]):
+        if self.ranking is not None and (sweep is None or self.ranking.sweep_id != sweep.id):
             self.ranking = None
             self.refresh_sweeps()
         self.render_sweep()
@@ -315,7 +315,7 @@ class AblationScreen(AppScreen):
         select = self.query_one("#sweep-select", Select)
         if select.is_blank():
             return None
-        return next((s for s in self.sweeps if s["id"] == select.value), None)
+        return next((s for s in self.sweeps if s.id == select.value), None)
 
     def sort_choices(self) -> list[str]:
         return [*(self.ranking.rankings if self.ranking else []), "loss"]
@@ -335,9 +335,9 @@ class AblationScreen(AppScreen):
             self.shown_columns = None
             summary.update("no sweep yet: build a grid (^G) and queue it (^N)")
             return
-        records = [r for r in self.records if r.sweep_id == sweep["id"]]
-        axes = sweep_axes(sweep["spec"], records)
-        ranking = self.ranking if self.ranking is not None and self.ranking.sweep_id == sweep["id"] else None
+        records = [r for r in self.records if r.sweep_id == sweep.id]
+        axes = sweep_axes(sweep.spec, records)
+        ranking = self.ranking if self.ranking is not None and self.ranking.sweep_id == sweep.id else None
         metrics = list(ranking.rankings) if ranking else []
         sort = self.current_sort() if ranking else None
         columns = [*axes, *(k for k, _ in COUNT_COLUMNS), *metrics, sort, self.sort_reverse]
@@ -369,7 +369,7 @@ class AblationScreen(AppScreen):
             statuses[r.status] = statuses.get(r.status, 0) + 1
         status_text = ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())) or "no runs"
         done, eta = sweep_progress(records)
-        text = Text.assemble((f"sweep {sweep['id']} ", "bold"), printable(sweep["name"] or ""),
+        text = Text.assemble((f"sweep {sweep.id} ", "bold"), printable(sweep.name or ""),
                              f" over {', '.join(axes) or 'seeds only'}: {len(rows)} configuration(s), "
                              f"{len(records)} runs ({status_text})")
         if done is not None:
@@ -419,12 +419,12 @@ class AblationScreen(AppScreen):
         sweep = self.selected_sweep()
         if sweep is None:
             return []
-        return [r.id for r in self.records if r.sweep_id == sweep["id"] and (not statuses or r.status in statuses)]
+        return [r.id for r in self.records if r.sweep_id == sweep.id and (not statuses or r.status in statuses)]
 
     def action_evaluate_missing(self) -> None:
         sweep = self.selected_sweep()
         if sweep is not None:
-            self.evaluate_missing(sweep["id"])
+            self.evaluate_missing(sweep.id)
 
     @work(thread=True, group="sweep-actions")
     @reported(lambda self, sweep_id: f"evaluate sweep {sweep_id}")

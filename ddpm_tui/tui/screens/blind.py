@@ -23,7 +23,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Label, Static
 from textual.worker import get_current_worker
 from textual_image.widget import Image
 
-from core.api import RunView
+from core.api import BlindTestView, RunView
 from core.blind import CLASS_MODE, CLASS_NAMES, PAIR_MODE, BlindSession, verdict
 from core.text import printable
 from ddpm_tui.keys import bindings
@@ -82,7 +82,7 @@ class BlindTestScreen(AppScreen):
         self.session: BlindSession | None = None
         self.images: list = []  # per trial: one patch (class test) or (left, right) patches
         self.extra: dict = {}
-        self.results: list[dict] = []
+        self.results: list[BlindTestView] = []
         self.saved_id: int | None = None
 
     def compose(self) -> ComposeResult:
@@ -368,14 +368,14 @@ class BlindTestScreen(AppScreen):
         results = self.app.lab.blind_tests()
         self.app.call_from_thread(self.show_results, results)
 
-    def show_results(self, results: list[dict]) -> None:
+    def show_results(self, results: list[BlindTestView]) -> None:
         self.results = results
         table = self.query_one("#blind-results", DataTable)
         table.clear()
         for r in results:
-            table.add_row(time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created_at"])), str(r["run_id"]),
-                          "class" if r["mode"] == CLASS_MODE else "real/gen", f"{r['correct']}/{r['n']}",
-                          fmt_p(r["p_value"]), verdict(r["correct"], r["n"]).split(" (")[0], key=str(r["id"]))
+            table.add_row(time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created_at)), str(r.run_id),
+                          "class" if r.mode == CLASS_MODE else "real/gen", f"{r.correct}/{r.n}",
+                          fmt_p(r.p_value), verdict(r.correct, r.n).split(" (")[0], key=str(r.id))
         if not results:
             table.add_row("no blind tests yet", "", "", "", "", "")
 
