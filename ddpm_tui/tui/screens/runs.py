@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -63,7 +64,8 @@ def fit_columns(table: DataTable, rows: list[list]) -> None:
     """Widen each column to its widest cell now, not at the table's next idle: a rebuild just before
     a screen is drawn (a sort, the first paint) otherwise shows cells cut to the header's width."""
     for index, column in enumerate(table.ordered_columns):
-        widest = max((plain(row[index]).cell_len for row in rows), default=0)
+        widest = max((cell.cell_len if isinstance(cell, Text) else cell_len(cell) for cell in (row[index] for row in rows)),
+                     default=0)
         column.content_width = max(column.content_width, widest)
 
 
