@@ -184,16 +184,16 @@ class Lab:
     def events(self, run_id: int):
         return queries.status_events(self.store, run_id)
 
-    def sample_grids(self, run_id: int) -> list[tuple[int | None, Path]]:
-        """(step, path) of every saved sample grid of a run that still exists, oldest first."""
-        found = [(a.step, Path(a.path)) for a in queries.artifacts(self.store, run_id, "samples")]
+    def sample_grids(self, run_id: int, kind: str = "samples") -> list[tuple[int | None, Path]]:
+        """(step, path) of every saved artifact of `kind` of a run that still exists, oldest first
+        (samples: PNG grids; gif: reverse-process GIFs)."""
+        found = [(a.step, Path(a.path)) for a in queries.artifacts(self.store, run_id, kind)]
         return [(step, path) for step, path in found if path.exists()]
 
     def latest_samples(self, run_id: int, kind: str = "samples") -> Path | None:
-        """The newest existing artifact file of `kind` (samples: a PNG grid; gif: the reverse process)."""
-        found = [Path(a.path) for a in queries.artifacts(self.store, run_id, kind)]
-        existing = [p for p in found if p.exists()]
-        return existing[-1] if existing else None
+        """The newest existing artifact file of `kind`."""
+        grids = self.sample_grids(run_id, kind)
+        return grids[-1][1] if grids else None
 
     def sweeps(self) -> list[SweepView]:
         return [SweepView(s.id, s.name, MappingProxyType(dict(s.spec or {}))) for s in queries.list_sweeps(self.store)]
