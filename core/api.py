@@ -41,6 +41,8 @@ class RunView:
     sweep_id: int | None
     parent_id: int | None
     executor: str
+    external_id: str | None  # the cluster's name for the run (Kubernetes job, SLURM job id)
+    global_batch: int  # images per optimizer step over all of the run's processes
     run_dir: str | None
     checkpoint_path: str | None
     tags: tuple[str, ...]

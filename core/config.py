@@ -61,7 +61,7 @@ class TrainConfig:
     warmup_steps: int = _opt(200, "linear learning-rate warm-up steps")
     weight_decay: float = _opt(0.0, "AdamW weight decay")
     grad_clip: float = _opt(1.0, "max gradient norm (0 disables)")
-    batch_size: int = _opt(64, "images per step")
+    batch_size: int = _opt(64, "images per step and process (the global batch is this times --nproc times --nnodes)")
     max_steps: int = _opt(10000, "total optimizer steps")
     epochs: float = _opt(0.0, "if > 0, train this many epochs instead of --max-steps")
     ema_decay: float = _opt(0.9995, "EMA decay of the sampling weights")
@@ -75,6 +75,10 @@ class TrainConfig:
     sample_every: int = _opt(0, "EMA sample grid every N steps (0: off)")
     max_nonfinite: int = _opt(10, "stop after this many non-finite losses in a row")
     device: str = _opt("auto", "where to train", DEVICES)
+    nproc: int = _opt(1, "training processes (GPUs) per node; above 1 the run trains under torchrun with "
+                      "DistributedDataParallel (NCCL on GPUs, gloo on the CPU)")
+    nnodes: int = _opt(1, "nodes the run trains on (a cluster executor, or torchrun with --rdzv-endpoint)")
+    deterministic: bool = _opt(False, "deterministic CUDA kernels: bit-exact resume on GPUs, at a cost in speed")
     shuffle_window: int = _opt(8, "blocks of 512 patches shuffled together by the data stream: more mixes "
                                "better across a file ordered by slide, at 14 MiB of memory per block")
     name: str = _opt("", "run name")
@@ -97,6 +101,16 @@ class TrainConfig:
         if self.attn_resolutions == "auto":
             return tuple(r for r in self.levels if r <= 16) or (self.levels[-1],)
         return parse_int_list(self.attn_resolutions, "attn_resolutions")
+
+    @property
+    def world_size(self) -> int:
+        """Training processes in all."""
+        return self.nproc * self.nnodes
+
+    @property
+    def global_batch_size(self) -> int:
+        """Images per optimizer step over all processes."""
+        return self.batch_size * self.world_size
 
     @property
     def num_classes(self) -> int:
@@ -126,7 +140,7 @@ class TrainConfig:
         if self.timesteps > TIMESTEPS_MAX:
             bad("timesteps", f"--timesteps: {self.timesteps} is too many (at most {TIMESTEPS_MAX})")
         for name in ("lr", "batch_size", "max_steps", "timesteps", "dim", "res_blocks", "ckpt_every",
-                     "keep_ckpts", "max_nonfinite", "shuffle_window"):
+                     "keep_ckpts", "max_nonfinite", "shuffle_window", "nproc", "nnodes"):
             if not getattr(self, name) > 0:
                 bad(name, f"--{flag(name)}: must be positive, got {getattr(self, name)!r}")
         for name in ("warmup_steps", "grad_clip", "epochs", "eval_every", "sample_every", "weight_decay"):

@@ -163,9 +163,11 @@ def train(
     config: Annotated[Optional[Path], typer.Option("--config", help="TOML file of training options")] = None,
     resume: Annotated[Optional[str], typer.Option("--resume", help="continue this run id from its last checkpoint")] = None,
     checkpoint: Annotated[Optional[int], typer.Option("--checkpoint", help="with --resume: continue from this step's checkpoint (newer ones are set aside)")] = None,
+    rdzv_endpoint: Annotated[Optional[str], typer.Option("--rdzv-endpoint", help="with --nnodes > 1: HOST:PORT where the nodes' torchrun agents meet (c10d)")] = None,
     train_values: dict = None, ctx_store: Store = None,
 ):
-    """Train in the foreground with a progress bar; the run is recorded in the store."""
+    """Train in the foreground with a progress bar; the run is recorded in the store. With --nproc
+    above 1 the run trains under torchrun (DistributedDataParallel)."""
     from core.config import build_config
     from core.runner.liveness import running_fields
     from core.store import queries
@@ -186,22 +188,23 @@ def train(
     else:
         if checkpoint is not None:
             raise BadInput("--checkpoint goes with --resume")
-        plan = plan_run(build_config(train_values, config), ctx_store[1])
+        plan = plan_run(build_config(train_values, config), ctx_store[1], rdzv_endpoint=rdzv_endpoint)
         store = open_store(ctx_store)
 
         def start():
             return new_run(store, ctx_store[1], plan.cfg, plan=plan)
 
-    outcome, run = _train_with_progress(store, start)
+    outcome, run = _train_with_progress(store, start, rdzv_endpoint)
     final = queries.get_run(store, run.id)
     typer.echo(f"run {run.id} {outcome} at step {final.step}/{final.total_steps}", err=True)
     if outcome == "stopped":
         typer.echo(f"resume with: ddpm-tui train --resume {run.id}", err=True)
 
 
-def _train_with_progress(store, start):
-    """Put a run in `running` with `start()` (owned by this process) and train it here, with a
-    progress bar on a terminal and a line every 50 steps otherwise. Returns (outcome, run)."""
+def _train_with_progress(store, start, rdzv_endpoint=None):
+    """Put a run in `running` with `start()` (owned by this process) and train it here (or, for
+    several processes, under torchrun as a child), with a progress bar on a terminal and a line
+    every 50 steps otherwise. Returns (outcome, run)."""
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -211,6 +214,8 @@ def _train_with_progress(store, start):
         TimeRemainingColumn,
     )
 
+    from core.config import config_from_dict
+    from core.runner.follow import follow_attached
     from core.train.run import execute_run
 
     console = Console(stderr=True)
@@ -228,7 +233,12 @@ def _train_with_progress(store, start):
                 console.print(f"step {stats.step}/{stats.total} loss {loss} {stats.img_per_s:.1f} img/s "
                               f"eta {stats.eta_s:.0f}s")
 
-        return execute_run(store, run.id, on_step=on_step), run
+        cfg = config_from_dict(run.config)
+        if cfg.world_size == 1:
+            return execute_run(store, run.id, on_step=on_step), run
+        typer.echo(f"run {run.id}: {cfg.world_size} processes x batch {cfg.batch_size} = global batch "
+                   f"{cfg.global_batch_size} (torchrun; log in {run.run_dir}/stdout.log)", err=True)
+        return follow_attached(store, run, on_step, rdzv_endpoint), run
 
 
 # ---- sampling ----------------------------------------------------------------------------------
@@ -613,7 +623,8 @@ def runs_show(run: Annotated[str, typer.Argument(help="run id")],
     if as_json:
         echo_json(record)
         return
-    for key in ("id", "name", "status", "step", "total_steps", "loss", "host", "pid", "run_dir", "exit_reason", "tags"):
+    for key in ("id", "name", "status", "step", "total_steps", "loss", "global_batch", "executor", "external_id",
+                "host", "pid", "run_dir", "exit_reason", "tags"):
         typer.echo(f"{key:>12}: {printable(record[key])}")
     typer.echo("      config: " + printable(", ".join(f"{k}={v}" for k, v in record["config"].items())))
     for e in record["events"]:

@@ -5,6 +5,11 @@ seeded random order and grouped into windows of a few blocks; each window is rea
 reads only), and its selected patches are shuffled together. Memory is bounded by one window
 (plus the one being prefetched). The whole order is a function of (seed, epoch), so the stream's
 state is one integer: the number of samples consumed so far.
+
+Under data parallelism each of `world_size` streams serves one rank: the global batch at position p
+is positions p .. p + world_size * batch_size, and rank r takes the r-th slice of it. The ranks'
+shares are disjoint, each keeps only its own patches of a window, and the position (counted over
+the global batches) is the same number on every rank.
 """
 
 from __future__ import annotations
@@ -21,11 +26,12 @@ class PatchStream:
 
     def __init__(
         self, source: PatchSource, indices: np.ndarray, batch_size: int, seed: int, augment: bool = True,
-        position: int = 0, block_size: int = 512, window_blocks: int = 8,
+        position: int = 0, block_size: int = 512, window_blocks: int = 8, rank: int = 0, world_size: int = 1,
     ):
         self.source, self.indices = source, np.sort(np.asarray(indices))
         self.batch_size, self.seed, self.augment = batch_size, seed, augment
         self.block_size, self.window_blocks = block_size, window_blocks
+        self.rank, self.world_size = rank, world_size
         self.position = position
         # selected indices of each block, in index order
         bounds = np.searchsorted(self.indices, np.arange(0, len(source) + block_size, block_size))
@@ -69,6 +75,19 @@ class PatchStream:
                 rows[int(i)] = data[i - start]
         return rows
 
+    def owner(self, positions: np.ndarray) -> np.ndarray:
+        """The rank that takes each global stream position."""
+        return positions % (self.batch_size * self.world_size) // self.batch_size
+
+    def _members(self, epoch: int, w: int) -> np.ndarray:
+        """The patches of window w of `epoch` that this rank takes."""
+        windows = self.epoch_plan(epoch)[0] if epoch != self._plan_epoch else self._windows
+        members = windows[w]
+        if self.world_size == 1:
+            return members
+        start = epoch * self.epoch_size + sum(len(windows[i]) for i in range(w))
+        return members[self.owner(start + np.arange(len(members))) == self.rank]
+
     def _load(self, epoch: int, w: int) -> None:
         if self._window_key == (epoch, w):
             return
@@ -76,16 +95,16 @@ class PatchStream:
         if self._prefetch is not None and self._prefetch[0] == (epoch, w):
             self._window = self._prefetch[1].result()
         else:
-            self._window = self._read_window(windows[w])
+            self._window = self._read_window(self._members(epoch, w))
         self._window_key = (epoch, w)
         next_key = (epoch, w + 1) if w + 1 < len(windows) else (epoch + 1, 0)
-        next_members = windows[w + 1] if w + 1 < len(windows) else self.epoch_plan(epoch + 1)[0][0]
-        self._prefetch = (next_key, self._pool.submit(self._read_window, next_members))
+        self._prefetch = (next_key, self._pool.submit(self._read_window, self._members(*next_key)))
 
     def next_batch(self):
         images, labels, codes = [], [], []
+        position = self.position + self.rank * self.batch_size
         while len(images) < self.batch_size:
-            epoch, offset = divmod(self.position, self.epoch_size)
+            epoch, offset = divmod(position, self.epoch_size)
             windows, epoch_codes, starts = self._plan(epoch)
             w = int(np.searchsorted(starts, offset, side="right") - 1)
             self._load(epoch, w)
@@ -95,7 +114,8 @@ class PatchStream:
                 images.append(self._window[idx])
                 labels.append(int(self.source.labels[idx]))
                 codes.append(int(epoch_codes[j]))
-            self.position += take
+            position += take
+        self.position += self.batch_size * self.world_size
         return (
             np.stack(images),
             np.asarray(labels, dtype=np.int64),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,13 +48,30 @@ def child_env(store: Store, env_extra: dict | None = None) -> dict:
     return dict(os.environ, **{STORE_ENV: store_url_for_children(store)}, **(env_extra or {}))
 
 
+def trainer_command(run: queries.Run, rdzv_endpoint: str | None = None) -> list[str]:
+    """The command that trains `run` on this machine: one process, or torchrun for several."""
+    cfg = config_from_dict(run.config)
+    return run_command(run.id, cfg.nproc, cfg.nnodes, rdzv_endpoint)
+
+
 def start_process(store: Store, run_id: int, env_extra: dict | None = None):
     """Start the detached trainer of run `run_id` (already `running`, owned by this process) and
     hand the ownership over to it."""
     run = queries.get_run(store, run_id)
-    proc = spawn_detached(run_command(run_id), Path(run.run_dir) / "stdout.log", env=child_env(store, env_extra))
+    proc = spawn_detached(trainer_command(run), Path(run.run_dir) / "stdout.log", env=child_env(store, env_extra))
     queries.update_run(store, run_id, expect=("running",), match={"started_at": None}, pid=proc.pid, pgid=proc.pid)
     return proc
+
+
+def start_attached(store: Store, run_id: int, rdzv_endpoint: str | None = None) -> subprocess.Popen:
+    """Start the trainer of run `run_id` (already `running`, owned by this process) as a child in this
+    process's session and group, so the terminal's Ctrl-C stops every rank; output goes to the run's
+    stdout.log."""
+    run = queries.get_run(store, run_id)
+    log_path = Path(run.run_dir) / "stdout.log"
+    with log_path.open("ab") as log:
+        return subprocess.Popen(trainer_command(run, rdzv_endpoint), stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, env=child_env(store))
 
 
 def launch(store: Store, runs_dir: Path, cfg: TrainConfig, queue: bool = False, sweep_id: int | None = None,

@@ -26,10 +26,18 @@ def pid_alive(pid: int | None) -> bool:
     return state not in ("Z", "X")
 
 
-def run_command(run_id: int) -> list[str]:
-    """The command a detached run executes (core's own entry point; the store's URL goes in the
-    environment)."""
-    return [sys.executable, "-m", "core.runner.execute", str(run_id)]
+def run_command(run_id: int, nproc: int = 1, nnodes: int = 1, rdzv_endpoint: str | None = None) -> list[str]:
+    """The command a run executes (core's own entry point; the store's URL goes in the environment):
+    one process, or `nproc` per node under torchrun, which rendezvous on this machine alone
+    (standalone) or, over several nodes, at `rdzv_endpoint` (c10d, host:port of any one node)."""
+    entry = ["-m", "core.runner.execute", str(run_id)]
+    if nproc * nnodes == 1:
+        return [sys.executable, *entry]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}"]
+    if nnodes == 1 and not rdzv_endpoint:
+        return [*torchrun, "--standalone", *entry]
+    return [*torchrun, f"--nnodes={nnodes}", "--rdzv-backend=c10d", f"--rdzv-endpoint={rdzv_endpoint}",
+            f"--rdzv-id=ddpm-tui-run-{run_id}", *entry]
 
 
 def spawn_detached(command: list[str], log_path: Path, env: dict | None = None, cwd: Path | None = None) -> subprocess.Popen:

@@ -137,6 +137,6 @@ def sweep_progress(records: list) -> tuple[float | None, float | None]:
     total = sum(r.total_steps for r in records)
     done = sum(min(r.step, r.total_steps) for r in records)
     running = [r for r in records if r.status == "running" and r.img_per_s]
-    rate = sum(r.img_per_s / r.config.get("batch_size", 1) for r in running)  # steps per second
+    rate = sum(r.img_per_s / r.global_batch for r in running)  # steps per second
     left = sum(max(0, r.total_steps - r.step) for r in records if r.status in ("running", "queued"))
     return (done / total if total else None), (left / rate if rate else None)

@@ -290,6 +290,11 @@ def truncate_metrics(store: Store, run_id: int, after_step: int) -> None:
             s.add(MetricSummary(run_id=run_id, key=key, last=last, last_step=last_step, min=lo, max=hi, count=count))
 
 
+def global_batch(config: dict) -> int:
+    """Images per optimizer step over all of a run's processes."""
+    return config.get("batch_size", 0) * config.get("nproc", 1) * config.get("nnodes", 1)
+
+
 def run_record(run: Run, summary: dict | None = None, tags: list[str] | None = None) -> dict:
     """A run as plain data (what `runs list --json` prints and the TUI shows)."""
     summary = summary or {}
@@ -303,7 +308,8 @@ def run_record(run: Run, summary: dict | None = None, tags: list[str] | None = N
         "img_per_s": summary.get("img_per_s", {}).get("last"),
         "created_at": run.created_at, "started_at": run.started_at, "ended_at": run.ended_at,
         "heartbeat_at": run.heartbeat_at, "host": run.host, "pid": run.pid, "exit_reason": run.exit_reason,
-        "sweep_id": run.sweep_id, "parent_id": run.parent_id, "executor": run.executor, "run_dir": run.run_dir,
+        "sweep_id": run.sweep_id, "parent_id": run.parent_id, "executor": run.executor,
+        "external_id": run.external_id, "global_batch": global_batch(run.config), "run_dir": run.run_dir,
         "checkpoint_path": run.checkpoint_path, "tags": tags or [], "config": run.config,
     }
 

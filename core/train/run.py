@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import torch
+
 from core.config import INT_MAX, TrainConfig, config_from_dict
 from core.data import cache_dir, open_split, resolve_data, selected_indices
 from core.data.check import image_problems
@@ -31,6 +33,7 @@ from core.store import queries
 from core.store.db import Store
 from core.store.journal import MetricLogger, replay_journal, truncate_journal
 from core.train import checkpoint as ckpt
+from core.train.distributed import Replicas, exit_with_agent, use_deterministic_algorithms
 from core.train.resources import check_training_fits
 from core.train.trainer import StepStats, Trainer, pick_device, total_steps
 
@@ -77,12 +80,30 @@ def check_training_data(cfg: TrainConfig) -> tuple[Path, int]:
         source.close()
 
 
-def plan_run(cfg: TrainConfig, runs_dir: Path, checked_data: dict | None = None) -> RunPlan:
-    """Everything that can be checked before a run is stored: the config, its device and memory,
-    the data (every image), the step count and the runs directory. `checked_data` remembers
+def check_placement(cfg: TrainConfig, device, rdzv_endpoint: str | None = None) -> None:
+    """BadInput when this machine cannot start the run's processes: more per node than GPUs on
+    CUDA, or several nodes with no rendezvous for their torchrun agents."""
+    if device.type == "cuda" and cfg.nproc > torch.cuda.device_count():
+        raise BadInput(f"--nproc {cfg.nproc}: only {torch.cuda.device_count()} GPU(s) are visible "
+                       "(CUDA_VISIBLE_DEVICES); one process per GPU", field="nproc")
+    if cfg.nnodes > 1 and not rdzv_endpoint:
+        raise BadInput(f"--nnodes {cfg.nnodes}: several nodes need --rdzv-endpoint HOST:PORT (torchrun on each "
+                       "node) or a cluster executor (--executor k8s)", field="nnodes")
+    if rdzv_endpoint is not None:
+        host, _, port = rdzv_endpoint.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise BadInput(f"--rdzv-endpoint: expected HOST:PORT, got {rdzv_endpoint!r}")
+
+
+def plan_run(cfg: TrainConfig, runs_dir: Path, checked_data: dict | None = None,
+             rdzv_endpoint: str | None = None) -> RunPlan:
+    """Everything that can be checked before a run is stored: the config, its device, processes and
+    memory, the data (every image), the step count and the runs directory. `checked_data` remembers
     datasets already checked, for plans made together."""
     cfg.validate()
-    check_training_fits(cfg, pick_device(cfg.device))
+    device = pick_device(cfg.device)
+    check_placement(cfg, device, rdzv_endpoint)
+    check_training_fits(cfg, device)
     key = (cfg.data, cfg.classes)
     if checked_data is not None and key in checked_data:
         root, n_selected = checked_data[key]
@@ -104,7 +125,8 @@ def new_run(store: Store, runs_dir: Path, cfg: TrainConfig, status: str = "runni
     plan = plan or plan_run(cfg, runs_dir)
     owner = owner_fields() if status == "running" else {}
     run = queries.create_run(store, cfg.to_dict(), status=status, name=cfg.name, total_steps=plan.total_steps,
-                             sweep_id=sweep_id, parent_id=parent_id, tags=cfg.tag, **owner)
+                             sweep_id=sweep_id, parent_id=parent_id, tags=cfg.tag,
+                             executor="torchrun" if cfg.world_size > 1 else "local", **owner)
     run_dir = plan.runs_dir / str(run.id)
     try:
         run_dir.mkdir(mode=PRIVATE_DIR)
@@ -139,6 +161,9 @@ def execute_run(store: Store, run_id: int, on_step: Callable[[StepStats], None] 
     Returns the final status. A run stopped or killed before this process took it over is left as
     it is (its status is returned). Any failure ends the run `failed` with its reason; the step and
     checkpoint of a run that failed before it trained are left as they were.
+
+    Under torchrun every rank calls this: rank 0 takes the run over and records it, the others only
+    train beside it (core.train.distributed).
     """
     stop = threading.Event()
 
@@ -147,8 +172,18 @@ def execute_run(store: Store, run_id: int, on_step: Callable[[StepStats], None] 
         stop.set()
 
     previous = {sig: signal.signal(sig, request_stop) for sig in STOP_SIGNALS}
+    replicas = Replicas.from_env()
+    if replicas.distributed:
+        exit_with_agent()
     try:
         run = queries.get_run(store, run_id)
+        cfg = config_from_dict(run.config)
+        if cfg.deterministic:
+            use_deterministic_algorithms()
+        replicas.join(replicas.device(pick_device(cfg.device)))
+        if not replicas.is_main:
+            ended = replicas.from_main(None)
+            return ended or _train_beside_main(run, cfg, replicas, stop)
         with RunDirLock(run.run_dir, run_id):
             taken = queries.update_run(store, run_id, expect=("running",), match={"started_at": None},
                                        started_at=time.time(), **owner_fields(pgid=os.getpgid(0)))
@@ -156,26 +191,42 @@ def execute_run(store: Store, run_id: int, on_step: Callable[[StepStats], None] 
                 current = queries.get_run(store, run_id)
                 if current.status in ("stopped", "killed"):
                     log.info("run %d was %s before training started", run_id, current.status)
-                    return current.status
+                    return replicas.from_main(current.status)
                 raise BadInput(f"run {run_id} is {current.status}, not waiting for a trainer")
-            return _train(store, run, on_step, stop)
+            replicas.from_main(None)
+            return _train(store, run, cfg, replicas, on_step, stop)
     finally:
+        replicas.leave()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
 
-def _train(store: Store, run: queries.Run, on_step, stop: threading.Event) -> str:
+def _trainer(run: queries.Run, cfg: TrainConfig, replicas: Replicas, **hooks) -> Trainer:
+    split_file = Path(run.run_dir) / "split.json"
+    return Trainer(cfg, Path(run.run_dir), resolve_data(cfg.data), replicas=replicas,
+                   split_file=split_file if split_file.exists() else None, **hooks)
+
+
+def _train_beside_main(run: queries.Run, cfg: TrainConfig, replicas: Replicas, stop: threading.Event) -> str:
+    """A rank other than 0: train its share of every batch; rank 0 records everything."""
+    trainer = _trainer(run, cfg, replicas, stop=stop)
+    try:
+        trainer.resume_from_latest()
+        return trainer.fit()
+    finally:
+        trainer.close()
+
+
+def _train(store: Store, run: queries.Run, cfg: TrainConfig, replicas: Replicas, on_step,
+           stop: threading.Event) -> str:
     run_id, run_dir = run.id, Path(run.run_dir)
-    cfg = config_from_dict(run.config)
-    split_file = run_dir / "split.json"
     journal = run_dir / "metrics.jsonl"
     handler = attach_log_file(run_dir)
     trainer = None
     trained = False
     try:
-        trainer = Trainer(cfg, run_dir, resolve_data(cfg.data), split_file=split_file if split_file.exists() else None,
-                          on_step=on_step, stop=stop,
-                          on_artifact=lambda kind, path, step: _record_artifact(store, run_id, kind, path, step))
+        trainer = _trainer(run, cfg, replicas, on_step=on_step, stop=stop,
+                           on_artifact=lambda kind, path, step: _record_artifact(store, run_id, kind, path, step))
         restored = trainer.resume_from_latest()
         trainer.ensure_checkpoint_room()
         # points past the restored checkpoint are replayed by this run: forget them everywhere
@@ -186,6 +237,9 @@ def _train(store: Store, run: queries.Run, on_step, stop: threading.Event) -> st
             log.info("resuming run %d from %s", run_id, restored.name)
         else:
             log.info("starting run %d", run_id)
+        if replicas.distributed:
+            log.info("%d processes on %s, %d images each: global batch %d", replicas.world_size,
+                     trainer.device.type, cfg.batch_size, cfg.global_batch_size)
         queries.update_run(store, run_id, total_steps=trainer.total, step=trainer.step)
         trainer.metrics = MetricLogger(store, run_id, journal)
         trained = True

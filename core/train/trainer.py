@@ -31,6 +31,7 @@ from core.smoothing import RunningMean
 from core.sample import display_scale, generate, make_grid, reverse_process_frames, save_gif, save_png
 from core.train import checkpoint as ckpt
 from core.train import resources
+from core.train.distributed import Replicas, shard
 
 log = logging.getLogger("ddpm_tui.train")
 
@@ -111,7 +112,7 @@ def seed_everything(seed: int) -> None:
 
 def total_steps(cfg: TrainConfig, epoch_size: int) -> int:
     if cfg.epochs > 0:
-        return max(1, math.ceil(cfg.epochs * epoch_size / cfg.batch_size))
+        return max(1, math.ceil(cfg.epochs * epoch_size / cfg.global_batch_size))
     return cfg.max_steps
 
 
@@ -123,15 +124,24 @@ def load_weights(module: torch.nn.Module, weights: dict, path: Path) -> None:
 
 
 class Trainer:
-    """Trains one run in `run_dir` (checkpoints/, samples/, train.log)."""
+    """Trains one run in `run_dir` (checkpoints/, samples/, train.log).
+
+    Under torchrun (`replicas` of several processes) every rank trains its share of each global
+    batch through DistributedDataParallel; only rank 0 writes (metrics, samples, checkpoints)."""
 
     def __init__(self, cfg: TrainConfig, run_dir: Path, data_root: Path, metrics=None,
                  on_step: Callable[[StepStats], None] | None = None, split_file: Path | None = None,
-                 on_artifact: Callable[[str, Path, int], None] | None = None, stop: threading.Event | None = None):
+                 on_artifact: Callable[[str, Path, int], None] | None = None, stop: threading.Event | None = None,
+                 replicas: Replicas | None = None):
         self.cfg, self.run_dir = cfg, Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.metrics, self.on_step, self.on_artifact = metrics, on_step, on_artifact
-        self.device = pick_device(cfg.device)
+        self.replicas = replicas or Replicas()
+        if self.replicas.world_size != cfg.world_size:
+            raise BadInput(f"run trained by {cfg.world_size} process(es) (--nproc {cfg.nproc} --nnodes {cfg.nnodes}) "
+                           f"but {self.replicas.world_size} were started")
+        self.device = self.replicas.device(pick_device(cfg.device))
+        self.replicas.join(self.device)
         self.precision = cfg.precision
         if self.device.type != "cuda" and cfg.precision != "fp32":
             log.warning("--precision %s needs CUDA; training in fp32 on %s", cfg.precision, self.device)
@@ -143,14 +153,19 @@ class Trainer:
         self.indices = selected_indices(self.source, cfg.classes)
         self.total = total_steps(cfg, len(self.indices))
         self.stream = PatchStream(self.source, self.indices, cfg.batch_size, cfg.seed, cfg.augment,
-                                  window_blocks=cfg.shuffle_window)
+                                  window_blocks=cfg.shuffle_window, rank=self.replicas.rank,
+                                  world_size=self.replicas.world_size)
         self.data_root, self.split_file = data_root, split_file
 
         self.model = build_unet(cfg).to(self.device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
-        self.net = torch.compile(self.model) if cfg.compile else self.model
+        self.net = self.model
+        if self.replicas.distributed:
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.net = torch.compile(self.net) if cfg.compile else self.net
         self.diffusion = GaussianDiffusion(make_betas(cfg.schedule, cfg.timesteps), cfg.objective, cfg.loss)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
@@ -172,6 +187,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "rng": rng_state(),
             "data_position": self.stream.position,
+            "world_size": self.replicas.world_size,
             "nonfinite_total": self.nonfinite_total,
             "smooth_loss": self.smooth_loss.state_dict(),
             "lr_schedule": {"base_lr": self.cfg.lr, "warmup_steps": self.cfg.warmup_steps},
@@ -181,6 +197,9 @@ class Trainer:
 
     def load_state(self, path: Path, state: dict) -> None:
         ckpt.check_architecture(path, state, self.cfg)
+        if state.get("world_size", 1) != self.replicas.world_size:
+            raise BadInput(f"{path}: written by {state.get('world_size', 1)} training process(es), resumed by "
+                           f"{self.replicas.world_size}; the data order and batches of an exact resume depend on it")
         load_weights(self.model, state["model"], path)
         load_weights(self.ema, state["ema"], path)
         try:
@@ -197,13 +216,16 @@ class Trainer:
 
     def resume_from_latest(self) -> Path | None:
         """Restore the newest loadable checkpoint that fits (ckpt.choose_checkpoint) and set
-        aside the unloadable ones after it; None when the run has none yet."""
-        found = ckpt.choose_checkpoint(self.ckpt_dir, self.cfg)
+        aside the unloadable ones after it; None when the run has none yet. Rank 0 reads it and
+        hands it to the other ranks, which need no access to its files."""
+        found = ckpt.choose_checkpoint(self.ckpt_dir, self.cfg) if self.replicas.is_main else None
+        found = self.replicas.from_main(found)
         if found is None:
             return None
         path, state = found
         self.load_state(path, state)
-        ckpt.set_aside_after(self.ckpt_dir, self.step, "unloadable")
+        if self.replicas.is_main:
+            ckpt.set_aside_after(self.ckpt_dir, self.step, "unloadable")
         return path
 
     def ensure_checkpoint_room(self) -> None:
@@ -233,19 +255,23 @@ class Trainer:
 
     def train_step(self, images: np.ndarray, labels: np.ndarray, codes: np.ndarray | None) -> float | None:
         """One optimizer step; returns the loss, or None when it (or the gradient) was not finite."""
-        cfg = self.cfg
+        cfg, replicas = self.cfg, self.replicas
         x = to_model_input(images, cfg.image_size, cfg.preprocess, self.device, codes, self.channels_last)
+        global_batch = x.shape[0] * replicas.world_size
         y = None
         if cfg.conditional:
             y = torch.from_numpy(labels).to(self.device)
-            drop = torch.rand(y.shape[0]) < cfg.cond_drop
+            drop = shard(torch.rand(global_batch) < cfg.cond_drop, replicas)
             y = torch.where(drop.to(self.device), torch.full_like(y, self.model.num_classes), y)
+        t = shard(self.diffusion.sample_timesteps(global_batch, self.device), replicas)
+        noise = shard(torch.randn((global_batch, *x.shape[1:]), device=self.device), replicas)
         for group in self.optimizer.param_groups:
             group["lr"] = warmup_lr(cfg.lr, self.step, cfg.warmup_steps)
         self.optimizer.zero_grad(set_to_none=True)
         with self.autocast():
-            loss = self.diffusion.training_loss(lambda xt, t: self.net(xt, t, y), x)
-        if not torch.isfinite(loss):
+            loss = self.diffusion.training_loss(lambda xt, tt: self.net(xt, tt, y), x, t=t, noise=noise)
+        mean_loss = replicas.mean(loss.detach())
+        if not torch.isfinite(mean_loss):
             return None
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
@@ -258,7 +284,7 @@ class Trainer:
         self.scaler.update()
         ema_update(self.ema, self.model, ema_decay_at(cfg.ema_decay, self.step))
         self._grad_norm = float(grad_norm)
-        return float(loss.detach())
+        return float(mean_loss)
 
     # ---- extras ------------------------------------------------------------------------------------
     def write_samples(self, with_gif: bool = False) -> Path:
@@ -313,8 +339,8 @@ class Trainer:
         last_log = 0.0
         try:
             while self.step < self.total:
-                if self.stop.is_set():
-                    if self.last_ckpt_step != self.step:
+                if self.replicas.any(self.stop.is_set(), self.device):
+                    if self.last_ckpt_step != self.step and self.replicas.is_main:
                         self.save_checkpoint()
                     return "stopped"
                 images, labels, codes = self.stream.next_batch()
@@ -323,7 +349,7 @@ class Trainer:
                 now = time.perf_counter()
                 rate_steps, rate_time = rate_steps * 0.9 + 1, rate_time * 0.9 + (now - last_time)
                 last_time = now
-                img_per_s = rate_steps * cfg.batch_size / rate_time if rate_time else 0.0
+                img_per_s = rate_steps * cfg.global_batch_size / rate_time if rate_time else 0.0
                 if loss is None:
                     self.nonfinite_total += 1
                     self.nonfinite_run += 1
@@ -341,10 +367,12 @@ class Trainer:
                                                        "lr": self.optimizer.param_groups[0]["lr"],
                                                        "grad_norm": self._grad_norm, "img_per_s": img_per_s})
                 stats = StepStats(self.step, self.total, loss, img_per_s, self.optimizer.param_groups[0]["lr"],
-                                  (self.total - self.step) * cfg.batch_size / img_per_s if img_per_s else 0.0,
+                                  (self.total - self.step) * cfg.global_batch_size / img_per_s if img_per_s else 0.0,
                                   self.nonfinite_total)
                 if self.on_step:
                     self.on_step(stats)
+                if not self.replicas.is_main:
+                    continue
                 if time.monotonic() - last_log > 10 or self.step == self.total:
                     last_log = time.monotonic()
                     log.info("step %d/%d loss %s %.1f img/s eta %.0fs", self.step, self.total,

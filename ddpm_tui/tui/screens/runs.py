@@ -24,8 +24,7 @@ COLUMNS = [("id", "id"), ("name", "name"), ("tags", "tags"), ("status", "status"
 def eta_seconds(r: RunView) -> float | None:
     if r.status != "running" or not r.img_per_s:
         return None
-    batch = r.config.get("batch_size", 1)
-    return max(0, r.total_steps - r.step) * batch / r.img_per_s
+    return max(0, r.total_steps - r.step) * r.global_batch / r.img_per_s
 
 
 def fmt_duration(seconds: float | None) -> str:

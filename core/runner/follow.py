@@ -1,0 +1,65 @@
+"""Training under torchrun from the foreground: the ranks run as a child of this process, and the
+progress shown is what rank 0 records in the store."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Callable
+
+from core.errors import WorkFailed
+from core.runner.lifecycle import start_attached
+from core.runner.liveness import reconcile
+from core.store import queries
+from core.store.db import Store
+from core.train.trainer import StepStats
+
+
+def recorded_progress(store: Store, run: queries.Run) -> StepStats | None:
+    """The run's latest training step as the store has it (None before the first one)."""
+    summary = queries.summaries(store, [run.id]).get(run.id, {})
+    loss = summary.get("train/loss")
+    if loss is None:
+        return None
+    rate = summary.get("img_per_s", {}).get("last", 0.0)
+    batch = queries.global_batch(run.config)
+    step, total = loss["last_step"], run.total_steps
+    return StepStats(step, total, loss["last"], rate, summary.get("lr", {}).get("last", 0.0),
+                     (total - step) * batch / rate if rate else 0.0,
+                     int(summary.get("nonfinite_total", {}).get("last", 0)))
+
+
+def log_tail(path: Path, lines: int = 5) -> str:
+    try:
+        return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def follow_attached(store: Store, run: queries.Run, on_step: Callable[[StepStats], None],
+                    rdzv_endpoint: str | None = None, poll_s: float = 0.5) -> str:
+    """Train `run` under torchrun as a child and report its recorded progress until it ends.
+    Returns the final status; WorkFailed when the run failed or its ranks never started."""
+    proc = start_attached(store, run.id, rdzv_endpoint)
+    shown = None
+    while True:
+        try:
+            proc.wait(timeout=poll_s)
+        except subprocess.TimeoutExpired:
+            pass
+        except KeyboardInterrupt:  # the ranks got the same Ctrl-C: they checkpoint and stop
+            continue
+        stats = recorded_progress(store, run)
+        if stats is not None and stats.step != shown:
+            on_step(stats)
+            shown = stats.step
+        if proc.returncode is not None:
+            break
+    log_path = Path(run.run_dir) / "stdout.log"
+    queries.set_status(store, run.id, "failed", expect=("running",), match={"started_at": None},
+                       reason=f"torchrun exited with {proc.returncode} before training started: {log_tail(log_path)}")
+    reconcile(store)
+    final = queries.get_run(store, run.id)
+    if final.status in ("failed", "crashed"):
+        raise WorkFailed(f"run {run.id} {final.status}: {final.exit_reason} (log: {log_path})")
+    return final.status

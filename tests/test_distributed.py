@@ -1,0 +1,122 @@
+"""Data-parallel training under torchrun on the CPU (gloo): N ranks of batch B take the steps of one
+process of batch N*B, each rank streams its own share of the data, and a SIGKILLed run resumes."""
+
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ddpm_subprocess
+from core.config import TrainConfig
+from core.data import PatchStream, open_split, selected_indices
+from core.errors import BadInput
+from core.runner.run_lock import trainer_holding
+from core.store import Store
+from core.store import queries
+
+# dropout draws a mask per image of each rank's own batch, so it alone cannot match across splits
+OPTS = ["--dim", "16", "--dim-mults", "1,2", "--res-blocks", "1", "--attention", "full", "--timesteps", "100",
+        "--warmup-steps", "3", "--device", "cpu", "--dropout", "0", "--seed", "5"]
+
+
+def last_checkpoint(run_dir):
+    return torch.load(sorted((run_dir / "checkpoints").glob("ckpt-*.pt"))[-1], weights_only=True)
+
+
+def assert_same_weights(a, b, atol=1e-6):
+    for part in ("model", "ema"):
+        for key in a[part]:
+            assert torch.allclose(a[part][key], b[part][key], rtol=0, atol=atol), f"{part}.{key} differs"
+
+
+def test_rank_streams_split_each_global_batch_into_disjoint_shares(pcam):
+    source = open_split(pcam, "train")
+    indices = selected_indices(source, "both")
+    whole = PatchStream(source, indices, 8, seed=1, block_size=16, window_blocks=2)
+    ranks = [PatchStream(source, indices, 4, seed=1, block_size=16, window_blocks=2, rank=r, world_size=2)
+             for r in range(2)]
+    for _ in range(20):  # 160 patches: past two epochs of 64 and across window boundaries
+        images, labels, codes = whole.next_batch()
+        shares = [stream.next_batch() for stream in ranks]
+        assert np.array_equal(np.concatenate([s[0] for s in shares]), images)
+        assert np.array_equal(np.concatenate([s[1] for s in shares]), labels)
+        assert np.array_equal(np.concatenate([s[2] for s in shares]), codes)
+        assert whole.position == ranks[0].position == ranks[1].position
+    assert len(ranks[0]._window) + len(ranks[1]._window) == len(whole._window)
+    for stream in (whole, *ranks):
+        stream.close()
+    source.close()
+
+
+def test_a_trainer_refuses_another_number_of_processes_than_its_run_has(tmp_path, pcam):
+    from core.train.trainer import Trainer
+
+    with pytest.raises(BadInput, match="trained by 2 process"):
+        Trainer(TrainConfig(nproc=2, device="cpu", dim=16, dim_mults="1,2"), tmp_path, pcam)
+
+
+@pytest.mark.slow
+def test_two_ranks_of_batch_b_reach_the_weights_of_one_process_of_batch_2b(tmp_path, pcam, workdir, cli):
+    common = ["--data", pcam, *OPTS, "--conditional", "--max-steps", 8, "--ckpt-every", 8]
+    assert cli("train", *common, "--batch-size", 8).code == 0
+    r = cli("train", *common, "--batch-size", 4, "--nproc", 2)
+    assert r.code == 0, r
+    assert "2 processes x batch 4 = global batch 8" in r.err
+
+    one, two = last_checkpoint(workdir / "runs" / "1"), last_checkpoint(workdir / "runs" / "2")
+    assert one["step"] == two["step"] == 8 and one["data_position"] == two["data_position"] == 64
+    assert (one["world_size"], two["world_size"]) == (1, 2)
+    assert_same_weights(one, two)
+    store = Store(f"sqlite:///{workdir / 'runs.db'}")
+    np.testing.assert_allclose(queries.metric_series(store, 2, "train/loss")[1],
+                               queries.metric_series(store, 1, "train/loss")[1], rtol=1e-5)
+    run = queries.get_run(store, 2)
+    assert run.executor == "torchrun" and run.status == "finished"
+    assert (run.config["batch_size"], run.config["nproc"]) == (4, 2)
+
+
+@pytest.mark.slow
+def test_a_sigkilled_two_rank_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path, pcam):
+    n, k = 30, 10
+    common = ["--data", pcam, *OPTS, "--max-steps", n, "--ckpt-every", k, "--keep-ckpts", 10]
+    straight = ddpm_subprocess(["train", *common, "--batch-size", 8], tmp_path)
+    assert straight.wait(timeout=240) == 0, straight.stderr.read()
+
+    victim = ddpm_subprocess(["train", *common, "--batch-size", 4, "--nproc", 2], tmp_path, start_new_session=True)
+    first_ckpt = tmp_path / "runs" / "2" / "checkpoints" / f"ckpt-{k:08d}.pt"
+    deadline = time.time() + 120
+    while not first_ckpt.exists():
+        assert victim.poll() is None, victim.stderr.read()
+        assert time.time() < deadline
+        time.sleep(0.01)
+    os.killpg(victim.pid, signal.SIGKILL)  # the CLI and torchrun; each rank has a session of its own
+    victim.wait()
+    deadline = time.time() + 30
+    while trainer_holding(tmp_path / "runs" / "2") is not None:  # the orphaned ranks end themselves
+        assert time.time() < deadline, "the ranks outlived their torchrun agent"
+        time.sleep(0.1)
+    killed_at = {p.name for p in (tmp_path / "runs" / "2" / "checkpoints").glob("ckpt-*.pt")}
+    assert f"ckpt-{n:08d}.pt" not in killed_at, "the kill came too late to test anything"
+
+    resumed = ddpm_subprocess(["train", "--resume", 2], tmp_path)
+    assert resumed.wait(timeout=240) == 0, resumed.stderr.read()
+    one, two = last_checkpoint(tmp_path / "runs" / "1"), last_checkpoint(tmp_path / "runs" / "2")
+    assert two["step"] == n and two["world_size"] == 2
+    assert_same_weights(one, two, atol=1e-5)
+    store = Store(f"sqlite:///{tmp_path / 'runs.db'}")
+    assert queries.metric_series(store, 2, "train/loss")[0] == list(range(1, n + 1))
+    assert [e.status for e in queries.status_events(store, 2)] == ["running", "crashed", "running", "finished"]
+
+
+def test_placement_mistakes_are_one_line_and_store_nothing(workdir, cli, pcam):
+    for args, message in (
+        (["--nproc", "0"], "--nproc: must be positive, got 0"),
+        (["--nnodes", "2"], "--nnodes 2: several nodes need --rdzv-endpoint HOST:PORT"),
+        (["--nnodes", "2", "--rdzv-endpoint", "nohost"], "--rdzv-endpoint: expected HOST:PORT, got 'nohost'"),
+    ):
+        r = cli("train", "--data", pcam, *OPTS, *args)
+        assert r.code == 2 and message in r.err and r.err.count("\n") == 1, r
+    assert not (workdir / "runs.db").exists()
