@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import csv
+import glob
 import hashlib
 import json
 import os
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
+import uuid
 from pathlib import Path
 
 import h5py
@@ -218,3 +223,67 @@ def poll_until(predicate, timeout: float = 60.0, every: float = 0.1):
             return value
         time.sleep(every)
     raise AssertionError("condition not reached in time")
+
+
+# ---- PostgreSQL: a real server for the store's tests ----------------------------------------------
+def postgres_bin() -> Path | None:
+    """The folder of Debian's (or any) PostgreSQL server programs, if installed."""
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).parent
+    versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
+    return Path(versions[-1]).parent if versions else None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A throwaway PostgreSQL server on 127.0.0.1 (trust auth, fsync off), for the whole session.
+    Run as the `postgres` user when the tests run as root, since the server refuses root."""
+    bindir = postgres_bin()
+    if bindir is None:
+        pytest.fail("PostgreSQL's server programs (initdb, pg_ctl) are not installed: the store's tests run on "
+                    "PostgreSQL too; install Debian's postgresql package (.ci/run does)")
+    root = Path(tempfile.mkdtemp(prefix="ddpm-tui-pg-"))
+    as_server_user: list[str] = []
+    if os.geteuid() == 0:
+        as_server_user = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(root, "postgres")
+    data, port = root / "data", free_port()
+    subprocess.run([*as_server_user, bindir / "initdb", "-D", data, "-A", "trust", "-U", "postgres", "--no-sync",
+                    "-E", "UTF8"], check=True, capture_output=True)
+    subprocess.run([*as_server_user, bindir / "pg_ctl", "-D", data, "-l", root / "server.log", "-w", "start", "-o",
+                    f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"],
+                   check=True, capture_output=True)
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
+    finally:
+        subprocess.run([*as_server_user, bindir / "pg_ctl", "-D", data, "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """The URL of a new, empty database on the session's server (dropped afterwards)."""
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = postgres_server.replace("postgresql+psycopg", "postgresql") + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield f"{postgres_server}/{name}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path):
+    """The URL of a fresh store: an SQLite file, then a real PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'runs.db'}"
+    return request.getfixturevalue("postgres_url")

@@ -20,8 +20,10 @@ from core.train.run import execute_run
 
 
 @pytest.fixture
-def store(workdir):
-    return Store("sqlite:///runs.db")
+def store(workdir, store_url, monkeypatch):
+    """The store every command of the test uses: SQLite in the working directory, then PostgreSQL."""
+    monkeypatch.setenv("DDPM_TUI_DB", store_url)
+    return Store(store_url)
 
 
 def dead_pid() -> int:
@@ -67,8 +69,9 @@ def test_reconcile_settles_every_run_whose_owner_is_gone(store, tmp_path):
 
 def test_a_run_claimed_by_a_worker_that_died_before_starting_it_is_crashed(store, cli):
     run_id = queries.create_run(store, {}, status="queued").id
-    subprocess.run([sys.executable, "-c", "from core.store import Store; from core.runner.worker import claim_next;"
-                    "print(claim_next(Store('sqlite:///runs.db'), 'w'))"], check=True, capture_output=True)
+    subprocess.run([sys.executable, "-c", "import os; from core.store import Store; from core.runner.worker import "
+                    "claim_next; print(claim_next(Store(os.environ['DDPM_TUI_DB']), 'w'))"], check=True,
+                   capture_output=True)
     assert queries.get_run(store, run_id).status == "running"
     r = cli("runs", "stop", run_id)
     assert r.code == 2 and f"run {run_id} is not running (status crashed)" in r.err
@@ -190,10 +193,10 @@ def test_extend_trains_a_finished_run_further_under_the_same_id(workdir, cli, pc
         assert r.code == 2 and message in r.err, r
 
 
-def test_heartbeats_and_staleness_use_the_database_clock_not_this_hosts(tmp_path, monkeypatch):
+def test_heartbeats_and_staleness_use_the_database_clock_not_this_hosts(store_url, monkeypatch):
     from core.runner.heartbeat import Heartbeat
 
-    store = Store(f"sqlite:///{tmp_path / 'runs.db'}")
+    store = Store(store_url)
     assert abs(queries.database_time(store) - time.time()) < 2
     run = queries.create_run(store, {}, status="running", name="far", host="gpu-box-7", pid=1)
     Heartbeat(store, run.id, lambda: 12).beat()

@@ -27,8 +27,10 @@ def listed(cli, **filters):
 
 
 @pytest.fixture
-def store(workdir):
-    return Store("sqlite:///runs.db")
+def store(workdir, store_url, monkeypatch):
+    """The store every command of the test uses: SQLite in the working directory, then PostgreSQL."""
+    monkeypatch.setenv("DDPM_TUI_DB", store_url)
+    return Store(store_url)
 
 
 def launch(cli, pcam, *extra):
@@ -118,8 +120,8 @@ def _claimer(url, out):
     out.put(got)
 
 
-def test_two_workers_never_claim_the_same_run(tmp_path):
-    url = f"sqlite:///{tmp_path / 'runs.db'}"
+def test_two_workers_never_claim_the_same_run(store_url):
+    url = store_url
     store = Store(url)
     ids = [queries.create_run(store, {}, status="queued").id for _ in range(40)]
     ctx = mp.get_context("spawn")

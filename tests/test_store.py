@@ -5,8 +5,9 @@ import sqlite3
 import time
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
+from conftest import free_port
 from core.errors import BadInput
 from core.store import Store
 from core.store import queries
@@ -14,15 +15,31 @@ from core.store.db import head_revision
 from core.store.journal import MetricLogger, read_journal, replay_journal
 
 
-def test_fresh_database_is_migrated_to_head_with_wal(tmp_path):
-    store = Store(f"sqlite:///{tmp_path / 'runs.db'}")
+def test_fresh_database_is_migrated_to_head(store_url):
+    store = Store(store_url)
     with store.engine.connect() as conn:
         assert conn.execute(text("select version_num from alembic_version")).scalar() == head_revision()
-        assert conn.execute(text("pragma journal_mode")).scalar() == "wal"
-        assert conn.execute(text("pragma foreign_keys")).scalar() == 1
-        tables = set(conn.execute(text("select name from sqlite_master where type='table'")).scalars())
+        if store.engine.dialect.name == "sqlite":
+            assert conn.execute(text("pragma journal_mode")).scalar() == "wal"
+            assert conn.execute(text("pragma foreign_keys")).scalar() == 1
     assert {"runs", "metrics", "metric_summaries", "evaluations", "artifacts", "sweeps", "tags", "notes",
-            "status_events"} <= tables
+            "status_events"} <= set(inspect(store.engine).get_table_names())
+    Store(store_url).close()  # a second open finds it at head and changes nothing
+
+
+def test_a_newer_postgresql_database_is_refused_and_not_modified(postgres_url):
+    store = Store(postgres_url)
+    run = queries.create_run(store, {"x": 1})
+    with store.engine.begin() as conn:
+        conn.execute(text("update alembic_version set version_num = '9999_from_the_future'"))
+    store.close()
+    with pytest.raises(BadInput, match="newer than this ddpm-tui") as refused:
+        Store(postgres_url)
+    assert "postgres@127.0.0.1" in str(refused.value)
+    store = Store(postgres_url, migrate=False)
+    assert queries.get_run(store, run.id).config == {"x": 1}
+    with store.engine.connect() as conn:
+        assert conn.execute(text("select version_num from alembic_version")).scalar() == "9999_from_the_future"
 
 
 def test_newer_database_is_refused_and_not_modified(tmp_path):
@@ -44,8 +61,8 @@ def test_foreign_file_is_refused_untouched(tmp_path):
     assert path.read_bytes() == b"this is not a database at all" * 10
 
 
-def test_metrics_are_idempotent_and_summaries_exact(tmp_path):
-    store = Store(f"sqlite:///{tmp_path / 'runs.db'}")
+def test_metrics_are_idempotent_and_summaries_exact(store_url):
+    store = Store(store_url)
     run = queries.create_run(store, {"x": 1})
     points = [("loss", s, 10.0 - s, 1.0) for s in range(100)]
     assert queries.insert_metrics(store, run.id, points[:60]) == 60
@@ -60,8 +77,8 @@ def test_metrics_are_idempotent_and_summaries_exact(tmp_path):
                                                          "max": 10.0, "count": 50}
 
 
-def test_journal_survives_an_unavailable_store_and_replays_once(tmp_path):
-    store = Store(f"sqlite:///{tmp_path / 'runs.db'}")
+def test_journal_survives_an_unavailable_store_and_replays_once(tmp_path, store_url):
+    store = Store(store_url)
     run = queries.create_run(store, {})
     logger = MetricLogger(None, run.id, tmp_path / "metrics.jsonl", batch_points=10)
     for step in range(1, 26):
@@ -105,8 +122,8 @@ def _writer(url: str, run_id: int, key: str, n: int, batch: int) -> None:
         queries.insert_metrics(store, run_id, [(key, s, float(s), time.time()) for s in range(start, min(n, start + batch))])
 
 
-def test_eight_writers_and_a_polling_reader_lose_nothing(tmp_path):
-    url = f"sqlite:///{tmp_path / 'runs.db'}"
+def test_eight_writers_and_a_polling_reader_lose_nothing(store_url):
+    url = store_url
     store = Store(url)
     runs = [queries.create_run(store, {}).id for _ in range(4)]
     n = 3000
@@ -195,12 +212,22 @@ def test_a_locked_database_is_busy_not_bad_input(workdir, cli, pcam, monkeypatch
 
 
 def test_database_urls_missing_drivers_and_passwords(workdir, cli):
-    r = cli("--db", "postgresql://alice:s3cret@db.example/runs", "runs", "list")
-    assert r.code == 2 and "its driver 'psycopg" in r.err and "is not installed (pip install" in r.err
+    r = cli("--db", "postgresql+pg8000://alice:s3cret@db.example/runs", "runs", "list")
+    assert r.code == 2 and "its driver 'pg8000'" in r.err and "is not installed (pip install" in r.err
     assert "s3cret" not in r.err and "alice:***@db.example" in r.err
     r = cli("--db", "nosuchdb://x/y", "runs", "list")
     assert r.code == 2 and "unknown kind of database" in r.err
     assert not (workdir / "runs.db").exists()
+
+
+def test_an_unreachable_postgresql_server_is_one_line_without_its_password(workdir, cli, pcam):
+    port = free_port()  # nothing listens there
+    url = f"postgresql+psycopg://alice:s3cret@127.0.0.1:{port}/runs"
+    for args in (["runs", "list"], ["train", "--data", pcam, "--max-steps", "1"], ["runs", "show", "1"]):
+        r = cli("--db", url, *args)
+        assert r.code == 2 and r.err.count("\n") == 1, r
+        assert "cannot open the database" in r.err and "s3cret" not in r.err and "alice:***@" in r.err
+    assert not any((workdir / "runs").glob("*"))
 
 
 def test_children_get_the_store_url_from_the_environment_not_the_command_line(workdir, cli):
