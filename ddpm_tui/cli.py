@@ -511,15 +511,61 @@ def classifier_list(as_json: Annotated[bool, typer.Option("--json", help="machin
 def launch(
     config: Annotated[Optional[Path], typer.Option("--config", help="TOML file of training options")] = None,
     queue: Annotated[bool, typer.Option("--queue", help="leave it queued for `ddpm-tui worker`")] = False,
+    executor: Annotated[str, typer.Option("--executor", help="local (this machine; torchrun when --nproc > 1) | k8s (a Kubernetes Job)")] = "local",
+    image: Annotated[Optional[str], typer.Option("--image", help="k8s: container image with ddpm-tui installed")] = None,
+    nodes: Annotated[int, typer.Option("--nodes", help="k8s: nodes (pods), one torchrun each")] = 1,
+    gpus_per_node: Annotated[int, typer.Option("--gpus-per-node", help="k8s: GPUs (training processes) per node")] = 1,
+    namespace: Annotated[str, typer.Option("--namespace", help="k8s: namespace of the job")] = "default",
+    store_secret: Annotated[str, typer.Option("--store-secret", help="k8s: Secret whose key 'url' is the store's URL")] = "ddpm-tui-store",
+    runs_claim: Annotated[Optional[str], typer.Option("--runs-claim", help="k8s: PersistentVolumeClaim mounted at the runs directory")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="k8s: print the manifest (JSON, for kubectl apply -f -); submit and store nothing")] = False,
     train_values: dict = None, ctx_store: Store = None,
 ):
-    """Start a training run as a detached background process; prints the run id."""
+    """Start a training run as a detached background process, or as a job on a Kubernetes cluster;
+    prints the run id."""
     from core.config import build_config
+    from core.executors import check_executor
     from core.runner.lifecycle import launch as launch_run
     from core.train.run import plan_run
 
+    if check_executor(executor) == "k8s":
+        _launch_on_kubernetes(train_values, config, ctx_store, image, nodes, gpus_per_node, namespace, store_secret,
+                              runs_claim, dry_run)
+        return
+    if dry_run:
+        raise BadInput("--dry-run goes with --executor k8s")
     plan = plan_run(build_config(train_values, config), ctx_store[1])
     run = launch_run(open_store(ctx_store), ctx_store[1], plan.cfg, queue=queue, plan=plan)
+    typer.echo(str(run.id))
+
+
+def _launch_on_kubernetes(train_values, config, ctx_store, image, nodes, gpus_per_node, namespace, store_secret,
+                          runs_claim, dry_run):
+    from core.config import build_config
+    from core.executors.k8s import Placement, manifest_list, manifests
+    from core.runner.lifecycle import submit_to_cluster
+    from core.store.db import sqlite_path
+    from core.train.run import plan_run, prepare_runs_dir
+
+    placement = Placement(image or "", nodes, gpus_per_node, namespace, store_secret, runs_claim).check()
+    values = {**train_values, "nproc": str(gpus_per_node), "nnodes": str(nodes)}
+    for name in ("nproc", "nnodes"):
+        if train_values.get(name) is not None:
+            raise BadInput(f"--executor k8s: use --gpus-per-node and --nodes, not --{name}")
+    cfg = build_config(values, config)
+    if dry_run:
+        cfg.validate()
+        echo_json(manifest_list(manifests("new", prepare_runs_dir(ctx_store[1]), placement)))
+        typer.echo("dry run: nothing submitted or stored; a submitted run N is the job ddpm-tui-run-N", err=True)
+        return
+    if sqlite_path(ctx_store[0]) is not None:
+        raise BadInput("--executor k8s: the pods must reach the store: use a PostgreSQL --db (an SQLite file "
+                       "cannot be shared between hosts)")
+    from core.executors import cluster_client
+
+    cluster = cluster_client()
+    plan = plan_run(cfg, ctx_store[1], on_this_machine=False)
+    run = submit_to_cluster(open_store(ctx_store), plan, placement, cluster)
     typer.echo(str(run.id))
 
 
@@ -656,6 +702,18 @@ def runs_kill(run: Annotated[str, typer.Argument(help="run id")],
     from core.runner.lifecycle import kill
 
     typer.echo(kill(open_store(ctx_store, create=False), run, grace=grace).message, err=True)
+
+
+@runs_app.command("logs")
+@global_options
+def runs_logs(run: Annotated[str, typer.Argument(help="run id")],
+              tail: Annotated[int, typer.Option("--tail", help="lines")] = 50,
+              ctx_store: Store = None):
+    """The last lines of a run's log (from its pods for a run on Kubernetes)."""
+    from core.executors import log_tail
+    from core.store import queries
+
+    typer.echo(log_tail(queries.get_run(open_store(ctx_store, create=False), run), tail))
 
 
 @runs_app.command("extend")

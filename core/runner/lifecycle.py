@@ -17,6 +17,7 @@ from pathlib import Path
 
 from core.config import TrainConfig, config_from_dict
 from core.errors import BadInput, WorkFailed
+from core.executors import cluster_client, cluster_job, on_cluster
 from core.locations import STORE_ENV
 from core.runner.liveness import reconcile, running_fields
 from core.runner.processes import (
@@ -83,6 +84,34 @@ def launch(store: Store, runs_dir: Path, cfg: TrainConfig, queue: bool = False, 
     return queries.get_run(store, run.id)
 
 
+def submit_to_cluster(store: Store, plan: RunPlan, placement, cluster) -> queries.Run:
+    """Create a run and submit it to Kubernetes as `placement` says (core.executors.k8s); when the
+    cluster refuses it, the run is removed again, so nothing is stored. The run stays `running`
+    with no owner on this host: its pods' trainer takes it over and heartbeats to the store."""
+    from core.executors.k8s import job_name, manifests
+
+    if plan.cfg.nproc != placement.gpus_per_node or plan.cfg.nnodes != placement.nodes:
+        raise BadInput(f"--nproc {plan.cfg.nproc} --nnodes {plan.cfg.nnodes} do not match --gpus-per-node "
+                       f"{placement.gpus_per_node} --nodes {placement.nodes}")
+    cluster.check_namespace(placement.namespace)
+    run = new_run(store, plan.runs_dir, plan.cfg, status="running", plan=plan, executor="k8s")
+    name = job_name(run.id)
+    queries.update_run(store, run.id, external_id=f"{placement.namespace}/{name}", host=f"k8s:{placement.namespace}",
+                       pid=None, heartbeat_at=queries.database_clock(store))
+    try:
+        cluster.submit(manifests(run.id, plan.runs_dir, placement))
+    except BaseException:
+        queries.delete_run(store, run.id)
+        shutil.rmtree(run.run_dir, ignore_errors=True)
+        raise
+    return queries.get_run(store, run.id)
+
+
+def _stop_on_cluster(run: queries.Run, status: str) -> None:
+    namespace, name = cluster_job(run)
+    cluster_client().delete(namespace, name, grace_s=0 if status == "killed" else None)
+
+
 def _running(store: Store, run_id) -> queries.Run:
     reconcile(store)
     run = queries.get_run(store, run_id)
@@ -109,8 +138,16 @@ class StopResult:
 
 
 def stop(store: Store, run_id, wait: float = 0.0) -> StopResult:
-    """SIGTERM: the trainer checkpoints and records `stopped`. Optionally wait for that."""
+    """SIGTERM: the trainer checkpoints and records `stopped`. Optionally wait for that. A run on a
+    cluster is stopped by deleting its job, whose pods get the SIGTERM."""
     run = _running(store, run_id)
+    if on_cluster(run):
+        _stop_on_cluster(run, "stopped")
+        if queries.set_status(store, run.id, "stopped", reason="stopped before training started", expect=("running",),
+                              match={"started_at": None}):
+            return StopResult(queries.get_run(store, run.id), f"run {run.id}: stopped before its pods started")
+        return StopResult(queries.get_run(store, run.id), f"run {run.id}: job {run.external_id} deleted; its trainer "
+                                                          "checkpoints, then ends stopped")
     if run.started_at is None and _end_before_start(store, run, "stopped", SIGTERM):
         return StopResult(queries.get_run(store, run.id), f"run {run.id}: stopped before training started")
     if not signal_group(None, run.pid, SIGTERM):
@@ -128,8 +165,13 @@ def stop(store: Store, run_id, wait: float = 0.0) -> StopResult:
 
 def kill(store: Store, run_id, grace: float = 10.0) -> StopResult:
     """SIGTERM, then SIGKILL to the whole process group if it is still alive after `grace` seconds.
-    Either way the run ends `killed` (a trainer that honours the SIGTERM checkpoints first)."""
+    Either way the run ends `killed` (a trainer that honours the SIGTERM checkpoints first). A run
+    on a cluster is killed by deleting its job with no grace period."""
     run = _running(store, run_id)
+    if on_cluster(run):
+        _stop_on_cluster(run, "killed")
+        queries.set_status(store, run.id, "killed", reason=f"job {run.external_id} deleted", expect=("running",))
+        return StopResult(queries.get_run(store, run.id), f"run {run.id}: killed")
     if run.started_at is None and _end_before_start(store, run, "killed", SIGKILL):
         return StopResult(queries.get_run(store, run.id), f"run {run.id}: killed before training started")
     queries.update_run(store, run.id, expect=("running",), match={"pid": run.pid}, exit_reason=KILL_REQUESTED)

@@ -14,6 +14,7 @@ import os
 import socket
 import time
 
+from core.executors import CLUSTER_EXECUTORS
 from core.runner.processes import pid_alive
 from core.runner.run_lock import trainer_holding
 from core.store import queries
@@ -35,7 +36,10 @@ def running_fields(pid: int | None = None) -> dict:
 
 
 def crash_reason(run: queries.Run, host: str, now: float, stale_after: float) -> str | None:
-    """Why `run` (status running) has no owner any more, or None while it has one."""
+    """Why `run` (status running) has no owner any more, or None while it has one. A run on a cluster
+    whose trainer has not started is waiting for its pods (its executor tells how they are)."""
+    if run.executor in CLUSTER_EXECUTORS and run.started_at is None:
+        return None
     if run.host in (host, None):
         if pid_alive(run.pid) or trainer_holding(run.run_dir) is not None:
             return None

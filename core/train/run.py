@@ -96,14 +96,16 @@ def check_placement(cfg: TrainConfig, device, rdzv_endpoint: str | None = None) 
 
 
 def plan_run(cfg: TrainConfig, runs_dir: Path, checked_data: dict | None = None,
-             rdzv_endpoint: str | None = None) -> RunPlan:
+             rdzv_endpoint: str | None = None, on_this_machine: bool = True) -> RunPlan:
     """Everything that can be checked before a run is stored: the config, its device, processes and
-    memory, the data (every image), the step count and the runs directory. `checked_data` remembers
-    datasets already checked, for plans made together."""
+    memory (when it trains on this machine, not on a cluster), the data (every image), the step
+    count and the runs directory. `checked_data` remembers datasets already checked, for plans made
+    together."""
     cfg.validate()
-    device = pick_device(cfg.device)
-    check_placement(cfg, device, rdzv_endpoint)
-    check_training_fits(cfg, device)
+    if on_this_machine:
+        device = pick_device(cfg.device)
+        check_placement(cfg, device, rdzv_endpoint)
+        check_training_fits(cfg, device)
     key = (cfg.data, cfg.classes)
     if checked_data is not None and key in checked_data:
         root, n_selected = checked_data[key]
@@ -118,7 +120,7 @@ def plan_run(cfg: TrainConfig, runs_dir: Path, checked_data: dict | None = None,
 
 
 def new_run(store: Store, runs_dir: Path, cfg: TrainConfig, status: str = "running", sweep_id: int | None = None,
-            parent_id: int | None = None, plan: RunPlan | None = None) -> queries.Run:
+            parent_id: int | None = None, plan: RunPlan | None = None, executor: str | None = None) -> queries.Run:
     """Create the run row (owned by this process when `running`) and its private directory with
     config.json (and the Kaggle split, frozen for the run's lifetime). Checks first (plan_run,
     unless a plan is given); when the directory cannot be made, the row is removed again."""
@@ -126,7 +128,7 @@ def new_run(store: Store, runs_dir: Path, cfg: TrainConfig, status: str = "runni
     owner = owner_fields() if status == "running" else {}
     run = queries.create_run(store, cfg.to_dict(), status=status, name=cfg.name, total_steps=plan.total_steps,
                              sweep_id=sweep_id, parent_id=parent_id, tags=cfg.tag,
-                             executor="torchrun" if cfg.world_size > 1 else "local", **owner)
+                             executor=executor or ("torchrun" if cfg.world_size > 1 else "local"), **owner)
     run_dir = plan.runs_dir / str(run.id)
     try:
         run_dir.mkdir(mode=PRIVATE_DIR)
@@ -178,6 +180,7 @@ def execute_run(store: Store, run_id: int, on_step: Callable[[StepStats], None] 
     try:
         run = queries.get_run(store, run_id)
         cfg = config_from_dict(run.config)
+        Path(run.run_dir).mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)  # a cluster's fresh volume
         if cfg.deterministic:
             use_deterministic_algorithms()
         replicas.join(replicas.device(pick_device(cfg.device)))

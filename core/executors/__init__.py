@@ -1,0 +1,56 @@
+"""Executors: what starts a run's processes, and so what stops them and reads their log.
+
+`local` is one process on this machine and `torchrun` several (both signalled by pid, judged by
+pid and lock); `k8s` is a Job on a Kubernetes cluster (stopped through its API, judged by the
+heartbeats its trainer writes to a shared store once it runs). The run row keeps the executor and
+the cluster's name for the run (`external_id`, here `namespace/job`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.errors import BadInput
+
+EXECUTORS = ("local", "torchrun", "k8s")
+CLUSTER_EXECUTORS = ("k8s",)
+
+
+def check_executor(name: str) -> str:
+    if name not in EXECUTORS:
+        raise BadInput(f"--executor: unknown executor {name!r} (choose from {', '.join(EXECUTORS)})",
+                       field="executor")
+    return name
+
+
+def on_cluster(run) -> bool:
+    return run.executor in CLUSTER_EXECUTORS
+
+
+def cluster_job(run) -> tuple[str, str]:
+    """(namespace, job name) of a run on Kubernetes."""
+    namespace, _, name = (run.external_id or "").partition("/")
+    return namespace, name
+
+
+def cluster_client():
+    """The cluster of the current kubeconfig context (or of the pod this runs in)."""
+    from core.executors.k8s import Cluster
+
+    return Cluster()
+
+
+def local_log_tail(run_dir: str | None, lines: int) -> str:
+    for name in ("train.log", "stdout.log"):
+        path = Path(run_dir or "") / name
+        if run_dir and path.is_file():
+            return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    return ""
+
+
+def log_tail(run, lines: int = 200) -> str:
+    """The last lines of a run's log, from wherever its executor keeps it."""
+    if on_cluster(run):
+        namespace, name = cluster_job(run)
+        return cluster_client().logs(namespace, name, lines) or local_log_tail(run.run_dir, lines)
+    return local_log_tail(run.run_dir, lines)

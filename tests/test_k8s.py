@@ -1,0 +1,223 @@
+"""The Kubernetes executor: manifests validated offline against Kubernetes' own schemas, and the
+official client driven against an API server stubbed at the HTTP boundary (no cluster here)."""
+
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+import kubernetes_validate
+import pytest
+
+from core.store import Store
+from core.store import queries
+
+K8S_VERSION = "1.30.0"
+TRAIN = ["--data", "demo", "--dim", "16", "--dim-mults", "1,2", "--image-size", "32"]
+
+
+def validate_all(manifest: dict) -> None:
+    assert manifest["kind"] == "List"
+    for item in manifest["items"]:
+        kubernetes_validate.validate(item, K8S_VERSION, strict=True)  # raises on any unknown or mistyped field
+
+
+@pytest.mark.parametrize("nodes", [1, 3])
+def test_dry_run_prints_a_manifest_that_validates_and_stores_nothing(workdir, cli, nodes):
+    r = cli("launch", "--executor", "k8s", "--image", "registry.example/ddpm-tui:1", "--nodes", nodes,
+            "--gpus-per-node", 4, "--namespace", "pathology", "--runs-claim", "ddpm-runs", "--dry-run", *TRAIN)
+    assert r.code == 0, r
+    manifest = json.loads(r.out)
+    validate_all(manifest)
+    service, job = manifest["items"]
+    assert (service["kind"], job["kind"]) == ("Service", "Job")
+    spec = job["spec"]
+    assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == ("Indexed", nodes, nodes)
+    container = spec["template"]["spec"]["containers"][0]
+    command = " ".join(container["command"])
+    assert "--nproc-per-node=4" in command and command.endswith("-m core.runner.execute new")
+    if nodes == 1:
+        assert "--standalone" in command
+    else:
+        assert f"--nnodes={nodes}" in command and "--rdzv-endpoint=ddpm-tui-run-new-0.ddpm-tui-run-new:29400" in command
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "4"
+    store_env = next(e for e in container["env"] if e["name"] == "DDPM_TUI_DB")
+    assert store_env["valueFrom"]["secretKeyRef"] == {"name": "ddpm-tui-store", "key": "url"}
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "runs")
+    assert mount["mountPath"] == str((workdir / "runs").resolve())
+    assert "nothing submitted or stored" in r.err and not (workdir / "runs.db").exists()
+
+
+def test_a_mistyped_manifest_fails_the_schema_check():
+    from core.executors.k8s import Placement, manifests
+
+    service, job = manifests(1, "/runs", Placement("img"))
+    job["spec"]["completions"] = "two"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(job, K8S_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--executor", "slurmish"], "--executor: unknown executor 'slurmish' (choose from local, torchrun, k8s)"),
+    (["--executor", "k8s", "--dry-run"], "--executor k8s needs --image IMAGE"),
+    (["--executor", "k8s", "--image", "i", "--namespace", "Bad_NS", "--dry-run"], "--namespace: 'Bad_NS' is not a Kubernetes name"),
+    (["--executor", "k8s", "--image", "i", "--nodes", "0", "--dry-run"], "--nodes: must be at least 1, got 0"),
+    (["--executor", "k8s", "--image", "i", "--nproc", "2", "--dry-run"], "use --gpus-per-node and --nodes, not --nproc"),
+    (["--executor", "k8s", "--image", "i"], "the pods must reach the store: use a PostgreSQL --db"),
+    (["--dry-run"], "--dry-run goes with --executor k8s"),
+])
+def test_bad_executor_options_are_one_line_exit_2_and_store_nothing(workdir, cli, args, message):
+    r = cli("launch", *args, *TRAIN)
+    assert r.code == 2 and message in r.err and r.err.count("\n") == 1, r
+    assert not (workdir / "runs.db").exists()
+
+
+# ---- the API server, stubbed at the HTTP boundary ------------------------------------------------------
+class FakeApiServer:
+    """Enough of the Kubernetes API for the executor: namespaces, services, jobs, pods and logs.
+    Every request is recorded as (method, path, query, body)."""
+
+    def __init__(self, namespaces=("default",)):
+        self.namespaces, self.requests, self.jobs = set(namespaces), [], {}
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _reply(self, code, body):
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _handle(self):
+                url = urlparse(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length)) if length else None
+                server.requests.append((self.command, url.path, parse_qs(url.query), body))
+                code, reply = server.route(self.command, url.path, body)
+                if isinstance(reply, str):
+                    data = reply.encode()
+                    self.send_response(code)
+                    self.send_header("Content-Type", "text/plain")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                else:
+                    self._reply(code, reply)
+
+            do_GET = do_POST = do_DELETE = _handle
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    @staticmethod
+    def not_found(what):
+        return 404, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound",
+                     "message": f"{what} not found", "code": 404}
+
+    def route(self, method, path, body):
+        ok = {"kind": "Status", "apiVersion": "v1", "status": "Success"}
+        if m := re.fullmatch(r"/api/v1/namespaces/([^/]+)", path):
+            if m[1] in self.namespaces:
+                return 200, {"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": m[1]}}
+            return self.not_found(f'namespaces "{m[1]}"')
+        if re.fullmatch(r"/api/v1/namespaces/[^/]+/services", path) and method == "POST":
+            return 201, body
+        if m := re.fullmatch(r"/apis/batch/v1/namespaces/([^/]+)/jobs", path):
+            self.jobs[body["metadata"]["name"]] = body
+            return 201, body
+        if m := re.fullmatch(r"/apis/batch/v1/namespaces/([^/]+)/jobs/([^/]+)(/status)?", path):
+            if m[2] not in self.jobs:
+                return self.not_found(f'jobs.batch "{m[2]}"')
+            if method == "DELETE":
+                del self.jobs[m[2]]
+                return 200, ok
+            return 200, {**self.jobs[m[2]], "status": {"active": 1}}
+        if m := re.fullmatch(r"/api/v1/namespaces/([^/]+)/services/([^/]+)", path):
+            return 200, {"kind": "Service", "apiVersion": "v1", "metadata": {"name": m[2], "namespace": m[1]}}
+        if m := re.fullmatch(r"/api/v1/namespaces/([^/]+)/pods", path):
+            pods = [{"metadata": {"name": f"{name}-0-abcde", "namespace": m[1], "annotations": {
+                "batch.kubernetes.io/job-completion-index": "0"}}} for name in self.jobs]
+            return 200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": pods}
+        if re.fullmatch(r"/api/v1/namespaces/[^/]+/pods/[^/]+/log", path):
+            return 200, "starting run 1\nstep 10/100 loss 0.5000 900.0 img/s eta 5s\n"
+        return self.not_found(path)
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def api_server(tmp_path, monkeypatch):
+    server = FakeApiServer(namespaces=("default", "pathology"))
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "stub",
+        "clusters": [{"name": "stub", "cluster": {"server": server.url}}],
+        "users": [{"name": "me", "user": {"token": "t0ken"}}],
+        "contexts": [{"name": "stub", "context": {"cluster": "stub", "user": "me"}}],
+    }))
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    yield server
+    server.close()
+
+
+def submitted(server, kind):
+    return [body for method, path, _, body in server.requests if method == "POST" and path.endswith(kind)]
+
+
+def test_a_run_submitted_to_kubernetes_is_stopped_killed_and_read_through_the_api(workdir, cli, api_server,
+                                                                                  postgres_url):
+    launch = ["launch", "--executor", "k8s", "--image", "registry.example/ddpm-tui:1", "--nodes", 2,
+              "--gpus-per-node", 2, "--namespace", "pathology", *TRAIN]
+    r = cli("--db", postgres_url, *launch)
+    assert r.code == 0, r
+    run_id = int(r.out)
+    jobs = submitted(api_server, "/jobs")
+    assert len(jobs) == 1 and len(submitted(api_server, "/services")) == 1
+    validate_all({"kind": "List", "items": [*submitted(api_server, "/services"), *jobs]})
+    assert jobs[0]["metadata"]["name"] == f"ddpm-tui-run-{run_id}"
+    assert jobs[0]["spec"]["template"]["spec"]["containers"][0]["command"][-1] == str(run_id)
+    assert "postgres" not in json.dumps(jobs[0]), "the store's URL travels in a Secret, not in the manifest"
+
+    store = Store(postgres_url)
+    run = queries.get_run(store, run_id)
+    assert (run.executor, run.external_id, run.status) == ("k8s", f"pathology/ddpm-tui-run-{run_id}", "running")
+    assert (run.config["nproc"], run.config["nnodes"]) == (2, 2)
+    listed = json.loads(cli("--db", postgres_url, "runs", "list", "--json").out)
+    assert [x["status"] for x in listed] == ["running"], "a run waiting for its pods is not crashed"
+    r = cli("--db", postgres_url, "runs", "show", run_id)
+    assert "global_batch: 256" in r.out and f"external_id: pathology/ddpm-tui-run-{run_id}" in r.out
+
+    r = cli("--db", postgres_url, "runs", "logs", run_id, "--tail", 5)
+    assert r.code == 0 and "step 10/100 loss 0.5000" in r.out
+    log_reads = [q for method, path, q, _ in api_server.requests if path.endswith("/log")]
+    assert log_reads and log_reads[-1]["container"] == ["trainer"] and log_reads[-1]["tailLines"] == ["5"]
+
+    r = cli("--db", postgres_url, "runs", "stop", run_id)
+    assert r.code == 0 and "stopped before its pods started" in r.err, r
+    deletes = [(path, body) for method, path, _, body in api_server.requests if method == "DELETE"]
+    assert deletes[0][0].endswith(f"/jobs/ddpm-tui-run-{run_id}")
+    assert deletes[0][1]["propagationPolicy"] == "Foreground" and deletes[0][1].get("gracePeriodSeconds") is None
+    assert queries.get_run(store, run_id).status == "stopped"
+
+    second = int(cli("--db", postgres_url, *launch).out)
+    assert cli("--db", postgres_url, "runs", "kill", second).code == 0
+    last_delete = [body for method, path, _, body in api_server.requests
+                   if method == "DELETE" and path.endswith(f"/jobs/ddpm-tui-run-{second}")][-1]
+    assert last_delete["gracePeriodSeconds"] == 0
+    assert queries.get_run(store, second).status == "killed"
+
+
+def test_a_namespace_the_cluster_lacks_is_one_line_and_stores_nothing(workdir, cli, api_server, postgres_url):
+    r = cli("--db", postgres_url, "launch", "--executor", "k8s", "--image", "img", "--namespace", "nosuch", *TRAIN)
+    assert r.code == 2 and r.err.strip() == "error: --namespace nosuch: no such namespace in the cluster", r
+    assert queries.list_runs(Store(postgres_url)) == [] and not submitted(api_server, "/jobs")
+    assert not any((workdir / "runs").glob("*"))
