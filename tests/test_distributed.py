@@ -1,6 +1,7 @@
 """Data-parallel training under torchrun on the CPU (gloo): N ranks of batch B take the steps of one
 process of batch N*B, each rank streams its own share of the data, and a SIGKILLed run resumes."""
 
+import json
 import os
 import signal
 import time
@@ -120,3 +121,26 @@ def test_placement_mistakes_are_one_line_and_store_nothing(workdir, cli, pcam):
         r = cli("train", "--data", pcam, *OPTS, *args)
         assert r.code == 2 and message in r.err and r.err.count("\n") == 1, r
     assert not (workdir / "runs.db").exists()
+
+
+def test_more_processes_than_visible_gpus_is_refused(monkeypatch):
+    from core.train.run import check_placement
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(BadInput, match=r"--nproc 2: only 1 GPU\(s\) are visible"):
+        check_placement(TrainConfig(nproc=2), torch.device("cuda"))
+    check_placement(TrainConfig(nproc=2), torch.device("cpu"))  # gloo ranks share the CPU
+
+
+def test_deterministic_runs_switch_torch_to_deterministic_kernels(workdir, cli, pcam):
+    from conftest import TINY
+
+    assert not torch.are_deterministic_algorithms_enabled()
+    try:
+        r = cli("train", "--data", pcam, *TINY, "--max-steps", 2, "--deterministic")
+        assert r.code == 0, r
+        assert torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.deterministic
+        assert json.loads(cli("runs", "show", 1, "--json").out)["config"]["deterministic"] is True
+    finally:
+        torch.use_deterministic_algorithms(False)
+        torch.backends.cudnn.deterministic = False
