@@ -511,62 +511,85 @@ def classifier_list(as_json: Annotated[bool, typer.Option("--json", help="machin
 def launch(
     config: Annotated[Optional[Path], typer.Option("--config", help="TOML file of training options")] = None,
     queue: Annotated[bool, typer.Option("--queue", help="leave it queued for `ddpm-tui worker`")] = False,
-    executor: Annotated[str, typer.Option("--executor", help="local (this machine; torchrun when --nproc > 1) | k8s (a Kubernetes Job)")] = "local",
+    executor: Annotated[str, typer.Option("--executor", help="local (this machine; torchrun when --nproc > 1) | k8s (a Kubernetes Job) | slurm (a SLURM job, through submitit)")] = "local",
+    nodes: Annotated[int, typer.Option("--nodes", help="k8s, slurm: nodes, one torchrun each")] = 1,
+    gpus_per_node: Annotated[int, typer.Option("--gpus-per-node", help="k8s, slurm: GPUs (training processes) per node")] = 1,
     image: Annotated[Optional[str], typer.Option("--image", help="k8s: container image with ddpm-tui installed")] = None,
-    nodes: Annotated[int, typer.Option("--nodes", help="k8s: nodes (pods), one torchrun each")] = 1,
-    gpus_per_node: Annotated[int, typer.Option("--gpus-per-node", help="k8s: GPUs (training processes) per node")] = 1,
     namespace: Annotated[str, typer.Option("--namespace", help="k8s: namespace of the job")] = "default",
     store_secret: Annotated[str, typer.Option("--store-secret", help="k8s: Secret whose key 'url' is the store's URL")] = "ddpm-tui-store",
     runs_claim: Annotated[Optional[str], typer.Option("--runs-claim", help="k8s: PersistentVolumeClaim mounted at the runs directory")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="k8s: print the manifest (JSON, for kubectl apply -f -); submit and store nothing")] = False,
+    partition: Annotated[Optional[str], typer.Option("--partition", help="slurm: partition")] = None,
+    time_min: Annotated[int, typer.Option("--time", help="slurm: time limit in minutes")] = 24 * 60,
+    cluster: Annotated[str, typer.Option("--cluster", help="slurm: slurm, or local (submitit runs the job on this machine)")] = "slurm",
     train_values: dict = None, ctx_store: Store = None,
 ):
-    """Start a training run as a detached background process, or as a job on a Kubernetes cluster;
-    prints the run id."""
+    """Start a training run as a detached background process, or as a job on a Kubernetes or SLURM
+    cluster; prints the run id."""
     from core.config import build_config
-    from core.executors import check_executor
+    from core.executors import CLUSTER_EXECUTORS, check_executor
     from core.runner.lifecycle import launch as launch_run
     from core.train.run import plan_run
 
-    if check_executor(executor) == "k8s":
-        _launch_on_kubernetes(train_values, config, ctx_store, image, nodes, gpus_per_node, namespace, store_secret,
-                              runs_claim, dry_run)
-        return
-    if dry_run:
+    if dry_run and executor != "k8s":
         raise BadInput("--dry-run goes with --executor k8s")
+    if check_executor(executor) in CLUSTER_EXECUTORS:
+        if queue:
+            raise BadInput(f"--queue: a run for --executor {executor} is queued by its cluster, not by a worker")
+        for name in ("nproc", "nnodes"):
+            if train_values.get(name) is not None:
+                raise BadInput(f"--executor {executor}: use --gpus-per-node and --nodes, not --{name}")
+        if executor == "k8s":
+            from core.executors.k8s import Placement
+
+            placement = Placement(image or "", nodes, gpus_per_node, namespace, store_secret, runs_claim).check()
+        else:
+            from core.executors.slurm import Allocation
+
+            allocation = Allocation(nodes, gpus_per_node, partition, time_min, cluster).check()
+        cfg = build_config({**train_values, "nproc": str(gpus_per_node), "nnodes": str(nodes)}, config)
+        if executor == "k8s":
+            _launch_on_kubernetes(cfg, ctx_store, placement, dry_run)
+        else:
+            _launch_on_slurm(cfg, ctx_store, allocation)
+        return
     plan = plan_run(build_config(train_values, config), ctx_store[1])
     run = launch_run(open_store(ctx_store), ctx_store[1], plan.cfg, queue=queue, plan=plan)
     typer.echo(str(run.id))
 
 
-def _launch_on_kubernetes(train_values, config, ctx_store, image, nodes, gpus_per_node, namespace, store_secret,
-                          runs_claim, dry_run):
-    from core.config import build_config
-    from core.executors.k8s import Placement, manifest_list, manifests
-    from core.runner.lifecycle import submit_to_cluster
+def _shared_store_only(ctx_store, executor: str) -> None:
     from core.store.db import sqlite_path
+
+    if sqlite_path(ctx_store[0]) is not None:
+        raise BadInput(f"--executor {executor}: the cluster's nodes must reach the store: use a PostgreSQL --db "
+                       "(an SQLite file cannot be shared between hosts)")
+
+
+def _launch_on_kubernetes(cfg, ctx_store, placement, dry_run):
+    from core.executors import cluster_client
+    from core.executors.k8s import manifest_list, manifests
+    from core.runner.lifecycle import submit_to_cluster
     from core.train.run import plan_run, prepare_runs_dir
 
-    placement = Placement(image or "", nodes, gpus_per_node, namespace, store_secret, runs_claim).check()
-    values = {**train_values, "nproc": str(gpus_per_node), "nnodes": str(nodes)}
-    for name in ("nproc", "nnodes"):
-        if train_values.get(name) is not None:
-            raise BadInput(f"--executor k8s: use --gpus-per-node and --nodes, not --{name}")
-    cfg = build_config(values, config)
     if dry_run:
-        cfg.validate()
         echo_json(manifest_list(manifests("new", prepare_runs_dir(ctx_store[1]), placement)))
         typer.echo("dry run: nothing submitted or stored; a submitted run N is the job ddpm-tui-run-N", err=True)
         return
-    if sqlite_path(ctx_store[0]) is not None:
-        raise BadInput("--executor k8s: the pods must reach the store: use a PostgreSQL --db (an SQLite file "
-                       "cannot be shared between hosts)")
-    from core.executors import cluster_client
-
+    _shared_store_only(ctx_store, "k8s")
     cluster = cluster_client()
     plan = plan_run(cfg, ctx_store[1], on_this_machine=False)
-    run = submit_to_cluster(open_store(ctx_store), plan, placement, cluster)
-    typer.echo(str(run.id))
+    typer.echo(str(submit_to_cluster(open_store(ctx_store), plan, placement, cluster).id))
+
+
+def _launch_on_slurm(cfg, ctx_store, allocation):
+    from core.runner.lifecycle import submit_to_slurm
+    from core.train.run import plan_run
+
+    if allocation.cluster == "slurm":
+        _shared_store_only(ctx_store, "slurm")
+    plan = plan_run(cfg, ctx_store[1], on_this_machine=allocation.cluster == "local")
+    typer.echo(str(submit_to_slurm(open_store(ctx_store), plan, allocation).id))
 
 
 @app.command()

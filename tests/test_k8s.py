@@ -59,12 +59,12 @@ def test_a_mistyped_manifest_fails_the_schema_check():
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--executor", "slurmish"], "--executor: unknown executor 'slurmish' (choose from local, torchrun, k8s)"),
+    (["--executor", "slurmish"], "--executor: unknown executor 'slurmish' (choose from local, torchrun, k8s, slurm)"),
     (["--executor", "k8s", "--dry-run"], "--executor k8s needs --image IMAGE"),
     (["--executor", "k8s", "--image", "i", "--namespace", "Bad_NS", "--dry-run"], "--namespace: 'Bad_NS' is not a Kubernetes name"),
     (["--executor", "k8s", "--image", "i", "--nodes", "0", "--dry-run"], "--nodes: must be at least 1, got 0"),
     (["--executor", "k8s", "--image", "i", "--nproc", "2", "--dry-run"], "use --gpus-per-node and --nodes, not --nproc"),
-    (["--executor", "k8s", "--image", "i"], "the pods must reach the store: use a PostgreSQL --db"),
+    (["--executor", "k8s", "--image", "i"], "the cluster's nodes must reach the store: use a PostgreSQL --db"),
     (["--dry-run"], "--dry-run goes with --executor k8s"),
 ])
 def test_bad_executor_options_are_one_line_exit_2_and_store_nothing(workdir, cli, args, message):
@@ -202,11 +202,23 @@ def test_a_run_submitted_to_kubernetes_is_stopped_killed_and_read_through_the_ap
     assert log_reads and log_reads[-1]["container"] == ["trainer"] and log_reads[-1]["tailLines"] == ["5"]
 
     r = cli("--db", postgres_url, "runs", "stop", run_id)
-    assert r.code == 0 and "stopped before its pods started" in r.err, r
+    assert r.code == 0 and "stopped before its job started" in r.err, r
     deletes = [(path, body) for method, path, _, body in api_server.requests if method == "DELETE"]
     assert deletes[0][0].endswith(f"/jobs/ddpm-tui-run-{run_id}")
     assert deletes[0][1]["propagationPolicy"] == "Foreground" and deletes[0][1].get("gracePeriodSeconds") is None
     assert queries.get_run(store, run_id).status == "stopped"
+
+    r = cli("--db", postgres_url, "runs", "resume", run_id)
+    assert r.code == 0, r
+    resumed = queries.get_run(store, run_id)
+    assert resumed.status == "running" and resumed.started_at is None
+    new_name = resumed.external_id.split("/")[1]
+    assert re.fullmatch(rf"ddpm-tui-run-{run_id}-[0-9a-f]{{6}}", new_name)
+    again = submitted(api_server, "/jobs")[-1]
+    assert again["metadata"]["name"] == new_name and again["spec"]["completions"] == 2
+    assert again["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.example/ddpm-tui:1"
+    validate_all({"kind": "List", "items": [again]})
+    assert cli("--db", postgres_url, "runs", "stop", run_id).code == 0
 
     second = int(cli("--db", postgres_url, *launch).out)
     assert cli("--db", postgres_url, "runs", "kill", second).code == 0

@@ -27,6 +27,23 @@ def test_fresh_database_is_migrated_to_head(store_url):
     Store(store_url).close()  # a second open finds it at head and changes nothing
 
 
+def test_an_older_database_is_migrated_to_head_keeping_its_runs(store_url):
+    from alembic import command
+
+    from core.store.db import alembic_config
+
+    store = Store(store_url)
+    run = queries.create_run(store, {"x": 1}, name="kept")
+    with store.engine.begin() as conn:
+        command.downgrade(alembic_config(conn), "0004")
+        assert "executor_spec" not in {c["name"] for c in inspect(conn).get_columns("runs")}
+    store.close()
+    store = Store(store_url)
+    assert queries.get_run(store, run.id).name == "kept"
+    queries.update_run(store, run.id, executor_spec={"nodes": 2})
+    assert queries.get_run(store, run.id).executor_spec == {"nodes": 2}
+
+
 def test_a_newer_postgresql_database_is_refused_and_not_modified(postgres_url):
     store = Store(postgres_url)
     run = queries.create_run(store, {"x": 1})

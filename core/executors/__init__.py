@@ -1,9 +1,10 @@
 """Executors: what starts a run's processes, and so what stops them and reads their log.
 
 `local` is one process on this machine and `torchrun` several (both signalled by pid, judged by
-pid and lock); `k8s` is a Job on a Kubernetes cluster (stopped through its API, judged by the
-heartbeats its trainer writes to a shared store once it runs). The run row keeps the executor and
-the cluster's name for the run (`external_id`, here `namespace/job`).
+pid and lock); `k8s` is a Job on a Kubernetes cluster (stopped through its API) and `slurm` a SLURM
+job submitted by submitit (stopped by scancel); a cluster's run is judged by the heartbeats its
+trainer writes to the shared store once it runs. The run row keeps the executor and the cluster's
+name for the run (`external_id`: `namespace/job` on Kubernetes, `slurm:JOBID` on SLURM).
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from pathlib import Path
 
 from core.errors import BadInput
 
-EXECUTORS = ("local", "torchrun", "k8s")
-CLUSTER_EXECUTORS = ("k8s",)
+EXECUTORS = ("local", "torchrun", "k8s", "slurm")
+CLUSTER_EXECUTORS = ("k8s", "slurm")
 
 
 def check_executor(name: str) -> str:
@@ -50,7 +51,22 @@ def local_log_tail(run_dir: str | None, lines: int) -> str:
 
 def log_tail(run, lines: int = 200) -> str:
     """The last lines of a run's log, from wherever its executor keeps it."""
-    if on_cluster(run):
+    if run.executor == "k8s":
         namespace, name = cluster_job(run)
         return cluster_client().logs(namespace, name, lines) or local_log_tail(run.run_dir, lines)
+    if run.executor == "slurm":
+        from core.executors import slurm
+
+        return slurm.log_tail(run.run_dir, run.external_id, lines) or local_log_tail(run.run_dir, lines)
     return local_log_tail(run.run_dir, lines)
+
+
+def end_on_cluster(run, kill: bool) -> None:
+    """Stop (SIGTERM: the trainer checkpoints) or kill a run's job on its cluster."""
+    if run.executor == "k8s":
+        namespace, name = cluster_job(run)
+        cluster_client().delete(namespace, name, grace_s=0 if kill else None)
+    else:
+        from core.executors import slurm
+
+        slurm.signal_job(run.external_id, kill)

@@ -61,10 +61,10 @@ def job_name(run_id: int | str) -> str:
     return f"ddpm-tui-run-{run_id}"
 
 
-def torchrun_command(run_id: int | str, placement: Placement) -> list[str]:
-    """The command of every pod: torchrun with this node's share of the processes. Pod 0 hosts the
-    c10d rendezvous; its stable name comes from the Job's index and the headless Service."""
-    name = job_name(run_id)
+def torchrun_command(run_id: int | str, placement: Placement, name: str) -> list[str]:
+    """The command of every pod of job `name`: torchrun with this node's share of the processes.
+    Pod 0 hosts the c10d rendezvous; its stable name comes from the Job's index and the headless
+    Service."""
     entry = ["-m", "core.runner.execute", str(run_id)]
     torchrun = ["python", "-m", "torch.distributed.run", f"--nproc-per-node={placement.gpus_per_node}"]
     if placement.nodes == 1:
@@ -73,9 +73,9 @@ def torchrun_command(run_id: int | str, placement: Placement) -> list[str]:
             f"--rdzv-endpoint={name}-0.{name}:{RDZV_PORT}", f"--rdzv-id={name}", *entry]
 
 
-def manifests(run_id: int | str, runs_dir: Path, placement: Placement) -> list[dict]:
-    """The headless Service and the indexed Job that train run `run_id`."""
-    name = job_name(run_id)
+def manifests(run_id: int | str, runs_dir: Path, placement: Placement, name: str | None = None) -> list[dict]:
+    """The headless Service and the indexed Job (both called `name`) that train run `run_id`."""
+    name = name or job_name(run_id)
     labels = {"app.kubernetes.io/name": "ddpm-tui", "ddpm-tui/run": str(run_id)}
     service = {
         "apiVersion": "v1", "kind": "Service",
@@ -91,7 +91,7 @@ def manifests(run_id: int | str, runs_dir: Path, placement: Placement) -> list[d
     container = {
         "name": CONTAINER,
         "image": placement.image,
-        "command": torchrun_command(run_id, placement),
+        "command": torchrun_command(run_id, placement, name),
         "env": [
             {"name": "DDPM_TUI_DB", "valueFrom": {"secretKeyRef": {"name": placement.store_secret, "key": "url"}}},
             {"name": "DDPM_TUI_RUNS", "value": str(runs_dir)},

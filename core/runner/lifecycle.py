@@ -8,16 +8,19 @@ of the trainer and the stop wins.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import secrets
 import shutil
 import subprocess
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from core.config import TrainConfig, config_from_dict
 from core.errors import BadInput, WorkFailed
-from core.executors import cluster_client, cluster_job, on_cluster
+from core.executors import cluster_client, cluster_job, end_on_cluster, on_cluster
 from core.locations import STORE_ENV
 from core.runner.liveness import reconcile, running_fields
 from core.runner.processes import (
@@ -84,32 +87,110 @@ def launch(store: Store, runs_dir: Path, cfg: TrainConfig, queue: bool = False, 
     return queries.get_run(store, run.id)
 
 
-def submit_to_cluster(store: Store, plan: RunPlan, placement, cluster) -> queries.Run:
-    """Create a run and submit it to Kubernetes as `placement` says (core.executors.k8s); when the
-    cluster refuses it, the run is removed again, so nothing is stored. The run stays `running`
-    with no owner on this host: its pods' trainer takes it over and heartbeats to the store."""
-    from core.executors.k8s import job_name, manifests
+def _check_spec_matches(cfg: TrainConfig, spec) -> None:
+    if cfg.nproc != spec.gpus_per_node or cfg.nnodes != spec.nodes:
+        raise BadInput(f"--nproc {cfg.nproc} --nnodes {cfg.nnodes} do not match --gpus-per-node "
+                       f"{spec.gpus_per_node} --nodes {spec.nodes}")
 
-    if plan.cfg.nproc != placement.gpus_per_node or plan.cfg.nnodes != placement.nodes:
-        raise BadInput(f"--nproc {plan.cfg.nproc} --nnodes {plan.cfg.nnodes} do not match --gpus-per-node "
-                       f"{placement.gpus_per_node} --nodes {placement.nodes}")
-    cluster.check_namespace(placement.namespace)
-    run = new_run(store, plan.runs_dir, plan.cfg, status="running", plan=plan, executor="k8s")
-    name = job_name(run.id)
-    queries.update_run(store, run.id, external_id=f"{placement.namespace}/{name}", host=f"k8s:{placement.namespace}",
-                       pid=None, heartbeat_at=queries.database_clock(store))
+
+def _hand_to_cluster(store: Store, run: queries.Run, spec, submit, undo) -> queries.Run:
+    """Submit `run` (already `running`) with `submit()`, which returns the cluster's id for it. The
+    run waits for its job with no owner process: the job's trainer takes it over and heartbeats.
+    When the submission fails, `undo()` puts everything back and the error is raised."""
+    queries.update_run(store, run.id, host=run.executor, pid=None, pgid=None, executor_spec=dataclasses.asdict(spec),
+                       heartbeat_at=queries.database_clock(store))
     try:
-        cluster.submit(manifests(run.id, plan.runs_dir, placement))
+        external_id = submit()
     except BaseException:
-        queries.delete_run(store, run.id)
-        shutil.rmtree(run.run_dir, ignore_errors=True)
+        undo()
         raise
+    queries.update_run(store, run.id, external_id=external_id)
     return queries.get_run(store, run.id)
 
 
-def _stop_on_cluster(run: queries.Run, status: str) -> None:
-    namespace, name = cluster_job(run)
-    cluster_client().delete(namespace, name, grace_s=0 if status == "killed" else None)
+def _kubernetes_submission(run: queries.Run, placement, cluster, name: str):
+    from core.executors.k8s import manifests
+
+    def submit() -> str:
+        cluster.submit(manifests(run.id, Path(run.run_dir).parent, placement, name))
+        return f"{placement.namespace}/{name}"
+    return submit
+
+
+def _slurm_submission(store: Store, run: queries.Run, allocation):
+    from core.executors import slurm
+
+    def submit() -> str:
+        with environment({STORE_ENV: store_url_for_children(store)}):  # sbatch exports it to the job
+            return slurm.submit(run.id, run.run_dir, allocation)
+    return submit
+
+
+def submit_to_cluster(store: Store, plan: RunPlan, placement, cluster) -> queries.Run:
+    """Create a run and submit it to Kubernetes as `placement` says (core.executors.k8s); when the
+    cluster refuses it, the run is removed again, so nothing is stored."""
+    from core.executors.k8s import job_name
+
+    _check_spec_matches(plan.cfg, placement)
+    cluster.check_namespace(placement.namespace)
+    run = new_run(store, plan.runs_dir, plan.cfg, status="running", plan=plan, executor="k8s")
+    return _hand_to_cluster(store, run, placement, _kubernetes_submission(run, placement, cluster, job_name(run.id)),
+                            lambda: _forget(store, run))
+
+
+def submit_to_slurm(store: Store, plan: RunPlan, allocation) -> queries.Run:
+    """Create a run and submit it as a SLURM job through submitit (core.executors.slurm); when the
+    submission fails, the run is removed again."""
+    _check_spec_matches(plan.cfg, allocation)
+    run = new_run(store, plan.runs_dir, plan.cfg, status="running", plan=plan, executor="slurm")
+    return _hand_to_cluster(store, run, allocation, _slurm_submission(store, run, allocation),
+                            lambda: _forget(store, run))
+
+
+def _forget(store: Store, run: queries.Run) -> None:
+    queries.delete_run(store, run.id)
+    shutil.rmtree(run.run_dir, ignore_errors=True)
+
+
+def _resubmit(store: Store, run: queries.Run) -> queries.Run:
+    """Resume a run on the cluster it ran on, asking for what it asked for before (a new job: the
+    old one is deleted first on Kubernetes, where it keeps its pods until then)."""
+    if not run.executor_spec:
+        raise BadInput(f"run {run.id} ran on {run.executor} without a stored placement; launch it again")
+    previous = run.status
+    if not queries.set_status(store, run.id, "running", reason=f"resumed on {run.executor}", expect=(previous,),
+                              **running_fields()):
+        raise BadInput(f"run {run.id} changed while resuming it (now {queries.get_run(store, run.id).status}); try again")
+
+    def undo():
+        queries.set_status(store, run.id, previous, reason="resubmission failed", expect=("running",))
+    if run.executor == "k8s":
+        from core.executors.k8s import Placement, job_name
+
+        placement, cluster = Placement(**run.executor_spec), cluster_client()
+        namespace, old_name = cluster_job(run)
+        if old_name:
+            cluster.delete(namespace, old_name)
+        name = f"{job_name(run.id)}-{secrets.token_hex(3)}"
+        return _hand_to_cluster(store, run, placement, _kubernetes_submission(run, placement, cluster, name), undo)
+    from core.executors.slurm import Allocation
+
+    allocation = Allocation(**run.executor_spec)
+    return _hand_to_cluster(store, run, allocation, _slurm_submission(store, run, allocation), undo)
+
+
+@contextmanager
+def environment(values: dict):
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _running(store: Store, run_id) -> queries.Run:
@@ -142,12 +223,12 @@ def stop(store: Store, run_id, wait: float = 0.0) -> StopResult:
     cluster is stopped by deleting its job, whose pods get the SIGTERM."""
     run = _running(store, run_id)
     if on_cluster(run):
-        _stop_on_cluster(run, "stopped")
+        end_on_cluster(run, kill=False)
         if queries.set_status(store, run.id, "stopped", reason="stopped before training started", expect=("running",),
                               match={"started_at": None}):
-            return StopResult(queries.get_run(store, run.id), f"run {run.id}: stopped before its pods started")
-        return StopResult(queries.get_run(store, run.id), f"run {run.id}: job {run.external_id} deleted; its trainer "
-                                                          "checkpoints, then ends stopped")
+            return StopResult(queries.get_run(store, run.id), f"run {run.id}: stopped before its job started")
+        return StopResult(queries.get_run(store, run.id), f"run {run.id}: job {run.external_id} told to stop; its "
+                                                          "trainer checkpoints, then ends stopped")
     if run.started_at is None and _end_before_start(store, run, "stopped", SIGTERM):
         return StopResult(queries.get_run(store, run.id), f"run {run.id}: stopped before training started")
     if not signal_group(None, run.pid, SIGTERM):
@@ -169,8 +250,8 @@ def kill(store: Store, run_id, grace: float = 10.0) -> StopResult:
     on a cluster is killed by deleting its job with no grace period."""
     run = _running(store, run_id)
     if on_cluster(run):
-        _stop_on_cluster(run, "killed")
-        queries.set_status(store, run.id, "killed", reason=f"job {run.external_id} deleted", expect=("running",))
+        end_on_cluster(run, kill=True)
+        queries.set_status(store, run.id, "killed", reason=f"job {run.external_id} killed", expect=("running",))
         return StopResult(queries.get_run(store, run.id), f"run {run.id}: killed")
     if run.started_at is None and _end_before_start(store, run, "killed", SIGKILL):
         return StopResult(queries.get_run(store, run.id), f"run {run.id}: killed before training started")
@@ -197,6 +278,10 @@ def resume(store: Store, run_id, queue: bool = False, checkpoint: int | None = N
     checkpoint (or from `checkpoint`), detached or queued for a worker. Nothing is changed when
     it cannot be resumed. A run without a checkpoint starts over only with `restart`."""
     run = check_resumable(store, run_id, checkpoint, restart)
+    if on_cluster(run):
+        if queue:
+            raise BadInput(f"--queue: run {run.id} runs on {run.executor}, which queues it itself")
+        return _resubmit(store, run)
     if queue:
         changed = queries.set_status(store, run.id, "queued", reason="queued for resume", expect=(run.status,))
     else:

@@ -37,6 +37,7 @@ class Run(Base):
     heartbeat_at: Mapped[float | None] = mapped_column(Float)
     executor: Mapped[str] = mapped_column(String(32), default="local")
     external_id: Mapped[str | None] = mapped_column(String(255))
+    executor_spec: Mapped[dict | None] = mapped_column(JSON)  # a cluster run's placement, for resubmission
     exit_reason: Mapped[str | None] = mapped_column(Text)
     step: Mapped[int] = mapped_column(Integer, default=0)
     total_steps: Mapped[int] = mapped_column(Integer, default=0)

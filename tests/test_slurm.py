@@ -1,0 +1,70 @@
+"""The SLURM executor, through submitit, run by submitit's local executor (no SLURM here): the job
+trains the run, stop reaches its trainer, its log is read from the job's output."""
+
+import json
+
+import pytest
+
+from conftest import TINY, poll_until
+from core.store import Store
+from core.store import queries
+
+SLURM_LOCAL = ["launch", "--executor", "slurm", "--cluster", "local", "--time", "10"]
+
+
+def show(cli, run_id):
+    r = cli("runs", "show", run_id, "--json")
+    assert r.code == 0, r
+    return json.loads(r.out)
+
+
+@pytest.mark.slow
+def test_a_two_process_job_trains_to_the_end_and_its_log_is_read(workdir, cli, pcam):
+    r = cli(*SLURM_LOCAL, "--gpus-per-node", 2, "--data", pcam, *TINY, "--max-steps", 6, "--ckpt-every", 3)
+    assert r.code == 0, r
+    run_id = int(r.out)
+    run = show(cli, run_id)
+    assert run["executor"] == "slurm" and run["external_id"].startswith("local:")
+    assert run["config"]["nproc"] == 2 and run["global_batch"] == 16
+    poll_until(lambda: show(cli, run_id)["status"] != "running", timeout=180, every=0.5)
+    run = show(cli, run_id)
+    assert run["status"] == "finished", run["exit_reason"]
+    assert run["step"] == 6 and [e["status"] for e in run["events"]] == ["running", "finished"]
+    r = cli("runs", "logs", run_id, "--tail", 20)
+    assert r.code == 0 and "run 1 finished: reached step 6" in r.out, r
+
+
+@pytest.mark.slow
+def test_stop_reaches_the_trainer_which_checkpoints_and_resume_submits_it_again(workdir, cli, pcam):
+    total = 400
+    run_id = int(cli(*SLURM_LOCAL, "--data", pcam, *TINY, "--max-steps", total, "--ckpt-every", 100000).out)
+    store = Store("sqlite:///runs.db")
+    poll_until(lambda: queries.get_run(store, run_id).started_at is not None, timeout=120)
+    poll_until(lambda: queries.summaries(store, [run_id]).get(run_id, {}).get("train/loss"), timeout=120)
+    r = cli("runs", "stop", run_id)
+    assert r.code == 0 and f"job {show(cli, run_id)['external_id']} told to stop" in r.err, r
+    poll_until(lambda: queries.get_run(store, run_id).status != "running", timeout=120)
+    run = queries.get_run(store, run_id)
+    assert run.status == "stopped" and run.checkpoint_path and run.step > 0, run.exit_reason
+    first_job = run.external_id
+    assert run.step < total, "the stop came too late to test anything"
+    r = cli("runs", "resume", run_id)
+    assert r.code == 0, r
+    poll_until(lambda: queries.get_run(store, run_id).status != "running", timeout=180, every=0.5)
+    run = queries.get_run(store, run_id)
+    assert run.status == "finished" and run.step == total and run.external_id != first_job, run.exit_reason
+    assert [e.status for e in queries.status_events(store, run_id)] == ["running", "stopped", "running", "finished"]
+
+
+def test_bad_slurm_options_are_one_line_and_store_nothing(workdir, cli, pcam):
+    for args, message in (
+        (["--cluster", "lsf"], "--cluster: unknown cluster 'lsf' (choose from slurm, local)"),
+        (["--cluster", "local", "--nodes", "2"], "--cluster local runs on this machine: --nodes must be 1"),
+        (["--time", "0"], "--time: must be at least 1, got 0"),
+        ([], "--executor slurm: the cluster's nodes must reach the store"),
+        (["--queue"], "--queue: a run for --executor slurm is queued by its cluster"),
+    ):
+        r = cli("launch", "--executor", "slurm", *args, "--data", pcam, *TINY)
+        assert r.code == 2 and message in r.err and r.err.count("\n") == 1, r
+    assert not (workdir / "runs.db").exists()
+
