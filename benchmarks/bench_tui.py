@@ -3,6 +3,10 @@ while the live refresh ticks (Textual Pilot, in process).
 
     .venv/bin/python benchmarks/bench_store.py --keep /tmp/ddpm-bench     # 1,000 runs, 1M metric rows
     .venv/bin/python benchmarks/bench_tui.py --db-dir /tmp/ddpm-bench
+
+With --before-tree (a checkout of older code, e.g. a `git worktree`) and --before-db-dir (the same
+store at that code's schema), the first paint of that code and of this one alternate, round by
+round, and the ratio of their medians is printed.
 """
 
 from __future__ import annotations
@@ -21,10 +25,11 @@ def tmux(*args: str) -> str:
     return subprocess.run(["tmux", *args], capture_output=True, text=True).stdout
 
 
-def first_paint(db_dir: Path, size=(120, 40)) -> tuple[float, int]:
-    """Seconds from starting `ddpm-tui` until the first run row is on the screen, and the app's RSS (kB)."""
+def first_paint(db_dir: Path, size=(120, 40), tree: Path | None = None) -> tuple[float, int]:
+    """Seconds from starting `ddpm-tui` (from `tree` when given) until the first run row is on the
+    screen, and the app's RSS (kB)."""
     session = f"bench{time.monotonic_ns()}"
-    command = f"cd {db_dir} && {sys.executable} -m ddpm_tui"
+    command = f"cd {db_dir} && {f'PYTHONPATH={tree} ' if tree else ''}{sys.executable} -m ddpm_tui"
     t0 = time.perf_counter()
     tmux("new-session", "-d", "-s", session, "-x", str(size[0]), "-y", str(size[1]), command)
     try:
@@ -74,9 +79,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--db-dir", type=Path, required=True, help="folder holding runs.db (see bench_store.py --keep)")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--before-tree", type=Path, help="older code to measure alternately with this one")
+    ap.add_argument("--before-db-dir", type=Path, help="with --before-tree: its store")
     args = ap.parse_args()
     if shutil.which("tmux") is None:
         sys.exit("tmux is needed for the first-paint measurement")
+    if args.before_tree:
+        before, after = [], []
+        for _ in range(args.repeats):
+            before.append(first_paint(args.before_db_dir, tree=args.before_tree)[0])
+            after.append(first_paint(args.db_dir, tree=Path(__file__).resolve().parents[1])[0])
+        print(f"first paint, {args.repeats} alternating rounds: before median {statistics.median(before):.2f} s "
+              f"({', '.join(f'{t:.2f}' for t in before)}), after median {statistics.median(after):.2f} s "
+              f"({', '.join(f'{t:.2f}' for t in after)}); after / before {statistics.median(after) / statistics.median(before):.2f}")
+        return
     paints = [first_paint(args.db_dir) for _ in range(args.repeats)]
     times = [p[0] for p in paints]
     print(f"first paint: median {statistics.median(times):.2f} s, max {max(times):.2f} s (goal <= 1 s); "

@@ -1,3 +1,3 @@
-from ddpm_tui.cli import main
+from ddpm_tui.entry import main
 
 main()

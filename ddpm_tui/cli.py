@@ -1,7 +1,6 @@
 """The `ddpm-tui` command line. Errors: one line on stderr; exit 2 for bad input, 1 for failures."""
 
 
-import importlib
 import json
 import logging
 import os
@@ -47,9 +46,7 @@ def root(
     ROOT_OPTIONS.clear()
     ROOT_OPTIONS.update(db=db, runs_dir=runs_dir)
     if ctx.invoked_subcommand is None:
-        settings = tui_settings()
-        run_app = import_tui()
-        run_app(store_url(db), locations_runs_dir(runs_dir), settings=settings)
+        open_tui(store_url(db), locations_runs_dir(runs_dir), tui_settings())
 
 
 def tui_settings():
@@ -59,18 +56,17 @@ def tui_settings():
     return load_settings()
 
 
-def import_tui():
-    """Import the TUI, and meanwhile textual-image, which asks the terminal about its graphics
-    support and waits for the answers. It must be done before the app owns the terminal (answers
-    would arrive as key presses), and overlapping its wait with the app's imports shortens start-up."""
-    import threading
+def open_tui(db_url: str, runs_dir: Path, settings, open_run_id: int | None = None) -> None:
+    """Open the TUI. While the terminal's graphics probe waits for its answers (ddpm_tui.terminal_probe),
+    the app is imported and the first read of the runs starts, so it is there when the app paints."""
+    from ddpm_tui.terminal_probe import start_probe
 
-    probe = threading.Thread(target=importlib.import_module, args=("textual_image.widget",))
-    probe.start()
-    from ddpm_tui.tui.app import run_app
+    probe = start_probe()
+    from ddpm_tui.tui.app import prepare_app
 
+    app = prepare_app(db_url, runs_dir, open_run_id, settings)
     probe.join()
-    return run_app
+    app.run()
 
 
 def open_store(ctx_store: Store, create: bool = True):
@@ -113,10 +109,9 @@ def demo(
     from core.api import Lab
 
     settings = tui_settings()
-    run_app = import_tui()
     run = launch_run(store, ctx_store[1], cfg, queue=True, plan=plan)
     Lab(ctx_store[0], ctx_store[1]).start_worker()
-    run_app(ctx_store[0], ctx_store[1], open_run_id=run.id, settings=settings)
+    open_tui(ctx_store[0], ctx_store[1], settings, open_run_id=run.id)
 
 
 # ---- data -------------------------------------------------------------------------------------

@@ -269,3 +269,12 @@ def test_help_shows_defaults_without_a_markup_escape(cli):
     result = cli("eval", "--help")
     assert result.code == 0
     assert "[default: nll]" in result.out and "\\[" not in result.out
+
+
+def test_the_terminal_probe_starts_early_only_for_arguments_that_open_the_tui():
+    from ddpm_tui.entry import opens_tui
+
+    for args in ([], ["--db", "sqlite:///x.db"], ["--db=sqlite:///x.db"], ["--runs-dir", "r", "--db", "u"]):
+        assert opens_tui(args), args
+    for args in (["runs", "list"], ["--db"], ["--help"], ["--db", "u", "train"], ["demo"]):
+        assert not opens_tui(args), args

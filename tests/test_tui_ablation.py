@@ -49,7 +49,8 @@ def test_group_runs_counts_and_means():
         return RunView.of(dict(id=i, name="", status=status, step=step, total_steps=100, loss=loss, smooth_loss=loss,
                                best=best, val_loss=None, img_per_s=None, created_at=0.0, started_at=None,
                                ended_at=None, heartbeat_at=None, host=None, pid=None, exit_reason=None, sweep_id=1,
-                               parent_id=None, executor="local", run_dir=None, checkpoint_path=None, tags=[],
+                               parent_id=None, executor="local", external_id=None, global_batch=64, run_dir=None,
+                               checkpoint_path=None, tags=[],
                                config={"schedule": sched, "seed": i}))
 
     rows = group_runs([rec(1, "linear", "finished", 100, 0.2, 0.1), rec(2, "linear", "running", 50, 0.4, 0.3),

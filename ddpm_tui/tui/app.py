@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from textual import work
@@ -61,9 +62,11 @@ class DdpmApp(App):
     DEFAULT_MODE = "runs"
     BINDINGS = bindings("app")
 
-    def __init__(self, lab: Lab, open_run_id: int | None = None, settings: TuiSettings | None = None):
+    def __init__(self, lab: Lab, open_run_id: int | None = None, settings: TuiSettings | None = None,
+                 first_read: Future | None = None):
         super().__init__()
         self.lab = lab
+        self.first_read = first_read  # lab.runs(), started before the app took the terminal
         self.settings = settings or TuiSettings()
         self.open_run_id = open_run_id
         # The one reader of the run list: every screen that shows runs subscribes to it.
@@ -76,10 +79,20 @@ class DdpmApp(App):
         self.compare_ids: list[int] = []
 
     def on_mount(self) -> None:
+        self.pin_console_size()
         self.set_keymap(self.settings.keys)
         self.poll_runs()
         if self.open_run_id is not None:
             self.open_run(self.open_run_id)
+
+    def on_resize(self) -> None:
+        self.pin_console_size()
+
+    def pin_console_size(self) -> None:
+        """Give the measuring console the screen's size: unpinned, it asks the terminal for its size
+        at every measurement, and a table measures each new cell (a third of the first paint of a
+        1,000-run table)."""
+        self.console.size = (self.size.width, self.size.height)
 
     # ---- the run list, read by one poller ------------------------------------------------------------
     @work(thread=True, exclusive=True, group="runs-poll")
@@ -87,7 +100,8 @@ class DdpmApp(App):
         """Read the runs, hand them to the screens, and only then schedule the next read: a slow
         store delays the refresh instead of piling reads up."""
         try:
-            records = self.lab.runs()
+            first_read, self.first_read = self.first_read, None
+            records = first_read.result() if first_read else self.lab.runs()
             ended = [job for job in list(self.evaluation_jobs) if job.exit_code() is not None]
             outcomes = [self.lab.evaluation_outcome(job) for job in ended]
         except Exception as exc:  # a locked, busy or broken store must not take the app down
@@ -214,5 +228,11 @@ class DdpmApp(App):
                          lambda ok: ok and self.act_on_runs("restart", [run_id]))
 
 
-def run_app(db_url: str, runs_dir: Path, open_run_id: int | None = None, settings: TuiSettings | None = None) -> None:
-    DdpmApp(Lab(db_url, Path(runs_dir)), open_run_id, settings).run()
+def prepare_app(db_url: str, runs_dir: Path, open_run_id: int | None = None,
+                settings: TuiSettings | None = None) -> DdpmApp:
+    """The app, with the first read of its runs already under way (the app paints them on arrival)."""
+    lab = Lab(db_url, Path(runs_dir))
+    reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="first-read")
+    first_read = reader.submit(lab.runs)
+    reader.shutdown(wait=False)
+    return DdpmApp(lab, open_run_id, settings, first_read=first_read)

@@ -75,6 +75,14 @@ def evaluation_panel(evaluations: list[EvaluationView]) -> Text:
     return text
 
 
+def placement(record) -> str:
+    """Where a run that is not one local process trains, and its global batch."""
+    if record.executor == "local":
+        return ""
+    where = f"{record.executor} {printable(record.external_id)}" if record.external_id else record.executor
+    return f"  [{where}, global batch {record.global_batch}]"
+
+
 class RunDetailScreen(ChartControls, AppScreen):
     BINDINGS = bindings("run") + bindings("chart")
 
@@ -151,6 +159,7 @@ class RunDetailScreen(ChartControls, AppScreen):
             f"  step {record.step}/{record.total_steps}  loss {fmt_float(record.loss)}"
             f"  img/s {fmt_float(record.img_per_s, 1)}  ETA {fmt_duration(eta_seconds(record))}",
             f"  — {printable(record.exit_reason)}" if record.exit_reason and record.status != "running" else "",
+            placement(record),
             (f"  tags: {printable(' '.join(record.tags))}", "cyan") if record.tags else "",
         )
         if notes:

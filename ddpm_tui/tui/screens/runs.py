@@ -59,6 +59,9 @@ def row_cells(r: RunView, selected: bool) -> list:
     ]
 
 
+FIRST_PAINT_ROWS = 100  # more than a screen holds
+
+
 def fit_columns(table: DataTable, rows: list[list]) -> None:
     """Widen each column to its widest cell now, not at the table's next idle: a rebuild just before
     a screen is drawn (a sort, the first paint) otherwise shows cells cut to the header's width."""
@@ -114,7 +117,7 @@ class RunsScreen(AppScreen):
         self.render_table()
 
     def visible(self) -> list[dict]:
-        rows = [r for r in self.records.values() if matches(r, self.filter_text)]
+        rows = [r for r in self.records.values() if not self.filter_text or matches(r, self.filter_text)]
         return sorted(rows, key=lambda r: sort_value(r, self.sort_column), reverse=self.sort_reverse)
 
     def render_table(self) -> None:
@@ -137,11 +140,16 @@ class RunsScreen(AppScreen):
                 for (key, _), cell in zip(COLUMNS, cells[run_id][1]):
                     table.update_cell(str(run_id), key, cell, update_width=True)  # "ETA 0:01:05" must not be cut
         else:
+            # The first fill adds a screenful, which is drawn at once, and the other rows right after
+            # that frame: a table measures and lays out every row it holds before it draws any.
+            first = order if self.shown_order else order[:FIRST_PAINT_ROWS]
             table.clear()
-            for run_id in order:
+            for run_id in first:
                 table.add_row(*cells[run_id][1], key=str(run_id))
             fit_columns(table, [cells[run_id][1] for run_id in order])
-            self.shown_order = order
+            self.shown_order = first
+            if len(first) < len(order):
+                self.set_timer(0.1, lambda: self.add_rest(order, cells))
             if current in order:
                 table.move_cursor(row=order.index(current))
         self.shown_cells = cells
@@ -153,6 +161,15 @@ class RunsScreen(AppScreen):
         flt = f"  filter '{self.filter_text}'" if self.filter_text else ""
         sel = f"  {len(self.selected)} selected" if self.selected else ""
         self.query_one("#runs-status", Static).update(plain(f"{summary}   [{sort}{flt}{sel}]"))
+
+    def add_rest(self, order: list[int], cells: dict) -> None:
+        """The rows after the first screenful, unless the table was rebuilt in between."""
+        if order[:len(self.shown_order)] != self.shown_order or len(self.shown_order) == len(order):
+            return
+        table = self.query_one("#runs-table", DataTable)
+        for run_id in order[len(self.shown_order):]:
+            table.add_row(*cells[run_id][1], key=str(run_id))
+        self.shown_order = order
 
     def name_of(self, run_id: int) -> str:
         return self.records[run_id].name if run_id in self.records else ""
