@@ -670,7 +670,9 @@ def runs_list(
 def runs_show(run: Annotated[str, typer.Argument(help="run id")],
               as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
               ctx_store: Store = None):
-    """One run: config, status history, summaries, notes, artifacts."""
+    """One run: config, status history, summaries, notes, artifacts (and, for a run on a cluster, what
+    the cluster says of its job)."""
+    from core.executors import CLUSTER_EXECUTORS
     from core.runner.liveness import reconcile
     from core.store import queries
     from core.text import printable
@@ -678,7 +680,14 @@ def runs_show(run: Annotated[str, typer.Argument(help="run id")],
     store = open_store(ctx_store, create=False)
     reconcile(store)
     r = queries.get_run(store, run)
+    job_state = None
+    if r.executor in CLUSTER_EXECUTORS and r.external_id:
+        from core.runner.lifecycle import settle_cluster_run  # imports torch: only for cluster runs
+
+        job_state = settle_cluster_run(store, r)
+        r = queries.get_run(store, r.id)
     record = queries.run_record(r, queries.summaries(store, [r.id]).get(r.id), queries.run_tags(store, [r.id]).get(r.id))
+    record["job_state"] = job_state
     record["events"] = [{"status": e.status, "reason": e.reason, "at": e.at} for e in queries.status_events(store, r.id)]
     record["notes"] = [{"text": n.text, "at": n.created_at} for n in queries.notes(store, r.id)]
     record["metrics"] = queries.summaries(store, [r.id]).get(r.id, {})
@@ -688,7 +697,7 @@ def runs_show(run: Annotated[str, typer.Argument(help="run id")],
         echo_json(record)
         return
     for key in ("id", "name", "status", "step", "total_steps", "loss", "global_batch", "executor", "external_id",
-                "host", "pid", "run_dir", "exit_reason", "tags"):
+                "job_state", "host", "pid", "run_dir", "exit_reason", "tags"):
         typer.echo(f"{key:>12}: {printable(record[key])}")
     typer.echo("      config: " + printable(", ".join(f"{k}={v}" for k, v in record["config"].items())))
     for e in record["events"]:

@@ -80,6 +80,7 @@ class FakeApiServer:
 
     def __init__(self, namespaces=("default",)):
         self.namespaces, self.requests, self.jobs = set(namespaces), [], {}
+        self.job_status = {"active": 1}
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -138,7 +139,7 @@ class FakeApiServer:
             if method == "DELETE":
                 del self.jobs[m[2]]
                 return 200, ok
-            return 200, {**self.jobs[m[2]], "status": {"active": 1}}
+            return 200, {**self.jobs[m[2]], "status": self.job_status}
         if m := re.fullmatch(r"/api/v1/namespaces/([^/]+)/services/([^/]+)", path):
             return 200, {"kind": "Service", "apiVersion": "v1", "metadata": {"name": m[2], "namespace": m[1]}}
         if m := re.fullmatch(r"/api/v1/namespaces/([^/]+)/pods", path):
@@ -195,6 +196,7 @@ def test_a_run_submitted_to_kubernetes_is_stopped_killed_and_read_through_the_ap
     assert [x["status"] for x in listed] == ["running"], "a run waiting for its pods is not crashed"
     r = cli("--db", postgres_url, "runs", "show", run_id)
     assert "global_batch: 256" in r.out and f"external_id: pathology/ddpm-tui-run-{run_id}" in r.out
+    assert "job_state: running" in r.out
 
     r = cli("--db", postgres_url, "runs", "logs", run_id, "--tail", 5)
     assert r.code == 0 and "step 10/100 loss 0.5000" in r.out
@@ -233,3 +235,11 @@ def test_a_namespace_the_cluster_lacks_is_one_line_and_stores_nothing(workdir, c
     assert r.code == 2 and r.err.strip() == "error: --namespace nosuch: no such namespace in the cluster", r
     assert queries.list_runs(Store(postgres_url)) == [] and not submitted(api_server, "/jobs")
     assert not any((workdir / "runs").glob("*"))
+
+
+def test_a_job_that_fails_before_its_trainer_starts_ends_the_run_failed(workdir, cli, api_server, postgres_url):
+    run_id = int(cli("--db", postgres_url, "launch", "--executor", "k8s", "--image", "no/such:image", *TRAIN).out)
+    api_server.job_status = {"failed": 1}  # e.g. the image cannot be pulled
+    shown = json.loads(cli("--db", postgres_url, "runs", "show", run_id, "--json").out)
+    assert shown["job_state"] == "failed" and shown["status"] == "failed"
+    assert shown["exit_reason"] == f"job default/ddpm-tui-run-{run_id} failed before training started"

@@ -26,6 +26,7 @@ def test_a_two_process_job_trains_to_the_end_and_its_log_is_read(workdir, cli, p
     run = show(cli, run_id)
     assert run["executor"] == "slurm" and run["external_id"].startswith("local:")
     assert run["config"]["nproc"] == 2 and run["global_batch"] == 16
+    assert run["job_state"] in ("running", "gone")  # submitit's controller, alive while the job runs
     poll_until(lambda: show(cli, run_id)["status"] != "running", timeout=180, every=0.5)
     run = show(cli, run_id)
     assert run["status"] == "finished", run["exit_reason"]

@@ -70,3 +70,19 @@ def end_on_cluster(run, kill: bool) -> None:
         from core.executors import slurm
 
         slurm.signal_job(run.external_id, kill)
+
+
+def job_state(run) -> str:
+    """What the cluster says of a run's job: pending | running | succeeded | failed | gone, or
+    `unknown (why)` when it cannot be asked."""
+    from core.errors import BadInput, WorkFailed
+
+    try:
+        if run.executor == "k8s":
+            namespace, name = cluster_job(run)
+            return cluster_client().status(namespace, name)
+        from core.executors import slurm
+
+        return slurm.job_state(run.run_dir, run.external_id)
+    except (BadInput, WorkFailed) as exc:
+        return f"unknown ({exc})"

@@ -116,3 +116,20 @@ def log_tail(run_dir: str | Path, external_id: str, lines: int) -> str:
         return "\n".join(out.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return ""
+
+
+SLURM_STATES = {"PENDING": "pending", "CONFIGURING": "pending", "RUNNING": "running", "COMPLETING": "running",
+                "COMPLETED": "succeeded", "FAILED": "failed", "CANCELLED": "failed", "TIMEOUT": "failed",
+                "OUT_OF_MEMORY": "failed", "NODE_FAIL": "failed", "PREEMPTED": "failed"}
+
+
+def job_state(run_dir: str | Path, external_id: str) -> str:
+    """pending | running | succeeded | failed | gone (sacct through submitit; for the local cluster,
+    whether submitit's controller process is alive)."""
+    cluster, job_id = parse_external_id(external_id)
+    if cluster == "local":
+        from core.runner.processes import pid_alive
+
+        return "running" if pid_alive(int(job_id)) else "gone"
+    state = _submitit().SlurmJob(folder=job_folder(run_dir), job_id=job_id).state
+    return SLURM_STATES.get(state.split()[0].rstrip("+"), state.lower())

@@ -193,6 +193,18 @@ def environment(values: dict):
                 os.environ[name] = value
 
 
+def settle_cluster_run(store: Store, run: queries.Run) -> str:
+    """Ask a cluster run's executor about its job; a run whose job ended before its trainer took it
+    over (an image that cannot be pulled, a node that failed) ends `failed`. Returns the job's state."""
+    from core.executors import job_state
+
+    state = job_state(run)
+    if run.status == "running" and run.started_at is None and state in ("failed", "succeeded", "gone"):
+        queries.set_status(store, run.id, "failed", reason=f"job {run.external_id} {state} before training started",
+                           expect=("running",), match={"started_at": None})
+    return state
+
+
 def _running(store: Store, run_id) -> queries.Run:
     reconcile(store)
     run = queries.get_run(store, run_id)
