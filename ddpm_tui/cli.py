@@ -620,17 +620,17 @@ def ablate(
 @global_options
 def worker(
     slots: Annotated[int, typer.Option("--slots", help="runs at once")] = 1,
-    gpus: Annotated[Optional[str], typer.Option("--gpus", help="GPU ids to spread slots over, e.g. 0,1")] = None,
+    gpus: Annotated[Optional[str], typer.Option("--gpus", help="GPU ids to spread slots over, one each (0,1,2,3) or in groups (0,1;2,3) for --nproc runs")] = None,
     until_empty: Annotated[bool, typer.Option("--until-empty", help="exit when nothing is queued or running")] = False,
     poll: Annotated[float, typer.Option("--poll", help="seconds between queue checks")] = 1.0,
     ctx_store: Store = None,
 ):
     """Run queued runs, `--slots` at a time, until SIGTERM (unstarted runs stay queued)."""
-    from core.runner.worker import Worker
+    from core.runner.worker import Worker, parse_gpu_groups
 
     if slots < 1:
         raise BadInput(f"--slots: must be at least 1, got {slots}")
-    gpu_list = [g.strip() for g in gpus.split(",") if g.strip()] if gpus else []
+    gpu_list = parse_gpu_groups(gpus)
     logging.getLogger("ddpm_tui").setLevel(logging.INFO)
     logging.getLogger("ddpm_tui").addHandler(logging.StreamHandler(sys.stderr))
     Worker(open_store(ctx_store), slots, gpu_list, poll=poll, until_empty=until_empty).run()

@@ -144,3 +144,22 @@ def test_deterministic_runs_switch_torch_to_deterministic_kernels(workdir, cli, 
     finally:
         torch.use_deterministic_algorithms(False)
         torch.backends.cudnn.deterministic = False
+
+
+def test_worker_gpu_groups_give_each_slot_its_devices():
+    from core.runner.worker import Worker, parse_gpu_groups
+
+    assert parse_gpu_groups("0,1,2,3") == ["0", "1", "2", "3"]
+    assert parse_gpu_groups("0,1;2,3") == ["0,1", "2,3"]
+    assert parse_gpu_groups(" 0 , 1 ; 2,3 ;") == ["0,1", "2,3"]
+    assert parse_gpu_groups(None) == parse_gpu_groups("") == []
+    worker = Worker(store=None, slots=2, gpus=parse_gpu_groups("0,1;2,3"))
+    assert [worker.slot_env(slot)["CUDA_VISIBLE_DEVICES"] for slot in (0, 1)] == ["0,1", "2,3"]
+
+
+def test_a_rank_without_its_gpu_is_refused(monkeypatch):
+    from core.train.distributed import Replicas
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(BadInput, match="rank 1 needs GPU 1 of this node, which sees only 1"):
+        Replicas(rank=1, local_rank=1, world_size=2).device(torch.device("cuda"))

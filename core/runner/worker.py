@@ -44,8 +44,18 @@ def claim_next(store: Store, worker_label: str) -> int | None:
     return None
 
 
+def parse_gpu_groups(text: str | None) -> list[str]:
+    """`--gpus` as each slot's devices: "0,1,2,3" gives slots one GPU each, "0,1;2,3" two each (for
+    runs trained by two processes, --nproc 2)."""
+    if not text:
+        return []
+    separator = ";" if ";" in text else ","
+    groups = [",".join(g.strip() for g in group.split(",") if g.strip()) for group in text.split(separator)]
+    return [g for g in groups if g]
+
+
 class Worker:
-    """`slots` runs at once; slot i sees GPU gpus[i % len(gpus)] through CUDA_VISIBLE_DEVICES."""
+    """`slots` runs at once; slot i sees the GPUs gpus[i % len(gpus)] through CUDA_VISIBLE_DEVICES."""
 
     def __init__(self, store: Store, slots: int = 1, gpus: list[str] | None = None, poll: float = 1.0,
                  until_empty: bool = False):
@@ -150,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.getLogger("ddpm_tui").setLevel(logging.INFO)
     logging.getLogger("ddpm_tui").addHandler(logging.StreamHandler(sys.stderr))
-    gpus = [g.strip() for g in args.gpus.split(",") if g.strip()]
+    gpus = parse_gpu_groups(args.gpus)
     Worker(Store(os.environ[STORE_ENV]), args.slots, gpus, poll=args.poll, until_empty=args.until_empty).run()
     return 0
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from core.errors import BadInput
+
 TORCHRUN_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE")
 
 
@@ -48,6 +50,9 @@ class Replicas:
     def device(self, device: torch.device) -> torch.device:
         """The device of this rank: its own GPU (LOCAL_RANK) on CUDA."""
         if device.type == "cuda" and self.distributed:
+            if self.local_rank >= torch.cuda.device_count():
+                raise BadInput(f"rank {self.rank} needs GPU {self.local_rank} of this node, which sees only "
+                               f"{torch.cuda.device_count()} (CUDA_VISIBLE_DEVICES; a worker's --gpus groups)")
             return torch.device("cuda", self.local_rank)
         return device
 
