@@ -212,6 +212,17 @@ def run_on_pty(args: list[str], cwd: Path, timeout: float = 120.0, size=(100, 30
     return code, b"".join(chunks).decode("utf-8", "replace").replace("\r", "")
 
 
+def wait_for_checkpoint(proc: subprocess.Popen, path: Path, timeout: float = 120.0) -> None:
+    """Wait until the training process `proc` has written the checkpoint `path` (it must not end first)."""
+    import time
+
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.time() < deadline, f"no {path.name} within {timeout:g} s"
+        time.sleep(0.01)
+
+
 def poll_until(predicate, timeout: float = 60.0, every: float = 0.1):
     """Call `predicate` until it returns something truthy (returned), or fail after `timeout` s."""
     import time

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ddpm_subprocess
+from conftest import ddpm_subprocess, wait_for_checkpoint
 from core.config import TrainConfig
 from core.data import PatchStream, open_split, selected_indices
 from core.errors import BadInput
@@ -87,12 +87,7 @@ def test_a_sigkilled_two_rank_run_resumes_to_the_weights_of_an_uninterrupted_one
     assert straight.wait(timeout=240) == 0, straight.stderr.read()
 
     victim = ddpm_subprocess(["train", *common, "--batch-size", 4, "--nproc", 2], tmp_path, start_new_session=True)
-    first_ckpt = tmp_path / "runs" / "2" / "checkpoints" / f"ckpt-{k:08d}.pt"
-    deadline = time.time() + 120
-    while not first_ckpt.exists():
-        assert victim.poll() is None, victim.stderr.read()
-        assert time.time() < deadline
-        time.sleep(0.01)
+    wait_for_checkpoint(victim, tmp_path / "runs" / "2" / "checkpoints" / f"ckpt-{k:08d}.pt")
     os.killpg(victim.pid, signal.SIGKILL)  # the CLI and torchrun; each rank has a session of its own
     victim.wait()
     deadline = time.time() + 30

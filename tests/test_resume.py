@@ -1,12 +1,11 @@
 """Exact resume: N steps straight == k steps, SIGKILL after the checkpoint at k, resume to N."""
 
 import signal
-import time
 
 import pytest
 import torch
 
-from conftest import ddpm_subprocess
+from conftest import ddpm_subprocess, wait_for_checkpoint
 from core.store import Store
 from core.store import queries
 
@@ -30,12 +29,7 @@ def test_sigkill_and_resume_gives_bit_identical_weights(tmp_path, pcam):
     assert straight.wait(timeout=240) == 0, straight.stderr.read()
 
     victim = ddpm_subprocess(["train", *common], tmp_path)
-    first_ckpt = tmp_path / "runs" / "2" / "checkpoints" / f"ckpt-{K:08d}.pt"
-    deadline = time.time() + 120
-    while not first_ckpt.exists():
-        assert victim.poll() is None, victim.stderr.read()
-        assert time.time() < deadline
-        time.sleep(0.01)
+    wait_for_checkpoint(victim, tmp_path / "runs" / "2" / "checkpoints" / f"ckpt-{K:08d}.pt")
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     killed_at = sorted((tmp_path / "runs" / "2" / "checkpoints").glob("ckpt-*.pt"))

@@ -183,7 +183,8 @@ def execute_run(store: Store, run_id: int, on_step: Callable[[StepStats], None] 
         Path(run.run_dir).mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)  # a cluster's fresh volume
         if cfg.deterministic:
             use_deterministic_algorithms()
-        replicas.join(replicas.device(pick_device(cfg.device)))
+        if replicas.distributed:
+            replicas.join(replicas.device(pick_device(cfg.device)))
         if not replicas.is_main:
             ended = replicas.from_main(None)
             return ended or _train_beside_main(run, cfg, replicas, stop)
