@@ -34,6 +34,8 @@ def first_paint(db_dir: Path, size=(120, 40), tree: Path | None = None) -> tuple
     tmux("new-session", "-d", "-s", session, "-x", str(size[0]), "-y", str(size[1]), command)
     try:
         while True:
+            if subprocess.run(["tmux", "has-session", "-t", session], capture_output=True).returncode:
+                raise RuntimeError(f"tmux lost the session running the app ({session})")
             screen = tmux("capture-pane", "-p", "-t", session)
             if any(line.split()[:1] == ["1"] and "run-" in line for line in screen.splitlines()):
                 elapsed = time.perf_counter() - t0
@@ -84,6 +86,17 @@ def main() -> None:
     args = ap.parse_args()
     if shutil.which("tmux") is None:
         sys.exit("tmux is needed for the first-paint measurement")
+    # one session open throughout, so the tmux server is not torn down and started again between
+    # launches (a launch racing a server on its way out would lose its session)
+    anchor = f"bench-anchor-{time.monotonic_ns()}"
+    tmux("new-session", "-d", "-s", anchor, "sleep 3600")
+    try:
+        measure(args)
+    finally:
+        tmux("kill-session", "-t", anchor)
+
+
+def measure(args) -> None:
     if args.before_tree:
         before, after = [], []
         for _ in range(args.repeats):
