@@ -233,6 +233,15 @@ def _train_with_progress(store, start, rdzv_endpoint=None):
             return execute_run(store, run.id, on_step=on_step), run
         typer.echo(f"run {run.id}: {cfg.world_size} processes x batch {cfg.batch_size} = global batch "
                    f"{cfg.global_batch_size} (torchrun; log in {run.run_dir}/stdout.log)", err=True)
+        if cfg.nnodes > 1:
+            from core.runner.lifecycle import store_url_for_children
+            from core.runner.processes import run_command
+            from core.store.db import redact
+
+            other = run_command(run.id, cfg.nproc, cfg.nnodes, rdzv_endpoint)
+            typer.echo(f"run {run.id}: waiting for {cfg.nnodes - 1} more node(s); on each, with the same store and "
+                       f"runs directory: DDPM_TUI_DB='{redact(store_url_for_children(store))}' python "
+                       f"{' '.join(other[1:])}", err=True)
         return follow_attached(store, run, on_step, rdzv_endpoint), run
 
 

@@ -4,7 +4,10 @@ process of batch N*B, each rank streams its own share of the data, and a SIGKILL
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -158,3 +161,31 @@ def test_a_rank_without_its_gpu_is_refused(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     with pytest.raises(BadInput, match="rank 1 needs GPU 1 of this node, which sees only 1"):
         Replicas(rank=1, local_rank=1, world_size=2).device(torch.device("cuda"))
+
+
+@pytest.mark.slow
+def test_two_nodes_by_hand_train_one_run_as_the_readme_says(tmp_path, pcam):
+    """Two 'nodes' on this machine: `train --nnodes 2 --rdzv-endpoint` on the first, and on the
+    other the torchrun command the first one prints."""
+    from conftest import free_port
+
+    endpoint = f"127.0.0.1:{free_port()}"
+    first = ddpm_subprocess(["train", "--data", pcam, *OPTS, "--batch-size", 4, "--max-steps", 6, "--ckpt-every", 6,
+                             "--nnodes", 2, "--rdzv-endpoint", endpoint], tmp_path)
+    store = Store(f"sqlite:///{tmp_path / 'runs.db'}")
+    printed = ""
+    while "waiting for 1 more node(s)" not in printed:
+        line = first.stderr.readline()
+        assert line, f"the first node ended early: {printed}"
+        printed += line
+    command = printed.split("runs directory: ", 1)[1].strip()
+    assert command.startswith(f"DDPM_TUI_DB='sqlite:///{tmp_path / 'runs.db'}' python -m torch.distributed.run")
+    env_part, python_part = command.split(" python ", 1)
+    env = dict(os.environ, DDPM_TUI_DB=env_part.split("=", 1)[1].strip("'"), PYTHONPATH=str(Path(__file__).parents[1]))
+    second = subprocess.run([sys.executable, *python_part.split()], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=240)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert first.wait(timeout=240) == 0, first.stderr.read()
+    run = queries.get_run(store, 1)
+    assert (run.status, run.step, run.config["nnodes"]) == ("finished", 6, 2)
+    assert last_checkpoint(tmp_path / "runs" / "1")["world_size"] == 2
