@@ -2,7 +2,8 @@
 # The GPU checks of BENCHMARKS.md in one go, about 5 minutes on one H100:
 #   1. training throughput at 96x96, bf16 and fp32, ours beside lucidrains' (bench_train_speed.py);
 #   2. bits/dim throughput beside improved-diffusion's calc_bpd_loop (bench_bpd.py);
-#   3. the product end to end on CUDA: train the demo data at 96 px in bf16, sample, evaluate.
+#   3. the product end to end on CUDA: train the demo data at 96 px in bf16, sample, evaluate;
+#   4. data parallelism: 1 vs 2 GPUs at the same global batch (when there are two), and --deterministic's cost.
 # Usage: bash benchmarks/gpu_checks.sh IMPROVED_DIFFUSION_CHECKOUT [OUT_DIR]
 # lucidrains' denoising-diffusion-pytorch 2.3.4 (and ema-pytorch, pytorch-fid) must be importable.
 set -uo pipefail
@@ -34,5 +35,12 @@ step python3 -m ddpm_tui sample 1 --device cuda --sampler ddim --steps 50 --n 64
 step python3 -m ddpm_tui eval 1 --device cuda --metrics nll,ssim --n 64 --nll-timesteps all
 step python3 -m ddpm_tui runs show 1
 cp "$runs"/1/train.log "$out/train.log"
+if [ "$(nvidia-smi -L | wc -l)" -ge 2 ]; then  # data-parallel scaling, same global batch, and --deterministic's cost
+  step python3 benchmarks/bench_ddp.py --device cuda --gpus 2 --image-size 96 --global-batch 128 --steps 60 \
+    --warmup 10 --rounds 2 --deterministic
+else
+  step python3 benchmarks/bench_ddp.py --device cuda --gpus 1 --image-size 96 --global-batch 64 --steps 60 \
+    --warmup 10 --rounds 2 --deterministic   # one GPU: only --deterministic's cost
+fi
 cp "$(ls "$runs"/1/samples/*.png | tail -1)" "$out/train-grid-96.png"
 exit $status
