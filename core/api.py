@@ -12,6 +12,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 from pathlib import Path
 
+from core.executors import CLUSTER_EXECUTORS
 from core.locations import RUNS_ENV
 from core.runner.liveness import reconcile
 from core.store import Store, queries
@@ -47,6 +48,11 @@ class RunView:
     checkpoint_path: str | None
     tags: tuple[str, ...]
     config: Mapping[str, Any]
+
+    @property
+    def on_cluster(self) -> bool:
+        """Trained by a cluster's job (Kubernetes, SLURM) rather than processes of this machine."""
+        return self.executor in CLUSTER_EXECUTORS
 
     @classmethod
     def of(cls, record: dict) -> "RunView":
@@ -176,6 +182,17 @@ class Lab:
 
     def series(self, run_id: int, key: str, max_points: int = 2000):
         return queries.metric_series(self.store, run_id, key, max_points)
+
+    def cluster_log(self, run_id: int, lines: int = 200) -> str:
+        """The end of a cluster run's log as its executor has it (pod 0's, the job's output); a
+        cluster that cannot be asked gives a line saying so instead."""
+        from core.errors import BadInput, WorkFailed
+        from core.executors import log_tail
+
+        try:
+            return log_tail(queries.get_run(self.store, run_id), lines)
+        except (BadInput, WorkFailed) as exc:
+            return f"(the cluster's log is not available: {exc})"
 
     def follow_series(self, run_id: int, key: str, max_points: int = 2000) -> SeriesFollower:
         return SeriesFollower(lambda *args: queries.metric_series(self.store, *args), run_id, key, max_points)

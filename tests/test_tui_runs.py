@@ -3,7 +3,7 @@
 import pytest
 from textual.widgets import DataTable, Input, Log, Static
 
-from conftest import wait_for, wait_screen
+from conftest import seed_store, wait_for, wait_screen
 from core.store import queries
 from ddpm_tui.tui.screens.detail import RunDetailScreen
 from ddpm_tui.tui.screens.dialogs import ConfirmDialog, TextPrompt
@@ -214,3 +214,27 @@ async def test_demo_flow_opens_on_a_running_run_whose_chart_moves(tmp_path, monk
             await wait_for(pilot, lambda: chart.drawn.get("train/loss", 0) >= first + 20, timeout=10)
     finally:
         lab.stop(run_id)
+
+
+@pytest.mark.asyncio
+async def test_a_cluster_runs_page_shows_the_log_its_executor_keeps(tmp_path):
+    """A SLURM run whose trainer's log is only in the job's output (no train.log where this host looks)."""
+    from core.api import Lab
+    from core.store import Store
+    from ddpm_tui.tui.app import DdpmApp
+
+    url, runs_dir = seed_store(tmp_path, n_runs=1)
+    store = Store(url)
+    run_dir = runs_dir / "1"
+    (run_dir / "train.log").unlink()
+    (run_dir / "slurm").mkdir()
+    (run_dir / "slurm" / "4242_0_log.out").write_text("starting run 1\nstep 40/100 loss 0.2500 90.0 img/s eta 1s\n")
+    queries.update_run(store, 1, executor="slurm", external_id="slurm:4242")
+    app = DdpmApp(Lab(url, runs_dir))
+    async with app.run_test(size=(120, 36)) as pilot:
+        await wait_rows(pilot, 1)
+        await pilot.press("enter")
+        screen = await wait_screen(pilot, RunDetailScreen)
+        await wait_for(pilot, lambda: screen.query_one(Log).line_count >= 2, what="the job's log")
+        assert screen.query_one(Log).lines[:2] == ["starting run 1", "step 40/100 loss 0.2500 90.0 img/s eta 1s"]
+        assert "[slurm slurm:4242, global batch 64]" in str(screen.query_one("#detail-status", Static).render())

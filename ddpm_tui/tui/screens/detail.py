@@ -38,6 +38,7 @@ from ddpm_tui.tui.widgets.plain import PlainTable, plain
 from ddpm_tui.tui.widgets.sample_view import SampleView, ZoomedGrid
 
 LOG_TAIL_BYTES = 64_000
+CLUSTER_LOG_SECONDS = 10.0
 
 
 def read_new_log(path: Path, offset: int) -> tuple[str, int]:
@@ -90,6 +91,7 @@ class RunDetailScreen(ChartControls, AppScreen):
         super().__init__()
         self.run_id = run_id
         self.log_offset = 0
+        self.cluster_log_at = float("-inf")
         self.record: RunView | None = None
         self.follower = None  # the chart's series, read incrementally (core.api.SeriesFollower)
         self.log_query, self.log_match = "", -1
@@ -148,11 +150,17 @@ class RunDetailScreen(ChartControls, AppScreen):
         checkpoints = lab.checkpoints(self.run_id)
         log_path = Path(record.run_dir) / "train.log"
         text, self.log_offset = read_new_log(log_path, self.log_offset)
+        cluster_log = None
+        if (not log_path.exists() and record.on_cluster
+                and time.monotonic() - self.cluster_log_at > CLUSTER_LOG_SECONDS):
+            self.cluster_log_at = time.monotonic()  # the cluster is asked every few seconds, not every tick
+            cluster_log = lab.cluster_log(self.run_id)
         self.app.call_from_thread(self.apply, record, keys, (steps, values, walls), events, samples, text,
-                                  log_path.exists() or not record.run_dir, evaluations, notes, checkpoints)
+                                  log_path.exists() or not record.run_dir, evaluations, notes, checkpoints,
+                                  cluster_log)
 
     def apply(self, record, keys, series, events, samples, log_text, log_present, evaluations=(), notes=(),
-              checkpoints=()) -> None:
+              checkpoints=(), cluster_log=None) -> None:
         self.record, self.keys = record, keys
         status = Text.assemble(
             (f"{printable(record.name)}  ", "bold"), (record.status, STATUS_STYLE.get(record.status, "")),
@@ -184,6 +192,10 @@ class RunDetailScreen(ChartControls, AppScreen):
                 log.clear()
                 self.log_placeholder = False
             log.write(printable(log_text, keep_newlines=True))
+        elif cluster_log:
+            log.clear()
+            log.write(printable(cluster_log, keep_newlines=True))
+            self.log_placeholder = False
         elif not log_present and not log.line_count:
             log.write_line(printable(f"(no log yet at {record.run_dir}/train.log)"))
             self.log_placeholder = True
