@@ -41,11 +41,18 @@ def cluster_client():
     return Cluster()
 
 
+def last_lines(path: Path, lines: int) -> list[str]:
+    """The last `lines` lines of a text file ([] when it cannot be read)."""
+    try:
+        return path.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return []
+
+
 def local_log_tail(run_dir: str | None, lines: int) -> str:
     for name in ("train.log", "stdout.log"):
-        path = Path(run_dir or "") / name
-        if run_dir and path.is_file():
-            return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        if run_dir and (Path(run_dir) / name).is_file():
+            return "\n".join(last_lines(Path(run_dir) / name, lines))
     return ""
 
 

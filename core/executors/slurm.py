@@ -110,12 +110,10 @@ def signal_job(external_id: str, kill: bool) -> None:
 
 def log_tail(run_dir: str | Path, external_id: str, lines: int) -> str:
     """The end of the job's output on its first node (submitit's `<job>_0_log.out`)."""
+    from core.executors import last_lines
+
     _, job_id = parse_external_id(external_id)
-    out = job_folder(run_dir) / f"{job_id}_0_log.out"
-    try:
-        return "\n".join(out.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
+    return "\n".join(last_lines(job_folder(run_dir) / f"{job_id}_0_log.out", lines))
 
 
 SLURM_STATES = {"PENDING": "pending", "CONFIGURING": "pending", "RUNNING": "running", "COMPLETING": "running",

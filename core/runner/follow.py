@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 from core.errors import WorkFailed
+from core.executors import last_lines
 from core.runner.lifecycle import start_attached
 from core.runner.liveness import reconcile
 from core.store import queries
@@ -27,13 +28,6 @@ def recorded_progress(store: Store, run: queries.Run) -> StepStats | None:
     return StepStats(step, total, loss["last"], rate, summary.get("lr", {}).get("last", 0.0),
                      (total - step) * batch / rate if rate else 0.0,
                      int(summary.get("nonfinite_total", {}).get("last", 0)))
-
-
-def log_tail(path: Path, lines: int = 5) -> str:
-    try:
-        return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
-    except OSError:
-        return ""
 
 
 def follow_attached(store: Store, run: queries.Run, on_step: Callable[[StepStats], None],
@@ -57,7 +51,8 @@ def follow_attached(store: Store, run: queries.Run, on_step: Callable[[StepStats
             break
     log_path = Path(run.run_dir) / "stdout.log"
     queries.set_status(store, run.id, "failed", expect=("running",), match={"started_at": None},
-                       reason=f"torchrun exited with {proc.returncode} before training started: {log_tail(log_path)}")
+                       reason=f"torchrun exited with {proc.returncode} before training started: "
+                              f"{' | '.join(last_lines(log_path, 5))}")
     reconcile(store)
     final = queries.get_run(store, run.id)
     if final.status in ("failed", "crashed"):
