@@ -214,11 +214,15 @@ def _train_with_progress(store, start, rdzv_endpoint=None):
     from core.train.run import execute_run
 
     console = Console(stderr=True)
+
+    def say(text: str) -> None:  # above the live bar on a terminal, one unwrapped line otherwise
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
+
     columns = [TextColumn("step"), MofNCompleteColumn(), BarColumn(), TextColumn("loss {task.fields[loss]}"),
                TextColumn("{task.fields[rate]} img/s"), TextColumn("ETA"), TimeRemainingColumn()]
     with Progress(*columns, console=console, transient=False, disable=not console.is_terminal) as progress:
         run = start()
-        typer.echo(f"run {run.id}: {run.run_dir}", err=True)
+        say(f"run {run.id}: {run.run_dir}")
         task = progress.add_task("train", total=run.total_steps or None, completed=run.step, loss="-", rate="-")
 
         def on_step(stats):
@@ -231,17 +235,16 @@ def _train_with_progress(store, start, rdzv_endpoint=None):
         cfg = config_from_dict(run.config)
         if cfg.world_size == 1:
             return execute_run(store, run.id, on_step=on_step), run
-        typer.echo(f"run {run.id}: {cfg.world_size} processes x batch {cfg.batch_size} = global batch "
-                   f"{cfg.global_batch_size} (torchrun; log in {run.run_dir}/stdout.log)", err=True)
+        say(f"run {run.id}: {cfg.world_size} processes x batch {cfg.batch_size} = global batch "
+            f"{cfg.global_batch_size} (torchrun; log in {run.run_dir}/stdout.log)")
         if cfg.nnodes > 1:
             from core.runner.lifecycle import store_url_for_children
             from core.runner.processes import run_command
             from core.store.db import redact
 
             other = run_command(run.id, cfg.nproc, cfg.nnodes, rdzv_endpoint)
-            typer.echo(f"run {run.id}: waiting for {cfg.nnodes - 1} more node(s); on each, with the same store and "
-                       f"runs directory: DDPM_TUI_DB='{redact(store_url_for_children(store))}' python "
-                       f"{' '.join(other[1:])}", err=True)
+            say(f"run {run.id}: waiting for {cfg.nnodes - 1} more node(s); on each, with the same store and "
+                f"runs directory: DDPM_TUI_DB='{redact(store_url_for_children(store))}' python {' '.join(other[1:])}")
         return follow_attached(store, run, on_step, rdzv_endpoint), run
 
 

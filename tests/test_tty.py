@@ -4,6 +4,7 @@ The other CLI tests pipe their output, so they never see what only happens on a 
 bar of `train` once crashed on every terminal while every piped test passed."""
 
 import json
+import re
 
 import pytest
 
@@ -29,6 +30,14 @@ def test_train_sample_list_show_on_a_terminal(tty_dir):
     assert "\x1b[" in screen, "on a terminal the progress bar is drawn (with colour)"
     run = queries.get_run(Store(f"sqlite:///{tty_dir / 'runs.db'}"), 1)
     assert run.status == "finished" and run.step == 12
+
+    code, screen = run_on_pty(["train", "--data", "pcam", *TINY, "--max-steps", "20", "--ckpt-every", "10",
+                               "--nproc", "2", "--name", "tty-ddp"], tty_dir)
+    assert_clean(code, screen, "train --nproc 2")
+    assert "run 2: 2 processes x batch 8 = global batch 16" in screen and "run 2 finished at step 20/20" in screen
+    # a message clears the bar's line and is printed above the redrawn bar, never glued to its end
+    assert "\x1b[2Krun 2: 2 processes" in screen and not re.search(r"-:--\x1b\[0mrun 2", screen)
+    assert "20/20" in screen and "\x1b[" in screen
 
     code, screen = run_on_pty(["sample", "1", "--n", "4", "--steps", "3", "--out", "grid.png"], tty_dir)
     assert_clean(code, screen, "sample")
