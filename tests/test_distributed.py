@@ -30,6 +30,22 @@ def last_checkpoint(run_dir):
     return torch.load(sorted((run_dir / "checkpoints").glob("ckpt-*.pt"))[-1], weights_only=True)
 
 
+def rank_pid(cache: Path, rank: int) -> int:
+    """The pid of training rank `rank` among the processes started with DDPM_TUI_CACHE=`cache`."""
+    wanted = {f"RANK={rank}".encode(), f"DDPM_TUI_CACHE={cache}".encode()}
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and wanted <= set((entry / "environ").read_bytes().split(b"\0")):
+                return int(entry.name)
+        except OSError:  # gone meanwhile, or not ours
+            continue
+    raise AssertionError(f"no rank {rank} running")
+
+
+def parent_pid(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
 def assert_same_weights(a, b, atol=1e-6):
     for part in ("model", "ema"):
         for key in a[part]:
@@ -91,21 +107,29 @@ def test_a_sigkilled_two_rank_run_resumes_to_the_weights_of_an_uninterrupted_one
 
     victim = ddpm_subprocess(["train", *common, "--batch-size", 4, "--nproc", 2], tmp_path, start_new_session=True)
     wait_for_checkpoint(victim, tmp_path / "runs" / "2" / "checkpoints" / f"ckpt-{k:08d}.pt")
+    rank1 = rank_pid(tmp_path / "cache", 1)
+    agent = parent_pid(rank1)
     os.killpg(victim.pid, signal.SIGKILL)  # the CLI and torchrun; each rank has a session of its own
     victim.wait()
+    # the worst order: rank 1 ends first, breaking rank 0's next all-reduce before rank 0 sees the
+    # agent gone by itself; rank 0 must end as the agent did, not record the run failed
+    while parent_pid(rank1) == agent:
+        time.sleep(0.001)
+    os.kill(rank1, signal.SIGKILL)
     deadline = time.time() + 30
     while trainer_holding(tmp_path / "runs" / "2") is not None:  # the orphaned ranks end themselves
         assert time.time() < deadline, "the ranks outlived their torchrun agent"
         time.sleep(0.1)
     killed_at = {p.name for p in (tmp_path / "runs" / "2" / "checkpoints").glob("ckpt-*.pt")}
     assert f"ckpt-{n:08d}.pt" not in killed_at, "the kill came too late to test anything"
+    store = Store(f"sqlite:///{tmp_path / 'runs.db'}")
+    assert queries.get_run(store, 2).status == "running"  # nobody said goodbye: resume finds out
 
     resumed = ddpm_subprocess(["train", "--resume", 2], tmp_path)
     assert resumed.wait(timeout=240) == 0, resumed.stderr.read()
     one, two = last_checkpoint(tmp_path / "runs" / "1"), last_checkpoint(tmp_path / "runs" / "2")
     assert two["step"] == n and two["world_size"] == 2
     assert_same_weights(one, two, atol=1e-5)
-    store = Store(f"sqlite:///{tmp_path / 'runs.db'}")
     assert queries.metric_series(store, 2, "train/loss")[0] == list(range(1, n + 1))
     assert [e.status for e in queries.status_events(store, 2)] == ["running", "crashed", "running", "finished"]
 

@@ -13,6 +13,7 @@ import datetime
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -94,19 +95,26 @@ class Replicas:
         return box[0]
 
 
-def exit_with_agent(poll_s: float = 1.0) -> None:
+def exit_with_agent(poll_s: float = 1.0) -> Callable[[], bool]:
     """End this rank at once when its torchrun agent is gone. torchrun starts each rank in a session
     of its own, so a SIGKILL to the agent's process group (a killed terminal, `kill -9` of the
     command) would leave the ranks training on, unrecorded; a rank that finds itself orphaned dies
-    as the agent did, and the run is then judged crashed and resumable."""
+    as the agent did, and the run is then judged crashed and resumable.
+
+    Returns a test of whether the agent is gone: a rank whose collective broke because a sibling
+    ended this way first must end the same way, not record a failure."""
     agent = os.getppid()
 
+    def agent_gone() -> bool:
+        return os.getppid() != agent
+
     def watch():
-        while os.getppid() == agent:
+        while not agent_gone():
             time.sleep(poll_s)
         os._exit(1)
 
     threading.Thread(target=watch, name="exit-with-agent", daemon=True).start()
+    return agent_gone
 
 
 def shard(batch: torch.Tensor, replicas: Replicas) -> torch.Tensor:

@@ -175,8 +175,7 @@ def execute_run(store: Store, run_id: int, on_step: Callable[[StepStats], None] 
 
     previous = {sig: signal.signal(sig, request_stop) for sig in STOP_SIGNALS}
     replicas = Replicas.from_env()
-    if replicas.distributed:
-        exit_with_agent()
+    agent_gone = exit_with_agent() if replicas.distributed else (lambda: False)
     try:
         run = queries.get_run(store, run_id)
         cfg = config_from_dict(run.config)
@@ -198,7 +197,7 @@ def execute_run(store: Store, run_id: int, on_step: Callable[[StepStats], None] 
                     return replicas.from_main(current.status)
                 raise BadInput(f"run {run_id} is {current.status}, not waiting for a trainer")
             replicas.from_main(None)
-            return _train(store, run, cfg, replicas, on_step, stop)
+            return _train(store, run, cfg, replicas, on_step, stop, agent_gone)
     finally:
         replicas.leave()
         for sig, handler in previous.items():
@@ -222,7 +221,7 @@ def _train_beside_main(run: queries.Run, cfg: TrainConfig, replicas: Replicas, s
 
 
 def _train(store: Store, run: queries.Run, cfg: TrainConfig, replicas: Replicas, on_step,
-           stop: threading.Event) -> str:
+           stop: threading.Event, agent_gone: Callable[[], bool]) -> str:
     run_id, run_dir = run.id, Path(run.run_dir)
     journal = run_dir / "metrics.jsonl"
     handler = attach_log_file(run_dir)
@@ -261,6 +260,8 @@ def _train(store: Store, run: queries.Run, cfg: TrainConfig, replicas: Replicas,
         log.info("run %d %s: %s", run_id, outcome, reason)
         return outcome
     except BaseException as exc:
+        if agent_gone():  # a sibling rank ended with the agent and broke a collective: end as they did
+            os._exit(1)
         known = isinstance(exc, (BadInput, WorkFailed))
         reason = str(exc) if known else f"{exc.__class__.__name__}: {exc}"
         progress = dict(step=trainer.step, checkpoint_path=_latest_ckpt(trainer)) if trained else {}
