@@ -3,7 +3,8 @@
 #   1. training throughput at 96x96, bf16 and fp32, ours beside lucidrains' (bench_train_speed.py);
 #   2. bits/dim throughput beside improved-diffusion's calc_bpd_loop (bench_bpd.py);
 #   3. the product end to end on CUDA: train the demo data at 96 px in bf16, sample, evaluate;
-#   4. data parallelism: 1 vs 2 GPUs at the same global batch (when there are two), and --deterministic's cost.
+#   4. data parallelism: 1 vs 2 GPUs at the same global batch (when there are two), and --deterministic's cost;
+#   5. exact resume on CUDA: SIGKILL and resume against an uninterrupted run, default kernels and --deterministic.
 # Usage: bash benchmarks/gpu_checks.sh IMPROVED_DIFFUSION_CHECKOUT [OUT_DIR]
 # lucidrains' denoising-diffusion-pytorch 2.3.4 (and ema-pytorch, pytorch-fid) must be importable.
 set -uo pipefail
@@ -12,7 +13,7 @@ improved_diffusion=$1
 out=${2:-/tmp/gpu-checks}
 runs=$(mktemp -d)
 mkdir -p "$out"
-export PYTHONUNBUFFERED=1 DDPM_TUI_RUNS=$runs DDPM_TUI_DB=sqlite:///$runs/runs.db
+export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 DDPM_TUI_RUNS=$runs DDPM_TUI_DB=sqlite:///$runs/runs.db
 status=0
 step() { echo; echo "== $*"; "$@" || { echo "FAILED ($?): $*"; status=1; }; }
 
@@ -42,5 +43,6 @@ else
   step python3 benchmarks/bench_ddp.py --device cuda --gpus 1 --image-size 96 --global-batch 64 --steps 60 \
     --warmup 10 --rounds 2 --deterministic   # one GPU: only --deterministic's cost
 fi
+step python3 benchmarks/check_cuda_resume.py --steps 60 --kill-after 20
 cp "$(ls "$runs"/1/samples/*.png | tail -1)" "$out/train-grid-96.png"
 exit $status
