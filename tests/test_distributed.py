@@ -113,9 +113,12 @@ def test_a_sigkilled_two_rank_run_resumes_to_the_weights_of_an_uninterrupted_one
     victim.wait()
     # the worst order: rank 1 ends first, breaking rank 0's next all-reduce before rank 0 sees the
     # agent gone by itself; rank 0 must end as the agent did, not record the run failed
-    while parent_pid(rank1) == agent:
-        time.sleep(0.001)
-    os.kill(rank1, signal.SIGKILL)
+    try:
+        while parent_pid(rank1) == agent:
+            time.sleep(0.001)
+        os.kill(rank1, signal.SIGKILL)
+    except (FileNotFoundError, ProcessLookupError):
+        pass  # rank 1 saw its agent gone and ended first by itself: the same order
     deadline = time.time() + 30
     while trainer_holding(tmp_path / "runs" / "2") is not None:  # the orphaned ranks end themselves
         assert time.time() < deadline, "the ranks outlived their torchrun agent"
