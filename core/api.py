@@ -12,7 +12,8 @@ from types import MappingProxyType
 from typing import Any, Mapping
 from pathlib import Path
 
-from core.executors import CLUSTER_EXECUTORS
+from core.errors import BadInput, WorkFailed
+from core.executors import CLUSTER_EXECUTORS, log_tail
 from core.locations import RUNS_ENV
 from core.runner.liveness import reconcile
 from core.store import Store, queries
@@ -186,9 +187,6 @@ class Lab:
     def cluster_log(self, run_id: int, lines: int = 200) -> str:
         """The end of a cluster run's log as its executor has it (pod 0's, the job's output); a
         cluster that cannot be asked gives a line saying so instead."""
-        from core.errors import BadInput, WorkFailed
-        from core.executors import log_tail
-
         try:
             return log_tail(queries.get_run(self.store, run_id), lines)
         except (BadInput, WorkFailed) as exc:
@@ -335,7 +333,6 @@ class Lab:
     def sweep_ranking(self, sweep_id: int):
         """The sweep's ranking (core.rank.sweep; mixed settings are ranked and flagged), or None
         while nothing of it is evaluated."""
-        from core.errors import BadInput
         from core.rank.sweep import rank_sweep
 
         try:
@@ -404,7 +401,6 @@ class Lab:
         class_label 0/1 needs a conditional run; None alternates the classes of a conditional run."""
         import torch
 
-        from core.errors import BadInput
         from core.inference import load_run_model
         from core.sample import generate
 

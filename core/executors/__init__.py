@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.errors import BadInput
+from core.errors import BadInput, WorkFailed
 
 EXECUTORS = ("local", "torchrun", "k8s", "slurm")
 CLUSTER_EXECUTORS = ("k8s", "slurm")
@@ -82,8 +82,6 @@ def end_on_cluster(run, kill: bool) -> None:
 def job_state(run) -> str:
     """What the cluster says of a run's job: pending | running | succeeded | failed | gone, or
     `unknown (why)` when it cannot be asked."""
-    from core.errors import BadInput, WorkFailed
-
     try:
         if run.executor == "k8s":
             namespace, name = cluster_job(run)

@@ -95,14 +95,13 @@ def parse_external_id(external_id: str) -> tuple[str, str]:
 def signal_job(external_id: str, kill: bool) -> None:
     """Ask the job to stop (SIGTERM: the trainer checkpoints) or kill it (SIGKILL)."""
     cluster, job_id = parse_external_id(external_id)
-    sig = signal.SIGKILL if kill else signal.SIGTERM
     if cluster == "local":  # the job id is the pid of submitit's controller, which passes signals on
         try:
             os.kill(int(job_id), signal.SIGTERM if not kill else signal.SIGINT)
         except ProcessLookupError:
             pass
         return
-    result = subprocess.run(["scancel", f"--signal={sig.name.removeprefix('SIG')}", "--full", job_id],
+    result = subprocess.run(["scancel", f"--signal={'KILL' if kill else 'TERM'}", "--full", job_id],
                             capture_output=True, text=True)
     if result.returncode:
         raise WorkFailed(f"scancel {job_id}: {result.stderr.strip() or result.returncode}")
