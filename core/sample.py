@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import imageio.v3 as iio
 import numpy as np
@@ -14,7 +15,7 @@ import torch
 from core.config import SEED_MAX, config_from_dict
 from core.data.transforms import to_uint8
 from core.diffusion import GaussianDiffusion
-from core.diffusion.sampling import ddim_sample, ddpm_sample, guided
+from core.diffusion.sampling import ddim_sample, ddpm_sample, guided, respaced_timesteps
 from core.errors import BadInput
 from core.labels import label_of
 from core.store import queries
@@ -45,16 +46,19 @@ class Samples:
 def generate(
     net, diffusion: GaussianDiffusion, n: int, image_size: int, sampler: str = "ddim", steps: int = 50,
     guidance: float = 0.0, class_label: int | None = None, seed: int = 0, device="cpu", eta: float = 0.0,
-    frames: int = 0,
+    frames: int = 0, on_step: Callable[[int, int], None] | None = None,
 ) -> Samples:
     """n samples, plus up to `frames` snapshots of x_t and of the predicted x_0 along the chain.
-    Drawn SAMPLE_BATCH at a time from one seeded generator, so memory stays bounded for any n."""
+    Drawn SAMPLE_BATCH at a time from one seeded generator, so memory stays bounded for any n.
+    `on_step(done, total)` is called after every network step of every batch."""
     num_classes = getattr(net, "num_classes", 0)
     labels = class_labels(n, num_classes, class_label, device)
     generator = torch.Generator(device=device).manual_seed(seed)
     total = min(steps, diffusion.num_timesteps) if steps else diffusion.num_timesteps
     keep = sorted(set(np.linspace(0, total - 1, frames).round().astype(int).tolist())) if frames else []
     images, xt_parts, x0_parts = [], [[] for _ in keep], [[] for _ in keep]
+    chain_length = len(respaced_timesteps(diffusion.num_timesteps, total))
+    total_steps, done = chain_length * math.ceil(n / SAMPLE_BATCH), 0
     for start in range(0, n, SAMPLE_BATCH):
         size = min(SAMPLE_BATCH, n - start)
         batch_labels = labels[start:start + size] if labels is not None else None
@@ -66,6 +70,9 @@ def generate(
             chain = ddim_sample(diffusion, model_fn, shape, steps=steps, eta=eta, generator=generator, device=device)
         x = None
         for i, (_, x, x0) in enumerate(chain):
+            done += 1
+            if on_step is not None:
+                on_step(done, total_steps)
             if i in keep:
                 slot = keep.index(i)
                 xt_parts[slot].append(to_uint8(x))
@@ -157,11 +164,11 @@ def check_output(path: Path, suffix: str, option: str) -> None:
 def sample_run(store: Store, run_id, out: Path, n: int = 16, sampler: str = "ddim", steps: int | None = None,
                eta: float = 0.0, guidance: float = 0.0, class_name: str | None = None, gif: Path | None = None,
                seed: int = 0, scale: int = 0, device: str = "auto", gif_show: str = "both",
-               checkpoint: int | None = None) -> SampleResult:
+               checkpoint: int | None = None, on_step: Callable[[int, int], None] | None = None) -> SampleResult:
     """Write a PNG grid of n samples (and optionally a GIF of the reverse process: x_t, the predicted
     x_0, or both side by side) from the newest good checkpoint, or that of step `checkpoint`. `steps`
     defaults to the full chain for ddpm and 50 for ddim. Sizes that cannot fit in memory are refused
-    up front."""
+    up front. `on_step(done, total)` follows the network steps (steps x batches)."""
     if sampler not in SAMPLERS:
         raise BadInput(f"--sampler: unknown value {sampler!r} (choose from {', '.join(SAMPLERS)})")
     for name, value in (("n", n), ("steps", steps if steps is not None else 1)):
@@ -205,7 +212,7 @@ def sample_run(store: Store, run_id, out: Path, n: int = 16, sampler: str = "ddi
     net, diffusion, cfg, path, run = load_run_model(store, run.id, device, checkpoint)
     with torch.inference_mode():
         samples = generate(net, diffusion, n, cfg.image_size, sampler, steps, guidance, label, seed,
-                           next(net.parameters()).device, eta, frames=frames)
+                           next(net.parameters()).device, eta, frames=frames, on_step=on_step)
     save_png(out, make_grid(samples.images, scale=factor))
     written = [Path(out)]
     queries.add_artifact(store, run.id, "samples", str(Path(out).resolve()), None)

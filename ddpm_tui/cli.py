@@ -269,12 +269,20 @@ def sample(
     ctx_store: Store = None,
 ):
     """Draw samples from a run's EMA weights into a PNG grid (and a GIF of the reverse process)."""
+    from rich.console import Console
+
     from core.sample import sample_run
 
     store = open_store(ctx_store, create=False)
-    result = sample_run(store, run, out, n=n, sampler=sampler, steps=steps, eta=eta, guidance=guidance,
-                        class_name=class_name, gif=gif, seed=seed, scale=scale, device=device, gif_show=gif_show,
-                        checkpoint=checkpoint)
+    with _stage_progress(Console(stderr=True)) as progress:
+        task = progress.add_task("sampling", total=None)
+
+        def on_step(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        result = sample_run(store, run, out, n=n, sampler=sampler, steps=steps, eta=eta, guidance=guidance,
+                            class_name=class_name, gif=gif, seed=seed, scale=scale, device=device,
+                            gif_show=gif_show, checkpoint=checkpoint, on_step=on_step)
     typer.echo(result.chain, err=True)
     for path in result.paths:
         typer.echo(str(path))

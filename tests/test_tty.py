@@ -42,6 +42,7 @@ def test_train_sample_list_show_on_a_terminal(tty_dir):
     code, screen = run_on_pty(["sample", "1", "--n", "4", "--steps", "3", "--out", "grid.png"], tty_dir)
     assert_clean(code, screen, "sample")
     assert (tty_dir / "grid.png").stat().st_size > 0 and "ddim: 3 of 50 steps" in screen
+    assert "sampling" in screen and "3/3" in screen, "sampling shows its progress (steps x batches) on a terminal"
 
     for args in (["runs", "list"], ["runs", "show", "1"], ["data", "check", "pcam"], ["export"]):
         code, screen = run_on_pty(args, tty_dir)
