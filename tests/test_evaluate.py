@@ -252,7 +252,8 @@ def test_eval_of_a_run_without_checkpoint_or_classifier_or_split_says_how(workdi
     assert r.code == 2 and "run 1 has no checkpoint yet" in r.err
     assert cli("train", "--data", pcam, *TINY, "--max-steps", "2").code == 0
     r = cli("eval", "2", "--metrics", "fid", "--n", "8")
-    assert r.code == 2 and "train one with `ddpm-tui classifier train --data" in r.err, r
+    assert r.code == 2 and "--metrics fid needs a PCam classifier" in r.err, r
+    assert "train one with `ddpm-tui classifier train --data" in r.err, r
     r = cli("eval", "2", "--metrics", "class")
     assert r.code == 2 and "class fidelity needs a --conditional run or one trained on a single class" in r.err
     (pcam / "camelyonpatch_level_2_split_valid_x.h5").unlink()

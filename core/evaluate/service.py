@@ -164,7 +164,7 @@ def plan_evaluation(store: Store, run_id, metrics: str = "nll", n: int = 256, sp
     if any(m in FEATURE_METRICS for m in names):
         chosen = queries.get_classifier(store, classifier) if classifier is not None else matching_classifier(store, cfg)
         if chosen is None:
-            raise BadInput(f"--metrics {','.join(m for m in names if m in FEATURE_METRICS)} need a PCam classifier for "
+            raise BadInput(f"--metrics {','.join(m for m in names if m in FEATURE_METRICS)} needs a PCam classifier for "
                            f"{cfg.data} at {cfg.image_size} px: train one with `ddpm-tui classifier train --data "
                            f"{cfg.data} --image-size {cfg.image_size}`")
         if chosen.image_size != cfg.image_size or chosen.preprocess != cfg.preprocess:
