@@ -9,6 +9,7 @@ over only if nobody stopped it in the meantime.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -35,7 +36,7 @@ from core.store.journal import MetricLogger, replay_journal, truncate_journal
 from core.train import checkpoint as ckpt
 from core.train.distributed import Replicas, exit_with_agent, use_deterministic_algorithms
 from core.train.resources import check_training_fits
-from core.train.trainer import StepStats, Trainer, pick_device, total_steps
+from core.train.trainer import StepStats, Trainer, pick_device, total_steps, warmup_for_run
 
 log = logging.getLogger("ddpm_tui.train")
 PRIVATE_DIR = 0o700
@@ -116,7 +117,13 @@ def plan_run(cfg: TrainConfig, runs_dir: Path, checked_data: dict | None = None,
     steps = total_steps(cfg, n_selected)
     if steps > INT_MAX:
         raise BadInput(f"--epochs {cfg.epochs}: {steps} steps is too many (at most {INT_MAX})")
-    return RunPlan(cfg, root, steps, prepare_runs_dir(runs_dir))
+    runs_root = prepare_runs_dir(runs_dir)
+    warmup = warmup_for_run(cfg.warmup_steps, steps)
+    if warmup != cfg.warmup_steps:
+        log.warning("--warmup-steps %d is more than a tenth of this %d-step run: warming up over %d steps",
+                    cfg.warmup_steps, steps, warmup)
+        cfg = dataclasses.replace(cfg, warmup_steps=warmup)
+    return RunPlan(cfg, root, steps, runs_root)
 
 
 def new_run(store: Store, runs_dir: Path, cfg: TrainConfig, status: str = "running", sweep_id: int | None = None,
@@ -125,6 +132,7 @@ def new_run(store: Store, runs_dir: Path, cfg: TrainConfig, status: str = "runni
     config.json (and the Kaggle split, frozen for the run's lifetime). Checks first (plan_run,
     unless a plan is given); when the directory cannot be made, the row is removed again."""
     plan = plan or plan_run(cfg, runs_dir)
+    cfg = plan.cfg
     owner = owner_fields() if status == "running" else {}
     run = queries.create_run(store, cfg.to_dict(), status=status, name=cfg.name, total_steps=plan.total_steps,
                              sweep_id=sweep_id, parent_id=parent_id, tags=cfg.tag,

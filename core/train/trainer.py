@@ -60,6 +60,12 @@ def warmup_lr(base_lr: float, step: int, warmup_steps: int) -> float:
     return base_lr * min(1.0, (step + 1) / warmup_steps) if warmup_steps else base_lr
 
 
+def warmup_for_run(warmup_steps: int, total_steps: int) -> int:
+    """The warm-up a run of `total_steps` gets: at most a tenth of it. The default 200 steps suits
+    long runs; a 150-step run that spent all of it warming up would end as pure noise."""
+    return min(warmup_steps, total_steps // 10)
+
+
 def ema_decay_at(decay: float, step: int) -> float:
     """EMA decay ramped up early so the average is not dominated by the random init."""
     return min(decay, (1 + step) / (10 + step))
@@ -383,7 +389,7 @@ class Trainer:
                     val = self.validation_loss()
                     if val is not None and self.metrics:
                         self.metrics.log(self.step, **{"val/loss": val})
-                if cfg.sample_every and (self.step % cfg.sample_every == 0 or self.step == self.total):
+                if cfg.sample_every and self.step % cfg.sample_every == 0 or self.step == self.total:
                     self.write_samples(with_gif=self.step == self.total)
                 if self.step % cfg.ckpt_every == 0 or self.step == self.total:
                     self.save_checkpoint()

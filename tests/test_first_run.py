@@ -1,0 +1,31 @@
+"""A first run with the defaults a new user leaves alone: it must learn something and show it."""
+
+import json
+
+from conftest import TINY
+from core.store import Store, queries
+from core.train.trainer import warmup_for_run, warmup_lr
+
+
+def test_warmup_is_at_most_a_tenth_of_the_run():
+    assert warmup_for_run(200, 150) == 15
+    assert warmup_for_run(200, 10_000) == 200
+    assert warmup_for_run(20, 5) == 0
+    assert warmup_lr(1e-3, 14, warmup_for_run(200, 150)) == 1e-3
+
+
+def test_a_short_run_with_the_default_warmup_reaches_the_full_rate_and_ends_with_a_grid(workdir, cli, pcam):
+    args = [a for a in TINY if a not in ("--warmup-steps", "2")]
+    r = cli("train", "--data", pcam, *args, "--max-steps", "20", "--lr", "1e-3")
+    assert r.code == 0, r
+    assert "--warmup-steps 200 is more than a tenth of this 20-step run: warming up over 2 steps" in r.err
+    store = Store("sqlite:///runs.db")
+    run = queries.get_run(store, 1)
+    assert run.config["warmup_steps"] == 2
+    assert json.loads((workdir / "runs" / "1" / "config.json").read_text())["warmup_steps"] == 2
+    steps, rates = queries.metric_series(store, 1, "lr")[:2]
+    assert rates[steps.index(20)] == 1e-3
+    # no --sample-every: the run still ends with its grid and the reverse-process GIF
+    kinds = {(a.kind, a.step) for a in queries.artifacts(store, 1)}
+    assert ("samples", 20) in kinds and ("gif", 20) in kinds
+    assert (workdir / "runs" / "1" / "samples" / "step-00000020.png").exists()
