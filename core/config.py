@@ -58,7 +58,7 @@ class TrainConfig:
                           "tissue-coloured samples far sooner than eps (BENCHMARKS.md)", OBJECTIVES)
     loss: str = _opt("l2", "training loss", LOSSES)
     lr: float = _opt(2e-4, "AdamW learning rate")
-    warmup_steps: int = _opt(200, "linear learning-rate warm-up steps")
+    warmup_steps: int = _opt(200, "linear learning-rate warm-up steps (at most a tenth of the run)")
     weight_decay: float = _opt(0.0, "AdamW weight decay")
     grad_clip: float = _opt(1.0, "max gradient norm (0 disables)")
     batch_size: int = _opt(64, "images per step and process (the global batch is this times --nproc times --nnodes)")
@@ -72,7 +72,7 @@ class TrainConfig:
     ckpt_every: int = _opt(500, "checkpoint every N steps")
     keep_ckpts: int = _opt(3, "checkpoints kept")
     eval_every: int = _opt(0, "validation loss every N steps (0: off)")
-    sample_every: int = _opt(0, "EMA sample grid every N steps (0: off)")
+    sample_every: int = _opt(0, "EMA sample grid every N steps (0: only the final one; every run ends with a grid and its reverse-process GIF)")
     max_nonfinite: int = _opt(10, "stop after this many non-finite losses in a row")
     device: str = _opt("auto", "where to train", DEVICES)
     nproc: int = _opt(1, "training processes (GPUs) per node; above 1 the run trains under torchrun with "
