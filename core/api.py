@@ -303,7 +303,7 @@ class Lab:
             metrics += ["kid", "fid"] + (["class"] if cfg.conditional or cfg.classes != "both" else [])
         return ",".join(metrics)
 
-    def start_evaluation(self, run_ids: list[int], metrics: str | None = None, n: int = 128,
+    def start_evaluation(self, run_ids: list[int], metrics: str | None = None, n: int | None = None,
                          nll_timesteps: str = "all", checkpoint: int | None = None) -> EvaluationJob:
         """Check the request for every run, then evaluate them in a detached process (it outlives
         the TUI, as training does)."""
@@ -362,7 +362,7 @@ class Lab:
         missing = [r.id for r in finished if any(m not in latest.get(r.id, {}) for m in wanted)]
         if not missing:
             return [], None
-        return missing, self.start_evaluation(missing, metrics, spec.get("n", 128), spec.get("nll_timesteps", "all"))
+        return missing, self.start_evaluation(missing, metrics, spec.get("n"), spec.get("nll_timesteps", "all"))
 
     # ---- blind test (screens/blind.py) ------------------------------------------------------------
     def blind_tests(self, run_id: int | None = None) -> list[BlindTestView]:

@@ -317,7 +317,7 @@ def eval_runs(
     sweep: Annotated[Optional[str], typer.Option("--sweep", help="evaluate the finished runs of this sweep")] = None,
     missing: Annotated[bool, typer.Option("--missing", help="with --sweep: only runs without these metrics yet (retries failed evaluations)")] = False,
     metrics: Annotated[str, typer.Option("--metrics", help="comma list of nll,ssim,kid,fid,class")] = "nll",
-    n: Annotated[int, typer.Option("--n", help="held-out patches and samples per metric")] = 256,
+    n: Annotated[Optional[int], typer.Option("--n", help="held-out patches and samples per metric [default: 256, or the whole split where it holds fewer]")] = None,
     split: Annotated[str, typer.Option("--split", help="held-out split: test|valid")] = "test",
     nll_timesteps: Annotated[str, typer.Option("--nll-timesteps", help="all (the exact bound, T network passes per image) or K (a stratified estimate from K timesteps)")] = "all",
     sampler: Annotated[str, typer.Option("--sampler", help="ddpm|ddim, for the samples of ssim/kid/fid/class")] = "ddim",
@@ -354,6 +354,8 @@ def eval_runs(
     console = Console(stderr=True)
     records = []
     for plan in plans:
+        if plan.note:
+            typer.echo(f"note: {plan.note}", err=True)
         with _stage_progress(console) as progress:
             tasks = {}
 
@@ -615,7 +617,7 @@ def ablate(
     config: Annotated[Optional[Path], typer.Option("--config", help="TOML file of training options")] = None,
     sweep_name: Annotated[str, typer.Option("--sweep-name", help="name of the sweep")] = "",
     eval_on_finish: Annotated[Optional[str], typer.Option("--eval-on-finish", help="metrics the worker evaluates as each run finishes, e.g. nll,kid")] = None,
-    eval_n: Annotated[int, typer.Option("--eval-n", help="held-out patches and samples per evaluation")] = 256,
+    eval_n: Annotated[Optional[int], typer.Option("--eval-n", help="held-out patches and samples per evaluation [default: 256, or all the smallest test split holds]")] = None,
     eval_nll_timesteps: Annotated[str, typer.Option("--eval-nll-timesteps", help="all, or K for an estimated bound")] = "all",
     train_values: dict = None, ctx_store: Store = None,
 ):

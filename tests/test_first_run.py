@@ -29,3 +29,14 @@ def test_a_short_run_with_the_default_warmup_reaches_the_full_rate_and_ends_with
     kinds = {(a.kind, a.step) for a in queries.artifacts(store, 1)}
     assert ("samples", 20) in kinds and ("gif", 20) in kinds
     assert (workdir / "runs" / "1" / "samples" / "step-00000020.png").exists()
+
+
+def test_eval_with_its_defaults_uses_the_whole_split_when_it_is_smaller_and_says_so(workdir, cli, pcam):
+    assert cli("train", "--data", pcam, *TINY, "--max-steps", "2").code == 0
+    r = cli("eval", "1", "--nll-timesteps", "3", "--json")
+    assert r.code == 0, r
+    assert "note: run 1: the test split has 16 patches of class 'both', fewer than the default --n 256" in r.err
+    (row,) = json.loads(r.out)
+    assert row["metric"] == "nll" and row["n"] == 16
+    r = cli("eval", "1", "--n", "17")
+    assert r.code == 2 and "--n 17: the test split has only 16 patches" in r.err, r

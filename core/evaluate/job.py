@@ -17,10 +17,12 @@ from core.errors import BadInput, WorkFailed
 from core.locations import STORE_ENV
 
 
-def job_command(run_ids: list[int], metrics: str, n: int, nll_timesteps: str = "all",
+def job_command(run_ids: list[int], metrics: str, n: int | None, nll_timesteps: str = "all",
                 checkpoint: int | None = None) -> list[str]:
-    return [sys.executable, "-m", "core.evaluate.job", *map(str, run_ids), "--metrics", metrics, "--n", str(n),
-            "--nll-timesteps", str(nll_timesteps), *(["--checkpoint", str(checkpoint)] if checkpoint is not None else [])]
+    """The detached evaluation's command line (n None: the default, see plan_evaluation)."""
+    return [sys.executable, "-m", "core.evaluate.job", *map(str, run_ids), "--metrics", metrics,
+            *(["--n", str(n)] if n is not None else []), "--nll-timesteps", str(nll_timesteps),
+            *(["--checkpoint", str(checkpoint)] if checkpoint is not None else [])]
 
 
 def start_job_process(store, job, env_extra: dict | None = None):
@@ -66,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("runs", nargs="*")
     parser.add_argument("--job", type=int)
     parser.add_argument("--metrics", default="nll")
-    parser.add_argument("--n", type=int, default=256)
+    parser.add_argument("--n", type=int)
     parser.add_argument("--nll-timesteps", default="all")
     parser.add_argument("--checkpoint", type=int)
     args = parser.parse_args(argv)
@@ -84,8 +86,11 @@ def main(argv: list[str] | None = None) -> int:
             plan = plan_evaluation(store, run, args.metrics, args.n, nll_timesteps=args.nll_timesteps,
                                    checkpoint=args.checkpoint)
             print(f"evaluating run {plan.run_id}: {', '.join(plan.metrics)} on {plan.n} {plan.split} patches", flush=True)
+            if plan.note:
+                print(plan.note, flush=True)
             for row in evaluate(store, plan):
-                print(f"run {row.run_id} {row.metric} {row.value:.5g} [{row.ci_low:.5g}, {row.ci_high:.5g}]", flush=True)
+                interval = f" [{row.ci_low:.5g}, {row.ci_high:.5g}]" if row.ci_low is not None else ""
+                print(f"run {row.run_id} {row.metric} {row.value:.5g}{interval}", flush=True)
     except (BadInput, WorkFailed) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -36,8 +36,11 @@ from core.train import checkpoint as ckpt
 METRICS = ("nll", "ssim", "kid", "fid", "class")
 SAMPLE_METRICS = ("ssim", "kid", "fid", "class")
 FEATURE_METRICS = ("kid", "fid", "class")
+DEFAULT_EVAL_N = 256  # held-out patches and samples per metric, for every face and the sweeps
 SPLITS = ("train", "valid", "test")
 MEMORISATION_THRESHOLD = 0.9
+FID_NO_INTERVAL = ("none: a bootstrap of FID lies above its own estimate (resampling duplicates rows; coverage "
+                   "0.00-0.04 in simulation); `rank` gives intervals over seeds, and KID is the unbiased distance")
 Progress = Callable[[str, int, int], None]  # (stage, units just done, total units of the stage)
 
 
@@ -79,6 +82,7 @@ class EvalPlan:
     classifier_id: int | None
     cfg: TrainConfig = field(repr=False)
     run_dir: Path = field(repr=False)
+    note: str = ""  # what the user should know about the request as made, e.g. a smaller n
 
 
 def matching_classifier(store: Store, cfg: TrainConfig) -> queries.Classifier | None:
@@ -105,14 +109,20 @@ class EvalOnFinish:
         return {"metrics": self.metrics, "n": self.n, "nll_timesteps": self.nll_timesteps}
 
 
-def plan_eval_on_finish(store: Store, metrics: str, n: int, nll_timesteps: str, configs: list[TrainConfig]) -> EvalOnFinish:
+def plan_eval_on_finish(store: Store, metrics: str, n: int | None, nll_timesteps: str,
+                        configs: list[TrainConfig]) -> EvalOnFinish:
     """Check an --eval-on-finish request against the sweep's configurations before anything is
-    queued: known metrics, enough held-out patches, a classifier where KID/FID/class need one."""
+    queued: known metrics, enough held-out patches, a classifier where KID/FID/class need one.
+    Without `n`, every run of the sweep uses DEFAULT_EVAL_N patches, or all that its smallest test
+    split holds."""
     names = parse_metrics(metrics)
     parse_nll_timesteps(nll_timesteps)
-    if n < 4:
+    if n is not None and n < 4:
         raise BadInput(f"--eval-n: at least 4 images, got {n}")
-    for cfg in {(c.data, c.classes, c.image_size, c.preprocess): c for c in configs}.values():
+    distinct = {(c.data, c.classes, c.image_size, c.preprocess): c for c in configs}.values()
+    if n is None:
+        n = min([DEFAULT_EVAL_N, *(held_out_count(cfg, None, "test") for cfg in distinct)])
+    for cfg in distinct:
         available = held_out_count(cfg, None, "test")
         if n > available:
             raise BadInput(f"--eval-n {n}: the test split of {cfg.data} has only {available} patches of class "
@@ -126,16 +136,18 @@ def plan_eval_on_finish(store: Store, metrics: str, n: int, nll_timesteps: str, 
     return EvalOnFinish(",".join(names), n, str(nll_timesteps))
 
 
-def plan_evaluation(store: Store, run_id, metrics: str = "nll", n: int = 256, split: str = "test",
+def plan_evaluation(store: Store, run_id, metrics: str = "nll", n: int | None = None, split: str = "test",
                     nll_timesteps: str | int | None = None, sampler: str = "ddim", steps: int = 50,
                     guidance: float = 0.0, checkpoint: int | None = None, seed: int = 0,
                     classifier: int | None = None) -> EvalPlan:
-    """Check everything that can be checked before computing: BadInput names the first problem."""
+    """Check everything that can be checked before computing: BadInput names the first problem.
+    Without `n`: DEFAULT_EVAL_N held-out patches, or the whole split when it holds fewer (the plan's
+    `note` says so)."""
     names = parse_metrics(metrics)
     k = parse_nll_timesteps(nll_timesteps)
     if split not in SPLITS:
         raise BadInput(f"--split: unknown split {split!r} (choose from {', '.join(SPLITS)})")
-    if n < 4:
+    if n is not None and n < 4:
         raise BadInput(f"--n: at least 4 images, got {n}")
     if sampler not in SAMPLERS:
         raise BadInput(f"--sampler: unknown value {sampler!r} (choose from {', '.join(SAMPLERS)})")
@@ -158,6 +170,14 @@ def plan_evaluation(store: Store, run_id, metrics: str = "nll", n: int = 256, sp
     if found is None:
         raise BadInput(f"run {run.id} has no checkpoint yet in {run.run_dir}/checkpoints; nothing to evaluate")
     available = held_out_count(cfg, run.run_dir, split)
+    note = ""
+    if n is None:
+        n = min(DEFAULT_EVAL_N, available)
+        if n < DEFAULT_EVAL_N:
+            note = (f"run {run.id}: the {split} split has {available} patches of class {cfg.classes!r}, fewer "
+                    f"than the default --n {DEFAULT_EVAL_N}: all of them are used")
+    if n < 4:
+        raise BadInput(f"--n: the {split} split has only {n} patches of class {cfg.classes!r}; at least 4 are needed")
     if n > available:
         raise BadInput(f"--n {n}: the {split} split has only {available} patches of class {cfg.classes!r}")
     classifier_id = None
@@ -172,7 +192,7 @@ def plan_evaluation(store: Store, run_id, metrics: str = "nll", n: int = 256, sp
                            f"run {run.id} at {cfg.image_size} px ({cfg.preprocess})")
         classifier_id = chosen.id
     return EvalPlan(run.id, names, n, split, k, sampler, steps, guidance, ckpt.checkpoint_step(found[0]), seed,
-                    classifier_id, cfg, Path(run.run_dir))
+                    classifier_id, cfg, Path(run.run_dir), note)
 
 
 def held_out_count(cfg: TrainConfig, run_dir, split: str) -> int:
