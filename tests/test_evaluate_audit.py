@@ -48,3 +48,56 @@ def test_ssim_uses_the_papers_gaussian_window_with_population_covariances():
 
     uniform_7x7 = structural_similarity(a, b, data_range=255, channel_axis=-1)
     assert abs(ssim.ssim(a, b) - uniform_7x7) > 1e-3  # the old default window gives another number
+
+
+# ---- FID: no bootstrap, a regularised square root, FID-infinity ----------------------------------
+def reference_fid(x, y):
+    """The Frechet distance as pytorch-fid writes it, with scipy's sqrtm on a full-rank product."""
+    from scipy.linalg import sqrtm
+
+    s_x, s_y = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
+    return float(((x.mean(0) - y.mean(0)) ** 2).sum() + np.trace(s_x + s_y - 2 * sqrtm(s_x @ s_y).real))
+
+
+def test_fid_matches_the_reference_and_carries_no_bootstrap_interval():
+    from core.evaluate import distances
+
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=(256, 8)), rng.normal(0.3, 1.2, size=(256, 8))
+    found = distances.fid(x, y)
+    assert found.value == pytest.approx(reference_fid(x, y), rel=1e-9)
+    assert not hasattr(found, "low") and not hasattr(found, "high")
+
+
+def test_fid_infinity_removes_most_of_the_small_sample_bias():
+    """Two sets from one distribution: FID's truth is 0, its estimate at n = 128 in 16 dimensions is
+    far above (the bias the old bootstrap interval sat on); FID-infinity lands near 0."""
+    from core.evaluate import distances
+
+    rng = np.random.default_rng(6)
+    plain, extrapolated = [], []
+    for _ in range(20):
+        found = distances.fid(rng.normal(size=(128, 16)), rng.normal(size=(128, 16)), seed=int(rng.integers(1000)))
+        plain.append(found.value)
+        extrapolated.append(found.infinity)
+    assert np.mean(plain) > 1.0
+    assert abs(np.mean(extrapolated)) < 0.25 * np.mean(plain)
+
+
+def test_fid_of_a_rank_deficient_covariance_is_regularised_and_finite():
+    """Fewer images (20) than features (64): the covariances are singular."""
+    from core.evaluate import distances
+
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(20, 64))
+    assert distances.frechet_distance(x, x) == pytest.approx(0.0, abs=1e-3)
+    value = distances.frechet_distance(x, rng.normal(size=(20, 64)))
+    assert np.isfinite(value) and value > 0
+
+
+def test_a_large_imaginary_part_of_the_square_root_is_an_error_not_dropped():
+    from core.evaluate import distances
+
+    with pytest.raises(distances.FrechetError, match="imaginary part"):
+        distances.covariance_root_trace(np.eye(2), np.diag([-1.0, 4.0]))  # sqrt(-1) = i: no real root
+    assert distances.covariance_root_trace(np.eye(2), np.diag([1.0, 4.0])) == pytest.approx(3.0)

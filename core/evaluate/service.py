@@ -386,9 +386,11 @@ def feature_results(store: Store, cfg, plan: EvalPlan, samples: np.ndarray, real
             "per_subset": [float(v) for v in subsets], "spread": float(np.std(subsets, ddof=1))},
             sample_based=True, uses_classifier=True))
     if "fid" in plan.metrics:
-        interval = distances.fid(gen_feats, real_feats, seed=plan.seed)
-        out.append(Result("fid", interval.value, interval.low, interval.high, len(samples), {
-            "space": space, "ci": "percentile bootstrap, 100 resamples of both sets"},
+        found = distances.fid(gen_feats, real_feats, seed=plan.seed)
+        out.append(Result("fid", found.value, None, None, len(samples), {
+            "space": space, "ci": FID_NO_INTERVAL, "fid_infinity": found.infinity,
+            "fid_infinity_fit": {"sizes": list(found.sizes), "fid": [float(v) for v in found.at_size]}
+            if found.infinity is not None else f"needs at least {distances.MIN_EXTRAPOLATION} images per set"},
             sample_based=True, uses_classifier=True))
     if "class" in plan.metrics:
         predicted = (gen_probs >= 0.5).astype(np.int64)
