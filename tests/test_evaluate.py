@@ -264,3 +264,24 @@ def test_eval_of_a_run_without_checkpoint_or_classifier_or_split_says_how(workdi
     r = cli("eval", "2", "--split", "valid", "--n", "8")
     assert r.code == 2 and "--split valid:" in r.err and "missing file" in r.err
     assert queries.evaluations(Store("sqlite:///runs.db")) == []
+
+
+def test_an_evaluation_that_yields_nan_is_a_failure_with_its_reason_never_a_stored_value(evaluated, cli, monkeypatch):
+    """SQLite refused a NaN with a raw IntegrityError; PostgreSQL stored it and `rank` broke on it."""
+    from core.evaluate import service
+    from core.evaluate.job import run_job
+
+    monkeypatch.chdir(evaluated)
+    store = Store("sqlite:///runs.db")
+    before = len(queries.evaluations(store))
+    monkeypatch.setattr(service, "nll_result", lambda *a, **k: service.Result("nll", math.nan, math.nan, math.nan, 8, {}))
+    r = cli("eval", "1", "--metrics", "nll", "--n", "8")
+    assert r.code == 1 and len(r.err.strip().splitlines()) == 1, r
+    assert "evaluation failed for nll" in r.err and "not a finite number" in r.err, r
+    assert len(queries.evaluations(store)) == before
+    assert queries.queue_eval_job(store, 1, "nll", 8, "all")
+    job = queries.claim_eval_job(store, "here", 1)
+    assert run_job(store, job.id) == 1
+    failed = queries.get_eval_job(store, job.id)
+    assert failed.status == "failed" and "evaluation failed for nll" in failed.reason
+    assert len(queries.evaluations(store)) == before

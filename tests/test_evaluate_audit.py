@@ -3,6 +3,8 @@ define it, FID without a bootstrap that lies above its own estimate, diversity r
 to the real data's own with an interval that covers, memorisation that sees dihedral copies and
 ignores blank patches, NaN never stored, and no classifier that saw the evaluation split."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -101,3 +103,17 @@ def test_a_large_imaginary_part_of_the_square_root_is_an_error_not_dropped():
     with pytest.raises(distances.FrechetError, match="imaginary part"):
         distances.covariance_root_trace(np.eye(2), np.diag([-1.0, 4.0]))  # sqrt(-1) = i: no real root
     assert distances.covariance_root_trace(np.eye(2), np.diag([1.0, 4.0])) == pytest.approx(3.0)
+
+
+def test_an_fid_whose_square_root_fails_is_a_failed_result_with_the_reason(monkeypatch):
+    from core.evaluate import distances, service
+
+    def broken(*args, **kwargs):
+        raise distances.FrechetError("FID: the covariance square root has an imaginary part of 0.5")
+
+    monkeypatch.setattr(distances, "fid", broken)
+    result = service.fid_result(np.zeros((8, 4)), np.zeros((8, 4)), "features", 0)
+    assert service.failure_reason(result) == "FID: the covariance square root has an imaginary part of 0.5"
+    fine = service.Result("kid", 0.1, 0.0, 0.2, 8, {})
+    assert service.failure_reason(fine) is None
+    assert "not a finite number" in service.failure_reason(service.Result("kid", 0.1, math.nan, 0.2, 8, {}))

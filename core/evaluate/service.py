@@ -22,7 +22,7 @@ import torch
 from core.config import SEED_MAX, TrainConfig, config_from_dict
 from core.data import CLASS_LABELS, open_split, resolve_data, to_model_input
 from core.data.transforms import to_uint8
-from core.errors import BadInput
+from core.errors import BadInput, WorkFailed
 from core.evaluate import distances, ssim
 from core.evaluate.classifier import load_classifier, predict
 from core.evaluate.nll import variational_bound
@@ -289,15 +289,32 @@ def evaluate(store: Store, plan: EvalPlan, device: str = "auto", on_progress: Pr
         results += ssim_results(cfg, plan, samples, real, progress)
     if any(m in plan.metrics for m in FEATURE_METRICS):
         results += feature_results(store, cfg, plan, samples, real, progress)
+    failures = [f"{r.metric}: {reason}" for r in results if (reason := failure_reason(r))]
     rows = []
     for r in results:
+        if failure_reason(r):
+            continue
         rows.append(queries.add_evaluation(
             store, plan.run_id, r.metric, r.value, r.ci_low, r.ci_high, r.n, plan.split, plan.seed, r.details,
             checkpoint_step=plan.checkpoint_step,
             sampler=plan.sampler if r.sample_based else None, steps=plan.steps if r.sample_based else None,
             guidance=plan.guidance if r.sample_based else None,
             classifier_id=plan.classifier_id if r.uses_classifier else None))
+    if failures:
+        raise WorkFailed(f"run {plan.run_id}: evaluation failed for {'; '.join(failures)} (nothing stored for "
+                         f"{'it' if len(failures) == 1 else 'them'}; {len(rows)} other numbers stored)")
     return rows
+
+
+def failure_reason(result: Result) -> str | None:
+    """Why a computed number must not be stored (NaN or infinite value or bound), or None: a NaN is a
+    failed evaluation, never a value (SQLite refuses it, PostgreSQL would store it and break `rank`)."""
+    if "failed" in result.details:
+        return result.details["failed"]
+    bounds = [v for v in (result.ci_low, result.ci_high) if v is not None]
+    if not all(math.isfinite(v) for v in (result.value, *bounds)):
+        return f"the value is {result.value} with interval [{result.ci_low}, {result.ci_high}], not a finite number"
+    return None
 
 
 def nll_result(net, diffusion, cfg, plan: EvalPlan, real, labels, device, progress, eval_batch) -> Result:
@@ -386,12 +403,7 @@ def feature_results(store: Store, cfg, plan: EvalPlan, samples: np.ndarray, real
             "per_subset": [float(v) for v in subsets], "spread": float(np.std(subsets, ddof=1))},
             sample_based=True, uses_classifier=True))
     if "fid" in plan.metrics:
-        found = distances.fid(gen_feats, real_feats, seed=plan.seed)
-        out.append(Result("fid", found.value, None, None, len(samples), {
-            "space": space, "ci": FID_NO_INTERVAL, "fid_infinity": found.infinity,
-            "fid_infinity_fit": {"sizes": list(found.sizes), "fid": [float(v) for v in found.at_size]}
-            if found.infinity is not None else f"needs at least {distances.MIN_EXTRAPOLATION} images per set"},
-            sample_based=True, uses_classifier=True))
+        out.append(fid_result(gen_feats, real_feats, space, plan.seed))
     if "class" in plan.metrics:
         predicted = (gen_probs >= 0.5).astype(np.int64)
         if cfg.conditional:
@@ -412,6 +424,20 @@ def feature_results(store: Store, cfg, plan: EvalPlan, samples: np.ndarray, real
             "what": what, "per_class": per_class, "classifier_accuracy": row.accuracy, "classifier_auc": row.auc},
             sample_based=True, uses_classifier=True))
     return out
+
+
+def fid_result(gen_feats: np.ndarray, real_feats: np.ndarray, space: str, seed: int) -> Result:
+    """FID without an interval (FID_NO_INTERVAL says why) and FID-infinity beside it; a covariance
+    square root that cannot be computed honestly makes a failed result that says why."""
+    try:
+        found = distances.fid(gen_feats, real_feats, seed=seed)
+    except distances.FrechetError as exc:
+        return Result("fid", math.nan, None, None, len(gen_feats), {"failed": str(exc)})
+    fit = ({"sizes": list(found.sizes), "fid": [float(v) for v in found.at_size]} if found.infinity is not None
+           else f"needs at least {distances.MIN_EXTRAPOLATION} images per set")
+    return Result("fid", found.value, None, None, len(gen_feats), {
+        "space": space, "ci": FID_NO_INTERVAL, "fid_infinity": found.infinity, "fid_infinity_fit": fit},
+        sample_based=True, uses_classifier=True)
 
 
 @dataclass(frozen=True)
