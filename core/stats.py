@@ -79,8 +79,11 @@ def student_t_quantile(p: float, df: float) -> float:
 
 def mean_ci(values, confidence: float = 0.95) -> Interval:
     """Mean with the Student-t interval mean +- t_{(1+c)/2, n-1} s / sqrt(n); one value gives no
-    interval (low = high = the value)."""
+    interval (low = high = the value); a NaN or infinite value makes all three NaN (statistics.stdev
+    would raise on it), for the caller to treat as a failed number."""
     x = [float(v) for v in values]
+    if not all(math.isfinite(v) for v in x):
+        return Interval(math.nan, math.nan, math.nan, len(x), "t")
     mean = statistics.fmean(x)
     if len(x) < 2:
         return Interval(mean, mean, mean, len(x), "t")

@@ -101,7 +101,7 @@ def test_rank_prints_and_exports_the_table_and_figures(workdir, cli):
     record = json.loads(r.out)
     assert [row["config"]["schedule"] for row in record["rows"]] == ["cosine", "linear"]
     assert record["rows"][0]["nll"]["value"] == pytest.approx(3.1) and record["rows"][0]["nll"]["seeds"] == 2
-    assert "Holm-Bonferroni" in record["tie_test"]
+    assert "k(k-1) one-sided Welch t-tests" in record["tie_test"] and "choice of the best" in record["tie_test"]
     r = cli("rank")
     assert r.code == 0 and "ranked by nll (lower is better)" in r.out and "=best" in r.out, r
     r = cli("export", "--sweep", sweep.id, "--format", "md", "--figures", workdir / "figs")

@@ -1,13 +1,21 @@
 """Statistics of an ablation: each configuration's mean with a 95% interval, which configurations
-are tied with the best, and the main effects of the factors.
+are significantly worse than the best, and the main effects of the factors.
 
 - A configuration evaluated with several seeds: the mean over seeds and its Student-t interval.
 - With one seed: that run's own uncertainty, the percentile bootstrap of its per-image values
   (or, for numbers without per-image values, the interval the evaluation stored), and it says so.
-- Ties: each configuration is compared with the best by a one-sided Welch t-test (H1: it is worse),
-  on seed values, or on per-image values where a side has one seed; the Holm-Bonferroni step-down
-  correction keeps the family-wise error at 5%. Every configuration not significantly worse than
-  the best is marked as tied with it.
+  It is never compared (neither tied nor worse): a claim about configurations needs the spread over
+  seeds, which one seed cannot show, and per-image values measure only the evaluation's own noise.
+- Worse / tied (TIE_RULE): all k(k-1) one-sided Welch t-tests "i is worse than j" between the
+  configurations with at least 2 seeds, Holm-corrected together. A configuration is worse when it is
+  significantly worse than some other one; its p-value is the smallest Holm-adjusted p of those
+  tests. Every wrong "worse" mark, including one caused by picking the best from the data, is a
+  rejected true hypothesis of that one family, so the family-wise error is at most 5%. The best
+  (best mean among them) can never be marked: its tests all point the other way.
+- Two configurations whose seeds all agree within each (zero variance on both sides) have no test
+  (p = 1): a t-test needs spread, and equal seeds mean the evaluation ignored the seed.
+- A value that is not finite (NaN, inf: a failed evaluation) is never ranked: split_finite leaves
+  it out and the caller says which runs.
 - Main effects: per level of each factor, the mean over the runs at that level (all other factors
   and seeds), with its t-interval; for a 2x2 grid also the interaction contrast.
 """
@@ -17,6 +25,7 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass
+from typing import Callable
 
 from core.stats import Interval, bootstrap_ci, mean_ci, student_t_cdf, student_t_quantile
 
@@ -24,6 +33,14 @@ from core.stats import Interval, bootstrap_ci, mean_ci, student_t_cdf, student_t
 DIRECTIONS = {"nll": "lower", "kid": "lower", "fid": "lower", "ssim_memorisation": "lower",
               "ssim_diversity": "lower", "class_fidelity": "higher"}
 ALPHA = 0.05
+# metrics shown beside the ranking but never a rank key nor compared (e.g. memorisation, flagged
+# above its threshold): metric -> what the column means. The evaluation side names them here.
+GUARDS: dict[str, str] = {}
+TIE_RULE = ("worse = significantly worse than some other configuration: all k(k-1) one-sided Welch t-tests between "
+            "the configurations with >= 2 seeds, Holm-corrected together (family-wise error <= 0.05, the choice of "
+            "the best included); p = the smallest Holm-adjusted p; = tied with the best: not worse")
+ONE_SEED_NOTE = ("not compared: 1 seed shows no seed variance, so no tie or worse claim is made (its interval is the "
+                 "evaluation's own)")
 
 
 @dataclass(frozen=True)
@@ -42,8 +59,13 @@ class ConfigStats:
     values: tuple  # one per seed
     interval: Interval
     ci_method: str
-    tied: bool = False  # not significantly worse than the best (the best is tied with itself)
-    p_worse: float | None = None  # one-sided p-value against the best, before the correction
+    tied: bool | None = None  # not significantly worse than any (the best is tied with itself); None: not compared
+    p_worse: float | None = None  # Holm-adjusted p of "worse than some configuration"; None: not compared
+
+    @property
+    def compared(self) -> bool:
+        """Whether the tie rule judged this configuration (it has at least 2 seeds)."""
+        return self.tied is not None
 
 
 def configuration_stats(runs: list[RunValue], seed: int = 0) -> ConfigStats:
@@ -67,66 +89,99 @@ def configuration_stats(runs: list[RunValue], seed: int = 0) -> ConfigStats:
                                 1, "stored"), "1 seed: the evaluation's own interval")
 
 
+def student_t_sf_elementwise(t, df):
+    """P(T > t) elementwise over numpy arrays, with core.stats' Student t (no scipy import)."""
+    import numpy as np
+
+    return np.vectorize(lambda x, d: student_t_cdf(-x, d), otypes=[float])(t, df)
+
+
+def welch_worse_matrix(means, variances, counts, direction: str, t_sf: Callable = student_t_sf_elementwise):
+    """One-sided Welch t-test p-values over the last axis (k configurations, any leading batch axes):
+    entry [..., i, j] is the p-value of "i is worse than j". A pair where neither side varies has no
+    test (p = 1); so has the diagonal. `t_sf(t, df)` is P(T > t), vectorised (scipy's t.sf fits)."""
+    import numpy as np
+
+    m = np.asarray(means, dtype=np.float64)
+    v = np.asarray(variances, dtype=np.float64) / np.asarray(counts, dtype=np.float64)
+    n = np.broadcast_to(np.asarray(counts, dtype=np.float64), m.shape)
+    diff = m[..., :, None] - m[..., None, :]
+    diff = diff if direction == "lower" else -diff
+    se2 = v[..., :, None] + v[..., None, :]
+    share = v ** 2 / (n - 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df = se2 ** 2 / (share[..., :, None] + share[..., None, :])
+        t = diff / np.sqrt(se2)
+    testable = (se2 > 0) & np.isfinite(t) & np.isfinite(df)
+    p = np.ones(t.shape)
+    p[testable] = t_sf(t[testable], df[testable])
+    return p
+
+
 def welch_worse_p(best, other, direction: str) -> float:
     """One-sided Welch t-test p-value for 'other is worse than best' (larger when lower is better)."""
-    vb, vo = statistics.variance(best) / len(best), statistics.variance(other) / len(other)
-    se = math.sqrt(vb + vo)
-    diff = statistics.fmean(other) - statistics.fmean(best)
-    diff = diff if direction == "lower" else -diff
-    if se == 0:
-        return 0.0 if diff > 0 else 1.0
-    df = (vb + vo) ** 2 / (vb ** 2 / (len(best) - 1) + vo ** 2 / (len(other) - 1))
-    return student_t_cdf(-diff / se, df)
+    samples = (best, other)
+    p = welch_worse_matrix([statistics.fmean(x) for x in samples], [statistics.variance(x) for x in samples],
+                           [len(x) for x in samples], direction)
+    return float(p[1, 0])
+
+
+def holm_adjusted(p_values):
+    """Holm-Bonferroni step-down adjusted p-values over the last axis (reject where <= alpha): the
+    r-th smallest p times (m - r + 1), made non-decreasing, capped at 1; a NaN p counts as 1."""
+    import numpy as np
+
+    p = np.nan_to_num(np.asarray(p_values, dtype=np.float64), nan=1.0)
+    m = p.shape[-1]
+    order = np.argsort(p, axis=-1, kind="stable")
+    stepped = np.minimum(1.0, np.take_along_axis(p, order, axis=-1) * (m - np.arange(m)))
+    adjusted = np.empty_like(p)
+    np.put_along_axis(adjusted, order, np.maximum.accumulate(stepped, axis=-1), axis=-1)
+    return adjusted
 
 
 def holm_rejections(p_values: list[float], alpha: float = ALPHA) -> list[bool]:
     """Holm-Bonferroni step-down: which hypotheses are rejected at family-wise level alpha."""
-    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
-    rejected = [False] * len(p_values)
-    for rank, i in enumerate(order):
-        if p_values[i] > alpha / (len(p_values) - rank):
-            break
-        rejected[i] = True
-    return rejected
+    return [bool(a <= alpha) for a in holm_adjusted(p_values)]
 
 
-def comparison_samples(stats: ConfigStats, runs: list[RunValue]) -> list[float] | None:
-    """What a configuration contributes to a test: its seed values, or one run's per-unit values."""
-    if len(stats.values) >= 2:
-        return [float(v) for v in stats.values]
-    units = runs[0].per_unit
-    return [float(v) for v in units] if len(units) >= 2 else None
+def worse_p_values(means, variances, counts, direction: str, t_sf: Callable = student_t_sf_elementwise):
+    """The tie rule (TIE_RULE) for configurations with >= 2 seeds, over the last axis (k
+    configurations, any leading batch axes, for simulations): per configuration, the smallest
+    Holm-adjusted p over the k(k-1) one-sided Welch tests "i is worse than j"; <= ALPHA marks it worse."""
+    import numpy as np
+
+    raw = welch_worse_matrix(means, variances, counts, direction, t_sf)
+    k = raw.shape[-1]
+    rows, cols = np.nonzero(~np.eye(k, dtype=bool))
+    adjusted = np.ones(raw.shape)
+    adjusted[..., rows, cols] = holm_adjusted(raw[..., rows, cols])
+    return adjusted.min(axis=-1)
+
+
+def split_finite(runs: list[RunValue]) -> tuple[list[RunValue], list[RunValue]]:
+    """The runs with a finite value, and those left out (NaN or infinite: a failed evaluation)."""
+    finite = [r for r in runs if math.isfinite(r.value)]
+    return finite, [r for r in runs if not math.isfinite(r.value)]
 
 
 def rank_configurations(runs: list[RunValue], direction: str, seed: int = 0) -> list[ConfigStats]:
-    """One ConfigStats per configuration, best first, with ties to the best marked (Holm-corrected
-    one-sided Welch tests; a configuration with nothing to test is tied only if its interval
-    overlaps the best's)."""
+    """One ConfigStats per configuration: those with >= 2 seeds first, best first, marked by the tie
+    rule (TIE_RULE); then the one-seed ones by their value, not compared. Runs with a non-finite
+    value are left out (see split_finite)."""
     groups: dict[tuple, list[RunValue]] = {}
-    for r in runs:
+    for r in split_finite(runs)[0]:
         groups.setdefault(r.config, []).append(r)
     rows = [configuration_stats(g, seed) for g in groups.values()]
     sign = 1 if direction == "lower" else -1
-    rows.sort(key=lambda s: sign * s.interval.value)
-    best, others = rows[0], rows[1:]
-    best_sample = comparison_samples(best, groups[best.config])
-    p_values, untestable = [], []
-    for row in others:
-        sample = comparison_samples(row, groups[row.config])
-        if best_sample is None or sample is None:
-            untestable.append(row)
-            p_values.append(1.0)
-        else:
-            p_values.append(welch_worse_p(best_sample, sample, direction))
-    rejected = holm_rejections(p_values) if others else []
-    out = [ConfigStats(best.config, best.run_ids, best.values, best.interval, best.ci_method, True, None)]
-    for row, p, worse in zip(others, p_values, rejected):
-        if row in untestable:
-            overlap = row.interval.low <= best.interval.high if direction == "lower" else row.interval.high >= best.interval.low
-            out.append(ConfigStats(row.config, row.run_ids, row.values, row.interval, row.ci_method, overlap, None))
-        else:
-            out.append(ConfigStats(row.config, row.run_ids, row.values, row.interval, row.ci_method, not worse, p))
-    return out
+    rows.sort(key=lambda s: (len(s.values) < 2, sign * s.interval.value))
+    compared = [s for s in rows if len(s.values) >= 2]
+    p_worse = worse_p_values([statistics.fmean(s.values) for s in compared],
+                             [statistics.variance(s.values) for s in compared], [len(s.values) for s in compared],
+                             direction) if len(compared) >= 2 else [1.0] * len(compared)
+    out = [ConfigStats(s.config, s.run_ids, s.values, s.interval, s.ci_method, bool(p > ALPHA), float(p))
+           for s, p in zip(compared, p_worse)]
+    return out + [s for s in rows if len(s.values) < 2]
 
 
 @dataclass(frozen=True)
@@ -162,6 +217,8 @@ def interaction_2x2(rows: list[ConfigStats], factors: list[str]) -> Interval | N
     value = (m[(a1, b1)] - m[(a1, b2)]) - (m[(a2, b1)] - m[(a2, b2)])
     parts = [statistics.variance(v) / len(v) for v in cells.values()]
     se = math.sqrt(sum(parts))
+    if se == 0:
+        return None  # no seed varies: the Welch interval is undefined
     df = sum(parts) ** 2 / sum(p ** 2 / (len(v) - 1) for p, v in zip(parts, cells.values()))
     half = student_t_quantile(0.975, df) * se
     return Interval(float(value), float(value - half), float(value + half), sum(len(v) for v in cells.values()),

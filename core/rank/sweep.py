@@ -3,19 +3,19 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from core.errors import BadInput
-from core.rank.stats import (DIRECTIONS, ConfigStats, LevelEffect, RunValue, interaction_2x2, main_effects,
-                             rank_configurations)
+from core.rank.stats import (DIRECTIONS, GUARDS, ONE_SEED_NOTE, TIE_RULE, ConfigStats, LevelEffect, RunValue,
+                             configuration_stats, interaction_2x2, main_effects, rank_configurations, split_finite)
 from core.runner.sweeps import configuration_key
 from core.stats import Interval
 from core.store import queries
 from core.store.db import Store
 
 IGNORED_AXES = ("seed", "name", "tag")
-TIE_TEST = ("one-sided Welch t-tests of each configuration against the best (on seed values; on per-image values "
-            "where a configuration has one seed), Holm-Bonferroni corrected, family-wise alpha 0.05")
+TIE_TEST = TIE_RULE
 
 
 def sweep_factors(sweep: queries.Sweep, runs: list[queries.Run]) -> list[str]:
@@ -66,6 +66,8 @@ class SweepRanking:
     missing: dict[int, str]  # runs without the rank metric, and why (status or failed evaluation)
     train_loss: dict[tuple, float | None]  # mean smoothed training loss per configuration (not comparable)
     tie_test: str = TIE_TEST
+    guards: dict[str, dict[tuple, ConfigStats]] = None  # guard metric -> configuration -> its values, never ranked
+    one_seed_note: str = ONE_SEED_NOTE
 
 
 def rank_sweep(store: Store, sweep_id: int | str | None = None, metric: str | None = None,
@@ -86,25 +88,19 @@ def rank_sweep(store: Store, sweep_id: int | str | None = None, metric: str | No
     runs = queries.list_runs(store, sweep_id=sweep.id)
     factors = sweep_factors(sweep, runs)
     latest = queries.latest_evaluations(store, [r.id for r in runs])
-    evaluated = [m for m in DIRECTIONS if any(m in latest.get(r.id, {}) for r in runs)]
+    evaluated = [m for m in DIRECTIONS if m not in GUARDS and any(has_finite(latest, r.id, m) for r in runs)]
     if not evaluated:
         raise BadInput(f"sweep {sweep.id} has no evaluations yet: run `ddpm-tui eval --sweep {sweep.id} --missing "
                        f"--metrics nll` once its runs finish (or queue sweeps with --eval-on-finish)")
     key_metric = metric or evaluated[0]
     if key_metric not in evaluated:
         raise BadInput(f"--metric {key_metric}: no run of sweep {sweep.id} has it (evaluated: {', '.join(evaluated)})")
-    rankings = {}
+    rankings, left_out = {}, {}
     for m in evaluated:
         by_settings: dict[tuple, list[int]] = {}
-        values = []
-        for r in runs:
-            e = latest.get(r.id, {}).get(m)
-            if e is None:
-                continue
-            by_settings.setdefault(settings_of(e), []).append(r.id)
-            per_unit = e.details.get("per_image") or e.details.get("per_subset") or ()
-            values.append(RunValue(r.id, configuration_key(r.config, factors), e.value, tuple(per_unit),
-                                   (e.ci_low, e.ci_high)))
+        values, not_finite = split_finite(metric_values(runs, latest, m, factors, by_settings))
+        if m == key_metric:
+            left_out = {r.run_id: f"{m} is {r.value} (a failed evaluation): left out" for r in not_finite}
         if len(by_settings) > 1 and not mixed:
             described = "; ".join(f"runs {', '.join(map(str, ids))}: {describe_settings(s)}"
                                   for s, ids in by_settings.items())
@@ -117,6 +113,7 @@ def rank_sweep(store: Store, sweep_id: int | str | None = None, metric: str | No
     failed_jobs = {j.run_id: j.reason for j in queries.eval_jobs(store, [r.id for r in runs], status="failed")}
     missing = {r.id: (f"evaluation failed: {failed_jobs[r.id]}" if r.id in failed_jobs else r.status)
                for r in runs if key_metric not in latest.get(r.id, {})}
+    missing.update(left_out)
     summaries = queries.summaries(store, [r.id for r in runs])
     losses: dict[tuple, list[float]] = {}
     for r in runs:
@@ -125,7 +122,41 @@ def rank_sweep(store: Store, sweep_id: int | str | None = None, metric: str | No
     train_loss = {k: (sum(v for v in vs if v is not None) / len([v for v in vs if v is not None])
                       if any(v is not None for v in vs) else None) for k, vs in losses.items()}
     return SweepRanking(sweep.id, sweep.name, factors, key_metric, rankings, {r.id: r.status for r in runs}, missing,
-                        train_loss)
+                        train_loss, guards=guard_columns(runs, latest, factors))
+
+
+def has_finite(latest: dict, run_id: int, metric: str) -> bool:
+    """Whether the run's latest evaluation of `metric` is a finite number (NaN is a failed evaluation)."""
+    e = latest.get(run_id, {}).get(metric)
+    return e is not None and math.isfinite(e.value)
+
+
+def guard_columns(runs: list[queries.Run], latest: dict, factors: list[str]) -> dict[str, dict[tuple, ConfigStats]]:
+    """Per guard metric (GUARDS) that was evaluated: each configuration's mean and interval, shown
+    beside the ranking, never compared."""
+    guards = {}
+    for metric in GUARDS:
+        groups: dict[tuple, list[RunValue]] = {}
+        for r in split_finite(metric_values(runs, latest, metric, factors, {}))[0]:
+            groups.setdefault(r.config, []).append(r)
+        if groups:
+            guards[metric] = {config: configuration_stats(g) for config, g in groups.items()}
+    return guards
+
+
+def metric_values(runs: list[queries.Run], latest: dict, metric: str, factors: list[str],
+                  by_settings: dict[tuple, list[int]]) -> list[RunValue]:
+    """Each run's latest value of `metric` (with its per-image values, for a one-seed interval; KID's
+    per-subset values are not images and are not used); records each run's settings in by_settings."""
+    values = []
+    for r in runs:
+        e = latest.get(r.id, {}).get(metric)
+        if e is None:
+            continue
+        by_settings.setdefault(settings_of(e), []).append(r.id)
+        values.append(RunValue(r.id, configuration_key(r.config, factors), e.value,
+                               tuple(e.details.get("per_image") or ()), (e.ci_low, e.ci_high)))
+    return values
 
 
 def ranking_record(ranking: SweepRanking) -> dict:
@@ -142,11 +173,17 @@ def ranking_record(ranking: SweepRanking) -> dict:
         for m, stats in by_metric.items():
             c = stats.get(config)
             row[m] = None if c is None else dict(interval(c.interval), seeds=len(c.values), values=list(c.values),
-                                                 ci_method=c.ci_method, tied_with_best=c.tied, p_worse=c.p_worse)
+                                                 ci_method=c.ci_method, compared=c.compared, tied_with_best=c.tied,
+                                                 p_worse=c.p_worse)
+        for m, stats in (ranking.guards or {}).items():
+            c = stats.get(config)
+            row[m] = None if c is None else dict(interval(c.interval), seeds=len(c.values), values=list(c.values),
+                                                 ci_method=c.ci_method, guard=GUARDS[m])
         rows.append(row)
     return {
         "sweep": ranking.sweep_id, "name": ranking.name, "factors": ranking.factors, "rank_metric": ranking.metric,
-        "direction": DIRECTIONS[ranking.metric], "tie_test": ranking.tie_test, "rows": rows,
+        "direction": DIRECTIONS[ranking.metric], "tie_test": ranking.tie_test, "one_seed": ranking.one_seed_note,
+        "rows": rows,
         "settings": {m: r.settings for m, r in ranking.rankings.items()},
         "main_effects": {m: [{"factor": e.factor, "level": e.level, **interval(e.interval)} for e in r.effects]
                          for m, r in ranking.rankings.items()},
