@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, NoReturn, Optional
 
 import typer
 import typer.core
@@ -428,7 +428,7 @@ def rank(
 
 def ranking_lines(ranking) -> list[str]:
     """The ranking as a text table with its notes (what `rank` prints and `export --format md` wraps)."""
-    from core.rank.stats import DIRECTIONS
+    from core.rank.stats import DIRECTIONS, GUARDS
     from core.text import printable
 
     key = ranking.rankings[ranking.metric]
@@ -438,21 +438,26 @@ def ranking_lines(ranking) -> list[str]:
     lines = [f"sweep {ranking.sweep_id} ({printable(ranking.name)}): {len(key.configs)} configurations, ranked by "
              f"{ranking.metric} ({DIRECTIONS[ranking.metric]} is better)"]
     head = "  ".join(f"{f:<{w}}" for f, w in zip(ranking.factors, widths))
-    head += "  seeds  " + "  ".join(f"{m + ' [95% CI]':<34}" for m in metrics) + "  loss~ (not comparable)"
+    guards = ranking.guards or {}
+    head += "  seeds  p_worse  " + "  ".join(f"{m + ' [95% CI]':<34}" for m in metrics)
+    head += "".join(f"  {m + ' (guard)':<30}" for m in guards) + "  loss~ (not comparable)"
     lines.append(head)
     for c in key.configs:
         cells = "  ".join(f"{str(v):<{w}}" for v, w in zip(c.config, widths))
-        cells += f"  {len(c.values):>5}  "
+        cells += f"  {len(c.values):>5}  {'n/c' if c.p_worse is None else f'{c.p_worse:.3g}':<7}  "
         for m in metrics:
             s = configs[m].get(c.config)
-            if s is None:
-                cells += f"{'-':<34}  "
-                continue
-            mark = ("=best" if s is ranking.rankings[m].configs[0] else "=") if s.tied else ""
-            cells += f"{f'{s.interval.value:.4g} [{s.interval.low:.4g}, {s.interval.high:.4g}] {mark}':<34}  "
+            cells += f"{'-' if s is None else interval_cell(s, ranking.rankings[m].configs[0]):<34}  "
+        for m, stats in guards.items():
+            g = stats.get(c.config)
+            cells += f"{'-' if g is None else interval_cell(g, None):<30}  "
         loss = ranking.train_loss.get(c.config)
         lines.append(cells + ("-" if loss is None else f"{loss:.4f}"))
-    lines.append(f"= tied with the best: {ranking.tie_test}")
+    lines.append(f"= tied with the best, p_worse: {ranking.tie_test}")
+    if any(not s.compared for r in ranking.rankings.values() for s in r.configs):
+        lines.append(f"n/c: {ranking.one_seed_note}")
+    for m in guards:
+        lines.append(f"{m} (guard): {GUARDS[m]}; shown, never ranked")
     methods = sorted({s.ci_method for r in ranking.rankings.values() for s in r.configs})
     lines.append("intervals: " + "; ".join(methods))
     for m, r in ranking.rankings.items():
@@ -472,6 +477,15 @@ def ranking_lines(ranking) -> list[str]:
         lines.append(f"without {ranking.metric}: " + ", ".join(f"run {k} ({printable(v)})"
                                                               for k, v in ranking.missing.items()))
     return lines
+
+
+def interval_cell(stats, best) -> str:
+    """'mean [low, high]' with the tie mark: =best, = (tied), nothing (worse), n/c (not compared)."""
+    if stats.tied is None:
+        mark = "n/c" if best is not None else ""
+    else:
+        mark = ("=best" if stats is best else "=") if stats.tied else ""
+    return f"{stats.interval.value:.4g} [{stats.interval.low:.4g}, {stats.interval.high:.4g}] {mark}".rstrip()
 
 
 @classifier_app.command("train")
@@ -618,7 +632,8 @@ def ablate(
     sweep_name: Annotated[str, typer.Option("--sweep-name", help="name of the sweep")] = "",
     eval_on_finish: Annotated[Optional[str], typer.Option("--eval-on-finish", help="metrics the worker evaluates as each run finishes, e.g. nll,kid")] = None,
     eval_n: Annotated[Optional[int], typer.Option("--eval-n", help="held-out patches and samples per evaluation [default: 256, or all the smallest test split holds]")] = None,
-    eval_nll_timesteps: Annotated[str, typer.Option("--eval-nll-timesteps", help="all, or K for an estimated bound")] = "all",
+    eval_nll_timesteps: Annotated[Optional[str], typer.Option("--eval-nll-timesteps", help="all, or K for an estimated bound [default: all]")] = None,
+    yes_large: Annotated[bool, typer.Option("--yes-large", help="queue a grid of more than 512 runs")] = False,
     train_values: dict = None, ctx_store: Store = None,
 ):
     """Queue a grid of runs: any training option may be a comma list (';' for --dim-mults and
@@ -628,9 +643,11 @@ def ablate(
     from core.evaluate.service import plan_eval_on_finish
     from core.runner.lifecycle import plan_sweep, queue_sweep
 
-    plan = plan_sweep(ctx_store[1], train_values, seeds, config, sweep_name)
+    if eval_on_finish is None and (eval_n is not None or eval_nll_timesteps is not None):
+        raise BadInput(f"{'--eval-n' if eval_n is not None else '--eval-nll-timesteps'} goes with --eval-on-finish")
+    plan = plan_sweep(ctx_store[1], train_values, seeds, config, sweep_name, yes_large)
     if eval_on_finish is not None:
-        spec = plan_eval_on_finish(open_store(ctx_store, create=False), eval_on_finish, eval_n, eval_nll_timesteps,
+        spec = plan_eval_on_finish(open_store(ctx_store, create=False), eval_on_finish, eval_n, eval_nll_timesteps or "all",
                                    [p.cfg for p in plan.plans])
         plan = dataclasses.replace(plan, eval_on_finish=spec.spec())
     sweep, runs = queue_sweep(open_store(ctx_store), plan)
@@ -736,7 +753,8 @@ def runs_show(run: Annotated[str, typer.Argument(help="run id")],
 def runs_stop(run: Annotated[str, typer.Argument(help="run id")],
               wait: Annotated[float, typer.Option("--wait", help="seconds to wait for the checkpoint")] = 0.0,
               ctx_store: Store = None):
-    """SIGTERM a running run: it checkpoints and becomes `stopped`."""
+    """Stop a running run: it checkpoints and becomes `stopped` (SIGTERM on its own host; a request
+    through the store, which its trainer reads with its heartbeat, from any other)."""
     from core.runner.lifecycle import stop
 
     typer.echo(stop(open_store(ctx_store, create=False), run, wait=wait).message, err=True)
@@ -747,7 +765,8 @@ def runs_stop(run: Annotated[str, typer.Argument(help="run id")],
 def runs_kill(run: Annotated[str, typer.Argument(help="run id")],
               grace: Annotated[float, typer.Option("--grace", help="seconds between SIGTERM and SIGKILL")] = 10.0,
               ctx_store: Store = None):
-    """SIGTERM, then SIGKILL the run's process group after a grace period."""
+    """SIGTERM, then SIGKILL the run's process group after a grace period (on its own host; from any
+    other, a request through the store, and a lost run that does not answer in time is marked killed)."""
     from core.runner.lifecycle import kill
 
     typer.echo(kill(open_store(ctx_store, create=False), run, grace=grace).message, err=True)
@@ -761,8 +780,10 @@ def runs_logs(run: Annotated[str, typer.Argument(help="run id")],
     """The last lines of a run's log (from its pods for a run on Kubernetes)."""
     from core.executors import log_tail
     from core.store import queries
+    from core.text import printable
 
-    typer.echo(log_tail(queries.get_run(open_store(ctx_store, create=False), run), tail))
+    # a log holds what the trainer and its libraries printed: no escape sequence of theirs reaches the terminal
+    typer.echo(printable(log_tail(queries.get_run(open_store(ctx_store, create=False), run), tail), keep_newlines=True))
 
 
 @runs_app.command("extend")
@@ -854,11 +875,13 @@ def export(fmt: Annotated[str, typer.Option("--format", help="csv|json|md (md: w
            figures: Annotated[Optional[Path], typer.Option("--figures", help="with --sweep: folder for the figures [default: sweep-ID-figures]")] = None,
            mixed: Annotated[bool, typer.Option("--mixed", help="with --sweep: rank even with mixed evaluation settings")] = False,
            of_sweep: Annotated[Optional[int], typer.Option("--of-sweep", help="only the runs of this sweep")] = None,
+           out: Annotated[Optional[Path], typer.Option("--out", help="write to this file, text exactly as stored [default: stdout, control characters shown as \\xNN]")] = None,
            ctx_store: Store = None):
     """All runs with their summaries, tags, notes and ISO-8601 times as CSV or JSON on stdout; with
     --sweep, the sweep's ranking (CSV, JSON or Markdown) and a PNG figure per metric (means with 95%
     CI bars)."""
     import csv
+    import io
     from datetime import datetime, timezone
 
     from core.store import queries
@@ -868,7 +891,7 @@ def export(fmt: Annotated[str, typer.Option("--format", help="csv|json|md (md: w
     if sweep is not None:
         if of_sweep is not None:
             raise BadInput("--of-sweep filters the runs export; --sweep exports a ranking: give one")
-        _export_sweep(open_store(ctx_store, create=False), sweep, metric, fmt, figures, mixed)
+        _export_sweep(open_store(ctx_store, create=False), sweep, metric, fmt, figures, mixed, out)
         return
     store = open_store(ctx_store, create=False)
     if of_sweep is not None:
@@ -881,19 +904,37 @@ def export(fmt: Annotated[str, typer.Option("--format", help="csv|json|md (md: w
             if r[key] is not None:
                 r[key] = datetime.fromtimestamp(r[key], timezone.utc).isoformat(timespec="seconds")
     if fmt == "json":
-        echo_json(records)
+        _write_export(json.dumps(records, indent=2, default=str) + "\n", out)
         return
     config_keys = sorted({k for r in records for k in r["config"]})
     fields = [k for k in records[0] if k not in ("config", "tags", "notes")] if records else ["id"]
-    writer = csv.writer(sys.stdout)
+    table = io.StringIO()
+    writer = csv.writer(table)
     writer.writerow(fields + ["tags", "notes"] + [f"config.{k}" for k in config_keys])
     for r in records:
         writer.writerow([r[k] for k in fields] + [" ".join(r["tags"]), " | ".join(r["notes"])]
                         + [r["config"].get(k) for k in config_keys])
+    _write_export(table.getvalue(), out)
 
 
-def _export_sweep(store, sweep, metric, fmt: str, figures: Path | None, mixed: bool) -> None:
+def _write_export(text: str, out: Path | None) -> None:
+    """An export to --out exactly as stored; on stdout (a terminal, often) with the control
+    characters of names, notes, tags and config made visible, its CSV/Markdown lines kept."""
+    from core.text import printable_lines
+
+    if out is None:
+        sys.stdout.write(printable_lines(text))
+        return
+    try:
+        with open(out, "w", newline="", encoding="utf-8") as file:
+            file.write(text)
+    except OSError as exc:
+        raise BadInput(f"--out {out}: cannot write ({exc.strerror})") from None
+
+
+def _export_sweep(store, sweep, metric, fmt: str, figures: Path | None, mixed: bool, out: Path | None) -> None:
     import csv
+    import io
 
     from core.rank.figure import interval_figure
     from core.rank.sweep import rank_sweep, ranking_record
@@ -904,13 +945,14 @@ def _export_sweep(store, sweep, metric, fmt: str, figures: Path | None, mixed: b
         raise BadInput(f"--figures {folder}: is a file, not a directory")
     record = ranking_record(ranking)
     if fmt == "json":
-        echo_json(record)
+        _write_export(json.dumps(record, indent=2, default=str) + "\n", out)
     elif fmt == "md":
         lines = ranking_lines(ranking)
-        sys.stdout.write(f"**{lines[0]}**\n\n```\n" + "\n".join(lines[1:]) + "\n```\n")
+        _write_export(f"**{lines[0]}**\n\n```\n" + "\n".join(lines[1:]) + "\n```\n", out)
     else:
         metrics = list(ranking.rankings)
-        writer = csv.writer(sys.stdout)
+        table = io.StringIO()
+        writer = csv.writer(table)
         writer.writerow(ranking.factors + ["runs"] + [f"{m}.{k}" for m in metrics
                                                      for k in ("mean", "ci_low", "ci_high", "seeds", "tied_with_best")])
         for row in record["rows"]:
@@ -919,6 +961,7 @@ def _export_sweep(store, sweep, metric, fmt: str, figures: Path | None, mixed: b
                 r = row[m]
                 cells += [r["value"], r["ci_low"], r["ci_high"], r["seeds"], r["tied_with_best"]] if r else [""] * 5
             writer.writerow(cells)
+        _write_export(table.getvalue(), out)
     for m, r in ranking.rankings.items():
         path = interval_figure(folder / f"sweep-{ranking.sweep_id}-{m}.png",
                                f"sweep {ranking.sweep_id}: {m} ({r.direction} is better)", ranking.factors, r.configs,
@@ -965,35 +1008,39 @@ def _run(argv: list[str] | None) -> None:
         code = command.main(args=argv, prog_name="ddpm-tui", standalone_mode=False)
     except click_errors.UsageError as exc:
         where = f"{exc.ctx.command_path}: " if exc.ctx else ""
-        print(f"error: {where}{exc.format_message()}", file=sys.stderr)
-        sys.exit(2)
+        _fail(f"{where}{exc.format_message()}", 2, argv)
     except typer.Abort:
-        print("error: aborted", file=sys.stderr)
-        sys.exit(130)
+        _fail("aborted", 130, argv)
     except BadInput as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        _fail(str(exc), 2, argv)
     except WorkFailed as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
+        _fail(str(exc), 1, argv)
     except SQLAlchemyError as exc:
         from core.store.db import is_locked
 
         message = str(getattr(exc, "orig", None) or exc).splitlines()[0]
         if is_locked(exc):
-            print("error: database is busy: another process kept it locked through every retry; nothing was "
-                  "changed, try again", file=sys.stderr)
-            sys.exit(1)
+            _fail("database is busy: another process kept it locked through every retry; nothing was "
+                  "changed, try again", 1, argv)
         if "readonly" in message or "read-only" in message:
-            print(f"error: the database is read-only, nothing was changed ({message})", file=sys.stderr)
-            sys.exit(2)
-        print(f"error: database: {message}", file=sys.stderr)
-        sys.exit(1)
+            _fail(f"the database is read-only, nothing was changed ({message})", 2, argv)
+        _fail(f"database: {message}", 1, argv)
     except Exception as exc:  # a bug: one line here; a run's own log keeps the traceback
         if os.environ.get("DDPM_TUI_DEBUG"):
             raise
         first = (str(exc).splitlines() or [""])[0]
-        print(f"error: {exc.__class__.__name__}: {first} (an internal error; DDPM_TUI_DEBUG=1 shows the "
-              "traceback)", file=sys.stderr)
-        sys.exit(1)
+        _fail(f"{exc.__class__.__name__}: {first} (an internal error; DDPM_TUI_DEBUG=1 shows the traceback)", 1, argv)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str, code: int, argv: list[str] | None) -> NoReturn:
+    """End with the one error line: the passwords of every database URL the command was given
+    hidden, and control characters (a path or value holding terminal escapes) made visible."""
+    from core.store.db import hide_secrets
+    from core.text import printable
+
+    args = sys.argv[1:] if argv is None else argv
+    for url in [a.removeprefix("--db=") for a in args] + [os.environ.get(STORE_ENV, "")]:
+        message = hide_secrets(message, url)
+    print(f"error: {printable(message)}", file=sys.stderr)
+    sys.exit(code)
