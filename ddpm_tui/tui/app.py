@@ -77,6 +77,7 @@ class DdpmApp(App):
         self.last_error: tuple[str, float] = ("", 0.0)
         self.launch_prefill: dict | None = None
         self.compare_ids: list[int] = []
+        self.compare_origin = "runs"  # the view that opened the compare, where Esc returns
 
     def on_mount(self) -> None:
         self.pin_console_size()
@@ -142,6 +143,7 @@ class DdpmApp(App):
 
     def open_compare(self, run_ids: list[int]) -> None:
         self.compare_ids = list(run_ids)
+        self.compare_origin = self.current_mode if self.current_mode != "compare" else self.compare_origin
         self.switch_mode("compare")
 
     def action_help(self) -> None:

@@ -204,7 +204,8 @@ class CompareScreen(ChartControls, AppScreen):
             self.draw_status()
 
     def action_back(self) -> None:
-        self.app.switch_mode("runs")
+        """Back to the view the compare was opened from (the runs table or the sweep)."""
+        self.app.switch_mode(self.app.compare_origin)
 
     def reload(self) -> None:
         self.refresh_compare()
