@@ -22,8 +22,12 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 IMAGE_SIZES = (32, 64, 96)
 INT_MAX = 2**31 - 1  # counts beyond this are typos, and would not fit the store's integer columns
+NAME_MAX = 200  # the store's name columns
 SEED_MAX = 2**32 - 1  # numpy's legacy seeding takes 32 bits
 TIMESTEPS_MAX = 100_000
+# Sizes with no natural bound: beyond these a value is a typo that would exhaust memory, not a choice.
+SIZE_LIMITS = {"shuffle_window": (512, "blocks, all of PCam's train split"), "dim": (1024, "channels"),
+               "res_blocks": (16, "blocks per level")}
 
 
 def _opt(default: Any, help: str, choices: tuple | None = None, **kw: Any) -> Any:
@@ -149,12 +153,15 @@ class TrainConfig:
         for name in ("dropout", "cond_drop", "ema_decay"):
             if not 0 <= getattr(self, name) < 1:
                 bad(name, f"--{flag(name)}: must be in [0, 1), got {getattr(self, name)!r}")
+        for name, (limit, unit) in SIZE_LIMITS.items():
+            if getattr(self, name) > limit:
+                bad(name, f"--{flag(name)}: {getattr(self, name)} is too large (at most {limit} {unit})")
         if self.conditional and self.classes != "both":
             bad("conditional", f"--conditional needs --classes both, got {self.classes!r}")
         if self.dim % 8:
             bad("dim", f"--dim: must be a multiple of 8 (GroupNorm groups), got {self.dim}")
-        if len(self.name) > 200:
-            bad("name", f"--name: at most 200 characters, got {len(self.name)}")
+        if len(self.name) > NAME_MAX:
+            bad("name", f"--name: at most {NAME_MAX} characters, got {len(self.name)}")
         try:
             self.tag = [check_tag(t, "--tag") for t in self.tag]
         except BadInput as exc:

@@ -2,18 +2,22 @@
 
     # ~/.config/ddpm-tui/tui.toml (or the file named by DDPM_TUI_CONFIG)
     [keys]
-    "runs.kill" = "ctrl+x"          # Textual key names; "a,b" binds both
+    "runs.kill" = "ctrl+x"          # Textual key names; "a,b" binds both; `ddpm-tui keys` lists the ids
     [notifications]
     bell = false                     # the terminal bell on a run's end (default true)
 
 Pure data: the CLI lists and checks keys without importing Textual; `bindings()` builds Textual's
 Binding objects for a screen.
+
+The views are on `1`-`6` and also on `F1`-`F6`: a digit typed in a text field (the launch form, the
+ablation grid, the blind test's run id) is text, so there the function keys switch views.
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,12 +49,12 @@ SCOPES = {
 KEYS: tuple[Key, ...] = (
     Key("app.quit", "q", "quit", "Quit"),
     Key("app.help", "question_mark", "help", "Help", display="?"),
-    Key("app.runs", "1", "switch_mode('runs')", "Runs view", show=False),
-    Key("app.launch", "2", "switch_mode('launch')", "Launch view", show=False),
-    Key("app.ablation", "3", "switch_mode('ablation')", "Ablation view", show=False),
-    Key("app.compare", "4", "switch_mode('compare')", "Compare view", show=False),
-    Key("app.blind", "5", "switch_mode('blind')", "Blind test view", show=False),
-    Key("app.gpus", "6", "switch_mode('gpus')", "Machine view", show=False),
+    Key("app.runs", "1,f1", "switch_mode('runs')", "Runs view", show=False, display="1/F1"),
+    Key("app.launch", "2,f2", "switch_mode('launch')", "Launch view", show=False, display="2/F2"),
+    Key("app.ablation", "3,f3", "switch_mode('ablation')", "Ablation view", show=False, display="3/F3"),
+    Key("app.compare", "4,f4", "switch_mode('compare')", "Compare view", show=False, display="4/F4"),
+    Key("app.blind", "5,f5", "switch_mode('blind')", "Blind test view", show=False, display="5/F5"),
+    Key("app.gpus", "6,f6", "switch_mode('gpus')", "Machine view", show=False, display="6/F6"),
     Key("list.down", "j", "cursor_down", "Down", show=False),
     Key("list.up", "k", "cursor_up", "Up", show=False),
     Key("list.top", "g", "scroll_top", "First row", show=False),
@@ -87,6 +91,11 @@ KEYS: tuple[Key, ...] = (
     Key("run.search", "slash", "search_log", "Search the log", show=False, display="/"),
     Key("run.next_match", "n", "next_match", "Next log match", show=False),
     Key("run.follow", "f", "toggle_follow", "Follow the log", show=False),
+    Key("run.tab_log", "L", "show_tab('tab-log')", "Log tab", show=False),
+    Key("run.tab_checkpoints", "C", "show_tab('tab-checkpoints')", "Checkpoints tab", show=False),
+    Key("run.tab_notes", "N", "show_tab('tab-notes')", "Notes tab", show=False),
+    Key("run.tab_config", "O", "show_tab('tab-config')", "Config (options) tab", show=False),
+    Key("run.tab_history", "H", "show_tab('tab-history')", "History tab", show=False),
     Key("chart.smooth", "g", "toggle_smooth", "Smooth"),
     Key("chart.log", "l", "toggle_log", "Log-y"),
     Key("chart.x", "x", "toggle_x", "Step/time"),
@@ -96,7 +105,8 @@ KEYS: tuple[Key, ...] = (
     Key("launch.queue", "ctrl+n", "launch(True)", "Queue", display="^N"),
     Key("launch.reset", "ctrl+r", "reset", "Defaults", display="^R"),
     Key("launch.back", "escape", "app.switch_mode('runs')", "Back"),
-    Key("ablation.queue", "ctrl+n", "queue", "Queue grid", display="^N"),
+    # not ^N as on the launch form: lists are live here, and ^N is a common "next line" remap
+    Key("ablation.queue", "ctrl+l", "queue", "Queue grid", display="^L"),
     Key("ablation.worker", "ctrl+t", "worker", "Start worker", display="^T"),
     Key("ablation.tab", "ctrl+g", "toggle_tab", "Grid/Sweeps", display="^G"),
     Key("ablation.back", "escape", "app.switch_mode('runs')", "Back"),
@@ -153,6 +163,40 @@ TOGETHER = {"runs": ("app", "list", "runs"), "run": ("app", "run", "chart"), "co
             "gpus": ("app", "gpus")}
 
 
+MODIFIERS = ("ctrl", "alt", "shift", "meta", "super", "hyper")
+NAMED_KEYS = frozenset({"escape", "enter", "return", "tab", "space", "backspace", "delete", "insert", "home", "end",
+                        "pageup", "pagedown", "up", "down", "left", "right"} | {f"f{n}" for n in range(1, 25)})
+# Textual's shorter names for some characters (textual.keys.KEY_NAME_REPLACEMENTS)
+CHARACTER_NAME_REPLACEMENTS = {"solidus": "slash", "reverse_solidus": "backslash", "commercial_at": "at",
+                               "hyphen_minus": "minus", "plus_sign": "plus", "low_line": "underscore"}
+
+
+def character_key_name(character: str) -> str:
+    """The name Textual gives the key that types `character` ("?" -> "question_mark")."""
+    if character.isalnum():
+        return character
+    name = unicodedata.name(character).lower().replace("-", "_").replace(" ", "_")
+    return CHARACTER_NAME_REPLACEMENTS.get(name, name)
+
+
+# Names of the punctuation keys of a keyboard; other characters are bound by the character itself.
+PUNCTUATION_KEYS = frozenset(character_key_name(chr(c)) for c in range(33, 127) if not chr(c).isalnum())
+
+
+def unknown_key(name: str) -> str | None:
+    """Why Textual would never deliver key `name` ("ctrl+banana", "Tag"), or None when it can."""
+    *modifiers, base = name.split("+")
+    bad = [m for m in modifiers if m not in MODIFIERS]
+    if bad:
+        return f"{bad[0]!r} is not a modifier (ctrl, alt, shift, meta, super, hyper)"
+    if len(set(modifiers)) != len(modifiers):
+        return "a modifier is given twice"
+    if (len(base) == 1 and base.isprintable() and not base.isspace()) or base in NAMED_KEYS | PUNCTUATION_KEYS:
+        return None
+    return (f"{base!r} is not a key name (a character such as \"j\" or \"G\", or a name such as \"enter\", "
+            "\"f5\", \"question_mark\")")
+
+
 def load_settings(path: Path | None = None) -> TuiSettings:
     """The user's TUI settings; a missing file means the defaults. Any bad entry is a BadInput
     naming the file, the entry and the value."""
@@ -177,6 +221,9 @@ def load_settings(path: Path | None = None) -> TuiSettings:
         if not names or any(not n.strip() or " " in n.strip() for n in names):
             raise BadInput(f"{path}: [keys] {key_id} = {value!r}: expected Textual key names such as \"ctrl+k\" "
                            "or \"j,down\"")
+        problem = next(filter(None, (unknown_key(n.strip()) for n in names)), None)
+        if problem:
+            raise BadInput(f"{path}: [keys] {key_id} = {value!r}: {problem}")
     clash = first_clash({**{k.id: k.key for k in KEYS}, **keys})
     if clash:
         raise BadInput(f"{path}: [keys] {clash}")

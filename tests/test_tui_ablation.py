@@ -72,7 +72,7 @@ async def test_queue_a_grid_and_watch_it_by_configuration(tui_app, tmp_path):
         await pilot.pause(0.1)
         preview = str(screen.query_one("#abl-preview", Static).render())
         assert "4 configuration(s) x 2 seed(s) = 8 runs" in preview
-        await pilot.press("ctrl+n")
+        await pilot.press("ctrl+l")
         await pilot.app.workers.wait_for_complete()
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, ConfirmDialog))
         await pilot.press("n")  # no worker: nothing trains in this test
@@ -152,10 +152,10 @@ async def test_bad_grid_values_are_shown_and_nothing_is_queued(tui_app, tmp_path
         set_inputs(screen, schedule="linear,wobbly", data=str(tmp_path / "pcam"))
         await pilot.pause(0.1)
         assert "--schedule: unknown value 'wobbly'" in str(screen.query_one("#abl-preview", Static).render())
-        await pilot.press("ctrl+n")
+        await pilot.press("ctrl+l")
         set_inputs(screen, schedule="linear,cosine", data=str(tmp_path / "nowhere"))
         await pilot.pause(0.1)
-        await pilot.press("ctrl+n")
+        await pilot.press("ctrl+l")
         await pilot.app.workers.wait_for_complete()
         await pilot.pause(0.2)
         assert pilot.app.is_running
@@ -182,6 +182,6 @@ async def test_a_huge_grid_is_refused_before_anything_is_built(tui_app, tmp_path
         set_inputs(screen, seeds="100000", data=str(tmp_path / "pcam"))
         await pilot.pause(0.1)
         assert "400000 runs: more than 1000" in str(screen.query_one("#abl-preview", Static).render())
-        await pilot.press("ctrl+n")
+        await pilot.press("ctrl+l")
         await pilot.app.workers.wait_for_complete()
         assert queries.list_sweeps(pilot.app.lab.store) == []

@@ -3,16 +3,21 @@ confirmations that name the run, the grouped help at 80x24, notifications when r
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from conftest import wait_for, wait_screen
-from textual.widgets import Input
+from textual.widgets import Input, TabbedContent
 
 from core.errors import BadInput
 from core.store import queries
-from ddpm_tui.keys import BY_ID, KEYS, TuiSettings, first_clash, load_settings
+from ddpm_tui.keys import BY_ID, KEYS, PUNCTUATION_KEYS, TuiSettings, first_clash, load_settings, unknown_key
 from ddpm_tui.tui.screens.dialogs import ConfirmDialog
 from ddpm_tui.tui.screens.help import HelpScreen
+from ddpm_tui.tui.screens.ablation import AblationScreen
+from ddpm_tui.tui.screens.detail import RunDetailScreen
 from ddpm_tui.tui.screens.launch import LaunchScreen
+from ddpm_tui.tui.screens.runs import RunsScreen
 
 
 async def rows_loaded(pilot, n=3):
@@ -36,6 +41,9 @@ def test_every_key_has_a_unique_id_and_the_defaults_do_not_clash():
     ('[notifications]\nsound = true\n', "unknown setting 'sound'"),
     ('[colours]\n', "unknown section [colours]"),
     ('[keys\n', "not a readable TOML file"),
+    ('[keys]\n"runs.kill" = "ctrl+banana"\n', "runs.kill = 'ctrl+banana': 'banana' is not a key name"),
+    ('[keys]\n"runs.kill" = "Tag"\n', "runs.kill = 'Tag': 'Tag' is not a key name"),
+    ('[keys]\n"runs.kill" = "x,cmd+k"\n', "runs.kill = 'x,cmd+k': 'cmd' is not a modifier"),
 ])
 def test_a_bad_settings_file_is_one_clear_error(tmp_path, text, problem):
     path = tmp_path / "tui.toml"
@@ -43,6 +51,22 @@ def test_a_bad_settings_file_is_one_clear_error(tmp_path, text, problem):
     with pytest.raises(BadInput) as err:
         load_settings(path)
     assert str(err.value).startswith(f"{path}: ") and problem in str(err.value)
+
+
+def test_the_readme_example_settings_file_loads_as_written(tmp_path):
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    example = readme.split("```toml\n[keys]", 1)[1].split("```", 1)[0]
+    path = tmp_path / "tui.toml"
+    path.write_text("[keys]" + example)
+    settings = load_settings(path)
+    assert settings.key_of("list.down") == "j,ctrl+n" and settings.key_of("runs.kill") == "ctrl+x"
+
+
+def test_key_names_agree_with_textual_and_every_default_is_one():
+    from textual.keys import _character_to_key
+
+    assert {_character_to_key(chr(c)) for c in range(33, 127) if not chr(c).isalnum()} == PUNCTUATION_KEYS
+    assert [n for k in KEYS for n in k.key.split(",") if unknown_key(n)] == []
 
 
 def test_settings_file_remaps_keys_and_switches_the_bell(tmp_path):
@@ -147,6 +171,45 @@ async def test_typing_in_a_form_field_never_switches_views(tui_app):
         await pilot.press("1", "question_mark", "6", "q")
         await pilot.pause(0.2)
         assert pilot.app.screen is screen and field.value == "1?6q"
+
+
+@pytest.mark.asyncio
+async def test_function_keys_switch_views_from_a_text_field_and_a_launch_leaves_the_fields(tui_app):
+    async with tui_app.run_test(size=(80, 24)) as pilot:
+        await rows_loaded(pilot)
+        await pilot.press("2")
+        screen = await wait_screen(pilot, LaunchScreen)
+        field = screen.query_one("#opt-shuffle_window", Input)
+        field.focus()
+        await pilot.press("f3")
+        await wait_screen(pilot, AblationScreen)
+        await pilot.press("f2")
+        assert await wait_screen(pilot, LaunchScreen) is screen and field.has_focus
+        screen.launched(1, queue=True)  # what a finished launch does: back to the runs view
+        await wait_screen(pilot, RunsScreen)
+        await pilot.press("2")
+        await wait_screen(pilot, LaunchScreen)
+        await pilot.press("3")  # the focus left the fields: digits switch views again
+        await wait_screen(pilot, AblationScreen)
+
+
+@pytest.mark.asyncio
+async def test_the_run_page_tabs_have_keys_palette_entries_and_help(tui_app):
+    async with tui_app.run_test(size=(80, 24)) as pilot:
+        await rows_loaded(pilot)
+        await pilot.press("enter")
+        screen = await wait_screen(pilot, RunDetailScreen)
+        tabs = screen.query_one("#detail-tabs", TabbedContent)
+        for key, tab in (("C", "tab-checkpoints"), ("N", "tab-notes"), ("O", "tab-config"), ("H", "tab-history"),
+                         ("L", "tab-log")):
+            await pilot.press(key)
+            assert tabs.active == tab, key
+        assert screen.query_one("#detail-log").has_focus
+        titles = {c.title for c in pilot.app.get_system_commands(screen)}
+        assert {"Log tab", "Checkpoints tab", "Notes tab", "Config (options) tab", "History tab"} <= titles
+        await pilot.press("question_mark")
+        help_text = str((await wait_screen(pilot, HelpScreen)).query_one("#help-text").render())
+        assert "C         Checkpoints tab" in help_text and "N         Notes tab" in help_text
 
 
 @pytest.mark.asyncio

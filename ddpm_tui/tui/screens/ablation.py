@@ -143,7 +143,7 @@ class AblationScreen(AppScreen):
                     yield self._row("sweep name", Input("", id="abl-name", compact=True, placeholder="sweep"))
                     yield Static("", id="abl-preview")
                     with Horizontal(id="abl-buttons"):
-                        yield Button("Queue grid ^N", id="abl-queue", variant="success", compact=True)
+                        yield Button("Queue grid ^L", id="abl-queue", variant="success", compact=True)
                         yield Button("Start worker ^T", id="abl-worker", compact=True)
             with TabPane("Sweeps", id="tab-sweeps"):
                 with Horizontal(id="sweep-bar"):
@@ -333,7 +333,7 @@ class AblationScreen(AppScreen):
         if sweep is None:
             table.clear(columns=True)
             self.shown_columns = None
-            summary.update("no sweep yet: build a grid (^G) and queue it (^N)")
+            summary.update("no sweep yet: build a grid (^G) and queue it (^L)")
             return
         records = [r for r in self.records if r.sweep_id == sweep.id]
         axes = sweep_axes(sweep.spec, records)

@@ -291,6 +291,14 @@ class RunDetailScreen(ChartControls, AppScreen):
             return
         self.app.push_screen(ZoomedGrid(current[1][1], f"run {self.label()}: {self.grid_title()}  (Esc closes)"))
 
+    # ---- the tabs: log, checkpoints, notes, config, history ---------------------------------------------
+    def action_show_tab(self, tab: str) -> None:
+        """Bring a tab forward and give the keyboard to its table or log, so `enter` and the arrows act
+        on what is shown (a checkpoint to pick, history to scroll)."""
+        self.query_one("#detail-tabs", TabbedContent).active = tab
+        for widget in self.query_one(f"#{tab}", TabPane).query("DataTable, Log"):
+            widget.focus()
+
     # ---- the log tail: search and follow ------------------------------------------------------------
     def action_toggle_follow(self) -> None:
         log = self.query_one("#detail-log", Log)

@@ -267,6 +267,8 @@ class LaunchScreen(AppScreen):
         self.revalidate()
         what = "queued (start a worker with w on the runs screen)" if queue else "started"
         self.notify(f"run {run_id} {what}")
+        # back on the form later, the digits switch views until a field is chosen again
+        self.query_one("#launch-preset", Select).focus()
         self.app.switch_mode("runs")
 
     def launch_failed(self, exc: BaseException) -> None:
