@@ -99,6 +99,16 @@ async def test_class_test_scores_stores_and_lists(blind_app):
 
 
 @pytest.mark.asyncio
+async def test_the_question_fits_the_run_an_unconditional_run_has_no_class_to_guess(blind_app):
+    async with blind_app.run_test(size=(120, 40)) as pilot:
+        screen = await open_blind(pilot)
+        question = lambda: str(screen.query_one("#blind-question", Static).render())  # noqa: E731
+        assert question() == "Can YOU guess which ones are cancerous?"  # run 1: conditional
+        await choose_run(pilot, screen, 2)
+        assert question() == "Can YOU tell which patch the model made?"
+
+
+@pytest.mark.asyncio
 async def test_real_vs_generated_with_keys_and_arrows(blind_app):
     async with blind_app.run_test(size=(120, 40)) as pilot:
         screen = await open_blind(pilot)

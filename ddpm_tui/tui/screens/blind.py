@@ -35,10 +35,16 @@ DEFAULT_TRIALS = 10
 MAX_TRIALS = 200
 SAMPLING_STEPS = 50
 DISPLAY_PX = 96  # the size of an original PCam patch
-QUESTION = "Can YOU guess which ones are cancerous?"
+QUESTION = "Can YOU guess which ones are cancerous?"  # what a class-conditional run's test asks
+PAIR_QUESTION = "Can YOU tell which patch the model made?"  # any run: real vs generated
 SETUP_HELP = ("g  class test: is this generated patch cancerous? (class-conditional runs)\n"
               "v  real vs generated: which of two patches did the model make?\n"
               "e  edit the run id and the number of trials")
+
+
+def question_for(record) -> str:
+    """The question the setup asks: an unconditional run has no class to guess, only real vs generated."""
+    return QUESTION if record is not None and record.config.get("conditional") else PAIR_QUESTION
 
 
 def upscale(patch: np.ndarray, size: int = DISPLAY_PX) -> PILImage.Image:
@@ -89,7 +95,7 @@ class BlindTestScreen(AppScreen):
         yield Header()
         yield Static("", id="blind-status")
         with Vertical(id="blind-setup"):
-            yield Static(Text(QUESTION, style="bold"), id="blind-question")
+            yield Static(Text(question_for(None), style="bold"), id="blind-question")
             with Horizontal(id="blind-form"):
                 yield Label("run id")
                 yield Input(id="blind-run", type="integer", placeholder="id")
@@ -213,6 +219,7 @@ class BlindTestScreen(AppScreen):
         if fill_input:
             with box.prevent(Input.Changed):
                 box.value = str(self.run_id) if record else ""
+        self.query_one("#blind-question", Static).update(Text(question_for(record), style="bold"))
         info = self.query_one("#blind-run-info", Static)
         if record is None:
             info.update("no finished run yet: train one, or type a run id")
