@@ -33,6 +33,13 @@ CASES: list[Case] = [
     # ---- values that must be refused ---------------------------------------------------------------
     # ---- exit codes -------------------------------------------------------------------------------
     # ---- first use ---------------------------------------------------------------------------------
+    # the launch form's numeric fields had no upper limit (a stray "3456" typed into one was accepted)
+    Case("train-shuffle-window-too-large", ["train", "--data", "{pcam}", *TINY, "--shuffle-window", "8345633"], 2,
+         ["--shuffle-window: 8345633 is too large (at most 512"]),
+    Case("launch-dim-too-large", ["launch", "--data", "{pcam}", *TINY, "--dim", "4096"], 2,
+         ["--dim: 4096 is too large (at most 1024"]),
+    Case("train-res-blocks-too-large", ["train", "--data", "{pcam}", *TINY, "--res-blocks", "100"], 2,
+         ["--res-blocks: 100 is too large (at most 16"]),
     # ---- statistics ---------------------------------------------------------------------------------
     Case("train-unknown-schedule", ["train", "--data", "{pcam}", *TINY, "--schedule", "exp"], 2,
          ["--schedule: unknown value 'exp'"]),
