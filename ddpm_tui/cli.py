@@ -411,11 +411,18 @@ def rank(
     sweep: Annotated[Optional[str], typer.Option("--sweep", help="sweep id [default: the newest]")] = None,
     metric: Annotated[Optional[str], typer.Option("--metric", help="rank key: nll, kid, fid, ssim_memorisation, ssim_diversity, class_fidelity")] = None,
     mixed: Annotated[bool, typer.Option("--mixed", help="rank even when runs were evaluated with different settings")] = False,
+    values: Annotated[Optional[Path], typer.Option("--values", help="rank results produced elsewhere: a .csv or .json file of configuration, seed, value rows (no store)")] = None,
+    higher_is_better: Annotated[bool, typer.Option("--higher-is-better", help="with --values: larger values are better (a known --metric brings its own direction)")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
     ctx_store: Store = None,
 ):
     """Rank a sweep's configurations: each metric's mean and 95% CI over seeds, ties with the best,
-    the main effect of each factor."""
+    the main effect of each factor. With --values, rank a file of results the same way."""
+    if values is not None:
+        rank_values_file(values, sweep, metric, mixed, higher_is_better, as_json)
+        return
+    if higher_is_better:
+        raise BadInput("--higher-is-better goes with --values (a sweep's metrics know their direction)")
     from core.rank.sweep import rank_sweep, ranking_record
 
     ranking = rank_sweep(open_store(ctx_store, create=False), sweep, metric, mixed)
@@ -424,6 +431,33 @@ def rank(
         return
     for line in ranking_lines(ranking):
         typer.echo(line)
+
+
+def rank_values_file(values: Path, sweep, metric, mixed: bool, higher_is_better: bool, as_json: bool) -> None:
+    """`rank --values FILE`: the file's configurations ranked with a sweep's statistics."""
+    from core.rank.values import rank_values, values_record
+    from core.text import printable
+
+    if sweep is not None or mixed:
+        raise BadInput("--values ranks a file, --sweep/--mixed a sweep from the store: give one")
+    ranking = rank_values(values, metric, higher_is_better)
+    if as_json:
+        echo_json(values_record(ranking))
+        return
+    width = max(len("configuration"), *(len(printable(c.config[0])) for c in ranking.configs))
+    typer.echo(f"{printable(ranking.source)}: {len(ranking.configs)} configurations, ranked by "
+               f"{printable(ranking.metric or 'value')} ({ranking.direction} is better)")
+    typer.echo(f"{'configuration':<{width}}  seeds  p_worse   mean [95% CI]")
+    best = ranking.configs[0] if ranking.configs[0].compared else None
+    for c in ranking.configs:
+        p = "n/c" if c.p_worse is None else f"{c.p_worse:.3g}"
+        typer.echo(f"{printable(c.config[0]):<{width}}  {len(c.values):>5}  {p:<8}  {interval_cell(c, best)}")
+    typer.echo(f"= tied with the best, p_worse: {ranking.tie_test}")
+    if any(not c.compared for c in ranking.configs):
+        typer.echo(f"n/c: {ranking.one_seed_note}")
+    typer.echo("intervals: " + "; ".join(sorted({c.ci_method for c in ranking.configs})))
+    for line in ranking.left_out:
+        typer.echo(f"left out: {printable(line)}")
 
 
 def ranking_lines(ranking) -> list[str]:
@@ -439,12 +473,12 @@ def ranking_lines(ranking) -> list[str]:
              f"{ranking.metric} ({DIRECTIONS[ranking.metric]} is better)"]
     head = "  ".join(f"{f:<{w}}" for f, w in zip(ranking.factors, widths))
     guards = ranking.guards or {}
-    head += "  seeds  p_worse  " + "  ".join(f"{m + ' [95% CI]':<34}" for m in metrics)
+    head += "  seeds  p_worse   " + "  ".join(f"{m + ' [95% CI]':<34}" for m in metrics)
     head += "".join(f"  {m + ' (guard)':<30}" for m in guards) + "  loss~ (not comparable)"
     lines.append(head)
     for c in key.configs:
         cells = "  ".join(f"{str(v):<{w}}" for v, w in zip(c.config, widths))
-        cells += f"  {len(c.values):>5}  {'n/c' if c.p_worse is None else f'{c.p_worse:.3g}':<7}  "
+        cells += f"  {len(c.values):>5}  {'n/c' if c.p_worse is None else f'{c.p_worse:.3g}':<8}  "
         for m in metrics:
             s = configs[m].get(c.config)
             cells += f"{'-' if s is None else interval_cell(s, ranking.rankings[m].configs[0]):<34}  "

@@ -25,11 +25,22 @@ class Case:
     setup: str = "empty"
     env: dict[str, str] = field(default_factory=dict)
     lines: int = 1  # lines on stderr
+    files: dict[str, str] = field(default_factory=dict)  # written under the working directory first
 
 
 CASES: list[Case] = [
     # ---- secrets and terminal safety -------------------------------------------------------------
     # ---- unbounded sizes and half-stored work ----------------------------------------------------
+    Case("ablate-seeds-unbounded", ["ablate", "--data", "{pcam}", *TINY, "--seeds", "100000"], 2,
+         ["too many runs", "100000", "more than 512", "--yes-large"]),
+    Case("ablate-grid-unbounded", ["ablate", "--data", "{pcam}", *TINY, "--lr", ",".join(f"{i}e-5" for i in range(1, 40)),
+                                   "--seed", "0", "--seeds", "20"], 2, ["the grid is 780 (39 configurations x --seeds 20)"]),
+    Case("ablate-eval-n-alone", ["ablate", "--data", "{pcam}", *TINY, "--eval-n", "8"], 2,
+         ["--eval-n goes with --eval-on-finish"]),
+    Case("ablate-eval-nll-timesteps-alone", ["ablate", "--data", "{pcam}", *TINY, "--eval-nll-timesteps", "10"], 2,
+         ["--eval-nll-timesteps goes with --eval-on-finish"]),
+    Case("ablate-sweep-name-too-long", ["ablate", "--data", "{pcam}", *TINY, "--sweep-name", "x" * 195], 2,
+         ["--sweep-name: 195 characters", "at most 200"]),
     # ---- values that must be refused ---------------------------------------------------------------
     # ---- exit codes -------------------------------------------------------------------------------
     # ---- first use ---------------------------------------------------------------------------------
@@ -41,6 +52,36 @@ CASES: list[Case] = [
     Case("train-res-blocks-too-large", ["train", "--data", "{pcam}", *TINY, "--res-blocks", "100"], 2,
          ["--res-blocks: 100 is too large (at most 16"]),
     # ---- statistics ---------------------------------------------------------------------------------
+    Case("rank-values-missing-file", ["rank", "--values", "{work}/nope.csv"], 2, ["--values", "nope.csv: no such file"]),
+    Case("rank-values-wrong-suffix", ["rank", "--values", "{work}/v.txt"], 2, ["v.txt: expected a .csv or .json"],
+         files={"v.txt": "configuration,seed,value\n"}),
+    Case("rank-values-no-value-column", ["rank", "--values", "{work}/v.csv"], 2, ["v.csv: no value column"],
+         files={"v.csv": "configuration,seed,score\na,0,1\n"}),
+    Case("rank-values-not-a-number", ["rank", "--values", "{work}/v.csv"], 2,
+         ["v.csv row 2, field value: 'abc' is not a number"], files={"v.csv": "configuration,seed,value\na,0,1\na,1,abc\n"}),
+    Case("rank-values-empty-configuration", ["rank", "--values", "{work}/v.csv"], 2,
+         ["v.csv row 1, field configuration: missing"], files={"v.csv": "configuration,seed,value\n,0,1\n"}),
+    Case("rank-values-duplicate-seed", ["rank", "--values", "{work}/v.csv"], 2,
+         ["v.csv row 2, field seed: configuration 'a' seed '0' already given in row 1"],
+         files={"v.csv": "configuration,seed,value\na,0,1\na,0,2\n"}),
+    Case("rank-values-bad-json", ["rank", "--values", "{work}/v.json"], 2, ["v.json: not valid JSON"],
+         files={"v.json": "[{\"configuration\": \"a\","}),
+    Case("rank-values-json-not-a-list", ["rank", "--values", "{work}/v.json"], 2, ["v.json: expected a JSON list"],
+         files={"v.json": "{\"configuration\": \"a\"}"}),
+    Case("rank-values-json-value-null", ["rank", "--values", "{work}/v.json"], 2,
+         ["v.json row 1, field value: missing"], files={"v.json": "[{\"configuration\": \"a\", \"seed\": 0, \"value\": null}]"}),
+    Case("rank-values-only-nan", ["rank", "--values", "{work}/v.csv"], 2, ["v.csv: no finite values to rank (2 left out)"],
+         files={"v.csv": "configuration,seed,value\na,0,nan\nb,0,inf\n"}),
+    Case("rank-values-several-metrics", ["rank", "--values", "{work}/v.csv"], 2,
+         ["several metrics (fid, kid): choose one with --metric"],
+         files={"v.csv": "configuration,seed,value,metric\na,0,1,kid\na,0,2,fid\n"}),
+    Case("rank-values-direction-contradiction", ["rank", "--values", "{work}/v.csv", "--metric", "nll",
+                                                 "--higher-is-better"], 2, ["--higher-is-better: nll is lower-is-better"],
+         files={"v.csv": "configuration,seed,value\na,0,1\n"}),
+    Case("rank-values-with-sweep", ["rank", "--values", "{work}/v.csv", "--sweep", "1"], 2,
+         ["--values ranks a file, --sweep/--mixed a sweep"], files={"v.csv": "configuration,seed,value\na,0,1\n"}),
+    Case("rank-higher-is-better-without-values", ["rank", "--higher-is-better"], 2,
+         ["--higher-is-better goes with --values"], setup="seeded"),
     Case("train-unknown-schedule", ["train", "--data", "{pcam}", *TINY, "--schedule", "exp"], 2,
          ["--schedule: unknown value 'exp'"]),
     Case("runs-show-missing", ["runs", "show", "99"], 2, ["99"], setup="seeded"),
@@ -75,6 +116,8 @@ def test_bad_input_is_one_clear_line_and_changes_nothing(case, workdir, cli, mon
         assert case.setup == "empty", case.setup
     for name, value in case.env.items():
         monkeypatch.setenv(name, value)
+    for name, content in case.files.items():
+        (workdir / name).write_text(content)
     before = store_fingerprint(workdir)
     argv = [a.format(pcam=pcam, work=workdir, db=f"sqlite:///{workdir / 'runs.db'}") for a in case.argv]
     r = cli(*argv)

@@ -39,8 +39,8 @@ GUARDS: dict[str, str] = {}
 TIE_RULE = ("worse = significantly worse than some other configuration: all k(k-1) one-sided Welch t-tests between "
             "the configurations with >= 2 seeds, Holm-corrected together (family-wise error <= 0.05, the choice of "
             "the best included); p = the smallest Holm-adjusted p; = tied with the best: not worse")
-ONE_SEED_NOTE = ("not compared: 1 seed shows no seed variance, so no tie or worse claim is made (its interval is the "
-                 "evaluation's own)")
+ONE_SEED_NOTE = ("not compared: 1 seed shows no seed variance, so no tie or worse claim is made (its interval, if "
+                 "any, is the evaluation's own)")
 
 
 @dataclass(frozen=True)
