@@ -171,6 +171,12 @@ class Lab:
             self._store = Store(self.db_url)
         return self._store
 
+    def without_secrets(self, message: str) -> str:
+        """`message` (an error to show) with the store URL's password and secret parameters hidden."""
+        from core.store.db import hide_secrets
+
+        return hide_secrets(message, self.db_url)
+
     # ---- reads ----------------------------------------------------------------------------------
     def runs(self) -> list[RunView]:
         reconcile(self.store)

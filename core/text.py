@@ -16,3 +16,9 @@ def printable(text: object, keep_newlines: bool = False) -> str:
     if not keep_newlines:
         text = text.replace("\n", "\\n")
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def printable_lines(text: str) -> str:
+    """Text of several lines (CSV ends its lines with \\r\\n) with every control character but the
+    line ends and tabs made visible, as `printable` does."""
+    return "\r\n".join(printable(part, keep_newlines=True) for part in text.split("\r\n"))

@@ -77,12 +77,49 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cur.close()
 
 
+# query parameters that carry secrets to the driver (libpq's password and sslpassword, ...)
+_SECRET_PARAMETER = re.compile(r"pass|pwd|secret|token", re.I)
+
+
 def redact(url: str) -> str:
-    """The URL with its password replaced by ***, fit for messages and logs."""
+    """The URL with every password replaced by ***, fit for messages and logs: the one after the
+    user name, one written with unencoded '@'s, and secret query parameters (?password=...)."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not parseable: hide anything between ':' and '@' after the scheme
-        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+        parsed = make_url(url)
+    except Exception:  # not parseable: hide all that is before the last '@', and secret parameters
+        hidden = re.sub(r"://.*@", "://***@", url, flags=re.S)
+        return re.sub(r"([?&][^=&]*(?:pass|pwd|secret|token)[^=&]*=)[^&]*", r"\1***", hidden, flags=re.I)
+    secret_keys = {key for key in parsed.query if _SECRET_PARAMETER.search(key)}
+    if parsed.password is None and not secret_keys:
+        return url  # shown as typed
+    if parsed.host and "@" in parsed.host:  # SQLAlchemy ends a password at its first '@'; the rest reads as host
+        parsed = parsed.set(password="***", host=parsed.host.rsplit("@", 1)[1])
+    query = {key: "***" if key in secret_keys else value for key, value in parsed.query.items()}
+    return parsed.set(query=query).render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
+
+
+def url_secrets(url: str) -> list[str]:
+    """The texts of `url` never to be shown, longest first: its password (also the parts after an
+    unencoded '@', which SQLAlchemy reads as the host) and the values of secret query parameters."""
+    try:
+        parsed = make_url(url)
+    except Exception:
+        return []
+    secrets = [parsed.password or ""]
+    if parsed.host and "@" in parsed.host:
+        spilled = parsed.host.rsplit("@", 1)[0]
+        secrets += [spilled, f"{parsed.password}@{spilled}"]
+    for key, value in parsed.query.items():
+        if _SECRET_PARAMETER.search(key):
+            secrets += [value] if isinstance(value, str) else list(value)
+    return sorted({s for s in secrets if s}, key=len, reverse=True)
+
+
+def hide_secrets(message: str, url: str) -> str:
+    """`message` (a driver's error, say) with every secret of `url` in it replaced by ***."""
+    for secret in url_secrets(url):
+        message = re.sub(rf"(?<!\w){re.escape(secret)}(?!\w)", "***", message)
+    return message
 
 
 # the Python packages behind SQLAlchemy's drivers, for the message when one is missing
@@ -119,7 +156,7 @@ def make_engine(url: str) -> Engine:
     except NoSuchModuleError:
         raise BadInput(f"--db {redact(url)}: unknown kind of database (sqlite:///FILE or "
                        "postgresql+psycopg://USER@HOST/DB)") from None
-    except ArgumentError as exc:
+    except (ArgumentError, ValueError) as exc:  # ValueError: a port that is not a number
         raise BadInput(f"--db {redact(url)}: not a database URL ({str(exc).splitlines()[0]})") from None
 
 
@@ -216,7 +253,7 @@ class Store:
                 raise WorkFailed(f"{self.display_url}: database is busy (another process holds its lock)") from None
             if "not a database" in _short(exc):
                 raise BadInput(f"{self.display_url}: not an SQLite database (left untouched)") from None
-            raise BadInput(f"{self.display_url}: cannot open the database ({_short(exc)})") from None
+            raise BadInput(f"{self.display_url}: cannot open the database ({hide_secrets(_short(exc), self.url)})") from None
 
     def session(self) -> Session:
         return self._sessions()

@@ -179,7 +179,7 @@ class DdpmApp(App):
         """Where every failure of the TUI's work ends (see ddpm_tui.tui.failures): one error toast,
         the same one at most once every REPEAT_SECONDS, so a store that stays locked does not
         flood the screen."""
-        message, now = f"{what}: {_short(exc)}", time.monotonic()
+        message, now = self.lab.without_secrets(f"{what}: {_short(exc)}"), time.monotonic()
         if message == self.last_error[0] and now - self.last_error[1] < REPEAT_SECONDS:
             return
         self.last_error = (message, now)
