@@ -189,3 +189,112 @@ def test_student_t_without_scipy_stats_matches_scipy(df):
         assert student_t_quantile(p, df) == pytest.approx(t.ppf(p, df), rel=1e-9, abs=1e-12)
     for x in (-40.0, -3.674, -1.0, 0.0, 0.3, 2.0, 10.0):
         assert student_t_cdf(x, df) == pytest.approx(t.cdf(x, df), rel=1e-9, abs=1e-14)
+
+
+def test_a_one_seed_configuration_is_shown_but_never_compared_even_with_the_best_value():
+    runs = (runs_of(("a",), [1.0, 1.1, 0.9]) + runs_of(("b",), [3.0, 3.1, 2.9], 4)
+            + [RunValue(7, ("solo",), 0.1, tuple(np.linspace(0.0, 0.2, 50)))])
+    ranked = rank_configurations(runs, "lower")
+    assert [r.config for r in ranked] == [("a",), ("b",), ("solo",)]
+    solo = ranked[2]
+    assert solo.tied is None and solo.p_worse is None and not solo.compared and "bootstrap" in solo.ci_method
+    assert ranked[0].tied is True and ranked[1].tied is False
+
+
+def test_nan_values_are_left_out_never_best_and_mean_ci_does_not_crash():
+    nan = float("nan")
+    assert math.isnan(mean_ci([1.0, nan, 2.0]).value)  # it raised AttributeError ('numerator')
+    one_each = [RunValue(1, ("n",), nan), RunValue(2, ("a",), 1.0), RunValue(3, ("b",), 2.0)]
+    assert ("n",) not in [r.config for r in rank_configurations(one_each, "lower")]
+    runs = runs_of(("a",), [1.0, nan, 1.1, 0.9]) + runs_of(("b",), [1.05, 1.2, 0.95], 5)
+    ranked = rank_configurations(runs, "lower")
+    assert ranked[0].values == (1.0, 1.1, 0.9) and ranked[0].run_ids == (1, 3, 4)
+    assert holm_rejections([nan, 0.001]) == [False, True]
+
+
+def test_zero_seed_variance_on_both_sides_makes_no_claim_and_no_interaction():
+    runs = runs_of(("a",), [1.0, 1.0]) + runs_of(("b",), [1.5, 1.5], 3)
+    ranked = rank_configurations(runs, "lower")
+    assert [r.tied for r in ranked] == [True, True] and ranked[1].p_worse == 1.0  # was p = 0: "worse"
+    cells = [r for i, k in enumerate([("x", "u"), ("x", "v"), ("y", "u"), ("y", "v")])
+             for r in runs_of(k, [float(i), float(i)], 1 + 2 * i)]
+    assert interaction_2x2(rank_configurations(cells, "lower"), ["f", "g"]) is None  # was ZeroDivisionError
+
+
+def test_rank_leaves_out_a_nan_evaluation_and_names_it(workdir, cli, monkeypatch):
+    store = Store("sqlite:///runs.db")
+    sweep = sweep_with_evaluations(store)
+    original = queries.latest_evaluations
+
+    def with_a_nan(store, run_ids=None):  # as PostgreSQL would return a stored NaN
+        latest = original(store, run_ids)
+        latest[4]["nll"].value = float("nan")
+        return latest
+
+    monkeypatch.setattr(queries, "latest_evaluations", with_a_nan)
+    record = json.loads(cli("rank", "--sweep", sweep.id, "--json").out)
+    assert record["missing"] == {"4": "nll is nan (a failed evaluation): left out"}
+    assert [row["nll"]["seeds"] for row in record["rows"]] == [2, 1] and record["rows"][1]["nll"]["compared"] is False
+    r = cli("rank", "--sweep", sweep.id)
+    assert r.code == 0 and "run 4 (nll is nan (a failed evaluation): left out)" in r.out and "n/c: not compared" in r.out
+
+
+def test_rank_shows_the_p_value_and_a_guard_column(workdir, cli, monkeypatch):
+    from core.rank import stats
+
+    store = Store("sqlite:///runs.db")
+    sweep = sweep_with_evaluations(store)
+    for run_id, value in zip((1, 2, 3, 4), (0.1, 0.2, 0.6, 0.7)):
+        queries.add_evaluation(store, run_id, "ssim_memorisation", value, None, None, 64, "test", 0, {})
+    monkeypatch.setitem(stats.GUARDS, "ssim_memorisation", "share of samples memorised")
+    r = cli("rank", "--sweep", sweep.id)
+    assert r.code == 0, r
+    header, best, other = r.out.splitlines()[1:4]
+    assert "p_worse" in header and "ssim_memorisation (guard)" in header and "ssim_memorisation [95% CI]" not in header
+    from scipy.stats import ttest_ind
+
+    expected = ttest_ind([3.0, 3.2], [4.0, 4.3], equal_var=False).pvalue  # Holm over 2 tests: 2 x one-sided
+    assert other.split()[2] == f"{expected:.3g}" and float(best.split()[2]) > 0.5 and "=best" in best
+    assert "0.15 [" in best and "0.65 [" in other  # the guard's means, without marks
+    assert "ssim_memorisation (guard): share of samples memorised; shown, never ranked" in r.out
+    record = json.loads(cli("rank", "--sweep", sweep.id, "--json").out)
+    assert record["rows"][1]["ssim_memorisation"]["guard"] == "share of samples memorised"
+
+
+def test_rank_values_file_uses_the_sweep_statistics(workdir, cli):
+    from scipy.stats import ttest_ind
+
+    a, b = [1.0, 1.1, 0.9], [3.0, 3.2, 2.9]
+    rows = ([f"a,{i},{v}" for i, v in enumerate(a)] + [f"b,{i},{v}" for i, v in enumerate(b)]
+            + ["solo,0,0.5", "a,9,nan"])
+    (workdir / "v.csv").write_text("configuration,seed,value\n" + "\n".join(rows) + "\n")
+    r = cli("rank", "--values", workdir / "v.csv", "--json")
+    assert r.code == 0, r
+    record = json.loads(r.out)
+    by = {row["configuration"]: row for row in record["rows"]}
+    assert [row["configuration"] for row in record["rows"]] == ["a", "b", "solo"] and record["direction"] == "lower"
+    assert by["b"]["p_worse"] == pytest.approx(ttest_ind(a, b, equal_var=False).pvalue, rel=1e-8)
+    assert by["a"]["value"] == pytest.approx(mean_ci(a).value) and by["a"]["ci_low"] == pytest.approx(mean_ci(a).low)
+    assert by["solo"]["compared"] is False and by["solo"]["tied_with_best"] is None
+    assert record["left_out"] == ["row 8 (a, seed 9): value nan"]
+    flipped = json.loads(cli("rank", "--values", workdir / "v.csv", "--higher-is-better", "--json").out)
+    assert flipped["rows"][0]["configuration"] == "b" and flipped["direction"] == "higher"
+    (workdir / "v.json").write_text(json.dumps([{"configuration": "x", "seed": s, "value": v, "metric": "class_fidelity"}
+                                                for s, v in enumerate([0.8, 0.9])]))
+    r = cli("rank", "--values", workdir / "v.json", "--metric", "class_fidelity")
+    assert r.code == 0 and "ranked by class_fidelity (higher is better)" in r.out and "=best" in r.out, r
+    assert not (workdir / "runs.db").exists()
+
+
+def test_kid_subsets_are_not_images_a_one_seed_kid_keeps_its_stored_interval(workdir):
+    from core.rank.sweep import rank_sweep
+
+    store = Store("sqlite:///runs.db")
+    sweep = queries.create_sweep(store, "kid", {"axes": ["schedule"], "seeds": 1, "runs": 2})
+    for schedule, value in (("cosine", 0.01), ("linear", 0.02)):
+        run = queries.create_run(store, {"schedule": schedule, "seed": 0}, status="finished", sweep_id=sweep.id)
+        queries.add_evaluation(store, run.id, "kid", value, value - 0.005, value + 0.005, 64, "test", 0,
+                               {"per_subset": [value - 0.004, value, value + 0.001, value + 0.003]})
+    configs = rank_sweep(store, sweep.id).rankings["kid"].configs
+    assert all(c.ci_method == "1 seed: the evaluation's own interval" and not c.compared for c in configs)
+    assert (configs[0].interval.low, configs[0].interval.high) == pytest.approx((0.005, 0.015))
