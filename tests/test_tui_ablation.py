@@ -141,6 +141,11 @@ async def test_queue_a_grid_and_watch_it_by_configuration(tui_app, tmp_path):
         await wait_for(pilot, lambda: str(table.get_row_at(0)[1]) == "cosine" and str(table.get_row_at(0)[0]) == "full")
         await pilot.press("o")
         await wait_for(pilot, lambda: "NOT comparable" in str(screen.query_one("#sweep-summary", Static).render()))
+        table.focus()
+        await pilot.press("enter")  # a configuration's runs side by side; Esc comes back to the sweep
+        await wait_for(pilot, lambda: pilot.app.current_mode == "compare")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: pilot.app.current_mode == "ablation")
         await pilot.press("escape")
         assert pilot.app.current_mode == "runs"
 

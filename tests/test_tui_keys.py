@@ -377,6 +377,7 @@ async def test_the_sample_browser_steps_through_grids_and_zooms_one(tui_app):
         image = zoom.query_one("#zoomed-image")
         await pilot.pause(0.2)
         assert image.region.height > view.query_one("#sample-image").region.height  # bigger than the panel's
+        assert zoom.styles.background.a == 1  # opaque: the page does not show beside the grid
         await pilot.press("escape")
         await pilot.press("right_square_bracket")
         assert "(newest), 3 of 3" in str(caption.render())

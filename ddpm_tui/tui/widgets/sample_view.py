@@ -75,8 +75,9 @@ class SampleView(Vertical):
 class ZoomedGrid(ModalScreen[None]):
     """One sample grid over the whole terminal; Esc or z closes it."""
 
-    DEFAULT_CSS = ("ZoomedGrid { align: center middle; } ZoomedGrid Image { width: auto; height: 1fr; } "
-                   "ZoomedGrid Static { height: 1; }")
+    # opaque: the page underneath must not show beside a grid narrower than the terminal
+    DEFAULT_CSS = ("ZoomedGrid { align: center middle; background: $background; } "
+                   "ZoomedGrid Image { width: auto; height: 1fr; } ZoomedGrid Static { height: 1; }")
     BINDINGS = [Binding("escape,z,q", "dismiss", "Close")]
 
     def __init__(self, path: Path, caption: str):
