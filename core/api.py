@@ -55,6 +55,12 @@ class RunView:
         """Trained by a cluster's job (Kubernetes, SLURM) rather than processes of this machine."""
         return self.executor in CLUSTER_EXECUTORS
 
+    @property
+    def writing_samples(self) -> bool:
+        """Running past its last step: the trainer writes the final sample grid, its reverse-process
+        GIF and the last checkpoint (a minute or more) before it records the run's end."""
+        return self.status == "running" and 0 < self.total_steps <= self.step
+
     @classmethod
     def of(cls, record: dict) -> "RunView":
         """From core.store.queries.run_record."""

@@ -238,3 +238,21 @@ async def test_a_cluster_runs_page_shows_the_log_its_executor_keeps(tmp_path):
         await wait_for(pilot, lambda: screen.query_one(Log).line_count >= 2, what="the job's log")
         assert screen.query_one(Log).lines[:2] == ["starting run 1", "step 40/100 loss 0.2500 90.0 img/s eta 1s"]
         assert "[slurm slurm:4242, global batch 64]" in str(screen.query_one("#detail-status", Static).render())
+
+
+@pytest.mark.asyncio
+async def test_a_run_past_its_last_step_says_it_is_writing_samples_not_eta_zero(tui_app):
+    from core.runner.liveness import running_fields
+
+    store = tui_app.lab.store
+    queries.set_status(store, 2, "running", reason="test", **running_fields())  # owned by this process
+    queries.update_run(store, 2, step=100)  # its last step done: the final grid is being written
+    queries.insert_metrics(store, 2, [("img_per_s", 100, 50.0, 1100.0)])
+    async with tui_app.run_test(size=(120, 36)) as pilot:
+        table = await wait_rows(pilot, 3)
+        await wait_for(pilot, lambda: cell_texts(table)[1][11] == "writing samples", what="the ETA cell")
+        await pilot.press("down", "enter")
+        screen = await wait_screen(pilot, RunDetailScreen)
+        status = screen.query_one("#detail-status", Static)
+        await wait_for(pilot, lambda: "writing samples" in str(status.render()), what="the run page's status")
+        assert "ETA" not in str(status.render())

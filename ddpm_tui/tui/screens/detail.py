@@ -28,8 +28,7 @@ from ddpm_tui.tui.screens.chart_controls import ChartControls
 from ddpm_tui.tui.screens.dialogs import ConfirmDialog, TextPrompt
 from ddpm_tui.tui.screens.runs import (
     STATUS_STYLE,
-    eta_seconds,
-    fmt_duration,
+    eta_text,
     fmt_float,
     run_label,
 )
@@ -165,7 +164,8 @@ class RunDetailScreen(ChartControls, AppScreen):
         status = Text.assemble(
             (f"{printable(record.name)}  ", "bold"), (record.status, STATUS_STYLE.get(record.status, "")),
             f"  step {record.step}/{record.total_steps}  loss {fmt_float(record.loss)}"
-            f"  img/s {fmt_float(record.img_per_s, 1)}  ETA {fmt_duration(eta_seconds(record))}",
+            f"  img/s {fmt_float(record.img_per_s, 1)}  "
+            + ("writing samples" if record.writing_samples else f"ETA {eta_text(record)}"),
             f"  — {printable(record.exit_reason)}" if record.exit_reason and record.status != "running" else "",
             placement(record),
             (f"  tags: {printable(' '.join(record.tags))}", "cyan") if record.tags else "",

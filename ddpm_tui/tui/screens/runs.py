@@ -22,9 +22,14 @@ COLUMNS = [("id", "id"), ("name", "name"), ("tags", "tags"), ("status", "status"
 
 
 def eta_seconds(r: RunView) -> float | None:
-    if r.status != "running" or not r.img_per_s:
+    if r.status != "running" or not r.img_per_s or r.writing_samples:
         return None
     return max(0, r.total_steps - r.step) * r.global_batch / r.img_per_s
+
+
+def eta_text(r: RunView) -> str:
+    """The ETA column: time left, or what a run past its last step still does."""
+    return "writing samples" if r.writing_samples else fmt_duration(eta_seconds(r))
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -55,7 +60,7 @@ def row_cells(r: RunView, selected: bool) -> list:
         plain(r.name), plain(" ".join(r.tags), style="cyan"), Text(r.status, style=STATUS_STYLE.get(r.status, "")), cfg.get("classes", "-"),
         cfg.get("schedule", "-"), cfg.get("attention", "-"), str(cfg.get("image_size", "-")),
         f"{r.step}/{r.total_steps}", fmt_float(r.smooth_loss), fmt_float(r.img_per_s, 1),
-        fmt_duration(eta_seconds(r)), fmt_float(r.best),
+        eta_text(r), fmt_float(r.best),
     ]
 
 
