@@ -152,6 +152,37 @@ def test_ablate_queues_the_grid_under_one_sweep(workdir, cli, pcam, store):
     assert len(listed(cli)) == 8
 
 
+def test_an_interrupt_half_way_through_queueing_a_sweep_stores_nothing(workdir, cli, pcam, store, monkeypatch):
+    from core.runner import lifecycle
+
+    made = []
+
+    def interrupted_on_the_third(plan, run_id):
+        if len(made) == 2:
+            raise KeyboardInterrupt
+        made.append(real_make_run_dir(plan, run_id))
+        return made[-1]
+
+    real_make_run_dir = lifecycle.make_run_dir
+    monkeypatch.setattr(lifecycle, "make_run_dir", interrupted_on_the_third)
+    r = cli("ablate", "--data", pcam, *TINY, "--seeds", "4", "--max-steps", "2")
+    assert r.code == 130, r
+    assert len(made) == 2 and not any(path.exists() for path in made)
+    assert queries.list_sweeps(store) == [] and listed(cli) == {}
+    assert list((workdir / "runs").iterdir()) == []
+
+
+def test_a_grid_past_the_limit_needs_yes_large(workdir, cli, pcam, store, monkeypatch):
+    monkeypatch.setattr("core.runner.sweeps.MAX_SWEEP_RUNS", 4)
+    r = cli("ablate", "--data", pcam, *TINY, "--schedule", "linear,cosine", "--seeds", "3", "--max-steps", "2")
+    assert r.code == 2 and "the grid is 6 (2 configurations x --seeds 3), more than 4" in r.err, r
+    assert listed(cli) == {}
+    r = cli("ablate", "--data", pcam, *TINY, "--schedule", "linear,cosine", "--seeds", "3", "--max-steps", "2",
+            "--yes-large")
+    assert r.code == 0, r
+    assert len(listed(cli)) == 6
+
+
 def test_bad_run_commands_are_one_line_exit_2(workdir, cli, pcam, store):
     for args in (["runs", "stop", "42"], ["runs", "kill", "42"], ["runs", "resume", "42"], ["runs", "show", "42"],
                  ["runs", "rm", "42", "--yes"], ["runs", "note", "42", "hi"]):

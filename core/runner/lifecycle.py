@@ -34,7 +34,7 @@ from core.runner.processes import (
 from core.runner.sweeps import expand_grid, grid_axes
 from core.store import queries
 from core.store.db import Store
-from core.train.run import KILL_REQUESTED, RunPlan, check_resumable, new_run, plan_run
+from core.train.run import KILL_REQUESTED, RunPlan, check_resumable, make_run_dir, new_run, plan_run
 
 
 def store_url_for_children(store: Store) -> str:
@@ -363,20 +363,26 @@ class SweepPlan:
     eval_on_finish: dict | None = None  # core.evaluate.service.EvalOnFinish.spec()
 
 
-def plan_sweep(runs_dir: Path, raw_values: dict, seeds: int, config_file=None, name: str = "") -> SweepPlan:
-    """Expand a grid (see sweeps.expand_grid) and check every run as plan_run does (each dataset
-    once); nothing is stored."""
-    configs = expand_grid(raw_values, seeds, config_file, name)
+def plan_sweep(runs_dir: Path, raw_values: dict, seeds: int, config_file=None, name: str = "",
+               allow_large: bool = False) -> SweepPlan:
+    """Expand a grid (see sweeps.expand_grid; past MAX_SWEEP_RUNS only with `allow_large`) and check
+    every run as plan_run does (each dataset once); nothing is stored."""
+    configs = expand_grid(raw_values, seeds, config_file, name, allow_large)
     checked_data: dict = {}
     return SweepPlan(name or "sweep", seeds, grid_axes(raw_values),
                      [plan_run(cfg, runs_dir, checked_data) for cfg in configs])
 
 
 def queue_sweep(store: Store, plan: SweepPlan):
-    """Queue every run of a checked sweep under one new sweep id. Returns (sweep, runs)."""
+    """Queue every run of a checked sweep under one new sweep id, all or nothing: an error or an
+    interrupt half-way leaves neither the sweep, nor any of its runs, nor their directories.
+    Returns (sweep, runs)."""
     spec = {"axes": plan.axes, "seeds": plan.seeds, "runs": len(plan.plans)}
     if plan.eval_on_finish:
         spec["eval_on_finish"] = plan.eval_on_finish
-    sweep = queries.create_sweep(store, plan.name, spec)
-    runs = [launch(store, p.runs_dir, p.cfg, queue=True, sweep_id=sweep.id, plan=p) for p in plan.plans]
-    return sweep, runs
+    rows = [{"config": p.cfg.to_dict(), "status": "queued", "name": p.cfg.name, "total_steps": p.total_steps,
+             "tags": p.cfg.tag, "executor": "torchrun" if p.cfg.world_size > 1 else "local"} for p in plan.plans]
+    return queries.create_sweep_runs(
+        store, plan.name, spec, rows,
+        prepare=lambda i, run: str(make_run_dir(plan.plans[i], run.id)),
+        discard=lambda run: shutil.rmtree(run.run_dir, ignore_errors=True))

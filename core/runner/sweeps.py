@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import statistics
 from typing import Mapping
 
 from core.config import (
     FIELD_TYPES,
     INT_LISTS,
+    NAME_MAX,
     TrainConfig,
     build_config,
     flag,
@@ -19,6 +21,8 @@ from core.config import (
 from core.errors import BadInput
 
 NOT_SWEEPABLE = ("tag", "name", "seed")
+# More runs than this in one sweep is more likely a typo (--seeds 100000) than a plan: --yes-large says it is meant
+MAX_SWEEP_RUNS = 512
 
 
 def split_values(name: str, raw: str) -> list:
@@ -61,8 +65,29 @@ def grid_axes(raw_values: dict[str, str | None]) -> list[str]:
                   and len(split_values(name, raw)) > 1)
 
 
-def expand_grid(raw_values: dict[str, str | None], seeds: int, config_file=None, base_name: str = "") -> list[TrainConfig]:
-    """One validated TrainConfig per combination of the listed values and per seed."""
+def check_grid_size(axes: dict[str, list], seeds: int, allow_large: bool) -> None:
+    """BadInput for a grid of more than MAX_SWEEP_RUNS runs, unless `allow_large`."""
+    configurations = math.prod(len(values) for values in axes.values())
+    if configurations * seeds > MAX_SWEEP_RUNS and not allow_large:
+        raise BadInput(f"too many runs: the grid is {configurations * seeds} ({configurations} configurations x "
+                       f"--seeds {seeds}), more than {MAX_SWEEP_RUNS}; pass --yes-large to queue them", field="seeds")
+
+
+def run_name(base_name: str, chosen: dict, seed: int) -> str:
+    """The name of a sweep's run: sweep name, the swept values, the seed. BadInput names --sweep-name
+    when it makes the run name longer than a run name may be."""
+    label = "-".join(str(v).replace(",", "x") for v in chosen.values()) or "run"
+    name = f"{base_name or 'sweep'}-{label}-s{seed}"
+    if len(name) > NAME_MAX:
+        raise BadInput(f"--sweep-name: {len(base_name)} characters make run names of {len(name)} characters "
+                       f"(at most {NAME_MAX}); give a shorter one", field="sweep_name")
+    return name
+
+
+def expand_grid(raw_values: dict[str, str | None], seeds: int, config_file=None, base_name: str = "",
+                allow_large: bool = False) -> list[TrainConfig]:
+    """One validated TrainConfig per combination of the listed values and per seed (at most
+    MAX_SWEEP_RUNS of them unless `allow_large`)."""
     if seeds < 1:
         raise BadInput(f"--seeds: must be at least 1, got {seeds}")
     fixed, axes = {}, {}
@@ -77,14 +102,14 @@ def expand_grid(raw_values: dict[str, str | None], seeds: int, config_file=None,
             fixed[name] = values[0]
         else:
             axes[name] = values
+    check_grid_size(axes, seeds, allow_large)
     base_seed = int(fixed.pop("seed", 0))
     configs = []
     for combo in itertools.product(*axes.values()):
         chosen = dict(zip(axes, combo))
-        for i in range(seeds):
-            label = "-".join(str(v).replace(",", "x") for v in chosen.values()) or "run"
-            name = f"{base_name or 'sweep'}-{label}-s{base_seed + i}"
-            configs.append(build_config({**fixed, **chosen, "seed": base_seed + i, "name": name}, config_file))
+        for seed in range(base_seed, base_seed + seeds):
+            name = run_name(base_name, chosen, seed)
+            configs.append(build_config({**fixed, **chosen, "seed": seed, "name": name}, config_file))
     return configs
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -41,15 +41,22 @@ def create_run(
 ) -> Run:
     """A new run row (and its first status event and tags); `fields` sets further columns."""
     with store.session() as s, s.begin():
-        run = Run(name=name, status=status, config=config, created_at=now(), total_steps=total_steps,
-                  sweep_id=sweep_id, parent_id=parent_id, executor=executor, **fields)
-        s.add(run)
-        s.flush()
-        if not run.name:
-            run.name = f"run-{run.id}"
-        s.add(StatusEvent(run_id=run.id, status=status, reason="created", at=run.created_at))
-        for tag in dict.fromkeys(tags):
-            s.add(Tag(run_id=run.id, tag=tag))
+        return _add_run(s, config, status=status, name=name, total_steps=total_steps, sweep_id=sweep_id,
+                        parent_id=parent_id, tags=tags, executor=executor, **fields)
+
+
+def _add_run(s, config: dict, status: str, name: str, total_steps: int, sweep_id: int | None,
+             parent_id: int | None = None, tags: Sequence[str] = (), executor: str = "local", **fields) -> Run:
+    """Add a run row, its first status event and its tags to the open transaction of session `s`."""
+    run = Run(name=name, status=status, config=config, created_at=now(), total_steps=total_steps,
+              sweep_id=sweep_id, parent_id=parent_id, executor=executor, **fields)
+    s.add(run)
+    s.flush()
+    if not run.name:
+        run.name = f"run-{run.id}"
+    s.add(StatusEvent(run_id=run.id, status=status, reason="created", at=run.created_at))
+    for tag in dict.fromkeys(tags):
+        s.add(Tag(run_id=run.id, tag=tag))
     return run
 
 
@@ -288,6 +295,30 @@ def truncate_metrics(store: Store, run_id: int, after_step: int) -> None:
             last = s.scalar(select(Metric.value).where(
                 Metric.run_id == run_id, Metric.key == key, Metric.step == last_step))
             s.add(MetricSummary(run_id=run_id, key=key, last=last, last_step=last_step, min=lo, max=hi, count=count))
+@retrying
+def create_sweep_runs(store: Store, name: str, spec: dict, runs: Sequence[dict],
+                      prepare: Callable[[int, Run], str], discard: Callable[[Run], None]) -> tuple[Sweep, list[Run]]:
+    """A sweep and its queued runs (`runs`: create_run's arguments, one dict per run) in ONE
+    transaction: all are stored or none. `prepare(i, run)` makes the i-th run's directory once its
+    id is known and returns its path; when anything fails (an interrupt included) the transaction is
+    rolled back and `discard(run)` is called for every run already prepared."""
+    prepared: list[Run] = []
+    try:
+        with store.session() as s, s.begin():
+            sweep = Sweep(name=name, spec=spec, created_at=now())
+            s.add(sweep)
+            s.flush()
+            for i, fields in enumerate(runs):
+                run = _add_run(s, sweep_id=sweep.id, **fields)
+                run.run_dir = prepare(i, run)
+                prepared.append(run)
+        return sweep, prepared
+    except BaseException:
+        for run in prepared:
+            discard(run)
+        raise
+
+
 
 
 def global_batch(config: dict) -> int:

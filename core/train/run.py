@@ -13,6 +13,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import signal
 import threading
 import time
@@ -137,19 +138,33 @@ def new_run(store: Store, runs_dir: Path, cfg: TrainConfig, status: str = "runni
     run = queries.create_run(store, cfg.to_dict(), status=status, name=cfg.name, total_steps=plan.total_steps,
                              sweep_id=sweep_id, parent_id=parent_id, tags=cfg.tag,
                              executor=executor or ("torchrun" if cfg.world_size > 1 else "local"), **owner)
-    run_dir = plan.runs_dir / str(run.id)
+    try:
+        run_dir = make_run_dir(plan, run.id)
+    except WorkFailed:
+        queries.delete_run(store, run.id)
+        raise
+    queries.update_run(store, run.id, run_dir=str(run_dir))
+    run.run_dir = str(run_dir)
+    return run
+
+
+def make_run_dir(plan: RunPlan, run_id: int) -> Path:
+    """Run `run_id`'s private directory with config.json (and the Kaggle split, frozen for the run's
+    lifetime). On failure nothing of it is left and WorkFailed says why."""
+    run_dir = plan.runs_dir / str(run_id)
     try:
         run_dir.mkdir(mode=PRIVATE_DIR)
-        (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    except OSError as exc:
+        raise WorkFailed(f"{run_dir}: cannot create the run directory ({exc.strerror}); nothing was stored") from None
+    try:
+        (run_dir / "config.json").write_text(json.dumps(plan.cfg.to_dict(), indent=2) + "\n")
         if detect_layout(plan.data_root) == "kaggle":
             split = {name: KaggleSplit(plan.data_root, name).ids for name in PCAM_SPLITS}
             (run_dir / "split.json").write_text(json.dumps(split) + "\n")
     except OSError as exc:
-        queries.delete_run(store, run.id)
+        shutil.rmtree(run_dir, ignore_errors=True)
         raise WorkFailed(f"{run_dir}: cannot create the run directory ({exc.strerror}); nothing was stored") from None
-    queries.update_run(store, run.id, run_dir=str(run_dir))
-    run.run_dir = str(run_dir)
-    return run
+    return run_dir
 
 
 def attach_log_file(run_dir: Path) -> logging.Handler:
