@@ -271,8 +271,10 @@ def sample(
     """Draw samples from a run's EMA weights into a PNG grid (and a GIF of the reverse process)."""
     from rich.console import Console
 
+    from core.config import check_device
     from core.sample import sample_run
 
+    check_device(device)
     store = open_store(ctx_store, create=False)
     with _stage_progress(Console(stderr=True)) as progress:
         task = progress.add_task("sampling", total=None)
@@ -334,9 +336,11 @@ def eval_runs(
     features, class fidelity. Every number is stored with its 95% CI and how it was made."""
     from rich.console import Console
 
+    from core.config import check_device
     from core.evaluate.service import evaluate, plan_evaluation
     from core.store import queries
 
+    check_device(device)
     store = open_store(ctx_store, create=False)
     if sweep is not None:
         if runs:
@@ -452,7 +456,7 @@ def rank_values_file(values: Path, sweep, metric, mixed: bool, higher_is_better:
     for c in ranking.configs:
         p = "n/c" if c.p_worse is None else f"{c.p_worse:.3g}"
         typer.echo(f"{printable(c.config[0]):<{width}}  {len(c.values):>5}  {p:<8}  {interval_cell(c, best)}")
-    typer.echo(f"= tied with the best, p_worse: {ranking.tie_test}")
+    typer.echo(f"tie rule: {ranking.tie_test}")
     if any(not c.compared for c in ranking.configs):
         typer.echo(f"n/c: {ranking.one_seed_note}")
     typer.echo("intervals: " + "; ".join(sorted({c.ci_method for c in ranking.configs})))
@@ -487,7 +491,7 @@ def ranking_lines(ranking) -> list[str]:
             cells += f"{'-' if g is None else interval_cell(g, None):<30}  "
         loss = ranking.train_loss.get(c.config)
         lines.append(cells + ("-" if loss is None else f"{loss:.4f}"))
-    lines.append(f"= tied with the best, p_worse: {ranking.tie_test}")
+    lines.append(f"tie rule: {ranking.tie_test}")
     if any(not s.compared for r in ranking.rankings.values() for s in r.configs):
         lines.append(f"n/c: {ranking.one_seed_note}")
     for m in guards:
@@ -537,8 +541,10 @@ def classifier_train(
     """Train the PCam classifier (train split; scored on the held-out split) and store it; prints its id."""
     from rich.console import Console
 
+    from core.config import check_device
     from core.evaluate.service import plan_classifier, train_and_store_classifier
 
+    check_device(device)
     request = plan_classifier(data, image_size, preprocess, max_steps, batch_size, seed)
     store = open_store(ctx_store)
     with _stage_progress(Console(stderr=True)) as progress:
@@ -699,11 +705,9 @@ def worker(
     ctx_store: Store = None,
 ):
     """Run queued runs, `--slots` at a time, until SIGTERM (unstarted runs stay queued)."""
-    from core.runner.worker import Worker, parse_gpu_groups
+    from core.runner.worker import Worker, check_poll, check_slots, parse_gpu_groups
 
-    if slots < 1:
-        raise BadInput(f"--slots: must be at least 1, got {slots}")
-    gpu_list = parse_gpu_groups(gpus)
+    slots, gpu_list, poll = check_slots(slots), parse_gpu_groups(gpus), check_poll(poll)
     logging.getLogger("ddpm_tui").setLevel(logging.INFO)
     logging.getLogger("ddpm_tui").addHandler(logging.StreamHandler(sys.stderr))
     Worker(open_store(ctx_store), slots, gpu_list, poll=poll, until_empty=until_empty).run()
@@ -713,7 +717,7 @@ def worker(
 @global_options
 def runs_list(
     status: Annotated[Optional[str], typer.Option("--status", help="only runs with this status")] = None,
-    sweep: Annotated[Optional[int], typer.Option("--sweep", help="only runs of this sweep")] = None,
+    sweep: Annotated[Optional[str], typer.Option("--sweep", help="only runs of this sweep")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
     ctx_store: Store = None,
 ):
@@ -726,7 +730,7 @@ def runs_list(
         raise BadInput(f"--status: unknown status {status!r} (choose from {', '.join(RUN_STATUSES)})")
     store = open_store(ctx_store, create=False)
     reconcile(store)
-    records = queries.run_records(store, status=status, sweep_id=sweep)
+    records = queries.run_records(store, status=status, sweep_id=None if sweep is None else queries.parse_id(sweep, "sweep"))
     if as_json:
         echo_json([{k: v for k, v in r.items() if k != "config"} for r in records])
         return
@@ -867,6 +871,8 @@ def runs_rm(run: Annotated[str, typer.Argument(help="run id")],
 
     store = open_store(ctx_store, create=False)
     target = queries.get_run(store, run)
+    if not yes and not sys.stdin.isatty():  # no one to answer the question: say how, rather than abort (130)
+        raise BadInput(f"runs rm {target.id}: not asked without a terminal; use -y to delete it")
     if not yes and not typer.confirm(f"delete run {target.id} ({printable(target.name)}) and "
                                      f"{printable(target.run_dir)}?", err=True):
         raise BadInput("not confirmed; nothing deleted")
@@ -908,7 +914,7 @@ def export(fmt: Annotated[str, typer.Option("--format", help="csv|json|md (md: w
            metric: Annotated[Optional[str], typer.Option("--metric", help="with --sweep: the rank key")] = None,
            figures: Annotated[Optional[Path], typer.Option("--figures", help="with --sweep: folder for the figures [default: sweep-ID-figures]")] = None,
            mixed: Annotated[bool, typer.Option("--mixed", help="with --sweep: rank even with mixed evaluation settings")] = False,
-           of_sweep: Annotated[Optional[int], typer.Option("--of-sweep", help="only the runs of this sweep")] = None,
+           of_sweep: Annotated[Optional[str], typer.Option("--of-sweep", help="only the runs of this sweep")] = None,
            out: Annotated[Optional[Path], typer.Option("--out", help="write to this file, text exactly as stored [default: stdout, control characters shown as \\xNN]")] = None,
            ctx_store: Store = None):
     """All runs with their summaries, tags, notes and ISO-8601 times as CSV or JSON on stdout; with
@@ -929,7 +935,7 @@ def export(fmt: Annotated[str, typer.Option("--format", help="csv|json|md (md: w
         return
     store = open_store(ctx_store, create=False)
     if of_sweep is not None:
-        queries.get_sweep(store, of_sweep)
+        of_sweep = queries.get_sweep(store, of_sweep).id
     records = queries.run_records(store, sweep_id=of_sweep)
     notes = queries.notes_by_run(store, [r["id"] for r in records])
     for r in records:
