@@ -13,7 +13,6 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import (
     Button,
     DataTable,
-    Footer,
     Header,
     Input,
     Label,
@@ -34,6 +33,7 @@ from ddpm_tui.tui.screens.base import AppScreen
 from ddpm_tui.tui.screens.dialogs import ConfirmDialog
 from ddpm_tui.tui.screens.launch import PRESETS
 from ddpm_tui.tui.screens.runs import fmt_duration
+from ddpm_tui.tui.widgets.keys_footer import KeysFooter
 from ddpm_tui.tui.widgets.plain import ListTable, plain
 
 # every evaluated metric gets a column: mean [95% CI] over seeds, "=" when tied with the best
@@ -150,7 +150,7 @@ class AblationScreen(AppScreen):
                     yield Select([], prompt="sweep…", id="sweep-select", compact=True)
                 yield Static("", id="sweep-summary")
                 yield ListTable(id="sweep-table", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield KeysFooter()
 
     @staticmethod
     def _row(label: str, widget) -> Horizontal:
@@ -388,7 +388,8 @@ class AblationScreen(AppScreen):
             r = ranking.rankings[sort]
             order = ("worst first" if self.sort_reverse else "best first")
             text.append(f"\nsorted by {sort} ({r.direction} is better, {order}; o/O: key/order); "
-                        f"= tied with the best: Welch t-tests vs the best, Holm-corrected", style="dim")
+                        f"= tied with the best: not significantly worse than any other (Welch t-tests over all "
+                        f"pairs, Holm-corrected; 1 seed: not compared)", style="dim")
             if r.mixed:
                 text.append(f"\n{sort} was evaluated with mixed settings: {r.settings}", style="bold red")
         return text
