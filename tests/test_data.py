@@ -231,6 +231,51 @@ def test_check_reports_a_broken_split_and_keeps_the_rest(pcam):
     assert any("valid" in p for p in report["problems"])
 
 
+def corrupt_the_middle(x_path) -> None:
+    """Overwrite a chunk-index node (HDF5 B-tree, signature 'TREE') in the middle of a chunked h5:
+    its first and last patches still read, the ones that node indexes do not."""
+    data = x_path.read_bytes()
+    middle = [i for i in range(len(data)) if data.startswith(b"TREE", i) and len(data) / 4 < i < len(data) * 3 / 4]
+    with x_path.open("r+b") as fh:
+        fh.seek(middle[0])
+        fh.write(b"\0" * 64)
+
+
+def test_a_pcam_file_corrupt_in_the_middle_fails_data_check_and_train_naming_file_and_patch(workdir, cli):
+    root = write_pcam(workdir / "p", {"train": 300, "valid": 4, "test": 4})
+    x_path = root / "camelyonpatch_level_2_split_train_x.h5"
+    corrupt_the_middle(x_path)
+    source = open_split(root, "train")
+    source.read(0, 1), source.read(299, 300)  # the old check: both ends read
+    source.close()
+    r = cli("data", "check", root)
+    assert r.code == 2 and f"{x_path}: cannot read patch " in r.err and len(r.err.strip().splitlines()) == 1, r
+    r = cli("train", "--data", root, "--image-size", "32", "--dim", "16", "--dim-mults", "1,2", "--device", "cpu")
+    assert r.code == 2 and f"{x_path}: cannot read patch " in r.err and len(r.err.strip().splitlines()) == 1, r
+    assert not (workdir / "runs.db").exists() and not (workdir / "runs").exists()
+
+
+def test_a_patch_unreadable_during_training_names_its_file(tmp_path):
+    from core.data.sources import UnreadablePatches
+
+    root = write_pcam(tmp_path / "p", {"train": 300})
+    corrupt_the_middle(root / "camelyonpatch_level_2_split_train_x.h5")
+    source = open_split(root, "train")
+    stream = PatchStream(source, np.arange(len(source)), batch_size=300, seed=0, block_size=16)
+    try:
+        with pytest.raises(UnreadablePatches, match="camelyonpatch_level_2_split_train_x.h5: cannot read patches"):
+            stream.next_batch()
+    finally:
+        stream.close()
+        source.close()
+
+
+def test_a_layout_whose_splits_are_all_empty_fails_data_check(workdir, cli):
+    root = write_pcam(workdir / "p", {"train": 0, "valid": 0, "test": 0}, chunks=False)
+    r = cli("data", "check", root)
+    assert r.code == 2 and "every split is empty" in r.err and len(r.err.strip().splitlines()) == 1, r
+
+
 # ---- every image checked before a run is stored --------------------------------------------------------
 def _bad_image(kind: str):
     import imageio.v3 as iio

@@ -9,12 +9,13 @@ import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable
 
 import h5py
 import imageio.v3 as iio
 import numpy as np
 
-from core.errors import BadInput
+from core.errors import BadInput, WorkFailed
 from core.labels import CLASS_LABELS
 
 PCAM_SPLITS = ("train", "valid", "test")
@@ -61,11 +62,16 @@ class PatchSource:
         pass
 
 
+class UnreadablePatches(WorkFailed):
+    """A split's image file cannot give back some of its patches (a corrupt or truncated h5)."""
+
+
 class PCamSplit(PatchSource):
     """`camelyonpatch_level_2_split_{split}_{x,y}.h5`: dataset x (N,96,96,3) uint8, y (N,1,1,1) uint8."""
 
     def __init__(self, root: Path, split: str):
         x_path, y_path = pcam_paths(root, split)
+        self.x_path = x_path
         self.name = f"{root}:{split}"
         for p in (x_path, y_path):
             if not p.exists():
@@ -86,7 +92,11 @@ class PCamSplit(PatchSource):
             raise BadInput(f"{y_path}: labels must be 0 or 1, found {int(bad[0])}")
 
     def read(self, start: int, end: int) -> np.ndarray:
-        return self._x[start:end]
+        try:
+            return self._x[start:end]
+        except OSError as exc:  # HDF5 says only "Can't read data": name the file and the patches
+            where = f"patch {start}" if end - start == 1 else f"patches {start}..{end - 1}"
+            raise UnreadablePatches(f"{self.x_path}: cannot read {where} ({str(exc).splitlines()[0]})") from None
 
     def close(self) -> None:
         self._xf.close()
@@ -195,10 +205,6 @@ def verify_kaggle_images(root: Path, ids: list[str], cache: Path | None = None) 
     96x96 RGB uint8). With `cache`, a folder whose files are unchanged since they last passed
     (same names, sizes and modification times) is not decoded again."""
     paths = [root / "train" / f"{pid}.tif" for pid in ids]
-    stamp = cache / ("kaggle-verified-" + hashlib.sha1(str(root.resolve()).encode()).hexdigest()) if cache else None
-    fingerprint = _fingerprint(paths)
-    if stamp is not None and stamp.exists() and stamp.read_text() == fingerprint:
-        return []
 
     def problem(path: Path) -> str | None:
         try:
@@ -207,8 +213,21 @@ def verify_kaggle_images(root: Path, ids: list[str], cache: Path | None = None) 
             return str(exc)
         return None
 
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        problems = [p for p in pool.map(problem, paths, chunksize=256) if p]
+    def decode_all() -> list[str]:
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            return [p for p in pool.map(problem, paths, chunksize=256) if p]
+
+    return verified_once(cache, "kaggle", root, paths, decode_all)
+
+
+def verified_once(cache: Path | None, kind: str, root: Path, paths: list[Path], verify: Callable[[], list[str]]) -> list[str]:
+    """`verify()`'s problem lines, except that with `cache` files unchanged since they last passed
+    (same names, sizes and modification times) are not verified again."""
+    stamp = cache / (f"{kind}-verified-" + hashlib.sha1(str(root.resolve()).encode()).hexdigest()) if cache else None
+    fingerprint = _fingerprint(paths)
+    if stamp is not None and stamp.exists() and stamp.read_text() == fingerprint:
+        return []
+    problems = verify()
     if not problems and stamp is not None:
         stamp.parent.mkdir(parents=True, exist_ok=True)
         stamp.write_text(fingerprint)
