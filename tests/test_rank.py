@@ -298,3 +298,11 @@ def test_kid_subsets_are_not_images_a_one_seed_kid_keeps_its_stored_interval(wor
     configs = rank_sweep(store, sweep.id).rankings["kid"].configs
     assert all(c.ci_method == "1 seed: the evaluation's own interval" and not c.compared for c in configs)
     assert (configs[0].interval.low, configs[0].interval.high) == pytest.approx((0.005, 0.015))
+
+
+def test_the_readme_states_the_tie_rule_rank_prints():
+    from pathlib import Path
+
+    from core.rank.stats import TIE_RULE
+
+    assert f"tie rule: {TIE_RULE}\n" in (Path(__file__).resolve().parents[1] / "README.md").read_text()

@@ -42,7 +42,8 @@ GUARDS: dict[str, str] = {
                          "transforms (near-blank samples excepted); flagged above 0"}
 TIE_RULE = ("worse: significantly worse than some other configuration, by all k(k-1) one-sided Welch t-tests between "
             "the configurations with >= 2 seeds, Holm-corrected together (family-wise error <= 0.05, the choice of "
-            "the best included); p_worse: the smallest Holm-adjusted p; = tied with the best: not worse")
+            "the best included; a pair whose seeds agree exactly on both sides is not tested, p = 1); p_worse: the "
+            "smallest Holm-adjusted p; = tied with the best: not worse")
 ONE_SEED_NOTE = ("not compared: 1 seed shows no seed variance, so no tie or worse claim is made (its interval, if "
                  "any, is the evaluation's own)")
 
