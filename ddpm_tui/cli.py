@@ -413,7 +413,7 @@ def sweep_targets(store, sweep_id, missing: bool, metrics: str, n: int, nll_time
 @global_options
 def rank(
     sweep: Annotated[Optional[str], typer.Option("--sweep", help="sweep id [default: the newest]")] = None,
-    metric: Annotated[Optional[str], typer.Option("--metric", help="rank key: nll, kid, fid, ssim_memorisation, ssim_diversity, class_fidelity")] = None,
+    metric: Annotated[Optional[str], typer.Option("--metric", help="rank key: nll, kid, fid, ssim_diversity, class_fidelity (ssim_memorisation is a guard shown beside); with --values, the name of the file's metric")] = None,
     mixed: Annotated[bool, typer.Option("--mixed", help="rank even when runs were evaluated with different settings")] = False,
     values: Annotated[Optional[Path], typer.Option("--values", help="rank results produced elsewhere: a .csv or .json file of configuration, seed, value rows (no store)")] = None,
     higher_is_better: Annotated[bool, typer.Option("--higher-is-better", help="with --values: larger values are better (a known --metric brings its own direction)")] = False,

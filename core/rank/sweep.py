@@ -75,6 +75,8 @@ def rank_sweep(store: Store, sweep_id: int | str | None = None, metric: str | No
     """Rank the configurations of a sweep (the newest one by default) by `metric` (default: the
     first of nll, kid, fid, ... that was evaluated). BadInput when there is nothing to rank, the
     metric is unknown, or runs were evaluated with different settings (unless `mixed`)."""
+    if metric in GUARDS:
+        raise BadInput(f"--metric {metric}: a guard shown beside the ranking, never a rank key")
     if metric is not None and metric not in DIRECTIONS:
         raise BadInput(f"--metric: unknown metric {metric!r} (choose from {', '.join(DIRECTIONS)}; training loss is "
                        "not comparable across schedules and is never a rank key)")
