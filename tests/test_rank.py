@@ -306,3 +306,9 @@ def test_the_readme_states_the_tie_rule_rank_prints():
     from core.rank.stats import TIE_RULE
 
     assert f"tie rule: {TIE_RULE}\n" in (Path(__file__).resolve().parents[1] / "README.md").read_text()
+
+
+def test_rank_values_reads_a_csv_with_a_byte_order_mark(workdir, cli):
+    (workdir / "v.csv").write_bytes(b"\xef\xbb\xbfconfiguration,seed,value\na,0,1\na,1,2\n")  # as spreadsheets save it
+    r = cli("rank", "--values", workdir / "v.csv", "--json")
+    assert r.code == 0 and json.loads(r.out)["rows"][0]["value"] == 1.5, r

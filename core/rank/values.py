@@ -40,7 +40,7 @@ def read_rows(path: Path) -> list[dict]:
     if path.stat().st_size > MAX_BYTES:
         raise BadInput(f"--values {path}: larger than {MAX_BYTES // 2 ** 20} MiB")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a spreadsheet's byte-order mark is not a column name
     except UnicodeDecodeError as e:
         raise BadInput(f"--values {path}: not UTF-8 text (byte {e.start})") from None
     if path.suffix.lower() == ".csv":
