@@ -64,7 +64,8 @@ def calibration_table(sweeps: int, t_sf) -> list[str]:
                 error = math.sqrt(null.any_worse * (1 - null.any_worse) / sweeps)
                 old = old_rule_type_i(configs, seeds, distribution, sweeps, 1000 * configs + seeds, t_sf)
                 lines.append(f"| {configs} | {seeds} | {distribution} | {null.any_worse:.4f} +- {error:.4f} | "
-                             f"{old:.4f} | {power.found:.3f} | {power.all_others_worse:.3f} | {power.others_worse:.3f} |")
+                             f"{old:.4f} | {power.found:.3f} | {power.all_others_worse:.3f} | "
+                             f"{power.others_worse:.3f} |")
     return lines
 
 

@@ -39,6 +39,8 @@ CASES: list[Case] = [
          ["--eval-n goes with --eval-on-finish"]),
     Case("ablate-eval-nll-timesteps-alone", ["ablate", "--data", "{pcam}", *TINY, "--eval-nll-timesteps", "10"], 2,
          ["--eval-nll-timesteps goes with --eval-on-finish"]),
+    Case("train-nproc-above-cpu-cores", ["train", "--data", "{pcam}", *TINY, "--nproc", "64"], 2,
+         ["--nproc 64", "CPU core(s) are usable here"]),
     Case("ablate-sweep-name-too-long", ["ablate", "--data", "{pcam}", *TINY, "--sweep-name", "x" * 195], 2,
          ["--sweep-name: 195 characters", "at most 200"]),
     # ---- values that must be refused ---------------------------------------------------------------

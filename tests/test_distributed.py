@@ -157,6 +157,31 @@ def test_more_processes_than_visible_gpus_is_refused(monkeypatch):
     check_placement(TrainConfig(nproc=2), torch.device("cpu"))  # gloo ranks share the CPU
 
 
+def test_more_processes_than_cpu_cores_is_refused_on_cpu(monkeypatch):
+    from core.train import run
+
+    monkeypatch.setattr(run, "usable_cpus", lambda: 2)
+    with pytest.raises(BadInput, match=r"--nproc 3: only 2 CPU core\(s\) are usable here"):
+        run.check_placement(TrainConfig(nproc=3), torch.device("cpu"))
+    run.check_placement(TrainConfig(nproc=2), torch.device("cpu"))
+
+
+def test_a_rank_whose_agent_died_before_it_watched_still_ends():
+    """The rank noted its agent at start; by the time it watches, it has a new parent (here: the
+    test), which must not be taken for the agent."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    rank = subprocess.Popen([sys.executable, "-c", "import time; from core.train.distributed import exit_with_agent; "
+                             f"exit_with_agent(poll_s=0.05, agent_pid={gone.pid}); time.sleep(60)"],
+                            cwd=Path(__file__).resolve().parents[1], start_new_session=True)
+    try:
+        assert rank.wait(timeout=30) == 1
+    finally:
+        if rank.poll() is None:
+            os.killpg(rank.pid, signal.SIGKILL)
+            rank.wait()
+
+
 def test_deterministic_runs_switch_torch_to_deterministic_kernels(workdir, cli, pcam):
     from conftest import TINY
 

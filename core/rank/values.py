@@ -93,7 +93,8 @@ def checked_runs(path: Path, rows: list[dict], metric: str | None) -> tuple[list
         else:
             left_out.append(f"row {number} ({config}, seed {seed}): value {value}")
     if not runs:
-        raise BadInput(f"--values {path}: no finite values to rank" + (f" ({len(left_out)} left out)" if left_out else ""))
+        note = f" ({len(left_out)} left out)" if left_out else ""
+        raise BadInput(f"--values {path}: no finite values to rank{note}")
     return runs, left_out
 
 

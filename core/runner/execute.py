@@ -15,6 +15,7 @@ from core.locations import STORE_ENV
 
 
 def main(argv: list[str] | None = None) -> int:
+    parent = os.getppid()  # before the slow imports: under torchrun, the agent (see exit_with_agent)
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1 or not args[0].isdigit() or STORE_ENV not in os.environ:
         print(f"usage: {STORE_ENV}=URL python -m core.runner.execute RUN_ID", file=sys.stderr)
@@ -24,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.getLogger("ddpm_tui").addHandler(logging.StreamHandler(sys.stdout))
     try:
-        outcome = execute_run(Store(os.environ[STORE_ENV]), int(args[0]))
+        outcome = execute_run(Store(os.environ[STORE_ENV]), int(args[0]), agent_pid=parent)
     except (BadInput, WorkFailed) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

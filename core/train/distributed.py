@@ -95,15 +95,24 @@ class Replicas:
         return box[0]
 
 
-def exit_with_agent(poll_s: float = 1.0) -> Callable[[], bool]:
+def usable_cpus() -> int:
+    """The CPU cores this process may run on: its affinity mask, which containers and taskset narrow."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def exit_with_agent(poll_s: float = 1.0, agent_pid: int | None = None) -> Callable[[], bool]:
     """End this rank at once when its torchrun agent is gone. torchrun starts each rank in a session
     of its own, so a SIGKILL to the agent's process group (a killed terminal, `kill -9` of the
     command) would leave the ranks training on, unrecorded; a rank that finds itself orphaned dies
     as the agent did, and the run is then judged crashed and resumable.
 
+    `agent_pid` is the parent the rank had when it started (default: its parent now). Many ranks
+    on few cores take minutes to import torch; one whose agent died meanwhile would take its new
+    parent for the agent and train on, so the entry point notes the parent before any import.
+
     Returns a test of whether the agent is gone: a rank whose collective broke because a sibling
     ended this way first must end the same way, not record a failure."""
-    agent = os.getppid()
+    agent = os.getppid() if agent_pid is None else agent_pid
 
     def agent_gone() -> bool:
         return os.getppid() != agent

@@ -35,7 +35,7 @@ from core.store import queries
 from core.store.db import Store
 from core.store.journal import MetricLogger, replay_journal, truncate_journal
 from core.train import checkpoint as ckpt
-from core.train.distributed import Replicas, exit_with_agent, use_deterministic_algorithms
+from core.train.distributed import Replicas, exit_with_agent, usable_cpus, use_deterministic_algorithms
 from core.train.resources import check_training_fits
 from core.train.trainer import StepStats, Trainer, pick_device, total_steps, warmup_for_run
 
@@ -84,10 +84,13 @@ def check_training_data(cfg: TrainConfig) -> tuple[Path, int]:
 
 def check_placement(cfg: TrainConfig, device, rdzv_endpoint: str | None = None) -> None:
     """BadInput when this machine cannot start the run's processes: more per node than GPUs on
-    CUDA, or several nodes with no rendezvous for their torchrun agents."""
+    CUDA or than CPU cores on CPU, or several nodes with no rendezvous for their torchrun agents."""
     if device.type == "cuda" and cfg.nproc > torch.cuda.device_count():
         raise BadInput(f"--nproc {cfg.nproc}: only {torch.cuda.device_count()} GPU(s) are visible "
                        "(CUDA_VISIBLE_DEVICES); one process per GPU", field="nproc")
+    if device.type == "cpu" and cfg.nproc > usable_cpus():
+        raise BadInput(f"--nproc {cfg.nproc}: only {usable_cpus()} CPU core(s) are usable here; on CPU at most one "
+                       "process per core", field="nproc")
     if cfg.nnodes > 1 and not rdzv_endpoint:
         raise BadInput(f"--nnodes {cfg.nnodes}: several nodes need --rdzv-endpoint HOST:PORT (torchrun on each "
                        "node) or a cluster executor (--executor k8s)", field="nnodes")
@@ -179,7 +182,8 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 KILL_REQUESTED = "kill requested"  # the exit reason `kill` stamps before its SIGTERM: the run then ends killed
 
 
-def execute_run(store: Store, run_id: int, on_step: Callable[[StepStats], None] | None = None) -> str:
+def execute_run(store: Store, run_id: int, on_step: Callable[[StepStats], None] | None = None,
+                agent_pid: int | None = None) -> str:
     """Be the trainer of run `run_id`, which its caller has put in `running`: continue from its newest
     good checkpoint (if any) until it finishes, is stopped (SIGTERM/SIGINT), or fails.
 
@@ -188,7 +192,7 @@ def execute_run(store: Store, run_id: int, on_step: Callable[[StepStats], None] 
     checkpoint of a run that failed before it trained are left as they were.
 
     Under torchrun every rank calls this: rank 0 takes the run over and records it, the others only
-    train beside it (core.train.distributed).
+    train beside it (core.train.distributed); `agent_pid` is the torchrun agent the rank started under.
     """
     stop = threading.Event()
 
@@ -198,7 +202,7 @@ def execute_run(store: Store, run_id: int, on_step: Callable[[StepStats], None] 
 
     previous = {sig: signal.signal(sig, request_stop) for sig in STOP_SIGNALS}
     replicas = Replicas.from_env()
-    agent_gone = exit_with_agent() if replicas.distributed else (lambda: False)
+    agent_gone = exit_with_agent(agent_pid=agent_pid) if replicas.distributed else (lambda: False)
     try:
         run = queries.get_run(store, run_id)
         cfg = config_from_dict(run.config)
