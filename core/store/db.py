@@ -176,6 +176,8 @@ def sqlite_contents(path: Path) -> tuple[set[str], str | None]:
 
 
 OUR_TABLES = {"runs", "sweeps", "metrics"}
+# the advisory lock that one migrating process holds until its transaction ends ("ddpm-tui" in ASCII)
+MIGRATION_LOCK_KEY = 0x6464706D2D747569
 
 
 def check_ours(display: str, tables: set[str], revision: str | None, known: set[str]) -> None:
@@ -245,6 +247,8 @@ class Store:
             with self.engine.connect() as conn:
                 if sqlite:  # pysqlite runs DDL outside transactions unless one is begun explicitly
                     conn.exec_driver_sql("BEGIN IMMEDIATE")
+                elif conn.dialect.name == "postgresql":  # PostgreSQL's DDL takes no lock that keeps two creators apart
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
                 if current_revision(conn) != head:  # another process may have migrated meanwhile
                     command.upgrade(alembic_config(conn), "head")
                 conn.commit()
