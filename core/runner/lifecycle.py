@@ -1,9 +1,11 @@
 """Run lifecycle: launch, stop, kill, resume, delete.
 
 queued -> running -> finished | failed | stopped | killed, and crashed when its owner is gone
-without saying so (core.runner.liveness). A run in `running` whose trainer has not taken it over
-yet (started_at is empty) is stopped or killed by a compare-and-set on that column, so exactly one
-of the trainer and the stop wins.
+without saying so, lost while its owner on another host is silent (core.runner.liveness). A run in
+`running` whose trainer has not taken it over yet (started_at is empty) is stopped or killed by a
+compare-and-set on that column, so exactly one of the trainer and the stop wins. A pid is signalled
+only by its own host: a run trained on another host is stopped or killed by a request written to
+the store, which its trainer reads with its heartbeat.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import secrets
+import socket
 import shutil
 import subprocess
 import time
@@ -18,10 +21,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.config import TrainConfig, config_from_dict
+from core.config import INT_MAX, TrainConfig, config_from_dict
 from core.errors import BadInput, WorkFailed
 from core.executors import cluster_client, cluster_job, end_on_cluster, on_cluster
 from core.locations import STORE_ENV
+from core.runner.heartbeat import HEARTBEAT_SECONDS, KILL_REQUESTED, STOP_REQUESTED
 from core.runner.liveness import reconcile, running_fields
 from core.runner.processes import (
     SIGKILL,
@@ -34,7 +38,8 @@ from core.runner.processes import (
 from core.runner.sweeps import expand_grid, grid_axes
 from core.store import queries
 from core.store.db import Store
-from core.train.run import KILL_REQUESTED, RunPlan, check_resumable, make_run_dir, new_run, plan_run
+from core.store.models import LIVE_STATUSES
+from core.train.run import RunPlan, check_resumable, make_run_dir, new_run, plan_run
 
 
 def store_url_for_children(store: Store) -> str:
@@ -208,19 +213,48 @@ def settle_cluster_run(store: Store, run: queries.Run) -> str:
 def _running(store: Store, run_id) -> queries.Run:
     reconcile(store)
     run = queries.get_run(store, run_id)
-    if run.status != "running":
+    if run.status not in LIVE_STATUSES:
         raise BadInput(f"run {run.id} is not running (status {run.status})")
     return run
+
+
+def owned_elsewhere(run: queries.Run) -> bool:
+    """Whether the run's trainer (or its launcher) is a process of another host, which this host
+    must never signal: the same pid here is some other process."""
+    return run.host is not None and run.host != socket.gethostname()
+
+
+def _request(store: Store, run: queries.Run, request: str, wait: float) -> StopResult:
+    """Ask the trainer of a run on another host, through the store, to stop (or be killed): it
+    reads the request with its next heartbeat, checkpoints and ends the run. Waits up to `wait` s."""
+    verb = "stop" if request == STOP_REQUESTED else "kill"
+    if not queries.update_run(store, run.id, expect=LIVE_STATUSES, match={"pid": run.pid}, exit_reason=request):
+        return StopResult(queries.get_run(store, run.id), f"run {run.id}: changed before the {verb} request; "
+                                                          f"now {queries.get_run(store, run.id).status}")
+    deadline = time.time() + wait
+    while time.time() < deadline and queries.get_run(store, run.id).status in LIVE_STATUSES:
+        time.sleep(0.2)
+    final = queries.get_run(store, run.id)
+    if verb == "kill" and final.status == "lost" and queries.set_status(
+            store, run.id, "killed", reason=f"killed while lost: {run.host} did not answer within {wait:g} s; a "
+                                            "trainer that comes back finds it killed and stops", expect=("lost",)):
+        return StopResult(queries.get_run(store, run.id), f"run {run.id}: killed (its host {run.host} is silent)")
+    if final.status in LIVE_STATUSES:
+        return StopResult(final, f"run {run.id}: {verb} requested through the store; its trainer on {run.host} "
+                                 f"reads it within {HEARTBEAT_SECONDS:g} s, checkpoints and ends "
+                                 f"{'stopped' if verb == 'stop' else 'killed'}")
+    return StopResult(final, f"run {run.id}: {final.status}")
 
 
 def _end_before_start(store: Store, run: queries.Run, status: str, sig: int) -> bool:
     """End a run whose trainer has not taken it over yet; its trainer, if one is on its way, then
     finds it ended and leaves. Signals the run's own process group only (never a worker that
-    claimed it). False when the trainer took it over first."""
+    claimed it), and only on its own host. False when the trainer took it over first."""
     if not queries.set_status(store, run.id, status, reason=f"{status} before training started",
-                              expect=("running",), match={"started_at": None}):
+                              expect=LIVE_STATUSES, match={"started_at": None}):
         return False
-    signal_group(run.pgid, None, sig)
+    if not owned_elsewhere(run):
+        signal_group(run.pgid, None, sig)
     return True
 
 
@@ -243,6 +277,8 @@ def stop(store: Store, run_id, wait: float = 0.0) -> StopResult:
                                                           "trainer checkpoints, then ends stopped")
     if run.started_at is None and _end_before_start(store, run, "stopped", SIGTERM):
         return StopResult(queries.get_run(store, run.id), f"run {run.id}: stopped before training started")
+    if owned_elsewhere(run):
+        return _request(store, run, STOP_REQUESTED, wait)
     if not signal_group(None, run.pid, SIGTERM):
         reconcile(store)
         return StopResult(queries.get_run(store, run.id), f"run {run.id}: its process {run.pid} had already ended")
@@ -267,6 +303,8 @@ def kill(store: Store, run_id, grace: float = 10.0) -> StopResult:
         return StopResult(queries.get_run(store, run.id), f"run {run.id}: killed")
     if run.started_at is None and _end_before_start(store, run, "killed", SIGKILL):
         return StopResult(queries.get_run(store, run.id), f"run {run.id}: killed before training started")
+    if owned_elsewhere(run):
+        return _request(store, run, KILL_REQUESTED, grace)
     queries.update_run(store, run.id, expect=("running",), match={"pid": run.pid}, exit_reason=KILL_REQUESTED)
     signal_group(None, run.pid, SIGTERM)
     deadline = time.time() + grace
@@ -309,12 +347,15 @@ def resume(store: Store, run_id, queue: bool = False, checkpoint: int | None = N
 def extend(store: Store, run_id, more_steps: int) -> queries.Run:
     """Train a finished run `more_steps` further under the same id: its step budget grows and it
     resumes, detached, from its last checkpoint."""
-    if more_steps < 1:
-        raise BadInput(f"--steps: must be at least 1, got {more_steps}")
+    if not 1 <= more_steps <= INT_MAX:
+        raise BadInput(f"--steps: must be between 1 and {INT_MAX}, got {more_steps}")
     reconcile(store)
     run = queries.get_run(store, run_id)
     if run.status != "finished":
         raise BadInput(f"run {run.id} is {run.status}; only a finished run is extended (resume the others)")
+    if run.total_steps + more_steps > INT_MAX:
+        raise BadInput(f"--steps {more_steps}: run {run.id} would train to step {run.total_steps + more_steps}, "
+                       f"beyond the most a run takes ({INT_MAX}); at most {INT_MAX - run.total_steps} more")
     cfg = TrainConfig(**{**config_from_dict(run.config).to_dict(), "max_steps": run.total_steps + more_steps,
                          "epochs": 0.0}).validate()
     total = cfg.max_steps

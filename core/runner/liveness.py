@@ -1,11 +1,14 @@
-"""Reconciliation: a `running` run whose owner is gone becomes `crashed`. Cheap enough to run on
-every read (no torch import here).
+"""Reconciliation: a `running` run whose owner is gone becomes `crashed`; one owned by another host
+that has gone silent becomes `lost`. Cheap enough to run on every read (no torch import here).
 
 Every `running` row names its owner: the process that trains it, or, until that process has
 started, the one that put it in `running` (the foreground `train`, the `launch` command, a worker's
 claim, a resume). On this host the owner's pid and the run directory's trainer lock decide: a live
-pid or a held lock is never crashed, however long it has been paused. Heartbeats decide only for
-runs owned by another host.
+pid or a held lock is never crashed, however long it has been paused. A run owned by another host
+is judged by its heartbeat (stamped with the database's clock): a stale one makes it `lost`, not
+`crashed`, since a paused process, a network split or a database outage look the same from here.
+A lost run returns to `running` when its heartbeat comes back, and becomes `crashed` only when its
+own host confirms the process is gone (or, for a cluster run, its executor says the job is gone).
 """
 
 from __future__ import annotations
@@ -35,19 +38,23 @@ def running_fields(pid: int | None = None) -> dict:
     return dict(owner_fields(pid), started_at=None, ended_at=None, exit_reason=None)
 
 
-def crash_reason(run: queries.Run, host: str, now: float, stale_after: float) -> str | None:
-    """Why `run` (status running) has no owner any more, or None while it has one. A run on a cluster
-    whose trainer has not started is waiting for its pods (its executor tells how they are)."""
+def verdict(run: queries.Run, host: str, now: float, stale_after: float) -> tuple[str, str] | None:
+    """(new status, why) for a `running` or `lost` run whose liveness changed, judged from `host`
+    at database time `now`; None while it stays as it is. A run on a cluster whose trainer has not
+    started is waiting for its pods (its executor tells how they are)."""
     if run.executor in CLUSTER_EXECUTORS and run.started_at is None:
         return None
     if run.host in (host, None):
         if pid_alive(run.pid) or trainer_holding(run.run_dir) is not None:
-            return None
+            return ("running", f"its process {run.pid} on {host} is alive") if run.status == "lost" else None
         if run.pid is None:
-            return f"no owner process recorded (last step {run.step})"
-        return f"process {run.pid} is gone (last step {run.step})"
-    if run.heartbeat_at is not None and now - run.heartbeat_at > stale_after:
-        return f"no heartbeat from {run.host} for {now - run.heartbeat_at:.0f} s (last step {run.step})"
+            return "crashed", f"no owner process recorded (last step {run.step})"
+        return "crashed", f"process {run.pid} is gone (last step {run.step})"
+    silent = None if run.heartbeat_at is None else now - run.heartbeat_at
+    if run.status == "running" and silent is not None and silent > stale_after:
+        return "lost", f"no heartbeat from {run.host} for {silent:.0f} s (last step {run.step})"
+    if run.status == "lost" and silent is not None and silent <= stale_after:
+        return "running", f"heartbeat from {run.host} is back"
     return None
 
 
@@ -61,16 +68,18 @@ def reconcile_eval_jobs(store: Store) -> None:
 
 
 def reconcile(store: Store, stale_after: float = STALE_HEARTBEAT_S) -> list[int]:
-    """Mark `running` runs whose owner is gone as `crashed` (and settle evaluation jobs likewise);
-    returns the crashed runs' ids."""
+    """Settle the liveness of every `running` and `lost` run (and of evaluation jobs): gone owners
+    are `crashed`, silent remote ones `lost`, lost ones heard from again `running`. Returns the ids
+    of the runs that crashed now."""
     reconcile_eval_jobs(store)
     host = socket.gethostname()
     now = queries.database_time(store)  # the clock the heartbeats were stamped with
     crashed = []
-    for run in queries.list_runs(store, status="running"):
-        reason = crash_reason(run, host, now, stale_after)
+    for run in queries.list_runs(store, status="running") + queries.list_runs(store, status="lost"):
+        found = verdict(run, host, now, stale_after)
         # the owner read above must still be the owner: a launcher hands over to its child
-        if reason and queries.set_status(store, run.id, "crashed", reason=reason, expect=("running",),
-                                         match={"pid": run.pid, "heartbeat_at": run.heartbeat_at}):
-            crashed.append(run.id)
+        if found and queries.set_status(store, run.id, found[0], reason=found[1], expect=(run.status,),
+                                        match={"pid": run.pid, "heartbeat_at": run.heartbeat_at}):
+            if found[0] == "crashed":
+                crashed.append(run.id)
     return crashed

@@ -5,7 +5,8 @@ from __future__ import annotations
 from sqlalchemy import (JSON, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-RUN_STATUSES = ("queued", "running", "finished", "failed", "stopped", "killed", "crashed")
+RUN_STATUSES = ("queued", "running", "lost", "finished", "failed", "stopped", "killed", "crashed")
+LIVE_STATUSES = ("running", "lost")  # a trainer may be at work: a lost one is silent, not known dead
 ENDED_STATUSES = ("finished", "failed", "stopped", "killed", "crashed")
 
 

@@ -28,7 +28,7 @@ from core.data import cache_dir, open_split, resolve_data, selected_indices
 from core.data.check import image_problems
 from core.data.sources import KaggleSplit, PCAM_SPLITS, detect_layout
 from core.errors import BadInput, NeedsRestart, WorkFailed
-from core.runner.heartbeat import Heartbeat
+from core.runner.heartbeat import KILL_REQUESTED, Heartbeat
 from core.runner.liveness import owner_fields, reconcile
 from core.runner.run_lock import RunDirLock, trainer_holding
 from core.store import queries
@@ -179,7 +179,6 @@ def attach_log_file(run_dir: Path) -> logging.Handler:
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-KILL_REQUESTED = "kill requested"  # the exit reason `kill` stamps before its SIGTERM: the run then ends killed
 
 
 def execute_run(store: Store, run_id: int, on_step: Callable[[StepStats], None] | None = None,
@@ -274,13 +273,19 @@ def _train(store: Store, run: queries.Run, cfg: TrainConfig, replicas: Replicas,
         trainer.metrics = MetricLogger(store, run_id, journal)
         trained = True
         try:
-            with Heartbeat(store, run_id, lambda: trainer.step):
+            def stop_on_request(request: str) -> None:
+                if not stop.is_set():
+                    log.info("%s through the store: checkpointing and stopping", request)
+                    stop.set()
+
+            with Heartbeat(store, run_id, lambda: trainer.step, on_request=stop_on_request):
                 outcome = trainer.fit()
         finally:
             trainer.metrics.close()
             replay_journal(store, run_id, journal)
         reason = {"finished": f"reached step {trainer.step}", "stopped": f"stopped at step {trainer.step}"}[outcome]
-        if outcome == "stopped" and queries.get_run(store, run_id).exit_reason == KILL_REQUESTED:
+        current = queries.get_run(store, run_id)  # killed while lost: it stays killed
+        if outcome == "stopped" and (current.exit_reason == KILL_REQUESTED or current.status == "killed"):
             outcome, reason = "killed", f"killed at step {trainer.step} (SIGTERM; it checkpointed first)"
         queries.set_status(store, run_id, outcome, reason=reason, step=trainer.step,
                            checkpoint_path=_latest_ckpt(trainer))
@@ -334,6 +339,10 @@ def check_resumable(store: Store, run_id: int, checkpoint: int | None = None, re
         raise BadInput(f"run {run.id} is finished (step {run.step}/{run.total_steps}); nothing to resume")
     if run.status == "running":
         raise BadInput(f"run {run.id} is running (pid {run.pid}); stop it before resuming")
+    if run.status == "lost":
+        raise BadInput(f"run {run.id} is lost: its trainer on {run.host} has been silent, not known dead (a paused "
+                       "process or a network split look the same); stop or kill it, or resume it once its host "
+                       "confirms it crashed")
     run_dir = Path(run.run_dir)
     if not run_dir.is_dir():
         raise BadInput(f"run {run.id}: run directory {run.run_dir} is missing")

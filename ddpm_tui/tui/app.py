@@ -46,7 +46,7 @@ def run_endings(before: dict[int, RunView], after: list[RunView]) -> list[tuple[
     endings = []
     for r in after:
         old = before.get(r.id)
-        if old and old.status in ("queued", "running") and r.status in ENDED:
+        if old and old.status in ("queued", "running", "lost") and r.status in ENDED:
             name = f" '{r.name}'" if r.name else ""
             reason = f": {r.exit_reason}" if r.exit_reason else ""
             endings.append((f"run {r.id}{name} {r.status}{reason}", ENDED[r.status]))

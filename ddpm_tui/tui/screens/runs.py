@@ -12,9 +12,10 @@ from core.api import RunView
 from ddpm_tui.keys import bindings
 from ddpm_tui.tui.screens.base import AppScreen
 from ddpm_tui.tui.screens.dialogs import ConfirmDialog, TextPrompt
+from ddpm_tui.tui.widgets.keys_footer import KeysFooter
 from ddpm_tui.tui.widgets.plain import ListTable, plain
 
-STATUS_STYLE = {"running": "bold green", "queued": "yellow", "finished": "blue", "failed": "bold red",
+STATUS_STYLE = {"running": "bold green", "lost": "bold yellow", "queued": "yellow", "finished": "blue", "failed": "bold red",
                 "stopped": "magenta", "killed": "magenta reverse", "crashed": "bold red reverse"}
 COLUMNS = [("id", "id"), ("name", "name"), ("tags", "tags"), ("status", "status"), ("classes", "classes"), ("schedule", "schedule"),
            ("attention", "attn"), ("size", "size"), ("step", "step/total"), ("loss", "loss~"), ("img_per_s", "img/s"),
