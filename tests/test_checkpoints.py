@@ -169,3 +169,21 @@ def test_a_kill_right_after_a_checkpoint_keeps_that_steps_validation_point(workd
     r = cli("train", "--resume", "1")
     assert r.code == 0 and "run 1 finished at step 8/8" in r.err, r
     assert queries.metric_series(store, 1, "val/loss")[0] == [4, 8]
+
+
+def test_a_damaged_metrics_journal_line_is_skipped_dropped_and_said_in_the_log(workdir, cli, pcam, store):
+    assert cli("train", "--data", pcam, *TINY, "--max-steps", "4", "--ckpt-every", "2").code == 0
+    journal = workdir / "runs" / "1" / "metrics.jsonl"
+    lines = journal.read_text().splitlines()
+    damaged = '{"s": 2, "t": 1.5}'  # a line without its values ("m")
+    journal.write_text("\n".join([lines[0], damaged, *lines[1:]]) + "\n")
+    (ckpt_dir(workdir) / "ckpt-00000004.pt").unlink()
+    queries.set_status(store, 1, "stopped", reason="test: stopped at step 2", step=2)
+    r = cli("train", "--resume", "1")
+    assert r.code == 0, r
+    assert queries.get_run(store, 1).status == "finished"
+    assert damaged not in journal.read_text(), "the damaged line is dropped when the run resumes"
+    log = (workdir / "runs" / "1" / "train.log").read_text()
+    assert f"{journal}: skipped 1 damaged line(s) (the first is line 2)" in log
+    steps, _, _ = queries.metric_series(store, 1, "train/loss")
+    assert steps == [1, 2, 3, 4]

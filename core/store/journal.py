@@ -14,7 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from core.store import queries
 from core.store.db import Store
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("ddpm_tui.journal")  # under "ddpm_tui": a run's train.log receives it
 
 
 class MetricLogger:
@@ -76,17 +76,35 @@ class MetricLogger:
         self._fh.close()
 
 
+def parse_entry(line: str) -> tuple[int, float, dict[str, float]] | None:
+    """(step, wall time, {key: value}) of one journal line, or None when the line is damaged: torn
+    by a kill mid-write, edited by hand, or missing a field."""
+    try:
+        entry = json.loads(line)
+        step, wall, values = entry["s"], float(entry["t"]), entry["m"]
+        if not isinstance(step, int) or isinstance(step, bool) or not isinstance(values, dict):
+            return None
+        return step, wall, {str(k): float(v) for k, v in values.items()}
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+
+
 def read_journal(path: Path) -> list[tuple[str, int, float, float]]:
-    """All points of a journal; a torn last line (killed mid-write) is skipped."""
-    points = []
+    """All points of a journal. Damaged lines are skipped, and said so (with the first one's line
+    number) in the log, which a run's log file receives."""
+    points, damaged = [], []
     if not Path(path).exists():
         return points
-    for line in Path(path).read_text().splitlines():
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
+    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+        entry = parse_entry(line)
+        if entry is None:
+            damaged.append(number)
             continue
-        points += [(k, int(entry["s"]), float(v), float(entry["t"])) for k, v in entry["m"].items()]
+        step, wall, values = entry
+        points += [(k, step, v, wall) for k, v in values.items()]
+    if damaged:
+        log.warning("%s: skipped %d damaged line(s) (the first is line %d); they are dropped when the run "
+                    "resumes", path, len(damaged), damaged[0])
     return points
 
 
@@ -97,17 +115,16 @@ def replay_journal(store: Store, run_id: int, path: Path, chunk: int = 5000) -> 
 
 
 def truncate_journal(path: Path, last_step: int) -> None:
-    """Drop journal entries after `last_step` (used when a run resumes from that step's checkpoint)."""
+    """Drop journal entries after `last_step` (used when a run resumes from that step's checkpoint),
+    and damaged lines (see parse_entry)."""
     path = Path(path)
     if not path.exists():
         return
     kept = []
     for line in path.read_text().splitlines():
-        try:
-            if json.loads(line)["s"] <= last_step:
-                kept.append(line)
-        except (json.JSONDecodeError, KeyError):
-            continue
+        entry = parse_entry(line)
+        if entry is not None and entry[0] <= last_step:
+            kept.append(line)
     tmp = path.with_suffix(".tmp")
     try:
         tmp.write_text("".join(line + "\n" for line in kept))
