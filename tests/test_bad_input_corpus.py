@@ -26,10 +26,24 @@ class Case:
     env: dict[str, str] = field(default_factory=dict)
     lines: int = 1  # lines on stderr
     files: dict[str, str] = field(default_factory=dict)  # written under the working directory first
+    absent: list[str] = field(default_factory=list)  # never on stderr: secrets, raw control characters
 
 
 CASES: list[Case] = [
     # ---- secrets and terminal safety -------------------------------------------------------------
+    Case("db-password-in-query", ["--db", "postgresql+psycopg://alice@127.0.0.1:1/runs?password=S3cret", "runs", "list"],
+         2, ["cannot open the database", "password=***"], absent=["S3cret"]),
+    Case("db-password-in-socket-query", ["runs", "list", "--db", "postgresql+psycopg:///runs?host=/nonexistent&user=a&password=S3cret"],
+         2, ["cannot open the database", "password=***"], absent=["S3cret"]),
+    Case("db-password-with-at", ["--db", "postgresql+psycopg://alice:S3@cret@127.0.0.1:1/runs", "runs", "list"], 2,
+         ["cannot open the database", "alice:***@127.0.0.1"], absent=["cret"]),
+    Case("db-password-bad-port", ["--db", "postgresql+psycopg://alice:S3cret@h:5x/runs", "runs", "list"], 2,
+         ["not a database URL", "'5x'"], absent=["S3cret"]),
+    Case("data-path-with-escapes", ["train", "--data", "{work}/no\x1b]52;c;aGk=\x07\x1b[2J", *TINY], 2,
+         ["no\\x1b]52;c;aGk=\\x07\\x1b[2J"], absent=["\x1b", "\x07"]),
+    Case("busy-timeout-inf", ["runs", "list"], 2, ["DDPM_TUI_BUSY_TIMEOUT", "'inf'"], env={"DDPM_TUI_BUSY_TIMEOUT": "inf"}),
+    Case("busy-timeout-nan", ["runs", "list"], 2, ["DDPM_TUI_BUSY_TIMEOUT", "'nan'"], setup="seeded",
+         env={"DDPM_TUI_BUSY_TIMEOUT": "nan"}),
     # ---- unbounded sizes and half-stored work ----------------------------------------------------
     Case("ablate-seeds-unbounded", ["ablate", "--data", "{pcam}", *TINY, "--seeds", "100000"], 2,
          ["too many runs", "100000", "more than 512", "--yes-large"]),
@@ -187,6 +201,8 @@ def test_bad_input_is_one_clear_line_and_changes_nothing(case, workdir, cli, mon
     assert r.code == case.code, r
     for word in case.words:
         assert word in r.err, r
+    for word in case.absent:
+        assert word not in r.err, r
     assert len(r.err.strip().splitlines()) == case.lines, r.err
     assert store_fingerprint(workdir) == before, "a refused command changed what was stored"
     if case.setup == "empty":

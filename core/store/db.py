@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import os
 import random
 import re
@@ -62,10 +63,14 @@ def current_revision(conn) -> str | None:
 
 def busy_timeout_s() -> float:
     """How long one statement waits for another writer's lock (DDPM_TUI_BUSY_TIMEOUT, default 5 s)."""
+    given = os.environ.get("DDPM_TUI_BUSY_TIMEOUT", "5")
     try:
-        return max(0.0, float(os.environ.get("DDPM_TUI_BUSY_TIMEOUT", "5")))
+        seconds = float(given)
     except ValueError:
-        raise BadInput(f"DDPM_TUI_BUSY_TIMEOUT: not a number of seconds: {os.environ['DDPM_TUI_BUSY_TIMEOUT']!r}") from None
+        seconds = math.nan
+    if not math.isfinite(seconds):
+        raise BadInput(f"DDPM_TUI_BUSY_TIMEOUT: not a finite number of seconds: {given!r}")
+    return max(0.0, seconds)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
