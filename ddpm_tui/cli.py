@@ -545,7 +545,7 @@ def classifier_train(
     from core.evaluate.service import plan_classifier, train_and_store_classifier
 
     check_device(device)
-    request = plan_classifier(data, image_size, preprocess, max_steps, batch_size, seed)
+    request = plan_classifier(data, image_size, preprocess, max_steps, batch_size, seed, device)
     store = open_store(ctx_store)
     with _stage_progress(Console(stderr=True)) as progress:
         task = progress.add_task("classifier", total=max_steps)

@@ -55,6 +55,9 @@ CASES: list[Case] = [
          ["--eval-nll-timesteps goes with --eval-on-finish"]),
     Case("train-nproc-above-cpu-cores", ["train", "--data", "{pcam}", *TINY, "--nproc", "64"], 2,
          ["--nproc 64", "CPU core(s) are usable here"]),
+    Case("classifier-train-batch-unbounded", ["classifier", "train", "--data", "{pcam}", "--batch-size", "1000000000",
+                                              "--device", "cpu"], 2,
+         ["classifier training (--batch-size 1000000000 at 32 px", "needs about", "lower --batch-size"]),
     Case("ablate-sweep-name-too-long", ["ablate", "--data", "{pcam}", *TINY, "--sweep-name", "x" * 195], 2,
          ["--sweep-name: 195 characters", "at most 200"]),
     # ---- values that must be refused ---------------------------------------------------------------

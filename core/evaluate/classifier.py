@@ -55,6 +55,26 @@ class PatchClassifier(nn.Module):
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     """Area under the ROC curve = P(score of a positive > score of a negative), ties counting half
     (the Mann-Whitney U statistic divided by n_pos * n_neg)."""
+def check_classifier_fits(image_size: int, batch_size: int, device) -> None:
+    """Refuse a `classifier train` whose step would not fit in the device's memory, with the same
+    estimate and message as `train` (core.train.resources): a batch of a billion patches grew
+    memory for minutes, without output, until the OOM killer came."""
+    from core.data.sources import PATCH_SHAPE
+    from core.train.resources import FLOAT_BYTES, TRAIN_BYTES_PER_PARAM, check_fits, fmt_bytes
+
+    parameters = sum(p.numel() for p in PatchClassifier().parameters())
+    # kept for the backward pass: each conv block's six outputs (widths 32, 64, 128, 128, halving
+    # the size after the first three) and its pooled output; the patch as read, as floats and cropped
+    values, size, c_in = 4 * int(np.prod(PATCH_SHAPE)), image_size, 3
+    for c in (32, 64, 128, FEATURES):
+        values += (c_in + 6 * c) * size**2 + c * (size // 2) ** 2
+        size, c_in = size // 2, c
+    activation_bytes = values * batch_size * FLOAT_BYTES
+    check_fits(parameters * TRAIN_BYTES_PER_PARAM + activation_bytes, device,
+               f"classifier training (--batch-size {batch_size} at {image_size} px: {fmt_bytes(activation_bytes)} "
+               "of activations)", "lower --batch-size")
+
+
     from scipy.stats import rankdata
 
     labels = np.asarray(labels).astype(bool)

@@ -459,8 +459,9 @@ class ClassifierRequest:
 
 
 def plan_classifier(data: str, image_size: int = 32, preprocess: str = "center-crop", steps: int = 600,
-                    batch_size: int = 64, seed: int = 0) -> ClassifierRequest:
-    """Check a `classifier train` request before anything is computed or stored."""
+                    batch_size: int = 64, seed: int = 0, device: str = "auto") -> ClassifierRequest:
+    """Check a `classifier train` request before anything is computed or stored, its memory on
+    `device` included."""
     from core.config import IMAGE_SIZES, INT_MAX, PREPROCESS
 
     if image_size not in IMAGE_SIZES:
@@ -500,3 +501,7 @@ def train_and_store_classifier(store: Store, runs_dir: Path, request: Classifier
         raise
     queries.update_classifier(store, row.id, path=str(path))
     return queries.get_classifier(store, row.id)
+    from core.evaluate.classifier import check_classifier_fits
+    from core.train.trainer import pick_device
+
+    check_classifier_fits(image_size, batch_size, pick_device(device))
