@@ -175,7 +175,7 @@ def train(
         store = open_store(ctx_store, create=False)
 
         def start():
-            run = check_resumable(store, resume, checkpoint)
+            run = check_resumable(store, resume, checkpoint, rdzv_endpoint=rdzv_endpoint)
             if not queries.set_status(store, run.id, "running", reason="resumed", expect=(run.status,),
                                       **running_fields()):
                 raise BadInput(f"run {run.id} changed while resuming it; try again")
@@ -238,13 +238,10 @@ def _train_with_progress(store, start, rdzv_endpoint=None):
         say(f"run {run.id}: {cfg.world_size} processes x batch {cfg.batch_size} = global batch "
             f"{cfg.global_batch_size} (torchrun; log in {run.run_dir}/stdout.log)")
         if cfg.nnodes > 1:
-            from core.runner.lifecycle import store_url_for_children
-            from core.runner.processes import run_command
-            from core.store.db import redact
+            from core.runner.lifecycle import other_nodes_command
 
-            other = run_command(run.id, cfg.nproc, cfg.nnodes, rdzv_endpoint)
             say(f"run {run.id}: waiting for {cfg.nnodes - 1} more node(s); on each, with the same store and "
-                f"runs directory: DDPM_TUI_DB='{redact(store_url_for_children(store))}' python {' '.join(other[1:])}")
+                f"runs directory: {other_nodes_command(store, run, rdzv_endpoint)}")
         return follow_attached(store, run, on_step, rdzv_endpoint), run
 
 
@@ -856,6 +853,12 @@ def runs_resume(run: Annotated[str, typer.Argument(help="run id")],
         if not (sys.stdin.isatty() and typer.confirm(f"run {exc.run_id} has no checkpoint; restart it from step 0?", err=True)):
             raise
         r = resume(store, run, queue=queue, checkpoint=checkpoint, restart=True)
+    nnodes = r.config.get("nnodes", 1)
+    if nnodes > 1 and not queue:
+        from core.runner.lifecycle import other_nodes_command
+
+        typer.echo(f"run {r.id}: waiting for {nnodes - 1} more node(s); on each, with the same store and runs "
+                   f"directory: {other_nodes_command(store, r)}", err=True)
     typer.echo(str(r.id))
 
 
@@ -1056,14 +1059,14 @@ def _run(argv: list[str] | None) -> None:
     except WorkFailed as exc:
         _fail(str(exc), 1, argv)
     except SQLAlchemyError as exc:
-        from core.store.db import is_locked
+        from core.store.db import is_locked, store_failure
 
         message = str(getattr(exc, "orig", None) or exc).splitlines()[0]
         if is_locked(exc):
             _fail("database is busy: another process kept it locked through every retry; nothing was "
                   "changed, try again", 1, argv)
-        if "readonly" in message or "read-only" in message:
-            _fail(f"the database is read-only, nothing was changed ({message})", 2, argv)
+        if failure := store_failure(exc, _given_store_url(argv)):
+            _fail(str(failure), 2 if isinstance(failure, BadInput) else 1, argv)
         _fail(f"database: {message}", 1, argv)
     except Exception as exc:  # a bug: one line here; a run's own log keeps the traceback
         if os.environ.get("DDPM_TUI_DEBUG"):
@@ -1079,8 +1082,19 @@ def _fail(message: str, code: int, argv: list[str] | None) -> NoReturn:
     from core.store.db import hide_secrets
     from core.text import printable
 
-    args = sys.argv[1:] if argv is None else argv
-    for url in [a.removeprefix("--db=") for a in args] + [os.environ.get(STORE_ENV, "")]:
-        message = hide_secrets(message, url)
-    print(f"error: {printable(message)}", file=sys.stderr)
+    print(f"error: {printable(hide_secrets(message, _given_store_url(argv)))}", file=sys.stderr)
     sys.exit(code)
+
+
+def _given_store_url(argv: list[str] | None) -> str:
+    """The store URL of this command line (its last --db, before or after the command), else of
+    the environment, else the default: read from the arguments, since an error may come before
+    or during their parsing."""
+    args = sys.argv[1:] if argv is None else argv
+    given = None
+    for i, arg in enumerate(args):
+        if arg == "--db" and i + 1 < len(args):
+            given = args[i + 1]
+        elif arg.startswith("--db="):
+            given = arg.removeprefix("--db=")
+    return store_url(given)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ddpm_subprocess, wait_for_checkpoint
+from conftest import ddpm_subprocess, poll_until, wait_for_checkpoint
 from core.config import TrainConfig
 from core.data import PatchStream, open_split, selected_indices
 from core.errors import BadInput
@@ -241,3 +241,28 @@ def test_two_nodes_by_hand_train_one_run_as_the_readme_says(tmp_path, pcam):
     run = queries.get_run(store, 1)
     assert (run.status, run.step, run.config["nnodes"]) == ("finished", 6, 2)
     assert last_checkpoint(tmp_path / "runs" / "1")["world_size"] == 2
+
+    # trained further (a resume): this node meets the other one where the first start did
+    extend = subprocess.run([sys.executable, "-m", "ddpm_tui", "runs", "extend", "1", "--steps", "2"], cwd=tmp_path,
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert extend.returncode == 0, extend.stderr
+    second = subprocess.run([sys.executable, *python_part.split()], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=240)
+    assert second.returncode == 0, second.stderr[-2000:]
+    run = poll_until(lambda: (lambda r: r if r.status != "running" else None)(queries.get_run(store, 1)), timeout=120)
+    assert (run.status, run.step) == ("finished", 8), run.exit_reason
+
+
+def test_a_multi_node_run_without_a_stored_endpoint_is_not_resumed_half_way(tmp_path, cli, monkeypatch):
+    from core.runner.lifecycle import trainer_command
+
+    monkeypatch.chdir(tmp_path)
+    store = Store(f"sqlite:///{tmp_path / 'runs.db'}")
+    config = TrainConfig(nnodes=2, nproc=1).to_dict()
+    (tmp_path / "r1").mkdir()
+    old = queries.create_run(store, config, status="stopped", executor="torchrun", run_dir=str(tmp_path / "r1"))
+    r = cli("runs", "resume", old.id, "--restart")
+    assert r.code == 2 and f"train --resume {old.id} --rdzv-endpoint HOST:PORT" in r.err, r
+    assert queries.get_run(store, old.id).status == "stopped"
+    queries.update_run(store, old.id, executor_spec={"rdzv_endpoint": "node-a.cluster:29511"})
+    assert "--rdzv-endpoint=node-a.cluster:29511" in trainer_command(queries.get_run(store, old.id))

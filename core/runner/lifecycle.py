@@ -31,6 +31,7 @@ from core.runner.processes import (
     SIGKILL,
     SIGTERM,
     pid_alive,
+    rendezvous_endpoint,
     run_command,
     signal_group,
     spawn_detached,
@@ -60,7 +61,14 @@ def child_env(store: Store, env_extra: dict | None = None) -> dict:
 def trainer_command(run: queries.Run, rdzv_endpoint: str | None = None) -> list[str]:
     """The command that trains `run` on this machine: one process, or torchrun for several."""
     cfg = config_from_dict(run.config)
-    return run_command(run.id, cfg.nproc, cfg.nnodes, rdzv_endpoint)
+    return run_command(run.id, cfg.nproc, cfg.nnodes, rendezvous_endpoint(run, rdzv_endpoint))
+
+
+def other_nodes_command(store: Store, run: queries.Run, rdzv_endpoint: str | None = None) -> str:
+    """What a person runs on each other node of a multi-node run (the store's password masked)."""
+    from core.store.db import redact
+
+    return f"DDPM_TUI_DB='{redact(store_url_for_children(store))}' python {' '.join(trainer_command(run, rdzv_endpoint)[1:])}"
 
 
 def start_process(store: Store, run_id: int, env_extra: dict | None = None):
@@ -77,6 +85,8 @@ def start_attached(store: Store, run_id: int, rdzv_endpoint: str | None = None) 
     process's session and group, so the terminal's Ctrl-C stops every rank; output goes to the run's
     stdout.log."""
     run = queries.get_run(store, run_id)
+    if rdzv_endpoint and config_from_dict(run.config).nnodes > 1:  # kept for its resume
+        queries.update_run(store, run_id, executor_spec={"rdzv_endpoint": rdzv_endpoint})
     log_path = Path(run.run_dir) / "stdout.log"
     with log_path.open("ab") as log:
         return subprocess.Popen(trainer_command(run, rdzv_endpoint), stdin=subprocess.DEVNULL, stdout=log,
@@ -141,6 +151,18 @@ def submit_to_cluster(store: Store, plan: RunPlan, placement, cluster) -> querie
     run = new_run(store, plan.runs_dir, plan.cfg, status="running", plan=plan, executor="k8s")
     return _hand_to_cluster(store, run, placement, _kubernetes_submission(run, placement, cluster, job_name(run.id)),
                             lambda: _forget(store, run))
+
+
+def reserve_on_cluster(store: Store, plan: RunPlan, placement) -> tuple[queries.Run, list[dict]]:
+    """Create a run waiting for a Kubernetes job that its user submits (`launch --dry-run`), and the
+    manifests of that job, named for the run, which applied as they are train it."""
+    from core.executors.k8s import job_name, manifests
+
+    _check_spec_matches(plan.cfg, placement)
+    run = new_run(store, plan.runs_dir, plan.cfg, status="running", plan=plan, executor="k8s")
+    name = job_name(run.id)
+    run = _hand_to_cluster(store, run, placement, lambda: f"{placement.namespace}/{name}", lambda: _forget(store, run))
+    return run, manifests(run.id, Path(run.run_dir).parent, placement, name)
 
 
 def submit_to_slurm(store: Store, plan: RunPlan, allocation) -> queries.Run:

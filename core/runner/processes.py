@@ -8,6 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from core.config import config_from_dict
+from core.errors import BadInput
+
 
 def pid_alive(pid: int | None) -> bool:
     """True while `pid` is a live process (a zombie left for its parent to reap counts as dead)."""
@@ -38,6 +41,19 @@ def run_command(run_id: int, nproc: int = 1, nnodes: int = 1, rdzv_endpoint: str
         return [*torchrun, "--standalone", *entry]
     return [*torchrun, f"--nnodes={nnodes}", "--rdzv-backend=c10d", f"--rdzv-endpoint={rdzv_endpoint}",
             f"--rdzv-id=ddpm-tui-run-{run_id}", *entry]
+
+
+def rendezvous_endpoint(run, given: str | None = None) -> str | None:
+    """Where the torchrun agents of a run over several nodes meet: the HOST:PORT given now, else the
+    one the run was started with (so a resume meets where the first start did). BadInput when a
+    multi-node run has neither."""
+    if config_from_dict(run.config).nnodes == 1:
+        return given
+    stored = (run.executor_spec or {}).get("rdzv_endpoint") if run.executor == "torchrun" else None
+    if not (given or stored):
+        raise BadInput(f"run {run.id} trains on several nodes and has no rendezvous endpoint stored: continue it "
+                       f"with `ddpm-tui train --resume {run.id} --rdzv-endpoint HOST:PORT`")
+    return given or stored
 
 
 def spawn_detached(command: list[str], log_path: Path, env: dict | None = None, cwd: Path | None = None) -> subprocess.Popen:

@@ -7,6 +7,7 @@ import math
 import os
 import random
 import re
+import shutil
 import sqlite3
 import time
 from pathlib import Path
@@ -231,6 +232,8 @@ class Store:
         except sqlite3.DatabaseError as exc:
             if is_locked(exc):
                 raise WorkFailed(f"{self.display_url}: database is busy (another process holds its lock)") from None
+            if failure := store_failure(exc, self.url):
+                raise failure from None
             if "not a database" in str(exc):
                 raise BadInput(f"{self.display_url}: not an SQLite database (left untouched)") from None
             raise BadInput(f"{self.display_url}: cannot open the database ({exc})") from None
@@ -260,6 +263,8 @@ class Store:
         except (OperationalError, DBAPIError) as exc:
             if is_locked(exc):
                 raise WorkFailed(f"{self.display_url}: database is busy (another process holds its lock)") from None
+            if failure := store_failure(exc, self.url):
+                raise failure from None
             if "not a database" in _short(exc):
                 raise BadInput(f"{self.display_url}: not an SQLite database (left untouched)") from None
             raise BadInput(f"{self.display_url}: cannot open the database ({hide_secrets(_short(exc), self.url)})") from None
@@ -274,6 +279,44 @@ class Store:
 def _short(exc: Exception) -> str:
     orig = getattr(exc, "orig", None)
     return str(orig or exc).splitlines()[0]
+
+
+FULL_BELOW_BYTES = 1 << 20  # less free space than this beside an SQLite store that fails to write is a full disk
+
+
+def store_failure(exc: BaseException, url: str) -> BadInput | WorkFailed | None:
+    """What a database error means when it is the store's place and not the data: a full disk
+    (a failure of the work, exit 1) or a read-only store (bad input, exit 2); None otherwise.
+    SQLite reports a full disk as a plain "disk I/O error" when it cannot size its -shm file, and
+    a read-only file or folder as "unable to open database file", so both look at the file too."""
+    message, db_file = _short(exc).lower(), sqlite_path(url)
+    shown = redact(url)
+    if "disk is full" in message or "no space left" in message or ("disk i/o error" in message and _full(db_file)):
+        return WorkFailed(f"{shown}: disk full, the database cannot grow; nothing was changed (free some space "
+                          "and try again)")
+    unwritable = _unwritable(db_file)
+    if "readonly" in message or "read-only" in message or ("unable to open" in message and unwritable):
+        where = f": {unwritable} is not writable" if unwritable else ""
+        return BadInput(f"{shown}: the database is read-only{where}; nothing was changed")
+    return None
+
+
+def _full(db_file: Path | None) -> bool:
+    try:
+        return db_file is not None and shutil.disk_usage(db_file.parent).free < FULL_BELOW_BYTES
+    except OSError:
+        return False
+
+
+def _unwritable(db_file: Path | None) -> str | None:
+    """The store's file, or its folder (where SQLite writes the -wal and -shm files), when this
+    process cannot write it."""
+    if db_file is None:
+        return None
+    if db_file.exists() and not os.access(db_file, os.W_OK):
+        return str(db_file)
+    folder = db_file.parent
+    return f"its folder {folder}" if folder.exists() and not os.access(folder, os.W_OK) else None
 
 
 def is_locked(exc: BaseException) -> bool:

@@ -56,6 +56,12 @@ def layout(cfg) -> Layout:
                   attn_at=frozenset(cfg.attn_resolutions_tuple), emb=4 * cfg.dim)
 
 
+def checkpoint_bytes(cfg) -> int:
+    """About the size of one checkpoint before any is written: weights, EMA weights and AdamW's two
+    moments in fp32 (16 bytes a parameter), with room for the rest of the state."""
+    return parameter_count(cfg) * 20
+
+
 def parameter_count(cfg) -> int:
     """Number of parameters of build_unet(cfg), computed without building it."""
     lay = layout(cfg)

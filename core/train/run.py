@@ -30,13 +30,14 @@ from core.data.sources import KaggleSplit, PCAM_SPLITS, detect_layout
 from core.errors import BadInput, NeedsRestart, WorkFailed
 from core.runner.heartbeat import KILL_REQUESTED, Heartbeat
 from core.runner.liveness import owner_fields, reconcile
+from core.runner.processes import rendezvous_endpoint
 from core.runner.run_lock import RunDirLock, trainer_holding
 from core.store import queries
 from core.store.db import Store
 from core.store.journal import MetricLogger, replay_journal, truncate_journal
 from core.train import checkpoint as ckpt
 from core.train.distributed import Replicas, exit_with_agent, usable_cpus, use_deterministic_algorithms
-from core.train.resources import check_training_fits
+from core.train.resources import check_training_fits, checkpoint_bytes
 from core.train.trainer import StepStats, Trainer, pick_device, total_steps, warmup_for_run
 
 log = logging.getLogger("ddpm_tui.train")
@@ -327,7 +328,8 @@ def _record_artifact(store: Store, run_id: int, kind: str, path: Path, step: int
 RESUMABLE = ("stopped", "killed", "crashed", "failed", "queued")
 
 
-def check_resumable(store: Store, run_id: int, checkpoint: int | None = None, restart: bool = False) -> queries.Run:
+def check_resumable(store: Store, run_id: int, checkpoint: int | None = None, restart: bool = False,
+                    rdzv_endpoint: str | None = None) -> queries.Run:
     """The run, if it can be resumed now; nothing about it is changed when it cannot. The checkpoint
     it would continue from must load and fit its architecture, its disk must hold one more, and no
     trainer may hold its directory. With `checkpoint`, that step's checkpoint is the one: the newer
@@ -343,6 +345,8 @@ def check_resumable(store: Store, run_id: int, checkpoint: int | None = None, re
         raise BadInput(f"run {run.id} is lost: its trainer on {run.host} has been silent, not known dead (a paused "
                        "process or a network split look the same); stop or kill it, or resume it once its host "
                        "confirms it crashed")
+    if run.executor == "torchrun":
+        rendezvous_endpoint(run, rdzv_endpoint)
     run_dir = Path(run.run_dir)
     if not run_dir.is_dir():
         raise BadInput(f"run {run.id}: run directory {run.run_dir} is missing")
@@ -357,7 +361,7 @@ def check_resumable(store: Store, run_id: int, checkpoint: int | None = None, re
         raise NeedsRestart(f"run {run.id} has no checkpoint to continue from (it had reached step {run.step}): "
                            "resuming restarts it from step 0; confirm with --restart", run.id)
     ckpt_dir.mkdir(exist_ok=True)
-    ckpt.ensure_room(ckpt_dir, found[0].stat().st_size if found else 0)
+    ckpt.ensure_room(ckpt_dir, found[0].stat().st_size if found else checkpoint_bytes(cfg))
     if checkpoint is not None:
         ckpt.set_aside_after(ckpt_dir, checkpoint, "passed-over")
     return run

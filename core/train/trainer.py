@@ -238,7 +238,7 @@ class Trainer:
         """WorkFailed (disk full) now, before anything is rewritten, when the checkpoint folder's disk
         cannot hold one more checkpoint (the newest one's size, or an estimate from the model)."""
         existing = ckpt.list_checkpoints(self.ckpt_dir)
-        size = existing[-1].stat().st_size if existing else resources.parameter_count(self.cfg) * 20
+        size = existing[-1].stat().st_size if existing else resources.checkpoint_bytes(self.cfg)
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         ckpt.ensure_room(self.ckpt_dir, size)
 
