@@ -101,3 +101,25 @@ def test_an_error_echoing_a_path_shows_its_escapes_visibly(workdir, cli):
     r = cli("data", "check", f"missing{HOSTILE}")
     assert r.code == 2 and not any(c in r.err for c in RAW_CONTROLS), r
     assert "missingevil\\x1b]52;c;aGk=" in r.err
+
+
+def test_the_other_nodes_command_hides_the_password(postgres_url, tmp_path, pcam):
+    """`train --nnodes 2` prints the command for the other nodes with DDPM_TUI_DB in it."""
+    import os
+    import signal
+
+    from conftest import TINY, ddpm_subprocess, free_port
+
+    url = f"{postgres_url}?password=S3cret"  # the test server trusts every connection: the password is only shown
+    first = ddpm_subprocess(["--db", url, "train", "--data", pcam, *TINY, "--max-steps", 2, "--nnodes", 2,
+                             "--rdzv-endpoint", f"127.0.0.1:{free_port()}"], tmp_path, start_new_session=True)
+    printed = ""
+    try:  # its torchrun agent, in the same process group, waits for the second node
+        while "waiting for 1 more node(s)" not in printed:
+            line = first.stderr.readline()
+            assert line, f"the first node ended early: {printed}"
+            printed += line
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    assert "password=***" in printed and "S3cret" not in printed, printed
