@@ -1030,6 +1030,15 @@ def keys(as_json: Annotated[bool, typer.Option("--json", help="machine-readable 
 
 
 # ---- entry point ---------------------------------------------------------------------------------
+class PrintableFormatter(logging.Formatter):
+    """Warnings on the terminal with control characters made visible: they quote paths and values."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from core.text import printable
+
+        return printable(super().format(record))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI, turning every error into one line on stderr and the contract's exit code."""
     # our own warnings on the terminal (a library's are noise here: what fails is reported by us);
@@ -1037,7 +1046,7 @@ def main(argv: list[str] | None = None) -> None:
     console = logging.StreamHandler(sys.stderr)
     console.setLevel(logging.WARNING)
     console.addFilter(lambda record: record.levelno < logging.ERROR and record.name.split(".")[0] in ("ddpm_tui", "core"))
-    console.setFormatter(logging.Formatter("warning: %(message)s"))
+    console.setFormatter(PrintableFormatter("warning: %(message)s"))
     logging.getLogger().addHandler(console)
     try:
         _run(argv)

@@ -123,3 +123,13 @@ def test_the_other_nodes_command_hides_the_password(postgres_url, tmp_path, pcam
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
     assert "password=***" in printed and "S3cret" not in printed, printed
+
+
+def test_warnings_show_escapes_visibly():
+    import logging
+
+    from ddpm_tui.cli import PrintableFormatter
+
+    record = logging.LogRecord("core.data", logging.WARNING, __file__, 1, "skipped %s", (HOSTILE,), None)
+    line = PrintableFormatter("warning: %(message)s").format(record)
+    assert line.startswith("warning: skipped evil\\x1b]52;c;aGk=\\x07") and not any(c in line for c in RAW_CONTROLS)
