@@ -119,7 +119,9 @@ def demo(
 def data_demo(out: Annotated[Path, typer.Argument(help="folder to write the PCam-layout h5 files to")]):
     """Write the offline demo dataset (PCam h5 layout) to OUT."""
     from core.data.demo import write_demo_dataset
+    from core.outputs import check_writable
 
+    check_writable(out, "data demo", folder=True)
     counts = write_demo_dataset(out)
     typer.echo(f"demo dataset written to {out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
@@ -586,10 +588,25 @@ def launch(
     namespace: Annotated[str, typer.Option("--namespace", help="k8s: namespace of the job")] = "default",
     store_secret: Annotated[str, typer.Option("--store-secret", help="k8s: Secret whose key 'url' is the store's URL")] = "ddpm-tui-store",
     runs_claim: Annotated[Optional[str], typer.Option("--runs-claim", help="k8s: PersistentVolumeClaim mounted at the runs directory")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="k8s: print the manifest (JSON, for kubectl apply -f -); submit and store nothing")] = False,
+    data_claim: Annotated[Optional[str], typer.Option("--data-claim", help="k8s: PersistentVolumeClaim holding the dataset, mounted read-only at --data")] = None,
+    data_volume: Annotated[Optional[str], typer.Option("--data-volume", help="k8s: hostPath:/PATH or nfs:SERVER:/PATH holding the dataset, mounted read-only at --data")] = None,
+    cpu: Annotated[Optional[str], typer.Option("--cpu", help="k8s: CPUs per pod, e.g. 16 or 500m [default: 4 per GPU]")] = None,
+    memory: Annotated[Optional[str], typer.Option("--memory", help="k8s: memory per pod (request and limit), e.g. 64Gi [default: from the run's size]")] = None,
+    node_selector: Annotated[Optional[list[str]], typer.Option("--node-selector", help="k8s: KEY=VALUE a node must be labelled with (repeatable)")] = None,
+    toleration: Annotated[Optional[list[str]], typer.Option("--toleration", help="k8s: KEY[=VALUE][:EFFECT] taint the pods tolerate (repeatable)")] = None,
+    priority_class: Annotated[Optional[str], typer.Option("--priority-class", help="k8s: PriorityClass of the pods")] = None,
+    max_restarts: Annotated[Optional[int], typer.Option("--max-restarts", help="k8s: failed pods replaced before the job fails (preemptions and node drains do not count) [default: 0]; slurm: requeues after a preemption or time-limit warning [default: 3]")] = None,
+    run_as_user: Annotated[int, typer.Option("--run-as-user", help="k8s: non-root user id the pods run as")] = 1000,
+    job_ttl: Annotated[int, typer.Option("--job-ttl", help="k8s: seconds a finished job (and its Service) is kept")] = 3 * 24 * 3600,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="k8s: store the run waiting for its job and print the job's manifest (JSON, for kubectl apply -f -) instead of submitting it")] = False,
     partition: Annotated[Optional[str], typer.Option("--partition", help="slurm: partition")] = None,
     time_min: Annotated[int, typer.Option("--time", help="slurm: time limit in minutes")] = 24 * 60,
     cluster: Annotated[str, typer.Option("--cluster", help="slurm: slurm, or local (submitit runs the job on this machine)")] = "slurm",
+    account: Annotated[Optional[str], typer.Option("--account", help="slurm: account charged for the job")] = None,
+    qos: Annotated[Optional[str], typer.Option("--qos", help="slurm: quality of service")] = None,
+    cpus_per_task: Annotated[Optional[int], typer.Option("--cpus-per-task", help="slurm: CPUs per node's task (its torchrun and data loading) [default: the cluster's]")] = None,
+    mem_gb: Annotated[Optional[int], typer.Option("--mem", help="slurm: memory per node in GB [default: the cluster's]")] = None,
+    constraint: Annotated[Optional[str], typer.Option("--constraint", help="slurm: node features, e.g. a100|h100")] = None,
     train_values: dict = None, ctx_store: Store = None,
 ):
     """Start a training run as a detached background process, or as a job on a Kubernetes or SLURM
@@ -610,11 +627,17 @@ def launch(
         if executor == "k8s":
             from core.executors.k8s import Placement
 
-            placement = Placement(image or "", nodes, gpus_per_node, namespace, store_secret, runs_claim).check()
+            placement = Placement(image or "", nodes, gpus_per_node, namespace, store_secret, runs_claim, data_claim,
+                                  data_volume, cpu=cpu, memory=memory, node_selector=tuple(node_selector or ()),
+                                  tolerations=tuple(toleration or ()), priority_class=priority_class,
+                                  max_restarts=0 if max_restarts is None else max_restarts, run_as_user=run_as_user,
+                                  ttl_s=job_ttl).check()
         else:
             from core.executors.slurm import Allocation
 
-            allocation = Allocation(nodes, gpus_per_node, partition, time_min, cluster).check()
+            allocation = Allocation(nodes, gpus_per_node, partition, time_min, cluster,
+                                    3 if max_restarts is None else max_restarts, account, qos, cpus_per_task, mem_gb,
+                                    constraint).check()
         cfg = build_config({**train_values, "nproc": str(gpus_per_node), "nnodes": str(nodes)}, config)
         if executor == "k8s":
             _launch_on_kubernetes(cfg, ctx_store, placement, dry_run)
@@ -636,17 +659,20 @@ def _shared_store_only(ctx_store, executor: str) -> None:
 
 def _launch_on_kubernetes(cfg, ctx_store, placement, dry_run):
     from core.executors import cluster_client
-    from core.executors.k8s import manifest_list, manifests
-    from core.runner.lifecycle import submit_to_cluster
-    from core.train.run import plan_run, prepare_runs_dir
+    from core.executors.k8s import manifest_list
+    from core.runner.lifecycle import reserve_on_cluster, submit_to_cluster
+    from core.train.run import plan_run
 
-    if dry_run:
-        echo_json(manifest_list(manifests("new", prepare_runs_dir(ctx_store[1]), placement)))
-        typer.echo("dry run: nothing submitted or stored; a submitted run N is the job ddpm-tui-run-N", err=True)
-        return
+    placement = placement.fitted(cfg)
     _shared_store_only(ctx_store, "k8s")
-    cluster = cluster_client()
+    cluster = None if dry_run else cluster_client()
     plan = plan_run(cfg, ctx_store[1], on_this_machine=False)
+    if dry_run:
+        run, items = reserve_on_cluster(open_store(ctx_store), plan, placement)
+        echo_json(manifest_list(items))
+        typer.echo(f"dry run: nothing submitted; run {run.id} waits for its job: kubectl apply -f this manifest "
+                   f"(or release it with `ddpm-tui runs stop {run.id}`)", err=True)
+        return
     typer.echo(str(submit_to_cluster(open_store(ctx_store), plan, placement, cluster).id))
 
 
@@ -854,7 +880,7 @@ def runs_resume(run: Annotated[str, typer.Argument(help="run id")],
             raise
         r = resume(store, run, queue=queue, checkpoint=checkpoint, restart=True)
     nnodes = r.config.get("nnodes", 1)
-    if nnodes > 1 and not queue:
+    if nnodes > 1 and not queue and r.executor == "torchrun":  # a cluster's job starts every node itself
         from core.runner.lifecycle import other_nodes_command
 
         typer.echo(f"run {r.id}: waiting for {nnodes - 1} more node(s); on each, with the same store and runs "
@@ -979,13 +1005,13 @@ def _export_sweep(store, sweep, metric, fmt: str, figures: Path | None, mixed: b
     import csv
     import io
 
+    from core.outputs import check_writable
     from core.rank.figure import interval_figure
     from core.rank.sweep import rank_sweep, ranking_record
 
     ranking = rank_sweep(store, sweep, metric, mixed)
     folder = figures or Path(f"sweep-{ranking.sweep_id}-figures")
-    if folder.exists() and not folder.is_dir():
-        raise BadInput(f"--figures {folder}: is a file, not a directory")
+    check_writable(folder, "--figures", folder=True)
     record = ranking_record(ranking)
     if fmt == "json":
         _write_export(json.dumps(record, indent=2, default=str) + "\n", out)

@@ -17,36 +17,194 @@ K8S_VERSION = "1.30.0"
 TRAIN = ["--data", "demo", "--dim", "16", "--dim-mults", "1,2", "--image-size", "32"]
 
 
+K8S_VERSIONS = (K8S_VERSION, "1.37.0")
+RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
+                      "projected", "secret"}
+
+
+def restricted_violations(pod: dict) -> list[str]:
+    """What in a pod spec breaks the "restricted" pod security level (its rules for the fields a
+    training pod can set: https://kubernetes.io/docs/concepts/security/pod-security-standards/)."""
+    problems = []
+    pod_context = pod.get("securityContext", {})
+    for flag in ("hostNetwork", "hostPID", "hostIPC"):
+        if pod.get(flag):
+            problems.append(flag)
+    problems += [f"volume {v['name']}: {kind}" for v in pod.get("volumes", [])
+                 for kind in v if kind != "name" and kind not in RESTRICTED_VOLUMES]
+    if pod_context.get("runAsUser") == 0:
+        problems.append("pod runAsUser 0")
+    for c in pod["containers"]:
+        ctx = c.get("securityContext", {})
+        if ctx.get("privileged"):
+            problems.append(f"{c['name']}: privileged")
+        if ctx.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"{c['name']}: allowPrivilegeEscalation is not false")
+        if "ALL" not in ctx.get("capabilities", {}).get("drop", []):
+            problems.append(f"{c['name']}: capabilities do not drop ALL")
+        if set(ctx.get("capabilities", {}).get("add", [])) - {"NET_BIND_SERVICE"}:
+            problems.append(f"{c['name']}: capabilities added")
+        if not ctx.get("runAsNonRoot", pod_context.get("runAsNonRoot")):
+            problems.append(f"{c['name']}: runAsNonRoot is not true")
+        if ctx.get("runAsUser", pod_context.get("runAsUser")) == 0:
+            problems.append(f"{c['name']}: runAsUser 0")
+        seccomp = ctx.get("seccompProfile", pod_context.get("seccompProfile", {})).get("type")
+        if seccomp not in ("RuntimeDefault", "Localhost"):
+            problems.append(f"{c['name']}: seccompProfile {seccomp}")
+        if any(p.get("hostPort") for p in c.get("ports", [])):
+            problems.append(f"{c['name']}: hostPort")
+    return problems
+
+
 def validate_all(manifest: dict) -> None:
+    """Every item against Kubernetes' schemas (strict: unknown fields fail), and every pod against
+    the restricted pod security level."""
     assert manifest["kind"] == "List"
     for item in manifest["items"]:
-        kubernetes_validate.validate(item, K8S_VERSION, strict=True)  # raises on any unknown or mistyped field
+        for version in K8S_VERSIONS:
+            kubernetes_validate.validate(item, version, strict=True)  # raises on any unknown or mistyped field
+        if item["kind"] == "Job":
+            assert restricted_violations(item["spec"]["template"]["spec"]) == []
 
 
-@pytest.mark.parametrize("nodes", [1, 3])
-def test_dry_run_prints_a_manifest_that_validates_and_stores_nothing(workdir, cli, nodes):
-    r = cli("launch", "--executor", "k8s", "--image", "registry.example/ddpm-tui:1", "--nodes", nodes,
-            "--gpus-per-node", 4, "--namespace", "pathology", "--runs-claim", "ddpm-runs", "--dry-run", *TRAIN)
+def pod_of(manifest: dict) -> dict:
+    return manifest["items"][1]["spec"]["template"]["spec"]
+
+
+def dry_run(cli, postgres_url, *args) -> dict:
+    r = cli("--db", postgres_url, "launch", "--executor", "k8s", "--image", "registry.example/ddpm-tui:1",
+            "--dry-run", *args, *(TRAIN if "--data" not in args else TRAIN[2:]))
     assert r.code == 0, r
     manifest = json.loads(r.out)
     validate_all(manifest)
+    return manifest
+
+
+@pytest.mark.parametrize("nodes", [1, 3])
+def test_dry_run_prints_the_manifest_of_a_stored_run_that_applies_as_printed(workdir, cli, postgres_url, nodes):
+    r = cli("--db", postgres_url, "launch", "--executor", "k8s", "--image", "registry.example/ddpm-tui:1", "--nodes",
+            nodes, "--gpus-per-node", 4, "--namespace", "pathology", "--runs-claim", "ddpm-runs", "--dry-run", *TRAIN)
+    assert r.code == 0, r
+    manifest = json.loads(r.out)
+    validate_all(manifest)
+    run = queries.list_runs(Store(postgres_url))[0]
+    name = f"ddpm-tui-run-{run.id}"
+    assert (run.status, run.started_at, run.external_id) == ("running", None, f"pathology/{name}")
+    assert f"run {run.id} waits for its job" in r.err and "kubectl apply" in r.err
     service, job = manifest["items"]
     assert (service["kind"], job["kind"]) == ("Service", "Job")
+    assert service["metadata"]["name"] == job["metadata"]["name"] == job["spec"]["template"]["spec"]["subdomain"] == name
+    assert service["spec"]["selector"] == {"job-name": name}
     spec = job["spec"]
     assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == ("Indexed", nodes, nodes)
     container = spec["template"]["spec"]["containers"][0]
     command = " ".join(container["command"])
-    assert "--nproc-per-node=4" in command and command.endswith("-m core.runner.execute new")
+    assert "--nproc-per-node=4" in command and command.endswith(f"-m core.runner.execute {run.id}")
+    port = 29400 + run.id
     if nodes == 1:
         assert "--standalone" in command
     else:
-        assert f"--nnodes={nodes}" in command and "--rdzv-endpoint=ddpm-tui-run-new-0.ddpm-tui-run-new:29400" in command
+        assert f"--nnodes={nodes}" in command and f"--rdzv-endpoint={name}-0.{name}:{port}" in command
+    assert service["spec"]["ports"][0]["port"] == container["ports"][0]["containerPort"] == port
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "4"
     store_env = next(e for e in container["env"] if e["name"] == "DDPM_TUI_DB")
     assert store_env["valueFrom"]["secretKeyRef"] == {"name": "ddpm-tui-store", "key": "url"}
     mount = next(m for m in container["volumeMounts"] if m["name"] == "runs")
     assert mount["mountPath"] == str((workdir / "runs").resolve())
-    assert "nothing submitted or stored" in r.err and not (workdir / "runs.db").exists()
+    assert "postgres" not in r.out, "the store's URL travels in a Secret, not in the manifest"
+
+
+def rendezvous_config(command: list[str], index: int, tmp_path) -> dict:
+    """Run a multi-node pod's command as pod `index` with a `python` that prints its arguments,
+    and read torchrun's rendezvous options from them as torchrun itself parses them."""
+    import os
+    import subprocess
+
+    from torch.distributed.run import _parse_rendezvous_config, get_args_parser
+
+    fake = tmp_path / "python"
+    fake.write_text('#!/bin/sh\nfor a in "$@"; do printf "%s\\n" "$a"; done\n')
+    fake.chmod(0o755)
+    out = subprocess.run(command, env={"PATH": f"{tmp_path}:{os.environ['PATH']}", "JOB_COMPLETION_INDEX": str(index)},
+                         capture_output=True, text=True, check=True, timeout=30).stdout.splitlines()
+    assert out[:2] == ["-m", "torch.distributed.run"]
+    args = get_args_parser().parse_args(out[2:])
+    return {"endpoint": args.rdzv_endpoint, **_parse_rendezvous_config(args.rdzv_conf)}
+
+
+def test_pod_0_is_told_to_host_the_rendezvous_and_its_dns_record_does_not_wait_for_readiness(tmp_path):
+    from torch.distributed.elastic.rendezvous import RendezvousParameters
+
+    from core.executors.k8s import Placement, manifests
+
+    service, job = manifests(7, "/runs", Placement("img", nodes=3))
+    assert service["spec"]["publishNotReadyAddresses"] is True
+    command = job["spec"]["template"]["spec"]["containers"][0]["command"]
+    hosts = []
+    for index in range(3):
+        conf = rendezvous_config(command, index, tmp_path)
+        assert conf["endpoint"] == "ddpm-tui-run-7-0.ddpm-tui-run-7:29407"
+        params = RendezvousParameters("c10d", conf.pop("endpoint"), "ddpm-tui-run-7", 3, 3, **conf)
+        hosts.append(params.get_as_bool("is_host"))  # what c10d's _create_tcp_store reads
+    assert hosts == [True, False, False]
+
+
+def test_each_run_has_its_own_rendezvous_port_in_a_safe_range():
+    from core.executors.k8s import Placement, manifests, rdzv_port
+
+    ports = {rdzv_port(run_id) for run_id in range(1, 3001)}
+    assert len(ports) == 3000 and min(ports) >= 1024 and max(ports) < 32768  # below Linux's ephemeral ports
+    first, second = (manifests(run_id, "/runs", Placement("img", nodes=2)) for run_id in (1, 2))
+    assert first[0]["spec"]["ports"][0]["port"] != second[0]["spec"]["ports"][0]["port"]
+    assert ":29401 " in first[1]["spec"]["template"]["spec"]["containers"][0]["command"][-1]
+
+
+def test_the_dataset_is_mounted_read_only_where_data_names_it(workdir, cli, postgres_url, pcam):
+    pod = pod_of(dry_run(cli, postgres_url, "--data", str(pcam), "--data-claim", "pcam-data"))
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "data")
+    assert mount == {"name": "data", "mountPath": str(pcam), "readOnly": True}
+    volume = next(v for v in pod["volumes"] if v["name"] == "data")
+    assert volume["persistentVolumeClaim"] == {"claimName": "pcam-data", "readOnly": True}
+
+    from core.executors.k8s import Placement, manifests
+
+    nfs = Placement("img", data_volume="nfs:files.lab:/export/pcam", data_path="/mnt/pcam").check()
+    job = manifests(1, "/runs", nfs)[1]
+    volume = next(v for v in job["spec"]["template"]["spec"]["volumes"] if v["name"] == "data")
+    assert volume["nfs"] == {"server": "files.lab", "path": "/export/pcam", "readOnly": True}
+    kubernetes_validate.validate(job, K8S_VERSION, strict=True)
+    # the checker is not blind: an nfs volume is outside the restricted level (a claim is inside it)
+    assert restricted_violations(job["spec"]["template"]["spec"]) == ["volume data: nfs"]
+
+
+def test_pods_ask_for_cpu_and_memory_and_run_restricted(workdir, cli, postgres_url):
+    from core.config import build_config
+    from core.executors.k8s import default_memory
+
+    pod = pod_of(dry_run(cli, postgres_url, "--gpus-per-node", "2", "--nodes", "2"))
+    resources = pod["containers"][0]["resources"]
+    memory = default_memory(build_config({"data": "demo", "dim": "16", "dim_mults": "1,2", "image_size": "32"}), 2)
+    assert resources["requests"] == {"cpu": "8", "memory": memory} and resources["limits"]["memory"] == memory
+    assert int(memory.removesuffix("Mi")) >= 2 * 3 * 1024
+    assert pod["securityContext"]["runAsUser"] == 1000 and pod["securityContext"]["runAsNonRoot"] is True
+
+    pod = pod_of(dry_run(cli, postgres_url, "--cpu", "500m", "--memory", "24Gi", "--node-selector", "gpu=h100",
+                         "--node-selector", "topology.kubernetes.io/zone=eu-1a", "--toleration", "nvidia.com/gpu:NoSchedule",
+                         "--toleration", "team=pathology:NoExecute", "--priority-class", "research-low"))
+    assert pod["containers"][0]["resources"]["requests"] == {"cpu": "500m", "memory": "24Gi"}
+    assert pod["nodeSelector"] == {"gpu": "h100", "topology.kubernetes.io/zone": "eu-1a"}
+    assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+                                  {"key": "team", "operator": "Equal", "value": "pathology", "effect": "NoExecute"}]
+    assert pod["priorityClassName"] == "research-low"
+
+
+def test_disruptions_do_not_count_as_failures_and_a_finished_job_is_removed(workdir, cli, postgres_url):
+    job = dry_run(cli, postgres_url, "--max-restarts", "3", "--job-ttl", "3600")["items"][1]
+    spec = job["spec"]
+    assert spec["backoffLimit"] == 3 and spec["ttlSecondsAfterFinished"] == 3600
+    assert spec["podFailurePolicy"]["rules"] == [
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}]
+    assert spec["podReplacementPolicy"] == "Failed" and spec["template"]["spec"]["restartPolicy"] == "Never"
 
 
 def test_a_mistyped_manifest_fails_the_schema_check():
@@ -131,8 +289,9 @@ class FakeApiServer:
         if re.fullmatch(r"/api/v1/namespaces/[^/]+/services", path) and method == "POST":
             return 201, body
         if m := re.fullmatch(r"/apis/batch/v1/namespaces/([^/]+)/jobs", path):
-            self.jobs[body["metadata"]["name"]] = body
-            return 201, body
+            created = {**body, "metadata": {**body["metadata"], "uid": f"uid-{len(self.jobs)}-{body['metadata']['name']}"}}
+            self.jobs[body["metadata"]["name"]] = created
+            return 201, created
         if m := re.fullmatch(r"/apis/batch/v1/namespaces/([^/]+)/jobs/([^/]+)(/status)?", path):
             if m[2] not in self.jobs:
                 return self.not_found(f'jobs.batch "{m[2]}"')
@@ -185,7 +344,7 @@ def test_a_run_submitted_to_kubernetes_is_stopped_killed_and_read_through_the_ap
     assert len(jobs) == 1 and len(submitted(api_server, "/services")) == 1
     validate_all({"kind": "List", "items": [*submitted(api_server, "/services"), *jobs]})
     assert jobs[0]["metadata"]["name"] == f"ddpm-tui-run-{run_id}"
-    assert jobs[0]["spec"]["template"]["spec"]["containers"][0]["command"][-1] == str(run_id)
+    assert jobs[0]["spec"]["template"]["spec"]["containers"][0]["command"][-1].endswith(f"execute {run_id}")
     assert "postgres" not in json.dumps(jobs[0]), "the store's URL travels in a Secret, not in the manifest"
 
     store = Store(postgres_url)

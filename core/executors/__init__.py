@@ -15,6 +15,8 @@ from core.errors import BadInput, WorkFailed
 
 EXECUTORS = ("local", "torchrun", "k8s", "slurm")
 CLUSTER_EXECUTORS = ("k8s", "slurm")
+TAIL_MAX = 1_000_000  # lines of a log's tail
+POD_LOGS = "pods"  # in a Kubernetes run's directory: its pods' logs, saved before its job is deleted
 
 
 def check_executor(name: str) -> str:
@@ -56,11 +58,23 @@ def local_log_tail(run_dir: str | None, lines: int) -> str:
     return ""
 
 
+def saved_pod_log_tail(run, lines: int) -> str:
+    """The tail of the newest saved log of the run's pod 0 (saved by a stop, see end_on_cluster)."""
+    _, name = cluster_job(run)
+    if not run.run_dir or not name:
+        return ""
+    saved = sorted((Path(run.run_dir) / POD_LOGS).glob(f"{name}-0-*.log"), key=lambda p: p.stat().st_mtime)
+    return "\n".join(last_lines(saved[-1], lines)) if saved else ""
+
+
 def log_tail(run, lines: int = 200) -> str:
-    """The last lines of a run's log, from wherever its executor keeps it."""
+    """The last `lines` lines (1..TAIL_MAX) of a run's log, from wherever its executor keeps it."""
+    if not 1 <= lines <= TAIL_MAX:  # a slice [-0:] or [1:] would print the whole log, not a tail
+        raise BadInput(f"--tail: must be between 1 and {TAIL_MAX} lines, got {lines}")
     if run.executor == "k8s":
         namespace, name = cluster_job(run)
-        return cluster_client().logs(namespace, name, lines) or local_log_tail(run.run_dir, lines)
+        return (cluster_client().logs(namespace, name, lines) or local_log_tail(run.run_dir, lines)
+                or saved_pod_log_tail(run, lines))
     if run.executor == "slurm":
         from core.executors import slurm
 
@@ -72,7 +86,10 @@ def end_on_cluster(run, kill: bool) -> None:
     """Stop (SIGTERM: the trainer checkpoints) or kill a run's job on its cluster."""
     if run.executor == "k8s":
         namespace, name = cluster_job(run)
-        cluster_client().delete(namespace, name, grace_s=0 if kill else None)
+        cluster = cluster_client()
+        if run.run_dir:  # deleting the job deletes its pods' logs: keep them for `runs logs`
+            cluster.save_logs(namespace, name, Path(run.run_dir) / POD_LOGS)
+        cluster.delete(namespace, name, grace_s=0 if kill else None)
     else:
         from core.executors import slurm
 
