@@ -162,6 +162,7 @@ def test_memorisation_flags_a_planted_copy_of_a_training_patch():
 
     found = ssim.memorisation(generated, batches(), lambda i: train[i], k=4, threshold=0.9)
     assert found.copies == 1 and found.max_ssim[4] == pytest.approx(1.0) and found.nearest[4] == 137
+    assert found.transform[4] == 0
     assert found.max_ssim[[0, 1, 2, 3, 5]].max() < 0.5
 
 
@@ -235,7 +236,7 @@ BAD_EVAL = [
     (["eval", "1", "--metrics", "nll,beauty"], "--metrics: unknown metric 'beauty'"),
     (["eval", "1", "--nll-timesteps", "0"], "--nll-timesteps: must be at least 1, got 0"),
     (["eval", "1", "--n", "41"], "--n 41: the test split has only 40 patches"),
-    (["eval", "1", "--split", "holdout"], "--split: unknown split 'holdout'"),
+    (["eval", "1", "--split", "holdout"], "--split: 'holdout' is not a held-out split"),
     (["eval", "1", "--checkpoint", "3"], "--checkpoint 3: no ckpt-00000003.pt"),
     (["eval", "1", "--n", "16", "--metrics", "kid", "--classifier", "9"], "--classifier: no classifier with id 9"),
     (["eval", "7"], "no run with id 7"),

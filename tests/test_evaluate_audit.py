@@ -164,3 +164,114 @@ def test_diversity_ranks_the_real_datas_own_spread_best_not_noise_or_collapse():
     assert 0.15 < like_real.real.value < 0.6 and like_real.distance_ci[0] == 0.0  # the interval holds 0
     assert like_real.distance < noise.distance and like_real.distance < collapsed.distance
     assert noise.distance_ci[0] > like_real.distance_ci[1] and collapsed.distance_ci[0] > like_real.distance_ci[1]
+
+
+# ---- memorisation: dihedral copies, blank patches, a guard with its figure ----------------------------
+def streamed(train, block=64):
+    """(indices, images) blocks over a training set, as service.training_batches yields them."""
+    for start in range(0, len(train), block):
+        yield np.arange(start, min(start + block, len(train))), train[start:start + block]
+
+
+def test_numpy_dihedral_is_the_training_augmentation():
+    import torch
+
+    from core.data.transforms import dihedral as torch_dihedral
+
+    rng = np.random.default_rng(10)
+    images = rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    expected = torch_dihedral(torch.from_numpy(images).permute(0, 3, 1, 2), torch.arange(8)).permute(0, 2, 3, 1).numpy()
+    for code in range(8):
+        np.testing.assert_array_equal(ssim.dihedral(images[code], code), expected[code])
+
+
+def test_memorisation_finds_rotated_and_mirrored_copies_of_training_patches():
+    """Training augments with the 8 dihedral transforms, so a model can reproduce a training patch
+    turned or mirrored: those copies scored SSIM 0.06-0.12 and 8 of 16 planted ones went uncounted."""
+    rng = np.random.default_rng(11)
+    train = textured(rng, 300)
+    generated = textured(rng, 12)
+    planted = {code: 20 * code + 7 for code in range(8)}
+    for code, index in planted.items():
+        generated[code] = ssim.dihedral(train[index], code)
+    found = ssim.memorisation(generated, streamed(train), lambda i: train[i], k=4, threshold=0.9)
+    assert found.copies == 8 and found.flagged[:8].all() and not found.flagged[8:].any()
+    assert np.allclose(found.max_ssim[:8], 1.0) and found.nearest[:8].tolist() == list(planted.values())
+    assert found.max_ssim[8:].max() < 0.6
+
+
+def test_near_blank_patches_are_never_counted_as_copies():
+    """Two different near-white background patches (mean 226, sd 3) scored SSIM 0.953, above the 0.9
+    threshold, though neither holds tissue."""
+    rng = np.random.default_rng(12)
+    train = textured(rng, 64)
+    train[5] = np.clip(rng.normal(226, 3, (32, 32, 3)), 0, 255).astype(np.uint8)
+    generated = np.clip(rng.normal(226, 3, (2, 32, 32, 3)), 0, 255).astype(np.uint8)
+    generated[1] = train[9]  # a real copy of tissue still counts
+    found = ssim.memorisation(generated, streamed(train), lambda i: train[i], k=4, threshold=0.9)
+    assert found.blank.tolist() == [True, False] and found.nearest[0] == 5
+    assert found.copies == 1 and found.flagged.tolist() == [False, True]
+    assert not ssim.near_blank(train[9])
+
+
+def test_the_memorisation_figure_writes_each_pairs_ssim_beside_it():
+    from core.evaluate.service import memorisation_figure
+
+    rng = np.random.default_rng(13)
+    samples, matches = textured(rng, 2), textured(rng, 2)
+    first = memorisation_figure(samples, matches, ["SSIM 0.953", "SSIM 0.120"], 1)
+    second = memorisation_figure(samples, matches, ["SSIM 0.412", "SSIM 0.120"], 1)
+    pairs_width = 2 * 32 + 3 * 2
+    caption = first[:, pairs_width:]
+    assert (caption < 128).any()  # dark text on the white strip
+    rows = 32 + 2
+    assert not np.array_equal(first[:rows, pairs_width:], second[:rows, pairs_width:])
+    assert np.array_equal(first[rows:, pairs_width:], second[rows:, pairs_width:])
+    np.testing.assert_array_equal(first[2:34, 2:34], samples[0])
+
+
+# ---- the classifier must not have seen the evaluation split (Kaggle layout) ----------------------------
+class KaggleLike:
+    def __init__(self, ids):
+        self.ids = ids
+
+
+def test_a_classifier_records_the_patches_it_trained_on_and_the_overlap_is_found():
+    from core.evaluate.classifier import seen_in, training_record
+
+    record = training_record(KaggleLike(["c", "a", "b"]))
+    assert record["ids"] == ["a", "b", "c"] and len(record["sha256"]) == 64
+    assert seen_in(record, KaggleLike(["x", "b", "y"]), "test") == ["b"]
+    assert seen_in(record, KaggleLike(["x", "y"]), "test") == []
+    assert seen_in(None, KaggleLike(["x"]), "test") is None  # no record: unknown, never assumed clean
+
+
+def test_eval_refuses_a_classifier_that_trained_on_the_runs_test_patches(workdir, cli):
+    """The run froze its Kaggle split; the CSV then grew by one id, and `classifier train` recomputed
+    its own split from it, so some of the run's test ids were in the classifier's training set."""
+    import csv
+    import hashlib
+    import json
+
+    import imageio.v3 as iio
+
+    from conftest import TINY, write_kaggle
+    from test_bad_input_corpus import store_fingerprint
+
+    root, _ = write_kaggle(workdir / "kaggle", n=60)
+    assert cli("train", "--data", str(root), *TINY, "--max-steps", "2").code == 0
+    extra = hashlib.sha1(b"one more").hexdigest()
+    iio.imwrite(root / "train" / f"{extra}.tif", np.zeros((96, 96, 3), np.uint8))
+    with (root / "train_labels.csv").open("a", newline="") as fh:
+        csv.writer(fh).writerow([extra, 1])
+    assert cli("classifier", "train", "--data", str(root), "--max-steps", "2", "--batch-size", "8",
+               "--device", "cpu").code == 0
+    run_test_ids = json.loads((workdir / "runs" / "1" / "split.json").read_text())["test"]
+    record = json.loads((workdir / "runs" / "classifiers" / "1" / "trained_on.json").read_text())
+    leaked = [i for i in run_test_ids if i in set(record["ids"])]
+    assert leaked, "the test needs an overlap to exist"
+    before = store_fingerprint(workdir)
+    r = cli("eval", "1", "--metrics", "kid", "--n", "4")
+    assert r.code == 2 and len(r.err.strip().splitlines()) == 1, r
+    assert f"it trained on {len(leaked)} patches of run 1's test split (e.g. {leaked[0]})" in r.err, r
+    assert store_fingerprint(workdir) == before

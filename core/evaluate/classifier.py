@@ -8,6 +8,8 @@ preprocessing of the runs it will judge, and reports accuracy and ROC AUC on the
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -22,6 +24,7 @@ from core.errors import BadInput
 
 FEATURES = 128
 ARCHITECTURE = 1
+TRAINED_ON = "trained_on.json"  # beside classifier.pt: the patches it learned from (training_record)
 
 
 def conv_block(c_in: int, c_out: int) -> nn.Module:
@@ -52,9 +55,6 @@ class PatchClassifier(nn.Module):
         return self.head(self.features(x))
 
 
-def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the ROC curve = P(score of a positive > score of a negative), ties counting half
-    (the Mann-Whitney U statistic divided by n_pos * n_neg)."""
 def check_classifier_fits(image_size: int, batch_size: int, device) -> None:
     """Refuse a `classifier train` whose step would not fit in the device's memory, with the same
     estimate and message as `train` (core.train.resources): a batch of a billion patches grew
@@ -75,6 +75,9 @@ def check_classifier_fits(image_size: int, batch_size: int, device) -> None:
                "of activations)", "lower --batch-size")
 
 
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve = P(score of a positive > score of a negative), ties counting half
+    (the Mann-Whitney U statistic divided by n_pos * n_neg)."""
     from scipy.stats import rankdata
 
     labels = np.asarray(labels).astype(bool)
@@ -92,6 +95,32 @@ class ClassifierReport:
     n: int  # held-out patches it was scored on
     split: str
     steps: int
+    trained_on: dict  # which patches it learned from (training_record)
+
+
+def training_record(source) -> dict:
+    """Exactly which patches a classifier trains on, to be kept beside its weights: a PCam train
+    split is fixed by its files; a Kaggle split is recomputed from whatever CSV is there at the
+    time, so its ids are recorded (sorted, with their SHA-256 to compare records quickly)."""
+    ids = getattr(source, "ids", None)
+    if ids is None:
+        return {"layout": "pcam", "split": "train"}
+    ordered = sorted(ids)
+    return {"layout": "kaggle", "split": "train", "sha256": hashlib.sha256("\n".join(ordered).encode()).hexdigest(),
+            "ids": ordered}
+
+
+def seen_in(record: dict | None, source, split: str) -> list[str] | None:
+    """The Kaggle ids of `source` (the evaluation's split `split`) that a classifier with training
+    record `record` learned from; none for PCam, whose held-out splits are their own files. None:
+    unknown (a Kaggle classifier from before records were kept)."""
+    ids = getattr(source, "ids", None)
+    if ids is None:
+        return [] if split != "train" else [f"train[{i}]" for i in range(len(source))]
+    if record is None or record.get("layout") != "kaggle":
+        return None
+    seen = set(record["ids"])
+    return [i for i in ids if i in seen]
 
 
 def held_out_patches(root: Path, split: str, image_size: int, preprocess: str, limit: int = 4096,
@@ -134,6 +163,7 @@ def train_classifier(root: Path, image_size: int, preprocess: str, steps: int, b
     torch.manual_seed(seed)
     source = open_split(root, "train")
     try:
+        trained_on = training_record(source)
         indices = selected_indices(source, "both")
         if len(np.unique(source.labels[indices])) < 2:
             raise BadInput(f"{root}: the train split needs patches of both classes to train a classifier")
@@ -165,13 +195,29 @@ def train_classifier(root: Path, image_size: int, preprocess: str, steps: int, b
         raise BadInput(f"{root}: no valid or test split to score the classifier on")
     _, probs = predict(model, images)
     accuracy = float(((probs >= 0.5) == labels.astype(bool)).mean())
-    return model, ClassifierReport(accuracy, roc_auc(probs, labels), len(labels), split, steps)
+    return model, ClassifierReport(accuracy, roc_auc(probs, labels), len(labels), split, steps, trained_on)
 
 
-def save_classifier(model: PatchClassifier, path: Path, meta: dict) -> None:
+def save_classifier(model: PatchClassifier, path: Path, meta: dict, trained_on: dict) -> None:
+    """The weights, and beside them (TRAINED_ON) the record of the patches they learned from."""
     from core.train.checkpoint import save_atomic
 
+    trained_on_path = path.with_name(TRAINED_ON)
+    temporary = trained_on_path.with_name(f".{TRAINED_ON}.tmp")
+    temporary.write_text(json.dumps(trained_on) + "\n")
+    temporary.replace(trained_on_path)
     save_atomic({"model": model.state_dict(), "architecture": ARCHITECTURE, "meta": meta, "step": 0}, path)
+
+
+def read_training_record(weights: Path) -> dict | None:
+    """The record save_classifier kept beside a classifier's weights (None: none was kept)."""
+    path = Path(weights).with_name(TRAINED_ON)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise BadInput(f"{path}: not a readable training record ({exc.__class__.__name__})") from None
 
 
 def load_classifier(path: Path, device="cpu") -> PatchClassifier:

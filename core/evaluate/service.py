@@ -37,7 +37,7 @@ METRICS = ("nll", "ssim", "kid", "fid", "class")
 SAMPLE_METRICS = ("ssim", "kid", "fid", "class")
 FEATURE_METRICS = ("kid", "fid", "class")
 DEFAULT_EVAL_N = 256  # held-out patches and samples per metric, for every face and the sweeps
-SPLITS = ("train", "valid", "test")
+SPLITS = ("test", "valid")  # held out: the training split would measure memorisation, not generalisation
 MEMORISATION_THRESHOLD = 0.9
 FID_NO_INTERVAL = ("none: a bootstrap of FID lies above its own estimate (resampling duplicates rows; coverage "
                    "0.00-0.04 in simulation); `rank` gives intervals over seeds, and KID is the unbiased distance")
@@ -50,6 +50,14 @@ def parse_metrics(text: str) -> tuple[str, ...]:
     if not names or unknown:
         raise BadInput(f"--metrics: unknown metric {unknown[0] if unknown else text!r} (choose from {', '.join(METRICS)})")
     return names
+
+
+def check_nll_timesteps(k: int | None, cfg: TrainConfig, whose: str) -> None:
+    """K timesteps of the bound's estimate are at most the T the run diffuses over: more would
+    silently compute the exact bound instead of what was asked for."""
+    if k is not None and k > cfg.timesteps:
+        raise BadInput(f"--nll-timesteps {k}: more than {whose}'s {cfg.timesteps} diffusion steps (give at most "
+                       f"{cfg.timesteps}, or 'all' for the exact bound)")
 
 
 def parse_nll_timesteps(text: str | int | None) -> int | None:
@@ -116,9 +124,11 @@ def plan_eval_on_finish(store: Store, metrics: str, n: int | None, nll_timesteps
     Without `n`, every run of the sweep uses DEFAULT_EVAL_N patches, or all that its smallest test
     split holds."""
     names = parse_metrics(metrics)
-    parse_nll_timesteps(nll_timesteps)
+    k = parse_nll_timesteps(nll_timesteps)
     if n is not None and n < 4:
         raise BadInput(f"--eval-n: at least 4 images, got {n}")
+    for cfg in configs:
+        check_nll_timesteps(k, cfg, f"the sweep's run {cfg.name!r}" if cfg.name else "a run of the sweep")
     distinct = {(c.data, c.classes, c.image_size, c.preprocess): c for c in configs}.values()
     if n is None:
         n = min([DEFAULT_EVAL_N, *(held_out_count(cfg, None, "test") for cfg in distinct)])
@@ -146,7 +156,7 @@ def plan_evaluation(store: Store, run_id, metrics: str = "nll", n: int | None = 
     names = parse_metrics(metrics)
     k = parse_nll_timesteps(nll_timesteps)
     if split not in SPLITS:
-        raise BadInput(f"--split: unknown split {split!r} (choose from {', '.join(SPLITS)})")
+        raise BadInput(f"--split: {split!r} is not a held-out split (choose from {', '.join(SPLITS)})")
     if n is not None and n < 4:
         raise BadInput(f"--n: at least 4 images, got {n}")
     if sampler not in SAMPLERS:
@@ -159,6 +169,7 @@ def plan_evaluation(store: Store, run_id, metrics: str = "nll", n: int | None = 
     cfg = config_from_dict(run.config)
     if steps < 1 or steps > cfg.timesteps:
         raise BadInput(f"--steps {steps}: must be between 1 and run {run.id}'s {cfg.timesteps} diffusion steps")
+    check_nll_timesteps(k, cfg, f"run {run.id}")
     if k is not None and k > cfg.timesteps - 1:
         k = None  # as many timesteps as the bound has: the exact bound
     if guidance and not cfg.conditional:
@@ -190,9 +201,30 @@ def plan_evaluation(store: Store, run_id, metrics: str = "nll", n: int | None = 
         if chosen.image_size != cfg.image_size or chosen.preprocess != cfg.preprocess:
             raise BadInput(f"--classifier {chosen.id}: trained at {chosen.image_size} px ({chosen.preprocess}), "
                            f"run {run.id} at {cfg.image_size} px ({cfg.preprocess})")
+        refuse_leaking_classifier(chosen, cfg, run, split)
         classifier_id = chosen.id
     return EvalPlan(run.id, names, n, split, k, sampler, steps, guidance, ckpt.checkpoint_step(found[0]), seed,
                     classifier_id, cfg, Path(run.run_dir), note)
+
+
+def refuse_leaking_classifier(classifier: queries.Classifier, cfg: TrainConfig, run, split: str) -> None:
+    """BadInput when the classifier learned from any patch of the evaluation's split (as the run
+    froze it): its features would know them, and KID/FID/class fidelity would flatter the run."""
+    from core.evaluate.classifier import read_training_record, seen_in
+
+    record = read_training_record(Path(classifier.path)) if classifier.path else None
+    source = open_split(resolve_data(cfg.data), split, split_file=split_file(run.run_dir))
+    try:
+        seen = seen_in(record, source, split)
+    finally:
+        source.close()
+    if seen is None:
+        raise BadInput(f"--classifier {classifier.id}: no record of the Kaggle patches it trained on, so it may have "
+                       f"seen run {run.id}'s {split} split; train a new one with `ddpm-tui classifier train`")
+    if seen:
+        raise BadInput(f"--classifier {classifier.id}: it trained on {len(seen)} patches of run {run.id}'s {split} split "
+                       f"(e.g. {seen[0]}); its features would flatter the run: evaluate on another split or train a "
+                       f"classifier whose training patches are outside it")
 
 
 def held_out_count(cfg: TrainConfig, run_dir, split: str) -> int:
@@ -355,26 +387,53 @@ def draw_samples(net, diffusion, cfg, plan: EvalPlan, device, progress) -> np.nd
 
 
 def ssim_results(cfg, plan: EvalPlan, samples: np.ndarray, real: np.ndarray, progress) -> list[Result]:
+    return [memorisation_result(cfg, plan, samples, progress), diversity_result(samples, real, progress)]
+
+
+def memorisation_result(cfg, plan: EvalPlan, samples: np.ndarray, progress) -> Result:
+    """`ssim_memorisation`, a guard, not a rank key: the fraction of samples that copy a training
+    patch (SSIM >= MEMORISATION_THRESHOLD to it or one of its 8 dihedral transforms, near-blank
+    samples excepted) with its Wilson interval; the closest pairs go to a figure with their SSIM."""
     read, source = read_training_patch(cfg, plan.run_dir)
     try:
         progress("ssim", 0, 3)
         found = ssim.memorisation(samples, training_batches(cfg, plan.run_dir), read, threshold=MEMORISATION_THRESHOLD)
         progress("ssim", 1, 3)
-        copies = wilson_ci(found.copies, len(samples))
-        closest = np.argsort(-found.max_ssim)[:8]
-        figure = plan.run_dir / "eval" / f"memorisation-step-{plan.checkpoint_step:08d}-seed-{plan.seed}.png"
-        pairs = np.stack([img for g in closest for img in (samples[g], read(int(found.nearest[g])))])
-        save_png(figure, make_grid(pairs, ncols=2, scale=max(1, 96 // cfg.image_size)))
+        closest = np.argsort(-np.where(found.blank, -1.0, found.max_ssim), kind="stable")[:8]
+        matches = [ssim.dihedral(read(int(found.nearest[g])), int(found.transform[g])) for g in closest]
     finally:
         source.close()
-    memo_ci = mean_ci(found.max_ssim)
-    memorisation = Result("ssim_memorisation", memo_ci.value, memo_ci.low, memo_ci.high, len(samples), {
-        "what": "highest SSIM of each sample against the training set", "threshold": found.threshold,
-        "copies": found.copies, "copies_fraction": copies.value, "copies_ci": [copies.low, copies.high],
-        "quantiles": {str(q): float(np.quantile(found.max_ssim, q)) for q in (0.5, 0.9, 0.99, 1.0)},
-        "per_image": [round(float(v), 5) for v in found.max_ssim], "nearest_train_index": found.nearest.tolist(),
-        "figure": str(figure)}, sample_based=True)
-    return [memorisation, diversity_result(samples, real, progress)]
+    figure = plan.run_dir / "eval" / f"memorisation-step-{plan.checkpoint_step:08d}-seed-{plan.seed}.png"
+    captions = [f"SSIM {found.max_ssim[g]:.3f}" + (" blank" if found.blank[g] else "") for g in closest]
+    save_png(figure, memorisation_figure(samples[closest], np.stack(matches), captions, max(1, 96 // cfg.image_size)))
+    copies = wilson_ci(found.copies, len(samples))
+    tissue = found.max_ssim[~found.blank]
+    return Result("ssim_memorisation", copies.value, copies.low, copies.high, len(samples), {
+        "what": f"fraction of samples with SSIM >= {found.threshold} to a training patch or one of its 8 dihedral "
+                "transforms (near-blank samples never count); a guard, flagged above 0, never a rank key",
+        "threshold": found.threshold, "flagged": found.copies > 0, "copies": found.copies,
+        "blank_samples": int(found.blank.sum()), "blank_sd": ssim.BLANK_SD,
+        "quantiles": {str(q): float(np.quantile(tissue, q)) for q in (0.5, 0.9, 0.99, 1.0)} if tissue.size else {},
+        "max_ssim_per_sample": [round(float(v), 5) for v in found.max_ssim],
+        "nearest_train_index": found.nearest.tolist(), "nearest_transform": found.transform.tolist(),
+        "figure": str(figure),
+        "figure_ssim": [round(float(found.max_ssim[g]), 5) for g in closest]}, sample_based=True)
+
+
+def memorisation_figure(samples: np.ndarray, matches: np.ndarray, captions: list[str], scale: int) -> np.ndarray:
+    """One row per pair: the sample, the training patch it matched (as transformed), and its caption
+    (the pair's SSIM) written beside them."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    pad = 2
+    pairs = make_grid(np.stack([img for pair in zip(samples, matches) for img in pair]), ncols=2, pad=pad, scale=scale)
+    row_height = samples.shape[1] * scale + pad
+    canvas = Image.new("RGB", (pairs.shape[1] + 110, pairs.shape[0]), "white")
+    canvas.paste(Image.fromarray(pairs), (0, 0))
+    draw, font = ImageDraw.Draw(canvas), ImageFont.load_default()
+    for row, caption in enumerate(captions):
+        draw.text((pairs.shape[1] + 4, pad + row * row_height + row_height // 2 - 6), caption, fill="black", font=font)
+    return np.asarray(canvas)
 
 
 def diversity_result(samples: np.ndarray, real: np.ndarray, progress) -> Result:
@@ -473,6 +532,10 @@ def plan_classifier(data: str, image_size: int = 32, preprocess: str = "center-c
             raise BadInput(f"--{name}: must be between 1 and {INT_MAX}, got {value}")
     if not 0 <= seed <= SEED_MAX:
         raise BadInput(f"--seed: must be in 0..{SEED_MAX}, got {seed}")
+    from core.evaluate.classifier import check_classifier_fits
+    from core.train.trainer import pick_device
+
+    check_classifier_fits(image_size, batch_size, pick_device(device))
     return ClassifierRequest(data, resolve_data(data), image_size, preprocess, steps, batch_size, seed)
 
 
@@ -495,13 +558,9 @@ def train_and_store_classifier(store: Store, runs_dir: Path, request: Classifier
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         save_classifier(model.cpu(), path, {"id": row.id, "data": request.data, "image_size": request.image_size,
-                                            "preprocess": request.preprocess})
+                                            "preprocess": request.preprocess}, report.trained_on)
     except BaseException:
         queries.delete_classifier(store, row.id)
         raise
     queries.update_classifier(store, row.id, path=str(path))
     return queries.get_classifier(store, row.id)
-    from core.evaluate.classifier import check_classifier_fits
-    from core.train.trainer import pick_device
-
-    check_classifier_fits(image_size, batch_size, pick_device(device))

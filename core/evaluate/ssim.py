@@ -1,8 +1,11 @@
 """SSIM (Wang et al. 2004) for the two questions it can answer about generated patches.
 
-- Memorisation: for each generated image, its highest SSIM against the training set. A copy of a
-  training patch is a copy of a patient's tissue. SSIM is only computed for the k training patches
-  nearest in a cheap embedding (8x8 colour thumbnails), found by one streaming pass over the set.
+- Memorisation: for each generated image, its highest SSIM against the training set under the 8
+  dihedral transforms training augments with (a rotated copy is a copy). A copy of a training patch
+  is a copy of a patient's tissue. SSIM is only computed for the k (patch, transform) pairs nearest
+  in a cheap embedding (8x8 colour thumbnails), found by one streaming pass over the set. Near-blank
+  generated patches (background without tissue) are never counted as copies. It is a guard: a
+  model is flagged when samples reach the threshold, it is not ranked by it.
 - Diversity: the mean SSIM between pairs of generated images against the same for real held-out
   images, as the distance between the two: a collapsed model makes near-identical patches (too high),
   noise has no shared structure (too low); a good model matches the real data's own diversity.
@@ -21,6 +24,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 THUMB = 8
+BLANK_SD = 10.0  # grey levels (0-255); tissue patches vary by tens
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
@@ -40,49 +44,79 @@ def thumbnails(images: np.ndarray) -> np.ndarray:
     return blocks.mean(axis=(2, 4)).reshape(n, -1)
 
 
-def nearest_candidates(generated: np.ndarray, batches: Iterable[tuple[np.ndarray, np.ndarray]], k: int) -> np.ndarray:
-    """(n, k) indices of the training patches whose thumbnails are nearest each generated image;
-    `batches` yields (indices, uint8 images) covering the training set once."""
+def dihedral(images: np.ndarray, code: int) -> np.ndarray:
+    """One of the 8 symmetries of the square applied to (..., S, S, C) images, as training's
+    augmentation numbers them (core.data.transforms.dihedral): rotate by 90*(code % 4) degrees
+    counterclockwise, then mirror left-right when code >= 4."""
+    turned = np.rot90(images, code % 4, axes=(-3, -2))
+    return np.flip(turned, axis=-2) if code >= 4 else turned
+
+
+def near_blank(image: np.ndarray) -> bool:
+    """A background patch with no tissue: its luminance varies by less than BLANK_SD grey levels.
+    SSIM between two such patches is high whatever they are (two different near-white patches,
+    mean 226 and sd 3, score 0.953), so a match between them says nothing about memorisation."""
+    luminance = image.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    return bool(luminance.std() < BLANK_SD)
+
+
+def nearest_candidates(generated: np.ndarray, batches: Iterable[tuple[np.ndarray, np.ndarray]],
+                       k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n, k) indices of the training patches whose thumbnails, under any of the 8 dihedral
+    transforms (training augments with them), are nearest each generated image, and (n, k) the
+    transform codes; `batches` yields (indices, uint8 images) covering the training set once."""
     query = thumbnails(generated)
     best_d = np.full((len(query), 0), np.inf, np.float32)
     best_i = np.zeros((len(query), 0), np.int64)
+    best_c = np.zeros((len(query), 0), np.int64)
     for indices, images in batches:
-        keys = thumbnails(images)
+        small = thumbnails(images).reshape(len(images), THUMB, THUMB, 3)
+        keys = np.concatenate([dihedral(small, code).reshape(len(images), -1) for code in range(8)])
         d = (query ** 2).sum(1)[:, None] - 2 * query @ keys.T + (keys ** 2).sum(1)[None, :]
         all_d = np.concatenate([best_d, d], axis=1)
-        all_i = np.concatenate([best_i, np.broadcast_to(indices, d.shape)], axis=1)
+        all_i = np.concatenate([best_i, np.broadcast_to(np.tile(indices, 8), d.shape)], axis=1)
+        all_c = np.concatenate([best_c, np.broadcast_to(np.repeat(np.arange(8), len(images)), d.shape)], axis=1)
         keep = np.argsort(all_d, axis=1, kind="stable")[:, :k]
         best_d, best_i = np.take_along_axis(all_d, keep, 1), np.take_along_axis(all_i, keep, 1)
-    return best_i
+        best_c = np.take_along_axis(all_c, keep, 1)
+    return best_i, best_c
 
 
 @dataclass(frozen=True)
 class Memorisation:
     max_ssim: np.ndarray  # (n,) the highest SSIM of each generated image against the training set
     nearest: np.ndarray  # (n,) index (in the training split) of that patch
+    transform: np.ndarray  # (n,) the dihedral code of that patch that matched
+    blank: np.ndarray  # (n,) bool: the generated image is near-blank, never counted as a copy
     threshold: float
 
     @property
+    def flagged(self) -> np.ndarray:
+        """(n,) bool: copies of a training patch (at or above the threshold, not near-blank)."""
+        return (self.max_ssim >= self.threshold) & ~self.blank
+
+    @property
     def copies(self) -> int:
-        return int((self.max_ssim >= self.threshold).sum())
+        return int(self.flagged.sum())
 
 
 def memorisation(generated: np.ndarray, batches: Iterable[tuple[np.ndarray, np.ndarray]],
                  read: Callable[[int], np.ndarray], k: int = 16, threshold: float = 0.9) -> Memorisation:
-    """Highest SSIM of each generated image against its k nearest training patches; `read(i)` gives
-    training patch i as the run sees it."""
-    candidates = nearest_candidates(generated, batches, k)
+    """Highest SSIM of each generated image against its k nearest (training patch, dihedral
+    transform) candidates; `read(i)` gives training patch i as the run sees it."""
+    candidates, codes = nearest_candidates(generated, batches, k)
     cache: dict[int, np.ndarray] = {}
-    best, nearest = np.zeros(len(generated)), np.zeros(len(generated), np.int64)
-    for g, row in enumerate(candidates):
+    best, nearest, transform = np.zeros(len(generated)), np.zeros(len(generated), np.int64), np.zeros(len(generated), np.int64)
+    for g, (row, row_codes) in enumerate(zip(candidates.tolist(), codes.tolist())):
         scores = []
-        for i in row.tolist():
+        for i, code in zip(row, row_codes):
             if i not in cache:
                 cache[i] = read(i)
-            scores.append(ssim(generated[g], cache[i]))
+            scores.append(ssim(generated[g], dihedral(cache[i], code)))
         j = int(np.argmax(scores))
-        best[g], nearest[g] = scores[j], row[j]
-    return Memorisation(best, nearest, threshold)
+        best[g], nearest[g], transform[g] = scores[j], row[j], row_codes[j]
+    blank = np.array([near_blank(image) for image in generated], dtype=bool)
+    return Memorisation(best, nearest, transform, blank, threshold)
 
 
 def pairwise_matrix(images: np.ndarray, max_images: int = 64) -> np.ndarray:
