@@ -18,6 +18,7 @@ from core.diffusion import GaussianDiffusion
 from core.diffusion.sampling import ddim_sample, ddpm_sample, guided, respaced_timesteps
 from core.errors import BadInput
 from core.labels import label_of
+from core.outputs import check_writable
 from core.store import queries
 from core.store.db import Store
 from core.train.resources import check_fits, sampling_memory
@@ -151,14 +152,13 @@ def describe_chain(sampler: str, steps: int, num_timesteps: int, eta: float) -> 
 
 
 def check_output(path: Path, suffix: str, option: str) -> None:
+    """BadInput unless `path` is a `suffix` file name that can be written (core.outputs)."""
     path = Path(path)
     if path.is_dir():
         raise BadInput(f"{option} {path}: is a directory; give a {suffix} file name")
     if path.suffix.lower() != suffix:
         raise BadInput(f"{option}: expected a {suffix} file name, got {path}")
-    parent = next((p for p in path.absolute().parents if p.exists()), None)
-    if parent is not None and not parent.is_dir():
-        raise BadInput(f"{option} {path}: {parent} is a file, not a directory")
+    check_writable(path, option)
 
 
 def sample_run(store: Store, run_id, out: Path, n: int = 16, sampler: str = "ddim", steps: int | None = None,
@@ -214,10 +214,10 @@ def sample_run(store: Store, run_id, out: Path, n: int = 16, sampler: str = "ddi
         samples = generate(net, diffusion, n, cfg.image_size, sampler, steps, guidance, label, seed,
                            next(net.parameters()).device, eta, frames=frames, on_step=on_step)
     save_png(out, make_grid(samples.images, scale=factor))
-    written = [Path(out)]
-    queries.add_artifact(store, run.id, "samples", str(Path(out).resolve()), None)
+    written = {"samples": Path(out)}
     if gif is not None:
         save_gif(gif, reverse_process_frames(samples, gif_show, factor))
-        written.append(Path(gif))
-        queries.add_artifact(store, run.id, "gif", str(Path(gif).resolve()), None)
-    return SampleResult(written, describe_chain(sampler, steps, cfg.timesteps, eta))
+        written["gif"] = Path(gif)
+    for kind, path in written.items():  # stored once every file is written: a failed GIF stores nothing
+        queries.add_artifact(store, run.id, kind, str(path.resolve()), None)
+    return SampleResult(list(written.values()), describe_chain(sampler, steps, cfg.timesteps, eta))

@@ -58,6 +58,11 @@ CASES: list[Case] = [
     Case("classifier-train-batch-unbounded", ["classifier", "train", "--data", "{pcam}", "--batch-size", "1000000000",
                                               "--device", "cpu"], 2,
          ["classifier training (--batch-size 1000000000 at 32 px", "needs about", "lower --batch-size"]),
+    # the folder was found unwritable after minutes of sampling (OSError, traceback, the PNG's artifact stored)
+    Case("sample-gif-under-a-file", ["sample", "1", "--out", "{work}/g.png", "--gif", "{work}/afile/r.gif"], 2,
+         ["--gif", "afile is a file, not a directory"], setup="seeded", files={"afile": "x"}),
+    Case("data-demo-onto-a-file", ["data", "demo", "{work}/afile"], 2, ["data demo", "afile: is a file, not a directory"],
+         files={"afile": "x"}),
     Case("ablate-sweep-name-too-long", ["ablate", "--data", "{pcam}", *TINY, "--sweep-name", "x" * 195], 2,
          ["--sweep-name: 195 characters", "at most 200"]),
     # ---- values that must be refused ---------------------------------------------------------------
