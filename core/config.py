@@ -198,6 +198,14 @@ def flag(name: str) -> str:
     return name.replace("_", "-")
 
 
+def check_device(choice: str) -> str:
+    """A `--device` value, one of DEVICES: torch.device would also take 'mps' or 'meta' and fail
+    later, in the middle of the work."""
+    if choice not in DEVICES:
+        raise BadInput(f"--device: unknown value {choice!r} (choose from {', '.join(DEVICES)})")
+    return choice
+
+
 def check_tag(tag: str, where: str) -> str:
     """A tag without surrounding blanks; empty or blank tags are refused."""
     text = str(tag).strip()
@@ -271,6 +279,8 @@ def parse_value(name: str, raw: Any, where: str | None = None) -> Any:
         return ",".join(str(v) for v in parse_int_list(raw, name))
     if text is None:
         refuse("text")
+    if name in INT_LISTS and text and "" in text.replace(" ", "").split(","):
+        refuse("comma-separated integers without an empty item (such as 1,2,4)")
     return text
 
 
@@ -294,11 +304,14 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         raise BadInput(f"{path}: cannot read the config file ({exc.strerror})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise BadInput(f"{path}: not valid TOML ({exc})") from None
-    values = {}
+    values, keys = {}, {}
     for key, value in raw.items():
         name = key.replace("-", "_")
         if name not in FIELD_TYPES:
             raise BadInput(f"{path}: unknown key {key!r}")
+        if name in keys:  # 'dim_mults' and 'dim-mults': which one wins would be a guess
+            raise BadInput(f"{path}: keys {keys[name]!r} and {key!r} both set {name}; keep one")
+        keys[name] = key
         values[name] = parse_value(name, value, f"{path}: key {key!r}")
     return values
 

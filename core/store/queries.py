@@ -97,14 +97,27 @@ def set_status(store: Store, run_id: int, status: str, reason: str | None = None
     return changed
 
 
+ID_MAX = 2**63 - 1  # ids are 64-bit integer keys
+
+
+def parse_id(value: int | str, what: str = "run") -> int:
+    """The one parser of run and sweep ids as users write them: plain ASCII digits only. int() alone
+    would also take '0_1', ' 3', '+3' and non-ASCII digits ('٣' is 3) and so act on a record nobody
+    named. BadInput names the value; NotFound an id out of the key's range."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        key = value
+    elif isinstance(value, str) and value.isascii() and value.isdigit():
+        key = int(value)
+    else:
+        raise BadInput(f"{what} id must be a number (ASCII digits), got {value!r}")
+    if not 0 < key <= ID_MAX:
+        raise NotFound(f"no {what} with id {key} ({what} ids are positive 64-bit integers)")
+    return key
+
+
 def get_run(store: Store, run_id: int | str) -> Run:
     """The run with this id; BadInput when there is none."""
-    try:
-        key = int(run_id)
-    except (TypeError, ValueError):
-        raise BadInput(f"run id must be a number, got {run_id!r}") from None
-    if not 0 < key < 2**63:
-        raise NotFound(f"no run with id {key} (run ids are positive 64-bit integers)")
+    key = parse_id(run_id, "run")
     with store.session() as s:
         run = s.get(Run, key)
     if run is None:
@@ -524,12 +537,9 @@ def eval_jobs(store: Store, run_ids: Iterable[int] | None = None, status: str | 
 
 def get_sweep(store: Store, sweep_id: int | str) -> Sweep:
     """The sweep with this id; BadInput when there is none."""
-    try:
-        key = int(sweep_id)
-    except (TypeError, ValueError):
-        raise BadInput(f"sweep id must be a number, got {sweep_id!r}") from None
+    key = parse_id(sweep_id, "sweep")
     with store.session() as s:
-        sweep = s.get(Sweep, key) if 0 < key < 2**63 else None
+        sweep = s.get(Sweep, key)
     if sweep is None:
         raise BadInput(f"no sweep with id {key}")
     return sweep

@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from core.config import TrainConfig
+from core.config import TrainConfig, check_device
 from core.data import CLASS_LABELS, PatchStream, open_split, selected_indices, to_model_input
 from core.diffusion import GaussianDiffusion, make_betas
 from core.errors import BadInput, WorkFailed
@@ -48,7 +48,8 @@ class StepStats:
 
 
 def pick_device(choice: str) -> torch.device:
-    if choice == "cuda" and not torch.cuda.is_available():
+    """The torch device of a `--device` value (auto: CUDA when there is one)."""
+    if check_device(choice) == "cuda" and not torch.cuda.is_available():
         raise BadInput("--device cuda: no CUDA device is available")
     if choice == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
