@@ -17,7 +17,8 @@ def read_only(tmp_path):
     """A read-only tmpfs (the test is skipped where this process may not mount one)."""
     where = tmp_path / "ro"
     where.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(where)], capture_output=True).returncode:
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(where)], capture_output=True)
+    if mount.returncode:
         pytest.skip("mounting a tmpfs is not permitted here")
     try:
         yield where

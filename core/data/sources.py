@@ -220,7 +220,8 @@ def verify_kaggle_images(root: Path, ids: list[str], cache: Path | None = None) 
     return verified_once(cache, "kaggle", root, paths, decode_all)
 
 
-def verified_once(cache: Path | None, kind: str, root: Path, paths: list[Path], verify: Callable[[], list[str]]) -> list[str]:
+def verified_once(cache: Path | None, kind: str, root: Path, paths: list[Path],
+                  verify: Callable[[], list[str]]) -> list[str]:
     """`verify()`'s problem lines, except that with `cache` files unchanged since they last passed
     (same names, sizes and modification times) are not verified again."""
     stamp = cache / (f"{kind}-verified-" + hashlib.sha1(str(root.resolve()).encode()).hexdigest()) if cache else None
