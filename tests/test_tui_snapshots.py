@@ -48,3 +48,26 @@ def test_help_screen(snap_compare, tui_app, size):
         await pilot.pause(0.2)
 
     assert snap_compare(tui_app, terminal_size=size, run_before=before)
+
+
+def test_compare_screen_fits_80x24(snap_compare, tui_app):
+    """Chart, sample grids and the config table all in view on 24 rows."""
+    async def before(pilot):
+        await rows_loaded(pilot)
+        pilot.app.open_compare([1, 2])
+        while len([v for v in pilot.app.screen.query("SampleView") if v.path]) < 2:  # both grids drawn
+            await pilot.pause(0.05)
+        await pilot.pause(0.5)
+
+    assert snap_compare(tui_app, terminal_size=(80, 24), run_before=before)
+
+
+@pytest.mark.parametrize("key", ["2", "3"], ids=["launch", "ablation"])
+def test_form_screens_fit_80x24(snap_compare, tui_app, key):
+    """The launch form's and the ablation grid's buttons and every footer key in 80 columns."""
+    async def before(pilot):
+        await rows_loaded(pilot)
+        await pilot.press(key)
+        await pilot.pause(0.5)
+
+    assert snap_compare(tui_app, terminal_size=(80, 24), run_before=before)

@@ -19,7 +19,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.widgets import DataTable, Footer, Header, Input, Label, Static
+from textual.widgets import DataTable, Header, Input, Label, Static
 from textual.worker import get_current_worker
 from textual_image.widget import Image
 
@@ -29,6 +29,7 @@ from core.text import printable
 from ddpm_tui.keys import bindings
 from ddpm_tui.tui.failures import reported
 from ddpm_tui.tui.screens.base import AppScreen
+from ddpm_tui.tui.widgets.keys_footer import KeysFooter
 from ddpm_tui.tui.widgets.plain import PlainTable, plain
 
 DEFAULT_TRIALS = 10
@@ -117,7 +118,7 @@ class BlindTestScreen(AppScreen):
                            ("p", "p (vs guessing)"), ("verdict", "verdict")):
             table.add_column(label, key=key)
         yield table
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.title = "ddpm-tui — blind test"

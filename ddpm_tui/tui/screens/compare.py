@@ -8,7 +8,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from core.api import RunView
 from core.errors import NotFound
@@ -18,6 +18,7 @@ from ddpm_tui.tui.failures import reported
 from ddpm_tui.tui.screens.base import AppScreen
 from ddpm_tui.tui.screens.chart_controls import ChartControls
 from ddpm_tui.tui.screens.runs import STATUS_STYLE, fmt_float
+from ddpm_tui.tui.widgets.keys_footer import KeysFooter
 from ddpm_tui.tui.widgets.loss_chart import LossChart
 from ddpm_tui.tui.widgets.sample_view import SampleView
 
@@ -73,7 +74,7 @@ class CompareScreen(ChartControls, AppScreen):
         yield LossChart(id="compare-chart")
         yield Horizontal(id="compare-samples")
         yield PlainTable(id="compare-diff", cursor_type="column", zebra_stripes=True)
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.title = "ddpm-tui — compare runs"

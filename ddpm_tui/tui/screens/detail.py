@@ -11,7 +11,6 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import (
     DataTable,
-    Footer,
     Header,
     Log,
     Static,
@@ -32,6 +31,7 @@ from ddpm_tui.tui.screens.runs import (
     fmt_float,
     run_label,
 )
+from ddpm_tui.tui.widgets.keys_footer import KeysFooter
 from ddpm_tui.tui.widgets.loss_chart import LossChart
 from ddpm_tui.tui.widgets.plain import PlainTable, plain
 from ddpm_tui.tui.widgets.sample_view import SampleView, ZoomedGrid
@@ -123,7 +123,7 @@ class RunDetailScreen(ChartControls, AppScreen):
                 yield Static("", id="detail-config")
             with TabPane("History", id="tab-history"):
                 yield PlainTable(id="detail-history", cursor_type="row")
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.title = f"run {self.run_id}"

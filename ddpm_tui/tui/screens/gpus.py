@@ -13,12 +13,13 @@ from collections import deque
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from core import host
 from ddpm_tui.keys import bindings
 from ddpm_tui.tui.nvml import NO_GPU, _nvml, nvml_problem, read_gpus
 from ddpm_tui.tui.screens.base import AppScreen
+from ddpm_tui.tui.widgets.keys_footer import KeysFooter
 from ddpm_tui.tui.widgets.loss_chart import LossChart
 from ddpm_tui.tui.widgets.plain import PlainTable
 
@@ -73,7 +74,7 @@ class GpuScreen(AppScreen):
             table.add_column(column, key=column)
         yield table
         yield LossChart(id="gpu-chart")
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.title = "ddpm-tui — machine"

@@ -9,12 +9,13 @@ from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Button, Footer, Header, Input, Label, Select, Static, Switch
+from textual.widgets import Button, Header, Input, Label, Select, Static, Switch
 
 from core.config import DEMO_PRESET, FIELD_TYPES, TrainConfig, flag, parse_value
 from core.errors import BadConfig, BadInput
 from ddpm_tui.keys import bindings
 from ddpm_tui.tui.screens.base import AppScreen
+from ddpm_tui.tui.widgets.keys_footer import KeysFooter
 
 FIELDS = dataclasses.fields(TrainConfig)
 DEFAULTS: dict[str, Any] = TrainConfig().to_dict()
@@ -83,7 +84,7 @@ class LaunchScreen(AppScreen):
         with VerticalScroll(id="launch-form", can_focus=False):
             for f in FIELDS:
                 yield self._field_row(f)
-        yield Footer()
+        yield KeysFooter()
 
     def _field_row(self, f: dataclasses.Field) -> Vertical:
         help_text = f.metadata.get("help", "")

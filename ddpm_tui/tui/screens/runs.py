@@ -6,7 +6,7 @@ from rich.cells import cell_len
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import DataTable, Header, Input, Static
 
 from core.api import RunView
 from ddpm_tui.keys import bindings
@@ -108,7 +108,7 @@ class RunsScreen(AppScreen):
             table.add_column(label, key=key)
         yield table
         yield Input(placeholder="filter: words in name, tags, status or key=value", id="runs-filter", classes="hidden")
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.title = "ddpm-tui — runs"
