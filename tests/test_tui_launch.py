@@ -140,7 +140,7 @@ async def test_queue_creates_a_queued_run_with_the_form_config(tui_app, tmp_path
         runs = queries.list_runs(pilot.app.lab.store)
         run = runs[-1]
         assert len(runs) == 4 and run.status == "queued" and run.name == "from-form"
-        assert run.config == expected
+        assert run.config == {**expected, "warmup_steps": 12}  # the warm-up is capped at a tenth of the run
         assert run.config["schedule"] == "linear" and run.config["augment"] is False
         assert run.config["max_steps"] == 123 and run.config["tag"] == ["a", "b"]
         assert run.pid is None  # queue mode starts no process
