@@ -546,10 +546,21 @@ def classifier_train(
     check_device(device)
     request = plan_classifier(data, image_size, preprocess, max_steps, batch_size, seed, device)
     store = open_store(ctx_store)
-    with _stage_progress(Console(stderr=True)) as progress:
-        task = progress.add_task("classifier", total=max_steps)
-        row = train_and_store_classifier(store, ctx_store[1], request, device,
-                                         on_step=lambda step, loss: progress.update(task, completed=step))
+    reached = 0
+
+    def on_step(step: int, loss: float) -> None:
+        nonlocal reached
+        reached = step
+        progress.update(task, completed=step)
+
+    try:
+        with _stage_progress(Console(stderr=True)) as progress:
+            task = progress.add_task("classifier", total=max_steps)
+            row = train_and_store_classifier(store, ctx_store[1], request, device, on_step=on_step)
+    except KeyboardInterrupt:  # say where it stopped, as train does, instead of a bare "aborted"
+        typer.echo(f"classifier training interrupted at step {reached}/{max_steps}; nothing stored (a classifier "
+                   "is stored once trained)", err=True)
+        raise typer.Exit(130) from None
     auc = f"{row.auc:.3f}" if row.auc is not None else "-"
     typer.echo(f"classifier {row.id}: accuracy {row.accuracy:.3f}, ROC AUC {auc} on {row.n_eval} {row.split} "
                f"patches ({row.image_size} px, {row.preprocess})", err=True)
