@@ -239,6 +239,8 @@ class FakeApiServer:
     def __init__(self, namespaces=("default",)):
         self.namespaces, self.requests, self.jobs = set(namespaces), [], {}
         self.job_status = {"active": 1}
+        self.refuse_services = False
+        self.on_delete = lambda job: None
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -287,6 +289,9 @@ class FakeApiServer:
                 return 200, {"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": m[1]}}
             return self.not_found(f'namespaces "{m[1]}"')
         if re.fullmatch(r"/api/v1/namespaces/[^/]+/services", path) and method == "POST":
+            if self.refuse_services:
+                return 403, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden",
+                             "message": "services is forbidden", "code": 403}
             return 201, body
         if m := re.fullmatch(r"/apis/batch/v1/namespaces/([^/]+)/jobs", path):
             created = {**body, "metadata": {**body["metadata"], "uid": f"uid-{len(self.jobs)}-{body['metadata']['name']}"}}
@@ -296,6 +301,7 @@ class FakeApiServer:
             if m[2] not in self.jobs:
                 return self.not_found(f'jobs.batch "{m[2]}"')
             if method == "DELETE":
+                self.on_delete(m[2])
                 del self.jobs[m[2]]
                 return 200, ok
             return 200, {**self.jobs[m[2]], "status": self.job_status}
@@ -402,3 +408,111 @@ def test_a_job_that_fails_before_its_trainer_starts_ends_the_run_failed(workdir,
     shown = json.loads(cli("--db", postgres_url, "runs", "show", run_id, "--json").out)
     assert shown["job_state"] == "failed" and shown["status"] == "failed"
     assert shown["exit_reason"] == f"job default/ddpm-tui-run-{run_id} failed before training started"
+
+
+def test_the_service_is_owned_by_its_job_and_a_stop_keeps_every_pods_log(workdir, cli, api_server, postgres_url):
+    run_id = int(cli("--db", postgres_url, "launch", "--executor", "k8s", "--image", "img", "--nodes", 2, *TRAIN).out)
+    name = f"ddpm-tui-run-{run_id}"
+    posts = [path for method, path, _, _ in api_server.requests if method == "POST"]
+    assert posts[0].endswith("/jobs") and posts[1].endswith("/services"), "the job first: the Service needs its uid"
+    service = submitted(api_server, "/services")[0]
+    assert service["metadata"]["ownerReferences"] == [{"apiVersion": "batch/v1", "kind": "Job", "name": name,
+                                                       "uid": api_server.jobs[name]["metadata"]["uid"],
+                                                       "blockOwnerDeletion": False}]
+    validate_all({"kind": "List", "items": [service]})
+
+    assert cli("--db", postgres_url, "runs", "stop", run_id).code == 0
+    calls = [(method, path) for method, path, _, _ in api_server.requests]
+    log_read = calls.index(("GET", f"/api/v1/namespaces/default/pods/{name}-0-abcde/log"))
+    assert log_read < calls.index(("DELETE", f"/apis/batch/v1/namespaces/default/jobs/{name}"))
+    saved = workdir / "runs" / str(run_id) / "pods" / f"{name}-0-abcde.log"
+    assert saved.read_text() == "starting run 1\nstep 10/100 loss 0.5000 900.0 img/s eta 5s\n"
+
+    assert name not in api_server.jobs  # the job and its pods (so their logs) are gone from the cluster
+    r = cli("--db", postgres_url, "runs", "logs", run_id, "--tail", 1)
+    assert r.code == 0 and r.out.strip() == "step 10/100 loss 0.5000 900.0 img/s eta 5s", r
+
+
+def test_a_job_whose_service_cannot_be_made_is_deleted_and_nothing_is_stored(workdir, cli, api_server, postgres_url):
+    api_server.refuse_services = True
+    r = cli("--db", postgres_url, "launch", "--executor", "k8s", "--image", "img", *TRAIN)
+    assert r.code == 1 and "creating the rendezvous service: 403" in r.err, r
+    assert api_server.jobs == {} and queries.list_runs(Store(postgres_url)) == []
+
+
+def test_a_pod_lost_to_a_disruption_is_replaced_and_the_run_continues_from_its_checkpoint(workdir, cli, pcam,
+                                                                                         postgres_url):
+    """The pods of a job, played by processes given its environment: a SIGTERM with no stop requested
+    (a preemption) leaves the run for the replacement pod, which continues it; a failed pod's
+    replacement (--max-restarts) continues it too; a user's stop still ends it stopped."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import TINY, poll_until, wait_for_checkpoint
+    from core.runner.heartbeat import STOP_REQUESTED
+
+    r = cli("--db", postgres_url, "launch", "--executor", "k8s", "--image", "img", "--dry-run", "--data", str(pcam),
+            *TINY, "--max-steps", "100000", "--ckpt-every", "5")
+    assert r.code == 0, r
+    store = Store(postgres_url)
+    run = queries.list_runs(store)[0]
+    env = {**os.environ, "DDPM_TUI_DB": postgres_url, "DDPM_TUI_K8S_JOB": f"ddpm-tui-run-{run.id}"}
+    ckpts = workdir / "runs" / str(run.id) / "checkpoints"
+
+    def pod():
+        return subprocess.Popen([sys.executable, "-m", "core.runner.execute", str(run.id)], env=env, cwd=workdir,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+    def resumed_in(pod_process, times):
+        """Whether `pod_process` took the run over and resumed it (the `times`th resume)."""
+        current = queries.get_run(store, run.id)
+        log = (workdir / "runs" / str(run.id) / "train.log").read_text()
+        return current.status == "running" and current.pid == pod_process.pid and \
+            log.count(f"resuming run {run.id} from ckpt-") == times
+
+    pods = []
+    try:
+        pods.append(first := pod())
+        wait_for_checkpoint(first, ckpts / "ckpt-00000005.pt")
+        os.killpg(first.pid, signal.SIGTERM)  # preempted: nobody asked for a stop
+        assert first.wait(timeout=120) == 1, "the disrupted pod fails, so its job replaces it"
+        left = queries.get_run(store, run.id)
+        assert (left.status, left.started_at) == ("running", None) and left.step >= 5
+        assert f"preempted at step {left.step}" in queries.status_events(store, run.id)[-1].reason
+
+        pods.append(second := pod())
+        poll_until(lambda: resumed_in(second, 1), timeout=120)
+        queries.set_status(store, run.id, "failed", reason="CUDA error: an illegal memory access")  # a crash
+        os.killpg(second.pid, signal.SIGKILL)
+        second.wait(timeout=30)
+
+        pods.append(third := pod())
+        poll_until(lambda: resumed_in(third, 2), timeout=120)
+        queries.update_run(store, run.id, exit_reason=STOP_REQUESTED)  # what `runs stop` stamps first
+        os.killpg(third.pid, signal.SIGTERM)
+        assert third.wait(timeout=120) == 0, third.stderr.read()
+    finally:
+        for p in pods:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+    assert queries.get_run(store, run.id).status == "stopped"
+    log = (workdir / "runs" / str(run.id) / "train.log").read_text()
+    assert log.count(f"resuming run {run.id} from ckpt-") == 2 and log.count(f"starting run {run.id}") == 1
+
+
+@pytest.mark.parametrize("verb, request_", [("stop", "stop requested"), ("kill", "kill requested")])
+def test_a_users_stop_is_stamped_in_the_store_before_the_job_is_deleted(workdir, cli, api_server, postgres_url,
+                                                                         verb, request_):
+    """So the trainer, given SIGTERM, ends the run as asked instead of waiting for a replacement pod."""
+    import time
+
+    run_id = int(cli("--db", postgres_url, "launch", "--executor", "k8s", "--image", "img", *TRAIN).out)
+    store = Store(postgres_url)
+    queries.update_run(store, run_id, started_at=time.time())  # its trainer took it over
+    seen = []
+    api_server.on_delete = lambda job: seen.append(queries.get_run(store, run_id).exit_reason)
+    assert cli("--db", postgres_url, "runs", verb, run_id).code == 0
+    assert seen == [request_]

@@ -46,6 +46,7 @@ LABEL_KEY = re.compile(r"([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-
 LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
 DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 DISRUPTION = {"type": "DisruptionTarget", "status": "True"}  # preempted, evicted, its node drained
+JOB_ENV = "DDPM_TUI_K8S_JOB"  # in a pod: its job's name (a SIGTERM without a user's stop is a disruption)
 
 
 @dataclass(frozen=True)
@@ -247,6 +248,7 @@ def manifests(run_id: int, runs_dir: Path, placement: Placement, name: str | Non
             {"name": "DDPM_TUI_DB", "valueFrom": {"secretKeyRef": {"name": placement.store_secret, "key": "url"}}},
             {"name": "DDPM_TUI_RUNS", "value": str(runs_dir)},
             {"name": "PYTHONUNBUFFERED", "value": "1"},
+            {"name": JOB_ENV, "value": name},
         ],
         "ports": [{"containerPort": port, "name": "rendezvous"}],
         "resources": _resources(placement),
@@ -256,7 +258,9 @@ def manifests(run_id: int, runs_dir: Path, placement: Placement, name: str | Non
     pod = {
         "subdomain": name,
         "restartPolicy": "Never",
-        "terminationGracePeriodSeconds": 120,  # SIGTERM: the trainer checkpoints, then ends stopped
+        # SIGTERM: the trainer checkpoints, then ends stopped (a user's stop) or waits for the pod that
+        # replaces this one (a disruption: core.train.run.disrupted_pod)
+        "terminationGracePeriodSeconds": 120,
         "securityContext": {"runAsNonRoot": True, "runAsUser": placement.run_as_user,
                             "runAsGroup": placement.run_as_user, "fsGroup": placement.run_as_user,
                             "seccompProfile": {"type": "RuntimeDefault"}},

@@ -290,7 +290,8 @@ def stop(store: Store, run_id, wait: float = 0.0) -> StopResult:
     """SIGTERM: the trainer checkpoints and records `stopped`. Optionally wait for that. A run on a
     cluster is stopped by deleting its job, whose pods get the SIGTERM."""
     run = _running(store, run_id)
-    if on_cluster(run):
+    if on_cluster(run):  # stamped first: the trainer then knows its SIGTERM is this stop, not a preemption
+        queries.update_run(store, run.id, expect=("running",), exit_reason=STOP_REQUESTED)
         end_on_cluster(run, kill=False)
         if queries.set_status(store, run.id, "stopped", reason="stopped before training started", expect=("running",),
                               match={"started_at": None}):
@@ -320,6 +321,7 @@ def kill(store: Store, run_id, grace: float = 10.0) -> StopResult:
     on a cluster is killed by deleting its job with no grace period."""
     run = _running(store, run_id)
     if on_cluster(run):
+        queries.update_run(store, run.id, expect=("running",), exit_reason=KILL_REQUESTED)
         end_on_cluster(run, kill=True)
         queries.set_status(store, run.id, "killed", reason=f"job {run.external_id} killed", expect=("running",))
         return StopResult(queries.get_run(store, run.id), f"run {run.id}: killed")

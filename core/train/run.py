@@ -28,7 +28,7 @@ from core.data import cache_dir, open_split, resolve_data, selected_indices
 from core.data.check import image_problems
 from core.data.sources import KaggleSplit, PCAM_SPLITS, detect_layout
 from core.errors import BadInput, NeedsRestart, WorkFailed
-from core.runner.heartbeat import KILL_REQUESTED, Heartbeat
+from core.runner.heartbeat import CONTROL_REQUESTS, KILL_REQUESTED, Heartbeat
 from core.runner.liveness import owner_fields, reconcile
 from core.runner.processes import rendezvous_endpoint
 from core.runner.run_lock import RunDirLock, trainer_holding
@@ -215,6 +215,7 @@ def execute_run(store: Store, run_id: int, on_step: Callable[[StepStats], None] 
             ended = replicas.from_main(None)
             return ended or _train_beside_main(run, cfg, replicas, stop)
         with RunDirLock(run.run_dir, run_id):
+            _take_back_from_failed_pod(store, run)
             taken = queries.update_run(store, run_id, expect=("running",), match={"started_at": None},
                                        started_at=time.time(), **owner_fields(pgid=os.getpgid(0)))
             if not taken:
@@ -288,6 +289,8 @@ def _train(store: Store, run: queries.Run, cfg: TrainConfig, replicas: Replicas,
         current = queries.get_run(store, run_id)  # killed while lost: it stays killed
         if outcome == "stopped" and (current.exit_reason == KILL_REQUESTED or current.status == "killed"):
             outcome, reason = "killed", f"killed at step {trainer.step} (SIGTERM; it checkpointed first)"
+        elif outcome == "stopped" and disrupted_pod(current):
+            return _hand_back_to_job(store, run_id, trainer)
         queries.set_status(store, run_id, outcome, reason=reason, step=trainer.step,
                            checkpoint_path=_latest_ckpt(trainer))
         log.info("run %d %s: %s", run_id, outcome, reason)
@@ -309,6 +312,37 @@ def _train(store: Store, run: queries.Run, cfg: TrainConfig, replicas: Replicas,
             trainer.close()
         logging.getLogger("ddpm_tui").removeHandler(handler)
         handler.close()
+
+
+def disrupted_pod(run: queries.Run) -> bool:
+    """Whether a stop of `run` came from its Kubernetes cluster (a preemption, a node drained), not
+    from its user: `runs stop` and `kill` stamp their request in the store before deleting the job."""
+    from core.executors.k8s import JOB_ENV
+
+    return bool(os.environ.get(JOB_ENV)) and run.status == "running" and run.exit_reason not in CONTROL_REQUESTS
+
+
+def _hand_back_to_job(store: Store, run_id: int, trainer: Trainer) -> str:
+    """After a disruption: leave the run waiting for its job, whose replacement pod continues it
+    from the checkpoint just written. Returns "preempted" (the pod then fails, as a disrupted pod,
+    which its job's podFailurePolicy does not count)."""
+    step = trainer.step
+    queries.set_status(store, run_id, "running", reason=f"preempted at step {step}: its job replaces the pod",
+                       expect=("running",), started_at=None, host="k8s", pid=None, pgid=None,
+                       heartbeat_at=queries.database_clock(store), step=step, checkpoint_path=_latest_ckpt(trainer))
+    log.info("run %d preempted at step %d: checkpointed; a new pod of its job continues it", run_id, step)
+    return "preempted"
+
+
+def _take_back_from_failed_pod(store: Store, run: queries.Run) -> None:
+    """A pod that its job started in place of a failed one (--max-restarts) continues the run that
+    pod left failed, from its last checkpoint."""
+    from core.executors.k8s import JOB_ENV
+
+    job = os.environ.get(JOB_ENV)
+    if job and run.status == "failed" and (run.external_id or "").endswith(f"/{job}"):
+        queries.set_status(store, run.id, "running", reason=f"its job {run.external_id} replaced the failed pod",
+                           expect=("failed",), started_at=None, ended_at=None, exit_reason=None)
 
 
 def _latest_ckpt(trainer: Trainer) -> str | None:
