@@ -91,6 +91,21 @@ def test_cli_keys_lists_remaps_and_refuses_a_bad_file(tmp_path, monkeypatch, cli
     assert result.err.strip() == f"error: {path}: [keys] app.quit and runs.kill both use 'q' on the Runs table screen"
 
 
+def test_a_key_textual_cannot_deliver_stops_ddpm_tui_before_the_tui_starts(tmp_path, monkeypatch, cli):
+    def tui_started(*args, **kwargs):
+        raise AssertionError("the TUI started with runs.kill on a key no terminal sends")
+
+    path = tmp_path / "tui.toml"
+    path.write_text('[keys]\n"runs.kill" = "ctrl+banana"\n')
+    monkeypatch.setenv("DDPM_TUI_CONFIG", str(path))
+    monkeypatch.setattr("ddpm_tui.cli.open_tui", tui_started)
+    result = cli()
+    assert result.code == 2 and result.out == ""
+    assert result.err.strip() == (f"error: {path}: [keys] runs.kill = 'ctrl+banana': 'banana' is not a key name "
+                                  "(a character such as \"j\" or \"G\", or a name such as \"enter\", \"f5\", "
+                                  "\"question_mark\")")
+
+
 # ---- the app ---------------------------------------------------------------------------------------------
 @pytest.mark.asyncio
 async def test_a_remapped_key_acts_and_the_old_one_no_longer_does(tui_app):
