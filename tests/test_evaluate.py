@@ -287,3 +287,15 @@ def test_an_evaluation_that_yields_nan_is_a_failure_with_its_reason_never_a_stor
     failed = queries.get_eval_job(store, job.id)
     assert failed.status == "failed" and "evaluation failed for nll" in failed.reason
     assert len(queries.evaluations(store)) == before
+
+
+def test_the_detached_evaluation_prints_fid_without_an_interval(evaluated, monkeypatch, capsys):
+    """FID is stored without an interval now; the TUI's detached evaluation printed every row's."""
+    from core.evaluate import job
+    from core.locations import STORE_ENV
+
+    monkeypatch.chdir(evaluated)
+    monkeypatch.setenv(STORE_ENV, "sqlite:///runs.db")
+    assert job.main(["1", "--metrics", "fid", "--n", "16"]) == 0
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("run 1 fid")]
+    assert len(printed) == 1 and "[" not in printed[0], printed

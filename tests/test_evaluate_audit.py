@@ -275,3 +275,12 @@ def test_eval_refuses_a_classifier_that_trained_on_the_runs_test_patches(workdir
     assert r.code == 2 and len(r.err.strip().splitlines()) == 1, r
     assert f"it trained on {len(leaked)} patches of run 1's test split (e.g. {leaked[0]})" in r.err, r
     assert store_fingerprint(workdir) == before
+
+
+def test_pairwise_matrix_takes_a_seeded_random_subset_not_the_first_images_in_file_order():
+    rng = np.random.default_rng(14)
+    images = np.concatenate([np.repeat(textured(rng, 1), 6, axis=0), textured(rng, 6)])  # 6 alike, then 6 apart
+    first_six = ssim.pairwise_matrix(images[:6], max_images=6)
+    drawn = ssim.pairwise_matrix(images, max_images=6, seed=3)
+    assert np.allclose(first_six, 1.0) and not np.allclose(drawn, 1.0)
+    np.testing.assert_array_equal(drawn, ssim.pairwise_matrix(images, max_images=6, seed=3))

@@ -387,7 +387,7 @@ def draw_samples(net, diffusion, cfg, plan: EvalPlan, device, progress) -> np.nd
 
 
 def ssim_results(cfg, plan: EvalPlan, samples: np.ndarray, real: np.ndarray, progress) -> list[Result]:
-    return [memorisation_result(cfg, plan, samples, progress), diversity_result(samples, real, progress)]
+    return [memorisation_result(cfg, plan, samples, progress), diversity_result(samples, real, progress, plan.seed)]
 
 
 def memorisation_result(cfg, plan: EvalPlan, samples: np.ndarray, progress) -> Result:
@@ -436,12 +436,12 @@ def memorisation_figure(samples: np.ndarray, matches: np.ndarray, captions: list
     return np.asarray(canvas)
 
 
-def diversity_result(samples: np.ndarray, real: np.ndarray, progress) -> Result:
+def diversity_result(samples: np.ndarray, real: np.ndarray, progress, seed: int) -> Result:
     """`ssim_diversity`: the distance of the samples' mean pairwise SSIM to the real held-out
     patches' own, lower is better (the raw pairwise SSIM ranked pure noise best)."""
-    generated_matrix = ssim.pairwise_matrix(samples)
+    generated_matrix = ssim.pairwise_matrix(samples, seed=seed)
     progress("ssim", 1, 3)
-    real_matrix = ssim.pairwise_matrix(real)
+    real_matrix = ssim.pairwise_matrix(real, seed=seed)
     progress("ssim", 1, 3)
     found = ssim.diversity(generated_matrix, real_matrix)
     return Result("ssim_diversity", found.distance, *found.distance_ci, len(samples), {
