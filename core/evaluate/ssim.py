@@ -106,7 +106,8 @@ def memorisation(generated: np.ndarray, batches: Iterable[tuple[np.ndarray, np.n
     transform) candidates; `read(i)` gives training patch i as the run sees it."""
     candidates, codes = nearest_candidates(generated, batches, k)
     cache: dict[int, np.ndarray] = {}
-    best, nearest, transform = np.zeros(len(generated)), np.zeros(len(generated), np.int64), np.zeros(len(generated), np.int64)
+    best = np.zeros(len(generated))
+    nearest, transform = np.zeros(len(generated), np.int64), np.zeros(len(generated), np.int64)
     for g, (row, row_codes) in enumerate(zip(candidates.tolist(), codes.tolist())):
         scores = []
         for i, code in zip(row, row_codes):
