@@ -83,3 +83,13 @@ def test_ctrl_c_while_waiting_for_other_nodes_stops_the_run_with_a_clean_line(tm
         assert (run.status, run.exit_reason) == ("stopped", "interrupted (Ctrl-C) before training started")
     finally:
         end_all(proc, tmp_path / "cache")
+
+
+@pytest.mark.parametrize("run_id", ["\u0663", "0_1", "+1"])
+def test_a_runs_own_entry_point_takes_plain_digits_only(run_id, tmp_path, monkeypatch, capsys):
+    from core.runner.execute import main
+
+    monkeypatch.setenv("DDPM_TUI_DB", f"sqlite:///{tmp_path / 'runs.db'}")
+    assert main([run_id]) == 2
+    assert "usage:" in capsys.readouterr().err
+    assert not (tmp_path / "runs.db").exists()

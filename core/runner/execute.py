@@ -17,7 +17,7 @@ from core.locations import STORE_ENV
 def main(argv: list[str] | None = None) -> int:
     parent = os.getppid()  # before the slow imports: under torchrun, the agent (see exit_with_agent)
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1 or not args[0].isdigit() or STORE_ENV not in os.environ:
+    if len(args) != 1 or not (args[0].isascii() and args[0].isdigit()) or STORE_ENV not in os.environ:
         print(f"usage: {STORE_ENV}=URL python -m core.runner.execute RUN_ID", file=sys.stderr)
         return 2
     from core.store.db import Store
