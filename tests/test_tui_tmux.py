@@ -57,7 +57,7 @@ def tmux_app(tmp_path):
 
 def test_real_terminal_walk_through_every_view(tmux_app):
     screen = tmux_app.wait_for("seed-3")
-    assert "seed-1" in screen and "finished" in screen and "q Quit  ? Help" in screen, screen
+    assert "seed-1" in screen and "finished" in screen and "q Quit ? Help" in screen, screen
     views = {"2": "launch a run", "3": "ablation", "5": "blind test", "1": "runs"}
     for key, title in views.items():
         tmux_app.keys(key)
@@ -97,5 +97,24 @@ def test_a_store_with_markup_and_escapes_in_names_opens_in_a_real_terminal(tmp_p
                                capture_output=True, text=True).stdout
         assert "pwned" not in title, "an OSC sequence from a run name reached the terminal"
         term.keys("q")
+    finally:
+        term.close()
+
+
+def test_at_80x24_footers_keep_their_last_key_and_f_keys_leave_a_text_field(tmp_path):
+    write_pcam(tmp_path / "pcam")
+    seed_store(tmp_path)
+    term = Tmux(f"ddpm-test-{os.getpid()}-{time.monotonic_ns()}", tmp_path, f"{sys.executable} -m ddpm_tui",
+                size=(80, 24))
+    try:
+        screen = term.wait_for("seed-3")
+        assert screen.rstrip().splitlines()[-1].rstrip().endswith("x Delete"), screen  # the runs footer's last key
+        term.keys("5")
+        term.wait_for("ddpm-tui — blind test")
+        term.keys("e", "BSpace", "BSpace", "4")  # the run id field has the keyboard: 4 is text there
+        time.sleep(0.5)
+        assert "ddpm-tui — blind test" in term.screen()
+        term.keys("F1")
+        term.wait_for("ddpm-tui — runs")
     finally:
         term.close()
