@@ -30,6 +30,11 @@ def test_redact_hides_every_form_of_password(url):
     assert "alice" in shown or "user=a" in shown, "only the secret is hidden"
 
 
+def test_redact_hides_the_password_of_a_url_sqlalchemy_cannot_parse():
+    shown = redact("postgresql+psycopg://alice:S3@cret@[::1]:5432/runs?sslpassword=S3cret")
+    assert shown == "postgresql+psycopg://***@[::1]:5432/runs?sslpassword=***"
+
+
 def test_redact_leaves_a_url_without_secrets_as_typed():
     for url in ("sqlite:///runs.db", "sqlite:////tmp/a@b/runs.db", "postgresql+psycopg://alice@db.example:5432/runs"):
         assert redact(url) == url

@@ -94,7 +94,7 @@ def redact(url: str) -> str:
         parsed = make_url(url)
     except Exception:  # not parseable: hide all that is before the last '@', and secret parameters
         hidden = re.sub(r"://.*@", "://***@", url, flags=re.S)
-        return re.sub(r"([?&][^=&]*(?:pass|pwd|secret|token)[^=&]*=)[^&]*", r"\1***", hidden, flags=re.I)
+        return re.sub(rf"([?&][^=&]*(?:{_SECRET_PARAMETER.pattern})[^=&]*=)[^&]*", r"\1***", hidden, flags=re.I)
     secret_keys = {key for key in parsed.query if _SECRET_PARAMETER.search(key)}
     if parsed.password is None and not secret_keys:
         return url  # shown as typed
@@ -302,6 +302,7 @@ def store_failure(exc: BaseException, url: str) -> BadInput | WorkFailed | None:
 
 
 def _full(db_file: Path | None) -> bool:
+    """Whether the filesystem of an SQLite store has (almost) no room left."""
     try:
         return db_file is not None and shutil.disk_usage(db_file.parent).free < FULL_BELOW_BYTES
     except OSError:
