@@ -96,11 +96,11 @@ CASES: list[Case] = [
          ["c.toml: key 'dim-mults'", "'1,2,'"], files={"c.toml": 'dim-mults = "1,2,"\n'}),
     # above T the estimate silently became the exact bound; the train split is not held out
     Case("eval-nll-timesteps-above-t", ["eval", "1", "--nll-timesteps", "1001"], 2,
-         ["--nll-timesteps 1001", "run 1's 1000 diffusion steps"], setup="seeded"),
+         ["--nll-timesteps 1001", "the 1000 diffusion steps of run 1"], setup="seeded"),
     Case("eval-split-train", ["eval", "1", "--split", "train"], 2, ["--split: 'train' is not a held-out split"],
          setup="seeded"),
     Case("ablate-eval-nll-timesteps-above-t", ["ablate", "--data", "{pcam}", *TINY, "--eval-on-finish", "nll",
-                                               "--eval-nll-timesteps", "51"], 2, ["--nll-timesteps 51", "50 diffusion steps"],
+                                               "--eval-nll-timesteps", "51"], 2, ["--eval-nll-timesteps 51", "50 diffusion steps"],
          setup="seeded"),
     # int() took '0_1' as 1 and '٣' (Arabic-Indic three) as 3: `runs rm ٣ -y` deleted run 3
     Case("runs-rm-arabic-indic-digit", ["runs", "rm", "\u0663", "-y"], 2, ["run id must be a number", "'\u0663'"],

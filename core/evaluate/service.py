@@ -52,11 +52,11 @@ def parse_metrics(text: str) -> tuple[str, ...]:
     return names
 
 
-def check_nll_timesteps(k: int | None, cfg: TrainConfig, whose: str) -> None:
+def check_nll_timesteps(k: int | None, cfg: TrainConfig, whose: str, flag: str = "--nll-timesteps") -> None:
     """K timesteps of the bound's estimate are at most the T the run diffuses over: more would
     silently compute the exact bound instead of what was asked for."""
     if k is not None and k > cfg.timesteps:
-        raise BadInput(f"--nll-timesteps {k}: more than {whose}'s {cfg.timesteps} diffusion steps (give at most "
+        raise BadInput(f"{flag} {k}: more than the {cfg.timesteps} diffusion steps of {whose} (give at most "
                        f"{cfg.timesteps}, or 'all' for the exact bound)")
 
 
@@ -128,7 +128,7 @@ def plan_eval_on_finish(store: Store, metrics: str, n: int | None, nll_timesteps
     if n is not None and n < 4:
         raise BadInput(f"--eval-n: at least 4 images, got {n}")
     for cfg in configs:
-        check_nll_timesteps(k, cfg, f"the sweep's run {cfg.name!r}" if cfg.name else "a run of the sweep")
+        check_nll_timesteps(k, cfg, "a run of the sweep", "--eval-nll-timesteps")
     distinct = {(c.data, c.classes, c.image_size, c.preprocess): c for c in configs}.values()
     if n is None:
         n = min([DEFAULT_EVAL_N, *(held_out_count(cfg, None, "test") for cfg in distinct)])
