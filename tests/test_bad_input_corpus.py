@@ -29,6 +29,8 @@ class Case:
     absent: list[str] = field(default_factory=list)  # never on stderr: secrets, raw control characters
 
 
+K8S = ["launch", "--executor", "k8s", "--image", "img", "--dry-run", "--data", "demo", *TINY]
+
 CASES: list[Case] = [
     # ---- secrets and terminal safety -------------------------------------------------------------
     Case("db-password-in-query", ["--db", "postgresql+psycopg://alice@127.0.0.1:1/runs?password=S3cret", "runs", "list"],
@@ -170,6 +172,21 @@ CASES: list[Case] = [
     Case("train-unknown-schedule", ["train", "--data", "{pcam}", *TINY, "--schedule", "exp"], 2,
          ["--schedule: unknown value 'exp'"]),
     Case("runs-show-missing", ["runs", "show", "99"], 2, ["99"], setup="seeded"),
+    # ---- cluster -------------------------------------------------------------------------------------
+    Case("k8s-cpu-zero", [*K8S, "--cpu", "0"], 2, ["--cpu: '0' is not a positive Kubernetes quantity"]),
+    Case("k8s-memory-unit", [*K8S, "--memory", "12GB"], 2, ["--memory: '12GB'", "e.g. 32Gi"]),
+    Case("k8s-node-selector-no-value", [*K8S, "--node-selector", "gpu"], 2, ["--node-selector: 'gpu' is not KEY=VALUE"]),
+    Case("k8s-toleration-effect", [*K8S, "--toleration", "gpu:Sometimes"], 2,
+         ["--toleration: 'gpu:Sometimes'", "NoSchedule"]),
+    Case("k8s-priority-class-name", [*K8S, "--priority-class", "Low_Priority"], 2, ["--priority-class: 'Low_Priority'"]),
+    Case("k8s-data-claim-and-volume", [*K8S, "--data-claim", "pcam", "--data-volume", "nfs:files:/pcam"], 2,
+         ["--data-claim and --data-volume", "give one"]),
+    Case("k8s-data-volume-kind", [*K8S, "--data-volume", "s3://bucket/pcam"], 2,
+         ["--data-volume: 's3://bucket/pcam'", "hostPath:/PATH or nfs:SERVER:/PATH"]),
+    Case("k8s-data-claim-relative-data", [*K8S, "--data-claim", "pcam"], 2, ["--data demo", "an absolute path"]),
+    Case("k8s-max-restarts-negative", [*K8S, "--max-restarts", "-1"], 2, ["--max-restarts: must be at least 0, got -1"]),
+    Case("k8s-run-as-root", [*K8S, "--run-as-user", "0"], 2, ["--run-as-user: must be at least 1, got 0"]),
+    Case("k8s-dry-run-with-sqlite", K8S, 2, ["the cluster's nodes must reach the store", "PostgreSQL"]),
 ]
 
 
