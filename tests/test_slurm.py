@@ -2,6 +2,9 @@
 trains the run, stop reaches its trainer, its log is read from the job's output."""
 
 import json
+import os
+import signal
+from pathlib import Path
 
 import pytest
 
@@ -69,3 +72,81 @@ def test_bad_slurm_options_are_one_line_and_store_nothing(workdir, cli, pcam):
         assert r.code == 2 and message in r.err and r.err.count("\n") == 1, r
     assert not (workdir / "runs.db").exists()
 
+
+
+def task_of(controller: int) -> int | None:
+    """The pid of the job's task under submitit's local controller (the job id)."""
+    children = Path(f"/proc/{controller}/task/{controller}/children").read_text().split()
+    return int(children[0]) if children else None
+
+
+def final_weights(run_dir: Path):
+    import torch
+
+    checkpoint = torch.load(sorted((run_dir / "checkpoints").glob("ckpt-*.pt"))[-1], weights_only=True)
+    return checkpoint["model"]
+
+
+def descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            children = [int(c) for c in Path(f"/proc/{parent}/task/{parent}/children").read_text().split()]
+        except OSError:
+            children = []
+        found += children
+        todo += children
+    return found
+
+
+@pytest.fixture
+def local_jobs():
+    """Controllers of submitit's local jobs started by a test: ended with everything under them."""
+    controllers: list[int] = []
+    yield controllers
+    for controller in controllers:
+        for pid in [*descendants(controller), controller]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_a_job_warned_of_preemption_checkpoints_requeues_and_ends_as_an_uninterrupted_one(workdir, cli, pcam,
+                                                                                           local_jobs):
+    import torch
+
+    options = [*SLURM_LOCAL, "--data", pcam, *TINY, "--dropout", "0", "--max-steps", 30, "--ckpt-every", 10]
+    store = Store("sqlite:///runs.db")
+
+    def launch() -> int:
+        run_id = int(cli(*options).out)
+        local_jobs.append(int(queries.get_run(store, run_id).external_id.split(":")[1]))
+        return run_id
+
+    straight = launch()
+    poll_until(lambda: queries.get_run(store, straight).status != "running", timeout=280, every=0.5)
+    assert queries.get_run(store, straight).status == "finished"
+
+    run_id = launch()
+    poll_until(lambda: queries.get_run(store, run_id).step >= 3, timeout=120)
+    os.kill(poll_until(lambda: task_of(local_jobs[-1]), timeout=30), signal.SIGUSR2)  # SLURM's early warning
+    poll_until(lambda: queries.get_run(store, run_id).status == "finished", timeout=280, every=0.5)
+    events = queries.status_events(store, run_id)
+    assert [e.status for e in events] == ["running", "stopped", "running", "finished"]
+    assert events[2].reason.startswith("preempted at step") and "requeued (1 of 3)" in events[2].reason
+    a, b = final_weights(workdir / "runs" / str(straight)), final_weights(workdir / "runs" / str(run_id))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), "the requeued run did not continue exactly"
+
+
+def test_bad_slurm_resources_are_refused(workdir, cli, pcam):
+    for args, message in ((["--max-restarts", "-1"], "--max-restarts: must be between 0 and 1000, got -1"),
+                          (["--cpus-per-task", "0"], "--cpus-per-task: must be between 1 and 1000000, got 0"),
+                          (["--mem", "-5"], "--mem: must be between 1 and 1000000, got -5"),
+                          (["--account", "a b;rm"], "--account: not a SLURM name: 'a b;rm'")):
+        r = cli(*SLURM_LOCAL, *args, "--data", pcam, *TINY)
+        assert r.code == 2 and message in r.err and r.err.count("\n") == 1, r
+    assert not (workdir / "runs.db").exists()

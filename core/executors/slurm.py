@@ -1,6 +1,8 @@
 """SLURM, through submitit: a run is one job of `nodes` tasks (one per node), each running torchrun
 with this node's share of the processes; the first node of the allocation hosts the c10d
-rendezvous.
+rendezvous. A job warned of preemption or of its time limit (SIGUSR2, `--signal=USR2@120`) has its
+trainer checkpoint and is requeued by submitit; the requeued job continues the run from that
+checkpoint, up to `--max-restarts` times.
 
 submitit (an optional dependency, `pip install 'ddpm-tui[slurm]'`) writes and submits the sbatch
 script and keeps the job's logs in `<run_dir>/slurm/`. Its local executor runs the same job on this
@@ -11,8 +13,10 @@ The store's URL reaches the job through the environment (sbatch exports it), nev
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +24,10 @@ from core.errors import BadInput, WorkFailed
 
 RDZV_PORT = 29400
 CLUSTERS = ("slurm", "local")
+MAX_COUNT = 1_000_000
+MAX_RESTARTS = 1000
+SLURM_NAME = re.compile(r"[A-Za-z0-9_.\-+&|\[\]:*!()]{1,200}")  # names and constraint expressions
+PREEMPTED = "preempted"  # the start of the reason a requeued run's status event gives
 
 
 @dataclass(frozen=True)
@@ -31,11 +39,25 @@ class Allocation:
     partition: str | None = None
     time_min: int = 24 * 60
     cluster: str = "slurm"  # or submitit's "local" executor: the job runs on this machine
+    max_restarts: int = 3  # requeues after preemption or a time limit
+    account: str | None = None
+    qos: str | None = None
+    cpus_per_task: int | None = None
+    mem_gb: int | None = None
+    constraint: str | None = None
 
     def check(self) -> "Allocation":
-        for name, value in (("nodes", self.nodes), ("gpus-per-node", self.gpus_per_node), ("time", self.time_min)):
-            if value < 1:
-                raise BadInput(f"--{name}: must be at least 1, got {value}", field=name)
+        for name, value in (("nodes", self.nodes), ("gpus-per-node", self.gpus_per_node), ("time", self.time_min),
+                            ("cpus-per-task", self.cpus_per_task or 1), ("mem", self.mem_gb or 1)):
+            if not 1 <= value <= MAX_COUNT:
+                raise BadInput(f"--{name}: must be between 1 and {MAX_COUNT}, got {value}", field=name)
+        if not 0 <= self.max_restarts <= MAX_RESTARTS:
+            raise BadInput(f"--max-restarts: must be between 0 and {MAX_RESTARTS}, got {self.max_restarts}",
+                           field="max_restarts")
+        for name in ("partition", "account", "qos", "constraint"):
+            value = getattr(self, name)
+            if value is not None and not SLURM_NAME.fullmatch(value):
+                raise BadInput(f"--{name}: not a SLURM name: {value!r}", field=name)
         if self.cluster not in CLUSTERS:
             raise BadInput(f"--cluster: unknown cluster {self.cluster!r} (choose from {', '.join(CLUSTERS)})",
                            field="cluster")
@@ -59,32 +81,83 @@ def job_folder(run_dir: str | Path) -> Path:
 def submit(run_id: int, run_dir: str | Path, allocation: Allocation) -> str:
     """Submit run `run_id`; returns its external id `cluster:job_id`."""
     submitit = _submitit()
-    executor = submitit.AutoExecutor(folder=job_folder(run_dir), cluster=allocation.cluster)
+    # submitit counts requeues after a time-limit warning itself; NodeTask counts every requeue
+    executor = submitit.AutoExecutor(folder=job_folder(run_dir), cluster=allocation.cluster,
+                                     **{f"{allocation.cluster}_max_num_timeout": allocation.max_restarts})
     parameters = dict(timeout_min=allocation.time_min, nodes=allocation.nodes, tasks_per_node=1,
                       name=f"ddpm-tui-run-{run_id}")
     if allocation.cluster == "slurm":
         parameters.update(gpus_per_node=allocation.gpus_per_node, slurm_signal_delay_s=120)
-        if allocation.partition:
-            parameters["slurm_partition"] = allocation.partition
+        optional = dict(slurm_partition=allocation.partition, slurm_account=allocation.account,
+                        slurm_qos=allocation.qos, cpus_per_task=allocation.cpus_per_task, mem_gb=allocation.mem_gb,
+                        slurm_constraint=allocation.constraint)
+        parameters.update({k: v for k, v in optional.items() if v is not None})
     executor.update_parameters(**parameters)
     try:
-        job = executor.submit(train_on_node, run_id, allocation.gpus_per_node, allocation.nodes)
+        job = executor.submit(NodeTask(allocation.max_restarts), run_id, allocation.gpus_per_node, allocation.nodes)
     except Exception as exc:  # sbatch refused it (unknown partition, too long a time...)
         raise WorkFailed(f"SLURM refused the job: {str(exc).strip().splitlines()[-1]}") from None
     return f"{allocation.cluster}:{job.job_id}"
 
 
-def train_on_node(run_id: int, nproc: int, nnodes: int) -> None:
-    """The job's task on each node becomes torchrun for this node's ranks (or the trainer itself,
-    for one process), so the signals SLURM sends the task reach it: SIGTERM (scancel, the time
-    limit) makes the trainer checkpoint and stop. SLURM's early warning before the time limit
-    (SIGUSR2) is ignored: the SIGTERM that follows it is the one the trainer acts on."""
-    from core.runner.processes import run_command
+class NodeTask:
+    """The job's task on each node: torchrun for this node's ranks (or the trainer itself, for one
+    process) as a child whose exit is the task's. SIGTERM (scancel, the time limit) is passed on: the
+    trainer checkpoints and stops. SLURM's early warning (SIGUSR2, before a preemption or the time
+    limit) reaches `checkpoint` through submitit: the trainer checkpoints and stops, the run waits
+    for its requeued job, and submitit requeues this task, which continues the run."""
 
-    hosts = _submitit().JobEnvironment().hostnames
-    command = run_command(run_id, nproc, nnodes, f"{hosts[0]}:{RDZV_PORT}" if nnodes > 1 else None)
-    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
-    os.execv(command[0], command)
+    def __init__(self, max_restarts: int):
+        self.max_restarts = max_restarts
+        self.child: subprocess.Popen | None = None
+
+    def __call__(self, run_id: int, nproc: int, nnodes: int) -> None:
+        from core.runner.processes import run_command
+
+        hosts = _submitit().JobEnvironment().hostnames
+        command = run_command(run_id, nproc, nnodes, f"{hosts[0]}:{RDZV_PORT}" if nnodes > 1 else None)
+        signal.signal(signal.SIGTERM, lambda signum, _frame: self._pass_on(signum))
+        # SLURM signals every process of the step: the warning is this task's to act on (the default
+        # action of SIGUSR2 would end the trainer), so the child and its ranks ignore it
+        self.child = subprocess.Popen(command, preexec_fn=lambda: signal.signal(signal.SIGUSR2, signal.SIG_IGN))
+        code = self.child.wait()
+        if code:
+            raise WorkFailed(f"the trainer of run {run_id} exited with {code}")
+
+    def _pass_on(self, signum: int) -> None:
+        if self.child is not None and self.child.poll() is None:
+            self.child.send_signal(signum)
+
+    def checkpoint(self, run_id: int, nproc: int, nnodes: int):
+        """Called by submitit on the early warning (first node only): stop the trainer (it
+        checkpoints), leave the run waiting for its requeued job, and requeue this task; None (no
+        requeue) once the run was preempted `max_restarts` times or ended otherwise."""
+        import submitit
+
+        from core.locations import STORE_ENV
+        from core.runner.liveness import running_fields
+        from core.store import queries
+        from core.store.db import Store
+
+        from core.runner.processes import pid_alive
+
+        self._pass_on(signal.SIGTERM)
+        # this handler interrupted __call__'s child.wait(), which holds the Popen's wait lock
+        while self.child is not None and pid_alive(self.child.pid):
+            time.sleep(0.1)
+        store = Store(os.environ[STORE_ENV])
+        run = queries.get_run(store, run_id)
+        restarts = sum(1 for e in queries.status_events(store, run_id) if (e.reason or "").startswith(PREEMPTED))
+        if run.status != "stopped" or restarts >= self.max_restarts:
+            if run.status == "stopped":
+                queries.update_run(store, run_id, exit_reason=f"{PREEMPTED} at step {run.step}; not requeued: "
+                                                              f"--max-restarts {self.max_restarts} reached")
+            return None
+        fields = dict(running_fields(), host="slurm", pid=None)
+        queries.set_status(store, run_id, "running", reason=f"{PREEMPTED} at step {run.step}: checkpointed, requeued "
+                                                            f"({restarts + 1} of {self.max_restarts})",
+                           expect=("stopped",), **fields)
+        return submitit.helpers.DelayedSubmission(NodeTask(self.max_restarts), run_id, nproc, nnodes)
 
 
 def parse_external_id(external_id: str) -> tuple[str, str]:
