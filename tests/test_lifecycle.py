@@ -190,7 +190,7 @@ def test_extend_trains_a_finished_run_further_under_the_same_id(workdir, cli, pc
         ("stopped", "extended to 5 steps"), ("running", "resumed"), ("finished", "reached step 5")]
     steps, _, _ = queries.metric_series(store, 1, "train/loss")
     assert steps == [1, 2, 3, 4, 5]
-    for args, message in ((["1", "--steps", "0"], "--steps: must be at least 1"),
+    for args, message in ((["1", "--steps", "0"], "--steps: must be between 1 and 2147483647, got 0"),
                           (["2", "--steps", "5"], "no run with id 2")):
         r = cli("runs", "extend", *args)
         assert r.code == 2 and message in r.err, r
