@@ -45,6 +45,8 @@ async def test_compare_overlays_runs_and_diffs_configs(tui_app):
         from ddpm_tui.tui.widgets.sample_view import SampleView
         await wait_for(pilot, lambda: [v.path.name if v.path else None for v in screen.query(SampleView)]
                        == ["step-00000100.png"] * 3, what="the three runs' sample grids side by side")
+        captions = [str(v.query_one("#sample-caption").render()) for v in screen.query(SampleView)]
+        assert captions == [f"{n} seed-{n}: step-00000100.png" for n in (1, 2, 3)]  # whose grid each is
         await pilot.press("m")  # next metric
         assert screen.metric == "train/loss_smooth"
         await wait_for(pilot, lambda: screen.loaded and list(screen.series) and

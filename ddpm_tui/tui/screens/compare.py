@@ -155,8 +155,10 @@ class CompareScreen(ChartControls, AppScreen):
             strip.mount_all(views)
             self.call_after_refresh(self.draw_samples, samples)
             return
+        labels = {r.id: series_label(r) for r in self.records}
         for view in views:
-            view.show(samples.get(view.run_id))
+            path = samples.get(view.run_id)
+            view.show(path, f"{labels[view.run_id]}: {path.name}" if path else None)  # which run's grid it is
 
     def draw_status(self) -> None:
         names = "  ".join(printable(f"{r.id} {r.name}") for r in self.records)
