@@ -93,3 +93,14 @@ def test_a_runs_own_entry_point_takes_plain_digits_only(run_id, tmp_path, monkey
     assert main([run_id]) == 2
     assert "usage:" in capsys.readouterr().err
     assert not (tmp_path / "runs.db").exists()
+
+
+@pytest.mark.parametrize("args", [["--gpus", "abc"], ["--gpus", ""], ["--slots", "0"], ["--poll", "nan"]])
+def test_the_detached_worker_refuses_what_the_worker_command_refuses(args, tmp_path, monkeypatch, capsys):
+    from core.runner.worker import main
+
+    monkeypatch.setenv("DDPM_TUI_DB", f"sqlite:///{tmp_path / 'runs.db'}")
+    assert main([*args, "--until-empty"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {args[0]}") and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "runs.db").exists()
