@@ -184,8 +184,9 @@ CASES: list[Case] = [
     Case("k8s-data-volume-kind", [*K8S, "--data-volume", "s3://bucket/pcam"], 2,
          ["--data-volume: 's3://bucket/pcam'", "hostPath:/PATH or nfs:SERVER:/PATH"]),
     Case("k8s-data-claim-relative-data", [*K8S, "--data-claim", "pcam"], 2, ["--data demo", "an absolute path"]),
-    Case("k8s-max-restarts-negative", [*K8S, "--max-restarts", "-1"], 2, ["--max-restarts: must be at least 0, got -1"]),
-    Case("k8s-run-as-root", [*K8S, "--run-as-user", "0"], 2, ["--run-as-user: must be at least 1, got 0"]),
+    Case("k8s-max-restarts-negative", [*K8S, "--max-restarts", "-1"], 2, ["--max-restarts: must be between 0 and 1000, got -1"]),
+    Case("k8s-ttl-overflow", [*K8S, "--job-ttl", str(2**31)], 2, ["--job-ttl: must be between 0 and 2147483647"]),
+    Case("k8s-run-as-root", [*K8S, "--run-as-user", "0"], 2, ["--run-as-user: must be between 1 and", "got 0"]),
     Case("k8s-dry-run-with-sqlite", K8S, 2, ["the cluster's nodes must reach the store", "PostgreSQL"]),
 ]
 

@@ -220,7 +220,7 @@ def test_a_mistyped_manifest_fails_the_schema_check():
     (["--executor", "slurmish"], "--executor: unknown executor 'slurmish' (choose from local, torchrun, k8s, slurm)"),
     (["--executor", "k8s", "--dry-run"], "--executor k8s needs --image IMAGE"),
     (["--executor", "k8s", "--image", "i", "--namespace", "Bad_NS", "--dry-run"], "--namespace: 'Bad_NS' is not a Kubernetes name"),
-    (["--executor", "k8s", "--image", "i", "--nodes", "0", "--dry-run"], "--nodes: must be at least 1, got 0"),
+    (["--executor", "k8s", "--image", "i", "--nodes", "0", "--dry-run"], "--nodes: must be between 1 and 2147483647, got 0"),
     (["--executor", "k8s", "--image", "i", "--nproc", "2", "--dry-run"], "use --gpus-per-node and --nodes, not --nproc"),
     (["--executor", "k8s", "--image", "i"], "the cluster's nodes must reach the store: use a PostgreSQL --db"),
     (["--dry-run"], "--dry-run goes with --executor k8s"),

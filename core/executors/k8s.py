@@ -35,6 +35,8 @@ CONTAINER = "trainer"
 GPU_RESOURCE = "nvidia.com/gpu"
 DNS_LABEL_MAX = 63
 DNS_SUBDOMAIN_MAX = 253
+INT32_MAX = 2**31 - 1  # counts, user ids and seconds in a manifest are 32-bit
+MAX_RESTARTS = 1000
 JOB_TTL_S = 3 * 24 * 3600  # a finished job (and, through its owner reference, its Service) is removed
 CPU_PER_GPU = 4  # a training process and its data loading
 HOST_BYTES_PER_PROCESS = 3 << 30  # Python, torch, the CUDA context and a batch being loaded
@@ -72,30 +74,42 @@ class Placement:
     ttl_s: int = JOB_TTL_S
 
     def check(self) -> "Placement":
+        """BadInput naming the first option Kubernetes would refuse (or that could not work)."""
         if not self.image:
             raise BadInput("--executor k8s needs --image IMAGE (a container image with ddpm-tui installed)",
                            field="image")
-        for name, value, least in (("nodes", self.nodes, 1), ("gpus-per-node", self.gpus_per_node, 1),
-                                   ("max-restarts", self.max_restarts, 0), ("run-as-user", self.run_as_user, 1),
-                                   ("job-ttl", self.ttl_s, 0)):
-            if value < least:
-                raise BadInput(f"--{name}: must be at least {least}, got {value}", field=name)
+        self._check_counts()
+        self._check_names()
+        self._check_data()
+        _check_quantity("cpu", self.cpu, CPU_QUANTITY, "e.g. 8 or 500m")
+        _check_quantity("memory", self.memory, MEMORY_QUANTITY, "e.g. 32Gi or 512Mi")
+        node_selector(self.node_selector)
+        for spec in self.tolerations:
+            toleration(spec)
+        return self
+
+    def _check_counts(self) -> None:
+        for name, value, least, most in (("nodes", self.nodes, 1, INT32_MAX), ("gpus-per-node", self.gpus_per_node, 1, 1024),
+                                         ("max-restarts", self.max_restarts, 0, MAX_RESTARTS),
+                                         ("run-as-user", self.run_as_user, 1, INT32_MAX),
+                                         ("job-ttl", self.ttl_s, 0, INT32_MAX)):
+            if not least <= value <= most:
+                raise BadInput(f"--{name}: must be between {least} and {most}, got {value}", field=name)
+
+    def _check_names(self) -> None:
         for name, value in (("namespace", self.namespace), ("store-secret", self.store_secret),
                             ("runs-claim", self.runs_claim), ("data-claim", self.data_claim)):
             if value is not None and not is_dns_label(value):
                 raise BadInput(f"--{name}: {value!r} is not a Kubernetes name (lowercase letters, digits and '-', "
                                f"at most {DNS_LABEL_MAX})", field=name)
+        if self.priority_class is not None and not is_dns_subdomain(self.priority_class):
+            raise BadInput(f"--priority-class: {self.priority_class!r} is not a Kubernetes name", field="priority-class")
+
+    def _check_data(self) -> None:
         if self.data_claim and self.data_volume:
             raise BadInput("--data-claim and --data-volume both mount the dataset: give one", field="data-volume")
         if self.data_volume:
             data_volume_source(self.data_volume)
-        _check_quantity("cpu", self.cpu, CPU_QUANTITY, "e.g. 8 or 500m")
-        _check_quantity("memory", self.memory, MEMORY_QUANTITY, "e.g. 32Gi or 512Mi")
-        node_selector(self.node_selector)
-        [toleration(spec) for spec in self.tolerations]
-        if self.priority_class is not None and not is_dns_subdomain(self.priority_class):
-            raise BadInput(f"--priority-class: {self.priority_class!r} is not a Kubernetes name", field="priority-class")
-        return self
 
     def fitted(self, cfg) -> "Placement":
         """This placement for the run `cfg` describes: the dataset mounted where --data names it,
@@ -110,7 +124,8 @@ class Placement:
 
 
 def _check_quantity(name: str, value: str | None, pattern: re.Pattern, example: str) -> None:
-    if value is not None and (not pattern.fullmatch(value) or not any(c in "123456789" for c in value)):
+    positive = value is not None and any(c in "123456789" for c in value)  # zero would request nothing
+    if value is not None and (not pattern.fullmatch(value) or not positive):
         raise BadInput(f"--{name}: {value!r} is not a positive Kubernetes quantity ({example})", field=name)
 
 
