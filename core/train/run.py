@@ -125,8 +125,8 @@ def plan_run(cfg: TrainConfig, runs_dir: Path, checked_data: dict | None = None,
     runs_root = prepare_runs_dir(runs_dir)
     warmup = warmup_for_run(cfg.warmup_steps, steps)
     if warmup != cfg.warmup_steps:
-        log.warning("--warmup-steps %d is more than a tenth of this %d-step run: warming up over %d steps",
-                    cfg.warmup_steps, steps, warmup)
+        log.info("--warmup-steps %d is more than a tenth of this %d-step run: warming up over %d steps",
+                 cfg.warmup_steps, steps, warmup)
         cfg = dataclasses.replace(cfg, warmup_steps=warmup)
     return RunPlan(cfg, root, steps, runs_root)
 
@@ -267,7 +267,8 @@ def _train(store: Store, run: queries.Run, cfg: TrainConfig, replicas: Replicas,
         if restored:
             log.info("resuming run %d from %s", run_id, restored.name)
         else:
-            log.info("starting run %d", run_id)
+            log.info("starting run %d: %d steps, learning-rate warm-up over %d", run_id, trainer.total,
+                     cfg.warmup_steps)
         if replicas.distributed:
             log.info("%d processes on %s, %d images each: global batch %d", replicas.world_size,
                      trainer.device.type, cfg.batch_size, cfg.global_batch_size)
