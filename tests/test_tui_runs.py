@@ -256,3 +256,31 @@ async def test_a_run_past_its_last_step_says_it_is_writing_samples_not_eta_zero(
         status = screen.query_one("#detail-status", Static)
         await wait_for(pilot, lambda: "writing samples" in str(status.render()), what="the run page's status")
         assert "ETA" not in str(status.render())
+
+
+@pytest.mark.asyncio
+async def test_a_store_that_goes_away_puts_a_banner_on_every_view_until_it_answers(tui_app, monkeypatch):
+    from textual.widgets import Header
+
+    lab = tui_app.lab
+    real_runs = lab.runs
+    async with tui_app.run_test(size=(100, 30)) as pilot:
+        await wait_rows(pilot, 3)
+
+        def unreachable():
+            raise ConnectionError("server closed the connection unexpectedly")
+
+        monkeypatch.setattr(lab, "runs", unreachable)
+        await wait_for(pilot, lambda: tui_app.has_class("-store-down"), what="the banner")
+        assert "STORE UNREACHABLE since" in tui_app.sub_title and "server closed the connection" in tui_app.sub_title
+        await pilot.pause(0.1)
+        alarm = pilot.app.screen.query_one(Header).styles.background
+        await pilot.press("2")  # another view carries it too: it is the app's
+        await pilot.pause(0.2)
+        assert "STORE UNREACHABLE" in pilot.app.screen.query_one(Header).screen_sub_title
+        monkeypatch.setattr(lab, "runs", real_runs)
+        await wait_for(pilot, lambda: not tui_app.has_class("-store-down"), what="the banner to go")
+        assert tui_app.sub_title == "" and any("answers again" in str(n.message) for n in tui_app._notifications)
+        await pilot.press("1")
+        await pilot.pause(0.2)
+        assert pilot.app.screen.query_one(Header).styles.background != alarm, "the header's warning colour goes"

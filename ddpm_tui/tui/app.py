@@ -73,6 +73,7 @@ class DdpmApp(App):
         self.runs_signal: Signal[list[dict]] = Signal(self, "runs")
         self.run_records: list[RunView] | None = None
         self.last_read_error: str | None = None
+        self.store_down_since: float | None = None  # when reading the runs began to fail
         self.evaluation_jobs: list = []  # started here, announced when they end
         self.last_error: tuple[str, float] = ("", 0.0)
         self.launch_prefill: dict | None = None
@@ -121,15 +122,27 @@ class DdpmApp(App):
             self.notify(message, severity=severity, timeout=8)
             if self.settings.bell:
                 self.bell()
+        if self.store_down_since is not None:
+            self.store_down_since = None
+            self.sub_title = ""
+            self.set_class(False, "-store-down")
+            self.notify("the store answers again: the numbers are live", timeout=6)
         self.run_records, self.last_read_error = records, None
         self.runs_signal.publish(records)
 
     def read_failed(self, exc: BaseException) -> None:
-        """Say once that the store cannot be read, not every second while it stays so."""
+        """Say once that the store cannot be read, not every second while it stays so, and keep a
+        banner in every view's header until it answers again: the numbers shown are old."""
         message = _short(exc)
         if message != self.last_read_error:
             self.report_error("reading runs", exc)
         self.last_read_error = message
+        if self.store_down_since is None:
+            self.store_down_since = time.time()
+        since = time.strftime("%H:%M:%S", time.localtime(self.store_down_since))
+        self.sub_title = printable(self.lab.without_secrets(
+            f"STORE UNREACHABLE since {since}: numbers are as read then ({message})"))
+        self.set_class(True, "-store-down")
 
     # ---- navigation ------------------------------------------------------------------------------
     def open_run(self, run_id: int) -> None:
