@@ -93,7 +93,8 @@ def test_dry_run_prints_the_manifest_of_a_stored_run_that_applies_as_printed(wor
     assert f"run {run.id} waits for its job" in r.err and "kubectl apply" in r.err
     service, job = manifest["items"]
     assert (service["kind"], job["kind"]) == ("Service", "Job")
-    assert service["metadata"]["name"] == job["metadata"]["name"] == job["spec"]["template"]["spec"]["subdomain"] == name
+    assert service["metadata"]["name"] == job["metadata"]["name"] == name
+    assert job["spec"]["template"]["spec"]["subdomain"] == name
     assert service["spec"]["selector"] == {"job-name": name}
     spec = job["spec"]
     assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == ("Indexed", nodes, nodes)
@@ -189,8 +190,9 @@ def test_pods_ask_for_cpu_and_memory_and_run_restricted(workdir, cli, postgres_u
     assert pod["securityContext"]["runAsUser"] == 1000 and pod["securityContext"]["runAsNonRoot"] is True
 
     pod = pod_of(dry_run(cli, postgres_url, "--cpu", "500m", "--memory", "24Gi", "--node-selector", "gpu=h100",
-                         "--node-selector", "topology.kubernetes.io/zone=eu-1a", "--toleration", "nvidia.com/gpu:NoSchedule",
-                         "--toleration", "team=pathology:NoExecute", "--priority-class", "research-low"))
+                         "--node-selector", "topology.kubernetes.io/zone=eu-1a",
+                         "--toleration", "nvidia.com/gpu:NoSchedule", "--toleration", "team=pathology:NoExecute",
+                         "--priority-class", "research-low"))
     assert pod["containers"][0]["resources"]["requests"] == {"cpu": "500m", "memory": "24Gi"}
     assert pod["nodeSelector"] == {"gpu": "h100", "topology.kubernetes.io/zone": "eu-1a"}
     assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
@@ -294,7 +296,8 @@ class FakeApiServer:
                              "message": "services is forbidden", "code": 403}
             return 201, body
         if m := re.fullmatch(r"/apis/batch/v1/namespaces/([^/]+)/jobs", path):
-            created = {**body, "metadata": {**body["metadata"], "uid": f"uid-{len(self.jobs)}-{body['metadata']['name']}"}}
+            uid = f"uid-{len(self.jobs)}-{body['metadata']['name']}"
+            created = {**body, "metadata": {**body["metadata"], "uid": uid}}
             self.jobs[body["metadata"]["name"]] = created
             return 201, created
         if m := re.fullmatch(r"/apis/batch/v1/namespaces/([^/]+)/jobs/([^/]+)(/status)?", path):

@@ -89,7 +89,8 @@ class Placement:
         return self
 
     def _check_counts(self) -> None:
-        for name, value, least, most in (("nodes", self.nodes, 1, INT32_MAX), ("gpus-per-node", self.gpus_per_node, 1, 1024),
+        for name, value, least, most in (("nodes", self.nodes, 1, INT32_MAX),
+                                         ("gpus-per-node", self.gpus_per_node, 1, 1024),
                                          ("max-restarts", self.max_restarts, 0, MAX_RESTARTS),
                                          ("run-as-user", self.run_as_user, 1, INT32_MAX),
                                          ("job-ttl", self.ttl_s, 0, INT32_MAX)):
@@ -103,7 +104,8 @@ class Placement:
                 raise BadInput(f"--{name}: {value!r} is not a Kubernetes name (lowercase letters, digits and '-', "
                                f"at most {DNS_LABEL_MAX})", field=name)
         if self.priority_class is not None and not is_dns_subdomain(self.priority_class):
-            raise BadInput(f"--priority-class: {self.priority_class!r} is not a Kubernetes name", field="priority-class")
+            raise BadInput(f"--priority-class: {self.priority_class!r} is not a Kubernetes name",
+                           field="priority-class")
 
     def _check_data(self) -> None:
         if self.data_claim and self.data_volume:
@@ -120,7 +122,8 @@ class Placement:
                 raise BadInput(f"--data {cfg.data}: with --data-claim or --data-volume, --data is where the "
                                "dataset is mounted in the pods: an absolute path", field="data")
             data_path = cfg.data
-        return dataclasses.replace(self, data_path=data_path, memory=self.memory or default_memory(cfg, self.gpus_per_node))
+        memory = self.memory or default_memory(cfg, self.gpus_per_node)
+        return dataclasses.replace(self, data_path=data_path, memory=memory)
 
 
 def _check_quantity(name: str, value: str | None, pattern: re.Pattern, example: str) -> None:
