@@ -434,6 +434,9 @@ def test_the_service_is_owned_by_its_job_and_a_stop_keeps_every_pods_log(workdir
     assert name not in api_server.jobs  # the job and its pods (so their logs) are gone from the cluster
     r = cli("--db", postgres_url, "runs", "logs", run_id, "--tail", 1)
     assert r.code == 0 and r.out.strip() == "step 10/100 loss 0.5000 900.0 img/s eta 5s", r
+    api_server.close()  # and where no cluster can be asked
+    r = cli("--db", postgres_url, "runs", "logs", run_id, "--tail", 1)
+    assert r.code == 0 and r.out.strip() == "step 10/100 loss 0.5000 900.0 img/s eta 5s", r
 
 
 def test_a_job_whose_service_cannot_be_made_is_deleted_and_nothing_is_stored(workdir, cli, api_server, postgres_url):

@@ -67,14 +67,29 @@ def saved_pod_log_tail(run, lines: int) -> str:
     return "\n".join(last_lines(saved[-1], lines)) if saved else ""
 
 
+def kubernetes_log_tail(run, lines: int) -> str:
+    """Pod 0's log through the API while the job has pods, else the run's own log or the pods' logs
+    saved when it was stopped (also where no cluster can be asked: another machine, an outage)."""
+    namespace, name = cluster_job(run)
+    try:
+        return cluster_client().logs(namespace, name, lines) or kept_log_tail(run, lines)
+    except (BadInput, WorkFailed):
+        if text := kept_log_tail(run, lines):
+            return text
+        raise
+
+
+def kept_log_tail(run, lines: int) -> str:
+    """A Kubernetes run's log as kept on this machine: its own train.log, else its pods' saved logs."""
+    return local_log_tail(run.run_dir, lines) or saved_pod_log_tail(run, lines)
+
+
 def log_tail(run, lines: int = 200) -> str:
     """The last `lines` lines (1..TAIL_MAX) of a run's log, from wherever its executor keeps it."""
     if not 1 <= lines <= TAIL_MAX:  # a slice [-0:] or [1:] would print the whole log, not a tail
         raise BadInput(f"--tail: must be between 1 and {TAIL_MAX} lines, got {lines}")
     if run.executor == "k8s":
-        namespace, name = cluster_job(run)
-        return (cluster_client().logs(namespace, name, lines) or local_log_tail(run.run_dir, lines)
-                or saved_pod_log_tail(run, lines))
+        return kubernetes_log_tail(run, lines)
     if run.executor == "slurm":
         from core.executors import slurm
 
