@@ -93,8 +93,10 @@ BAD_TRAIN = [
     (["--timesteps", "1e9"], "--timesteps: 1000000000 is too many"),
     (["--timesteps", "1000000000"], "--timesteps: 1000000000 is too many (at most 100000)"),
     (["--batch-size", "100000000"], "training (--dim 16, --dim-mults 1,2, --res-blocks 1, --batch-size 100000000"),
-    (["--dim", "1000000"], "available (lower --batch-size, --dim, --dim-mults or --res-blocks)"),
-    (["--res-blocks", "100000"], "needs about"),
+    (["--dim", "1000000"], "--dim: 1000000 is too large (at most 1024 channels)"),
+    (["--res-blocks", "100000"], "--res-blocks: 100000 is too large (at most 16 blocks per level)"),
+    (["--dim", "1024", "--dim-mults", "1,2,4,8", "--res-blocks", "16", "--batch-size", "4096"],
+     "available (lower --batch-size, --dim, --dim-mults or --res-blocks)"),
     (["--device", "cuda"], "--device cuda: no CUDA device is available"),
     (["--tag", "  "], "--tag: empty tag '  '"),
     (["--attention", "full", "--dim", "56", "--dim-mults", "1,3"], None),  # heads that divide 168 are chosen
