@@ -15,15 +15,15 @@ import torch
 from core.config import SEED_MAX, config_from_dict
 from core.data.transforms import to_uint8
 from core.diffusion import GaussianDiffusion
-from core.diffusion.sampling import ddim_sample, ddpm_sample, guided, respaced_timesteps
+from core.diffusion.sampling import guided, respaced_timesteps
 from core.errors import BadInput
 from core.labels import label_of
 from core.outputs import check_writable
+from core.samplers import sampler_named
 from core.store import queries
 from core.store.db import Store
 from core.train.resources import check_fits, sampling_memory
 
-SAMPLERS = ("ddpm", "ddim")
 SAMPLE_BATCH = 256
 
 
@@ -51,7 +51,9 @@ def generate(
 ) -> Samples:
     """n samples, plus up to `frames` snapshots of x_t and of the predicted x_0 along the chain.
     Drawn SAMPLE_BATCH at a time from one seeded generator, so memory stays bounded for any n.
-    `on_step(done, total)` is called after every network step of every batch."""
+    `on_step(done, total)` is called after every network step of every batch. `sampler` names one
+    of core.samplers.SAMPLERS."""
+    chosen = sampler_named(sampler)
     num_classes = getattr(net, "num_classes", 0)
     labels = class_labels(n, num_classes, class_label, device)
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -65,10 +67,7 @@ def generate(
         batch_labels = labels[start:start + size] if labels is not None else None
         model_fn = guided(lambda x, t, y: net(x, t, y), batch_labels, guidance, num_classes if num_classes else None)
         shape = (size, 3, image_size, image_size)
-        if sampler == "ddpm":
-            chain = ddpm_sample(diffusion, model_fn, shape, generator=generator, device=device, steps=steps)
-        else:
-            chain = ddim_sample(diffusion, model_fn, shape, steps=steps, eta=eta, generator=generator, device=device)
+        chain = chosen.sample(diffusion, model_fn, shape, steps, generator=generator, device=device, eta=eta)
         x = None
         for i, (_, x, x0) in enumerate(chain):
             done += 1
@@ -143,14 +142,6 @@ class SampleResult:
     chain: str  # which chain drew them, e.g. "ddpm: the full chain of 1000 steps"
 
 
-def describe_chain(sampler: str, steps: int, num_timesteps: int, eta: float) -> str:
-    if sampler == "ddpm":
-        if steps == num_timesteps:
-            return f"ddpm: the full chain of {num_timesteps} steps"
-        return f"ddpm: respaced to {steps} of {num_timesteps} steps"
-    return f"ddim: {steps} of {num_timesteps} steps, eta {eta:g}"
-
-
 def check_output(path: Path, suffix: str, option: str) -> None:
     """BadInput unless `path` is a `suffix` file name that can be written (core.outputs)."""
     path = Path(path)
@@ -167,10 +158,9 @@ def sample_run(store: Store, run_id, out: Path, n: int = 16, sampler: str = "ddi
                checkpoint: int | None = None, on_step: Callable[[int, int], None] | None = None) -> SampleResult:
     """Write a PNG grid of n samples (and optionally a GIF of the reverse process: x_t, the predicted
     x_0, or both side by side) from the newest good checkpoint, or that of step `checkpoint`. `steps`
-    defaults to the full chain for ddpm and 50 for ddim. Sizes that cannot fit in memory are refused
-    up front. `on_step(done, total)` follows the network steps (steps x batches)."""
-    if sampler not in SAMPLERS:
-        raise BadInput(f"--sampler: unknown value {sampler!r} (choose from {', '.join(SAMPLERS)})")
+    defaults to the sampler's own (core.samplers: the full chain for ddpm, 50 for ddim, 20 for dpm++).
+    Sizes that cannot fit in memory are refused up front. `on_step(done, total)` follows the network steps (steps x batches)."""
+    chosen = sampler_named(sampler)
     for name, value in (("n", n), ("steps", steps if steps is not None else 1)):
         if value <= 0:
             raise BadInput(f"--{name}: must be positive, got {value}")
@@ -189,7 +179,7 @@ def sample_run(store: Store, run_id, out: Path, n: int = 16, sampler: str = "ddi
         raise BadInput(f"--gif-show: unknown value {gif_show!r} (choose from {', '.join(GIF_SHOWS)})")
     run = queries.get_run(store, run_id)
     cfg = config_from_dict(run.config)
-    steps = steps or (cfg.timesteps if sampler == "ddpm" else min(50, cfg.timesteps))
+    steps = steps or chosen.steps_for(cfg.timesteps)
     if steps > cfg.timesteps:
         raise BadInput(f"--steps {steps}: more than run {run.id}'s {cfg.timesteps} diffusion steps")
     label = None
@@ -220,4 +210,4 @@ def sample_run(store: Store, run_id, out: Path, n: int = 16, sampler: str = "ddi
         written["gif"] = Path(gif)
     for kind, path in written.items():  # stored once every file is written: a failed GIF stores nothing
         queries.add_artifact(store, run.id, kind, str(path.resolve()), None)
-    return SampleResult(list(written.values()), describe_chain(sampler, steps, cfg.timesteps, eta))
+    return SampleResult(list(written.values()), chosen.describe(steps, cfg.timesteps, eta))

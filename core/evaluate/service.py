@@ -27,7 +27,8 @@ from core.evaluate import distances, ssim
 from core.evaluate.classifier import load_classifier, predict
 from core.evaluate.nll import variational_bound
 from core.labels import LABEL_NAMES
-from core.sample import SAMPLERS, generate, make_grid, save_png
+from core.sample import generate, make_grid, save_png
+from core.samplers import sampler_named
 from core.stats import mean_ci, wilson_ci
 from core.store import queries
 from core.store.db import Store
@@ -159,8 +160,7 @@ def plan_evaluation(store: Store, run_id, metrics: str = "nll", n: int | None = 
         raise BadInput(f"--split: {split!r} is not a held-out split (choose from {', '.join(SPLITS)})")
     if n is not None and n < 4:
         raise BadInput(f"--n: at least 4 images, got {n}")
-    if sampler not in SAMPLERS:
-        raise BadInput(f"--sampler: unknown value {sampler!r} (choose from {', '.join(SAMPLERS)})")
+    sampler_named(sampler)
     if not math.isfinite(guidance) or guidance < 0:
         raise BadInput(f"--guidance: must be a finite number >= 0, got {guidance}")
     if not 0 <= seed <= SEED_MAX:
