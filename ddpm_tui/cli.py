@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from core.errors import BadInput, WorkFailed
 from core.locations import RUNS_ENV, STORE_ENV, store_url
 from core.locations import runs_dir as locations_runs_dir
+from core.samplers import default_steps_help, sampler_choices
 from ddpm_tui.options import ROOT_OPTIONS, global_options, sweep_options, train_options
 
 try:  # typer >= 0.22 vendors click
@@ -254,8 +255,8 @@ def sample(
     run: Annotated[str, typer.Argument(help="run id")],
     out: Annotated[Path, typer.Option("--out", help="PNG grid to write")],
     n: Annotated[int, typer.Option("--n", help="number of samples")] = 16,
-    sampler: Annotated[str, typer.Option("--sampler", help="ddpm|ddim")] = "ddim",
-    steps: Annotated[Optional[int], typer.Option("--steps", help="sampling steps [default: ddpm the full chain T, ddim 50]; ddpm is respaced when < T")] = None,
+    sampler: Annotated[str, typer.Option("--sampler", help=sampler_choices())] = "ddim",
+    steps: Annotated[Optional[int], typer.Option("--steps", help=f"sampling steps [default: {default_steps_help()}]; ddpm is respaced when < T")] = None,
     eta: Annotated[float, typer.Option("--eta", help="DDIM eta (0 = deterministic)")] = 0.0,
     guidance: Annotated[float, typer.Option("--guidance", help="classifier-free guidance weight w")] = 0.0,
     class_name: Annotated[Optional[str], typer.Option("--class", help="cancerous|non_cancerous (conditional runs)")] = None,
@@ -321,7 +322,7 @@ def eval_runs(
     n: Annotated[Optional[int], typer.Option("--n", help="held-out patches and samples per metric [default: 256, or the whole split where it holds fewer]")] = None,
     split: Annotated[str, typer.Option("--split", help="held-out split: test|valid")] = "test",
     nll_timesteps: Annotated[str, typer.Option("--nll-timesteps", help="all (the exact bound, T network passes per image) or K (a stratified estimate from K timesteps)")] = "all",
-    sampler: Annotated[str, typer.Option("--sampler", help="ddpm|ddim, for the samples of ssim/kid/fid/class")] = "ddim",
+    sampler: Annotated[str, typer.Option("--sampler", help=f"{sampler_choices()}, for the samples of ssim/kid/fid/class")] = "ddim",
     steps: Annotated[int, typer.Option("--steps", help="sampling steps")] = 50,
     guidance: Annotated[float, typer.Option("--guidance", help="classifier-free guidance of the samples")] = 0.0,
     checkpoint: Annotated[Optional[int], typer.Option("--checkpoint", help="evaluate this step's checkpoint [default: the newest]")] = None,
