@@ -136,6 +136,11 @@ CASES: list[Case] = [
          ["--dim: 4096 is too large (at most 1024"]),
     Case("train-res-blocks-too-large", ["train", "--data", "{pcam}", *TINY, "--res-blocks", "100"], 2,
          ["--res-blocks: 100 is too large (at most 16"]),
+    # the sampler names come from the registry (core/samplers.py), dpm++ among them
+    Case("sample-unknown-sampler", ["sample", "1", "--sampler", "euler", "--out", "{work}/g.png"], 2,
+         ["--sampler: unknown value 'euler'", "ddpm, ddim, dpm++"], setup="seeded"),
+    Case("eval-unknown-sampler", ["eval", "1", "--metrics", "ssim", "--sampler", "dpm2"], 2,
+         ["--sampler: unknown value 'dpm2'", "ddpm, ddim, dpm++"], setup="seeded"),
     # ---- statistics ---------------------------------------------------------------------------------
     Case("rank-values-missing-file", ["rank", "--values", "{work}/nope.csv"], 2, ["--values", "nope.csv: no such file"]),
     Case("rank-values-wrong-suffix", ["rank", "--values", "{work}/v.txt"], 2, ["v.txt: expected a .csv or .json"],
