@@ -19,7 +19,7 @@ from core.diffusion.sampling import guided, respaced_timesteps
 from core.errors import BadInput
 from core.labels import label_of
 from core.outputs import check_writable
-from core.samplers import sampler_named
+from core.samplers import SAMPLERS, sampler_named
 from core.store import queries
 from core.store.db import Store
 from core.train.resources import check_fits, sampling_memory
@@ -166,6 +166,9 @@ def sample_run(store: Store, run_id, out: Path, n: int = 16, sampler: str = "ddi
             raise BadInput(f"--{name}: must be positive, got {value}")
     if not math.isfinite(eta) or not 0 <= eta <= 1:
         raise BadInput(f"--eta: must be a number in [0, 1], got {eta}")
+    if eta and not chosen.uses_eta:
+        takers = ", ".join(s.name for s in SAMPLERS.values() if s.uses_eta)
+        raise BadInput(f"--eta {eta:g}: --sampler {sampler} has no eta (it applies to {takers})")
     if not math.isfinite(guidance) or guidance < 0:
         raise BadInput(f"--guidance: must be a finite number >= 0, got {guidance}")
     if scale < 0:

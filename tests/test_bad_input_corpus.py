@@ -141,6 +141,9 @@ CASES: list[Case] = [
          ["--sampler: unknown value 'euler'", "ddpm, ddim, dpm++"], setup="seeded"),
     Case("eval-unknown-sampler", ["eval", "1", "--metrics", "ssim", "--sampler", "dpm2"], 2,
          ["--sampler: unknown value 'dpm2'", "ddpm, ddim, dpm++"], setup="seeded"),
+    # --eta was silently ignored by the samplers it does not apply to
+    Case("sample-eta-without-ddim", ["sample", "1", "--sampler", "dpm++", "--eta", "0.5", "--out", "{work}/g.png"], 2,
+         ["--eta 0.5: --sampler dpm++ has no eta (it applies to ddim)"], setup="seeded"),
     # ---- statistics ---------------------------------------------------------------------------------
     Case("rank-values-missing-file", ["rank", "--values", "{work}/nope.csv"], 2, ["--values", "nope.csv: no such file"]),
     Case("rank-values-wrong-suffix", ["rank", "--values", "{work}/v.txt"], 2, ["v.txt: expected a .csv or .json"],
