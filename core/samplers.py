@@ -1,6 +1,6 @@
 """The sampler registry: every reverse-process sampler by name, with what a face needs to offer it
 (a description, its default number of steps, whether --eta applies) and one way to run it.
-Every list of sampler names (validation, --help, the TUI) comes from SAMPLERS.
+Every list of sampler names (the checks of sample and eval, their --help) comes from SAMPLERS.
 
 The solvers' maths lives in core.diffusion.sampling. It is imported when a sampler first runs, not
 here, so that the command line can list the samplers without loading torch."""
