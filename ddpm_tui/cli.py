@@ -743,9 +743,15 @@ def worker(
     from core.runner.worker import Worker, check_poll, check_slots, parse_gpu_groups
 
     slots, gpu_list, poll = check_slots(slots), parse_gpu_groups(gpus), check_poll(poll)
-    logging.getLogger("ddpm_tui").setLevel(logging.INFO)
-    logging.getLogger("ddpm_tui").addHandler(logging.StreamHandler(sys.stderr))
-    Worker(open_store(ctx_store), slots, gpu_list, poll=poll, until_empty=until_empty).run()
+    logger, handler = logging.getLogger("ddpm_tui"), logging.StreamHandler(sys.stderr)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:  # the worker's own log lines, for this command only (it may run inside a longer process)
+        Worker(open_store(ctx_store), slots, gpu_list, poll=poll, until_empty=until_empty).run()
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 @runs_app.command("list")

@@ -64,7 +64,7 @@ def test_bad_slurm_options_are_one_line_and_store_nothing(workdir, cli, pcam):
     for args, message in (
         (["--cluster", "lsf"], "--cluster: unknown cluster 'lsf' (choose from slurm, local)"),
         (["--cluster", "local", "--nodes", "2"], "--cluster local runs on this machine: --nodes must be 1"),
-        (["--time", "0"], "--time: must be at least 1, got 0"),
+        (["--time", "0"], "--time: must be between 1 and 1000000, got 0"),
         ([], "--executor slurm: the cluster's nodes must reach the store"),
         (["--queue"], "--queue: a run for --executor slurm is queued by its cluster"),
     ):

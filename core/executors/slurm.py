@@ -48,8 +48,8 @@ class Allocation:
 
     def check(self) -> "Allocation":
         for name, value in (("nodes", self.nodes), ("gpus-per-node", self.gpus_per_node), ("time", self.time_min),
-                            ("cpus-per-task", self.cpus_per_task or 1), ("mem", self.mem_gb or 1)):
-            if not 1 <= value <= MAX_COUNT:
+                            ("cpus-per-task", self.cpus_per_task), ("mem", self.mem_gb)):
+            if value is not None and not 1 <= value <= MAX_COUNT:
                 raise BadInput(f"--{name}: must be between 1 and {MAX_COUNT}, got {value}", field=name)
         if not 0 <= self.max_restarts <= MAX_RESTARTS:
             raise BadInput(f"--max-restarts: must be between 0 and {MAX_RESTARTS}, got {self.max_restarts}",
