@@ -296,19 +296,6 @@ def create_sweep(store: Store, name: str, spec: dict) -> Sweep:
 
 
 @retrying
-def truncate_metrics(store: Store, run_id: int, after_step: int) -> None:
-    """Forget points after `after_step` (a resume replays those steps) and rebuild the summaries."""
-    with store.session() as s, s.begin():
-        s.execute(delete(Metric).where(Metric.run_id == run_id, Metric.step > after_step))
-        s.execute(delete(MetricSummary).where(MetricSummary.run_id == run_id))
-        stats = s.execute(
-            select(Metric.key, func.min(Metric.value), func.max(Metric.value), func.count(), func.max(Metric.step))
-            .where(Metric.run_id == run_id).group_by(Metric.key)).all()
-        for key, lo, hi, count, last_step in stats:
-            last = s.scalar(select(Metric.value).where(
-                Metric.run_id == run_id, Metric.key == key, Metric.step == last_step))
-            s.add(MetricSummary(run_id=run_id, key=key, last=last, last_step=last_step, min=lo, max=hi, count=count))
-@retrying
 def create_sweep_runs(store: Store, name: str, spec: dict, runs: Sequence[dict],
                       prepare: Callable[[int, Run], str], discard: Callable[[Run], None]) -> tuple[Sweep, list[Run]]:
     """A sweep and its queued runs (`runs`: create_run's arguments, one dict per run) in ONE
@@ -332,6 +319,19 @@ def create_sweep_runs(store: Store, name: str, spec: dict, runs: Sequence[dict],
         raise
 
 
+@retrying
+def truncate_metrics(store: Store, run_id: int, after_step: int) -> None:
+    """Forget points after `after_step` (a resume replays those steps) and rebuild the summaries."""
+    with store.session() as s, s.begin():
+        s.execute(delete(Metric).where(Metric.run_id == run_id, Metric.step > after_step))
+        s.execute(delete(MetricSummary).where(MetricSummary.run_id == run_id))
+        stats = s.execute(
+            select(Metric.key, func.min(Metric.value), func.max(Metric.value), func.count(), func.max(Metric.step))
+            .where(Metric.run_id == run_id).group_by(Metric.key)).all()
+        for key, lo, hi, count, last_step in stats:
+            last = s.scalar(select(Metric.value).where(
+                Metric.run_id == run_id, Metric.key == key, Metric.step == last_step))
+            s.add(MetricSummary(run_id=run_id, key=key, last=last, last_step=last_step, min=lo, max=hi, count=count))
 
 
 def global_batch(config: dict) -> int:
