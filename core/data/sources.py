@@ -20,6 +20,7 @@ from core.labels import CLASS_LABELS
 
 PCAM_SPLITS = ("train", "valid", "test")
 PATCH_SHAPE = (96, 96, 3)
+PATCH_SIDES = (32, 64, 96)  # PCam's 96 px, or a synthetic set's at a training resolution (core.synthetic)
 # PCam label 1 = tumour tissue in the centre 32x32 region
 KAGGLE_FRACTIONS = {"train": 0.8, "valid": 0.1, "test": 0.1}
 
@@ -47,10 +48,12 @@ def detect_layout(path: str | Path) -> str:
 
 
 class PatchSource:
-    """One split of a dataset: `labels` (N,) uint8 and `read(start, end)` -> (n, 96, 96, 3) uint8."""
+    """One split of a dataset: `labels` (N,) uint8 and `read(start, end)` -> (n, S, S, 3) uint8, S
+    being `patch_size` (96 but for synthetic sets)."""
 
     name: str
     labels: np.ndarray
+    patch_size: int = 96
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -62,12 +65,24 @@ class PatchSource:
         pass
 
 
+class ArraySource(PatchSource):
+    """Patches held in memory (a run's samples, a chosen subset of real patches) as a source."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, name: str):
+        self.images, self.labels, self.name = images, np.asarray(labels, np.uint8), name
+        self.patch_size = images.shape[1]
+
+    def read(self, start: int, end: int) -> np.ndarray:
+        return self.images[start:end]
+
+
 class UnreadablePatches(WorkFailed):
     """A split's image file cannot give back some of its patches (a corrupt or truncated h5)."""
 
 
 class PCamSplit(PatchSource):
-    """`camelyonpatch_level_2_split_{split}_{x,y}.h5`: dataset x (N,96,96,3) uint8, y (N,1,1,1) uint8."""
+    """`camelyonpatch_level_2_split_{split}_{x,y}.h5`: dataset x (N,96,96,3) uint8, y (N,1,1,1) uint8
+    (x (N,S,S,3) in a synthetic set drawn at a smaller resolution S)."""
 
     def __init__(self, root: Path, split: str):
         x_path, y_path = pcam_paths(root, split)
@@ -83,8 +98,11 @@ class PCamSplit(PatchSource):
                 raise BadInput(f"{y_path}: dataset 'y' must be (N,1,1,1) uint8, got {y.shape} {y.dtype}")
             self.labels = np.asarray(y[...]).reshape(-1)
         self._x = _dataset(self._xf, "x", x_path)
-        if self._x.dtype != np.uint8 or self._x.shape[1:] != PATCH_SHAPE:
+        shape = self._x.shape[1:]
+        if self._x.dtype != np.uint8 or len(shape) != 3 or shape[0] != shape[1] or shape[0] not in PATCH_SIDES \
+                or shape[2] != 3:
             raise BadInput(f"{x_path}: dataset 'x' must be (N,96,96,3) uint8, got {self._x.shape} {self._x.dtype}")
+        self.patch_size = shape[0]
         if len(self._x) != len(self.labels):
             raise BadInput(f"{x_path}: {len(self._x)} images but {y_path.name} has {len(self.labels)} labels")
         bad = np.setdiff1d(np.unique(self.labels), [0, 1])
@@ -274,6 +292,14 @@ def open_split(path: str | Path, split: str, split_seed: int = 0, split_file: Pa
     if detect_layout(root) == "pcam":
         return PCamSplit(root, split)
     return KaggleSplit(root, split, split_seed, split_file)
+
+
+def check_resolution(source: PatchSource, image_size: int) -> None:
+    """BadInput when the split's patches are smaller than the resolution asked for: a synthetic
+    set is never upsampled into detail it does not have."""
+    if image_size > source.patch_size:
+        raise BadInput(f"{source.name}: its patches are {source.patch_size} px, smaller than --image-size "
+                       f"{image_size}; train at {source.patch_size} px or less")
 
 
 def selected_indices(source: PatchSource, classes: str) -> np.ndarray:

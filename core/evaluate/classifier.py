@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.data import PatchStream, open_split, selected_indices, to_model_input
+from core.data.sources import PatchSource, check_resolution
 from core.errors import BadInput
 
 FEATURES = 128
@@ -155,22 +156,20 @@ def predict(model: PatchClassifier, images: np.ndarray, batch: int = 256) -> tup
     return np.concatenate(feats).astype(np.float64), np.concatenate(probs)
 
 
-def train_classifier(root: Path, image_size: int, preprocess: str, steps: int, batch_size: int = 64,
-                     lr: float = 1e-3, seed: int = 0, device: str | torch.device = "cpu",
-                     on_step: Callable[[int, float], None] | None = None) -> tuple[PatchClassifier, ClassifierReport]:
-    """Train on the train split (both classes, dihedral augmentation, cross-entropy, AdamW) and
-    score on the held-out split (`valid`, or `test` where there is no valid split)."""
+def fit_classifier(source: PatchSource, indices: np.ndarray, image_size: int, preprocess: str, steps: int,
+                   batch_size: int = 64, lr: float = 1e-3, seed: int = 0, device: str | torch.device = "cpu",
+                   on_step: Callable[[int, float], None] | None = None) -> PatchClassifier:
+    """A classifier trained on the patches `indices` of `source` (dihedral augmentation,
+    cross-entropy, AdamW), in eval mode."""
+    if len(np.unique(source.labels[indices])) < 2:
+        raise BadInput(f"{source.name}: the train split needs patches of both classes to train a classifier")
+    check_resolution(source, image_size)
     torch.manual_seed(seed)
-    source = open_split(root, "train")
+    stream = PatchStream(source, indices, batch_size, seed, augment=True)
+    model = PatchClassifier().to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    model.train()
     try:
-        trained_on = training_record(source)
-        indices = selected_indices(source, "both")
-        if len(np.unique(source.labels[indices])) < 2:
-            raise BadInput(f"{root}: the train split needs patches of both classes to train a classifier")
-        stream = PatchStream(source, indices, batch_size, seed, augment=True)
-        model = PatchClassifier().to(device)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-        model.train()
         for step in range(1, steps + 1):
             images, labels, codes = stream.next_batch()
             x = to_model_input(images, image_size, preprocess, device, codes)
@@ -180,22 +179,51 @@ def train_classifier(root: Path, image_size: int, preprocess: str, steps: int, b
             optimizer.step()
             if on_step:
                 on_step(step, float(loss.detach()))
+    finally:
         stream.close()
+    return model.eval()
+
+
+def score(model: PatchClassifier, images: np.ndarray, labels: np.ndarray) -> tuple[float, float, np.ndarray]:
+    """(accuracy at probability 0.5, ROC AUC, probabilities of `cancerous`) on labelled patches."""
+    _, probs = predict(model, images)
+    return float(((probs >= 0.5) == labels.astype(bool)).mean()), roc_auc(probs, labels), probs
+
+
+def scoring_data(root: Path) -> Path:
+    """Where a classifier trained on `root` is scored: its own held-out split, or, for a synthetic
+    set (which has a train split only), the held-out split of the real data its run learned from."""
+    from core.data import resolve_data
+    from core.synthetic import read_manifest
+
+    manifest = read_manifest(root)
+    return resolve_data(manifest["source_data"]) if manifest is not None else root
+
+
+def train_classifier(root: Path, image_size: int, preprocess: str, steps: int, batch_size: int = 64,
+                     lr: float = 1e-3, seed: int = 0, device: str | torch.device = "cpu",
+                     on_step: Callable[[int, float], None] | None = None) -> tuple[PatchClassifier, ClassifierReport]:
+    """Train on the train split and score on the held-out split (`valid`, or `test` where there is
+    no valid split; a synthetic set's are the real data's: scoring_data)."""
+    source = open_split(root, "train")
+    try:
+        trained_on = training_record(source)
+        model = fit_classifier(source, selected_indices(source, "both"), image_size, preprocess, steps, batch_size,
+                               lr, seed, device, on_step)
     finally:
         source.close()
-    model.eval()
+    held_out_root = scoring_data(root)
     for split in ("valid", "test"):
         try:
-            images, labels = held_out_patches(root, split, image_size, preprocess)
+            images, labels = held_out_patches(held_out_root, split, image_size, preprocess)
         except BadInput:
             continue
         if len(images):
             break
     else:
-        raise BadInput(f"{root}: no valid or test split to score the classifier on")
-    _, probs = predict(model, images)
-    accuracy = float(((probs >= 0.5) == labels.astype(bool)).mean())
-    return model, ClassifierReport(accuracy, roc_auc(probs, labels), len(labels), split, steps, trained_on)
+        raise BadInput(f"{held_out_root}: no valid or test split to score the classifier on")
+    accuracy, auc, _ = score(model, images, labels)
+    return model, ClassifierReport(accuracy, auc, len(labels), split, steps, trained_on)
 
 
 def save_classifier(model: PatchClassifier, path: Path, meta: dict, trained_on: dict) -> None:
