@@ -32,8 +32,10 @@ def test_real_pcam_patches_shipped_in_the_package():
 
 
 @pytest.mark.parametrize("break_it,message", [
-    (lambda r: h5py.File(r / "camelyonpatch_level_2_split_train_x.h5", "w").create_dataset("x", data=np.zeros((4, 32, 32, 3), np.uint8)),
-     "dataset 'x' must be \\(N,96,96,3\\) uint8, got \\(4, 32, 32, 3\\)"),
+    (lambda r: h5py.File(r / "camelyonpatch_level_2_split_train_x.h5", "w").create_dataset("x", data=np.zeros((4, 40, 40, 3), np.uint8)),
+     "dataset 'x' must be \\(N,96,96,3\\) uint8, got \\(4, 40, 40, 3\\)"),
+    (lambda r: h5py.File(r / "camelyonpatch_level_2_split_train_x.h5", "w").create_dataset("x", data=np.zeros((4, 32, 64, 3), np.uint8)),
+     "got \\(4, 32, 64, 3\\)"),
     (lambda r: h5py.File(r / "camelyonpatch_level_2_split_train_x.h5", "w").create_dataset("x", data=np.zeros((64, 96, 96, 3), np.float32)),
      "float32"),
     (lambda r: h5py.File(r / "camelyonpatch_level_2_split_train_y.h5", "w").create_dataset("y", data=np.zeros((5, 1, 1, 1), np.uint8)),
