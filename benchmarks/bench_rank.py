@@ -59,7 +59,7 @@ def build(url: str) -> list[int]:
 
 async def key_latency(url: str, runs_dir: Path, ids: list[int]) -> list[float]:
     from ddpm_tui.tui.app import DdpmApp
-    from core.api import Lab
+    from core.services.lab import Lab
     from ddpm_tui.tui.screens.ablation import AblationScreen
 
     app = DdpmApp(Lab(url, runs_dir))

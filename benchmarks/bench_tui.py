@@ -61,7 +61,7 @@ async def key_latency(db_dir: Path, key: str, presses: int = 30) -> list[float]:
     from textual.widgets import DataTable
 
     from ddpm_tui.tui.app import DdpmApp
-    from core.api import Lab
+    from core.services.lab import Lab
 
     app = DdpmApp(Lab(f"sqlite:///{db_dir / 'runs.db'}", db_dir / "runs"))
     latencies = []

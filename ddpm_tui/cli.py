@@ -107,7 +107,7 @@ def demo(
         typer.echo(f"run {run.id} {outcome}; samples: {final.get('samples')}; reverse process (x_t | "
                    f"predicted x_0): {final.get('gif')}", err=True)
         return
-    from core.api import Lab
+    from core.services.lab import Lab
 
     settings = tui_settings()
     run = launch_run(store, ctx_store[1], cfg, queue=True, plan=plan)

@@ -145,7 +145,7 @@ def seed_store(root: Path, n_runs: int = 3) -> tuple[str, Path]:
 def tui_app(tmp_path):
     """A DdpmApp over a seeded store (use `async with tui_app.run_test() as pilot`)."""
     from ddpm_tui.tui.app import DdpmApp
-    from core.api import Lab
+    from core.services.lab import Lab
 
     write_pcam(tmp_path / "pcam")
     url, runs_dir = seed_store(tmp_path)

@@ -35,5 +35,5 @@ def test_a_screen_that_opens_the_store_itself_breaks_a_contract(tmp_path):
     screen.write_text("from core.store import queries  # noqa\n" + screen.read_text())
     result = lint_imports(tmp_path)
     assert result.returncode == 1
-    assert "the TUI reaches the store, the trainer and the processes through core.api BROKEN" in result.stdout
+    assert "the TUI reaches the store, the trainer and the processes through core.services BROKEN" in result.stdout
     assert "ddpm_tui.tui.screens.runs -> core.store" in result.stdout

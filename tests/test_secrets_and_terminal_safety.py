@@ -55,7 +55,7 @@ def test_cannot_open_the_database_hides_the_password(url, workdir, cli):
 
 
 def test_the_tui_toast_hides_the_password(monkeypatch):
-    from core.api import Lab
+    from core.services.lab import Lab
     from ddpm_tui.tui.app import DdpmApp
 
     app = DdpmApp(Lab(SECRET_URLS[2], Path("runs")))

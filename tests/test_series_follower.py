@@ -1,6 +1,6 @@
 """A live chart reads only the points it does not hold yet."""
 
-from core.api import SeriesFollower
+from ddpm_tui.tui.series import SeriesFollower
 from core.store import Store, queries
 
 

@@ -4,7 +4,7 @@ import pytest
 from conftest import open_view
 from textual.widgets import DataTable, Input, Select, Static, TabbedContent
 
-from core.api import RunView
+from core.services.views import RunView
 from core.errors import BadInput
 from core.runner.liveness import running_fields
 from core.runner.sweeps import group_runs, parse_option_list

@@ -37,7 +37,7 @@ def trained(tmp_path_factory) -> Path:
 def blind_app(trained, tmp_path):
     """A DdpmApp over a private copy of the trained store (the checkpoints are shared, read-only)."""
     from ddpm_tui.tui.app import DdpmApp
-    from core.api import Lab
+    from core.services.lab import Lab
 
     src, dst = sqlite3.connect(trained / "runs.db"), sqlite3.connect(tmp_path / "runs.db")
     src.backup(dst)

@@ -160,7 +160,7 @@ async def test_machine_view_on_a_cpu_box_shows_cpu_ram_and_explains_the_missing_
 async def test_machine_view_shows_what_a_running_run_uses(tui_app, monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", None)
     monkeypatch.setattr(gpu_screen, "REFRESH_SECONDS", 0.2)
-    monkeypatch.setattr("core.api.reconcile", lambda store, *a, **k: None)
+    monkeypatch.setattr("core.services.runs.reconcile", lambda store, *a, **k: None)
     from core.store import queries
 
     queries.update_run(tui_app.lab.store, 1, status="running", pid=os.getpid(), heartbeat_at=9e12)
@@ -183,7 +183,7 @@ async def test_gpu_view_shows_each_gpu_and_the_run_using_it(tui_app, monkeypatch
     monkeypatch.setattr(gpu_screen, "REFRESH_SECONDS", 0.2)
     queries.update_run(tui_app.lab.store, 1, status="running", pid=4242, heartbeat_at=9e12)
     monkeypatch.setattr("core.runner.liveness.reconcile", lambda store, *a, **k: None)
-    monkeypatch.setattr("core.api.reconcile", lambda store, *a, **k: None)
+    monkeypatch.setattr("core.services.runs.reconcile", lambda store, *a, **k: None)
     async with tui_app.run_test(size=(120, 40)) as pilot:
         await pilot.press("6")
         screen = pilot.app.screen

@@ -75,7 +75,7 @@ class EndingProcess:
 async def test_an_evaluation_started_here_is_announced_when_it_ends(tui_app, tmp_path):
     import time
 
-    from core.api import EvaluationJob
+    from core.services.evaluation import EvaluationJob
 
     done, broken = EndingProcess(), EndingProcess()
     async with tui_app.run_test(size=(140, 40)) as pilot:

@@ -114,7 +114,7 @@ async def test_help_lists_the_screen_keys(tui_app):
 @pytest.mark.asyncio
 async def test_app_survives_a_broken_database_and_resizes(tmp_path):
     from ddpm_tui.tui.app import DdpmApp
-    from core.api import Lab
+    from core.services.lab import Lab
 
     (tmp_path / "runs.db").write_bytes(b"not a database" * 50)
     app = DdpmApp(Lab(f"sqlite:///{tmp_path / 'runs.db'}", tmp_path / "runs"))
@@ -157,7 +157,7 @@ async def test_stop_resume_kill_a_real_run_from_the_table(tmp_path):
     from conftest import TINY, write_pcam
     from core.config import build_config
     from ddpm_tui.tui.app import DdpmApp
-    from core.api import Lab
+    from core.services.lab import Lab
 
     pcam = write_pcam(tmp_path / "pcam")
     lab = Lab(f"sqlite:///{tmp_path / 'runs.db'}", tmp_path / "runs")
@@ -193,7 +193,7 @@ async def test_demo_flow_opens_on_a_running_run_whose_chart_moves(tmp_path, monk
     """What `ddpm-tui demo` does: queue the demo run, start a detached worker, open the app on it."""
     from core.config import DEMO_PRESET, TrainConfig
     from ddpm_tui.tui.app import DdpmApp
-    from core.api import Lab
+    from core.services.lab import Lab
 
     monkeypatch.setenv("DDPM_TUI_CACHE", str(tmp_path / "cache"))
     lab = Lab(f"sqlite:///{tmp_path / 'runs.db'}", tmp_path / "runs")
@@ -219,7 +219,7 @@ async def test_demo_flow_opens_on_a_running_run_whose_chart_moves(tmp_path, monk
 @pytest.mark.asyncio
 async def test_a_cluster_runs_page_shows_the_log_its_executor_keeps(tmp_path):
     """A SLURM run whose trainer's log is only in the job's output (no train.log where this host looks)."""
-    from core.api import Lab
+    from core.services.lab import Lab
     from core.store import Store
     from ddpm_tui.tui.app import DdpmApp
 

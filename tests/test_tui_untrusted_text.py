@@ -6,7 +6,7 @@ from textual.widgets import DataTable, Log, Static
 from conftest import seed_store, wait_for, write_pcam
 from core.store import Store, queries
 from ddpm_tui.tui.app import DdpmApp
-from core.api import Lab
+from core.services.lab import Lab
 
 MARKUP_NAME = "[/]"
 LINK_NAME = "[link=https://evil.example]click[/link]"

@@ -11,7 +11,8 @@ from textual import work
 from textual.app import App, SystemCommand
 from textual.signal import Signal
 
-from core.api import Lab, RunView
+from core.services.lab import Lab
+from core.services.views import RunView
 from core.errors import NeedsRestart
 from core.text import printable
 from ddpm_tui.keys import SCOPES, TuiSettings, bindings
@@ -213,7 +214,7 @@ class DdpmApp(App):
                               f"(pid {job.pid}); a toast says when it ends, results appear on each run's page")
 
     def watch_evaluation(self, job) -> None:
-        """Announce `job`'s end (core.api.EvaluationJob) from the run poller."""
+        """Announce `job`'s end (core.services.evaluation.EvaluationJob) from the run poller."""
         self.evaluation_jobs.append(job)
 
     # ---- actions on runs (I/O in a worker) ---------------------------------------------------------------

@@ -1,5 +1,5 @@
 """What the TUI can do to a run: a registry of actions by name, each with the words shown while it
-works (for the slow ones) and the function that does it through core.api, in a worker thread."""
+works (for the slow ones) and the function that does it through core.services, in a worker thread."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from core.api import Lab
+from core.services.lab import Lab
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from textual.widgets import (
     TabPane,
 )
 
-from core.api import RunView
+from core.services.views import RunView
 from core.errors import BadInput
 from core.runner.sweeps import (expand_grid, grid_axes, group_runs, parse_option_list, split_values, sweep_axes,
                                 sweep_progress)

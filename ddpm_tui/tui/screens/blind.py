@@ -23,7 +23,7 @@ from textual.widgets import DataTable, Header, Input, Label, Static
 from textual.worker import get_current_worker
 from textual_image.widget import Image
 
-from core.api import BlindTestView, RunView
+from core.services.views import BlindTestView, RunView
 from core.blind import CLASS_MODE, CLASS_NAMES, PAIR_MODE, BlindSession, verdict
 from core.text import printable
 from ddpm_tui.keys import bindings

@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Header, Static
 
-from core.api import RunView
+from core.services.views import RunView
 from core.errors import NotFound
 from core.text import printable
 from ddpm_tui.keys import bindings

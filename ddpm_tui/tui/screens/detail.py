@@ -18,13 +18,14 @@ from textual.widgets import (
     TabPane,
 )
 
-from core.api import EvaluationView, RunView
+from core.services.views import EvaluationView, RunView
 from core.text import printable
 from ddpm_tui.keys import bindings
 from ddpm_tui.tui.failures import reported
 from ddpm_tui.tui.screens.base import AppScreen
 from ddpm_tui.tui.screens.chart_controls import ChartControls
 from ddpm_tui.tui.screens.dialogs import ConfirmDialog, TextPrompt
+from ddpm_tui.tui.series import SeriesFollower
 from ddpm_tui.tui.screens.runs import (
     STATUS_STYLE,
     eta_text,
@@ -92,7 +93,7 @@ class RunDetailScreen(ChartControls, AppScreen):
         self.log_offset = 0
         self.cluster_log_at = float("-inf")
         self.record: RunView | None = None
-        self.follower = None  # the chart's series, read incrementally (core.api.SeriesFollower)
+        self.follower = None  # the chart's series, read incrementally (ddpm_tui.tui.series.SeriesFollower)
         self.log_query, self.log_match = "", -1
         self.grids: list = []  # (step, path) of every saved sample grid
         self.checkpoints: list = []  # (step, bytes, saved at)
@@ -140,7 +141,7 @@ class RunDetailScreen(ChartControls, AppScreen):
         keys = lab.metric_keys(self.run_id)
         follower = self.follower
         if follower is None or follower.key != self.metric:
-            follower = self.follower = lab.follow_series(self.run_id, self.metric)
+            follower = self.follower = SeriesFollower(lab.series, self.run_id, self.metric)
         steps, values, walls = follower.update(record.step)
         events = lab.events(self.run_id)
         samples = lab.sample_grids(self.run_id)

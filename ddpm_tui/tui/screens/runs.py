@@ -8,7 +8,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.widgets import DataTable, Header, Input, Static
 
-from core.api import RunView
+from core.services.views import RunView
 from ddpm_tui.keys import bindings
 from ddpm_tui.tui.screens.base import AppScreen
 from ddpm_tui.tui.screens.dialogs import ConfirmDialog, TextPrompt
