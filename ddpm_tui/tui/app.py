@@ -19,7 +19,8 @@ from ddpm_tui.keys import SCOPES, TuiSettings, bindings
 from ddpm_tui.tui.failures import reported
 from ddpm_tui.tui.run_actions import RUN_ACTIONS, Given
 from ddpm_tui.tui.screens.help import HelpScreen, describe_bindings
-from ddpm_tui.tui.screens.runs import RunsScreen, run_label
+from ddpm_tui.tui.format import run_label
+from ddpm_tui.tui.screens.runs import RunsScreen
 
 
 def lazy_screen(module: str, name: str):

@@ -32,7 +32,7 @@ from ddpm_tui.tui.failures import reported
 from ddpm_tui.tui.screens.base import AppScreen
 from ddpm_tui.tui.screens.dialogs import ConfirmDialog
 from ddpm_tui.tui.screens.launch import PRESETS
-from ddpm_tui.tui.screens.runs import fmt_duration
+from ddpm_tui.tui.format import fmt_duration
 from ddpm_tui.tui.widgets.keys_footer import KeysFooter
 from ddpm_tui.tui.widgets.plain import ListTable, plain
 

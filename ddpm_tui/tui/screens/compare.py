@@ -17,7 +17,7 @@ from ddpm_tui.keys import bindings
 from ddpm_tui.tui.failures import reported
 from ddpm_tui.tui.screens.base import AppScreen
 from ddpm_tui.tui.screens.chart_controls import ChartControls
-from ddpm_tui.tui.screens.runs import STATUS_STYLE, fmt_float
+from ddpm_tui.tui.format import STATUS_STYLE, fmt_float
 from ddpm_tui.tui.widgets.keys_footer import KeysFooter
 from ddpm_tui.tui.widgets.loss_chart import LossChart
 from ddpm_tui.tui.widgets.sample_view import SampleView

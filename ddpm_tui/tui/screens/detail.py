@@ -22,16 +22,11 @@ from core.services.views import EvaluationView, RunView
 from core.text import printable
 from ddpm_tui.keys import bindings
 from ddpm_tui.tui.failures import reported
+from ddpm_tui.tui.format import STATUS_STYLE, eta_text, fmt_float, run_label
 from ddpm_tui.tui.screens.base import AppScreen
 from ddpm_tui.tui.screens.chart_controls import ChartControls
 from ddpm_tui.tui.screens.dialogs import ConfirmDialog, TextPrompt
 from ddpm_tui.tui.series import SeriesFollower
-from ddpm_tui.tui.screens.runs import (
-    STATUS_STYLE,
-    eta_text,
-    fmt_float,
-    run_label,
-)
 from ddpm_tui.tui.widgets.keys_footer import KeysFooter
 from ddpm_tui.tui.widgets.loss_chart import LossChart
 from ddpm_tui.tui.widgets.plain import PlainTable, plain

@@ -10,38 +10,15 @@ from textual.widgets import DataTable, Header, Input, Static
 
 from core.services.views import RunView
 from ddpm_tui.keys import bindings
+from ddpm_tui.tui.format import STATUS_STYLE, eta_seconds, eta_text, fmt_float, run_label
 from ddpm_tui.tui.screens.base import AppScreen
 from ddpm_tui.tui.screens.dialogs import ConfirmDialog, TextPrompt
 from ddpm_tui.tui.widgets.keys_footer import KeysFooter
 from ddpm_tui.tui.widgets.plain import ListTable, plain
 
-STATUS_STYLE = {"running": "bold green", "lost": "bold yellow", "queued": "yellow", "finished": "blue", "failed": "bold red",
-                "stopped": "magenta", "killed": "magenta reverse", "crashed": "bold red reverse"}
 COLUMNS = [("id", "id"), ("name", "name"), ("tags", "tags"), ("status", "status"), ("classes", "classes"), ("schedule", "schedule"),
            ("attention", "attn"), ("size", "size"), ("step", "step/total"), ("loss", "loss~"), ("img_per_s", "img/s"),
            ("eta", "ETA"), ("best", "best")]
-
-
-def eta_seconds(r: RunView) -> float | None:
-    if r.status != "running" or not r.img_per_s or r.writing_samples:
-        return None
-    return max(0, r.total_steps - r.step) * r.global_batch / r.img_per_s
-
-
-def eta_text(r: RunView) -> str:
-    """The ETA column: time left, or what a run past its last step still does."""
-    return "writing samples" if r.writing_samples else fmt_duration(eta_seconds(r))
-
-
-def fmt_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
-def fmt_float(value: float | None, digits: int = 4) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def sort_value(r: RunView, column: str):
@@ -75,11 +52,6 @@ def fit_columns(table: DataTable, rows: list[list]) -> None:
         widest = max((cell.cell_len if isinstance(cell, Text) else cell_len(cell) for cell in (row[index] for row in rows)),
                      default=0)
         column.content_width = max(column.content_width, widest)
-
-
-def run_label(run_id: int, name: str) -> str:
-    """How a confirmation names a run: its id and, where it has one, its name."""
-    return f"{run_id} '{name}'" if name else str(run_id)
 
 
 def matches(r: RunView, text: str) -> bool:
