@@ -68,17 +68,26 @@ def unreadable_patches(source: PatchSource) -> list[str]:
 
 
 def check_dataset(path: str | Path, split_seed: int = 0, cache: Path | None = None) -> dict:
-    """{'path', 'layout', 'splits': {split: {'n', 'cancerous', 'non_cancerous'}}, 'problems': [...]}.
+    """{'path', 'layout', 'splits': {split: {'n', 'cancerous', 'non_cancerous'}}, 'problems': [...]},
+    and 'synthetic' (core.synthetic.synthetic_summary) for a set a run drew.
 
     Raises BadInput when the path is not a dataset at all; per-split and per-image problems are
     collected.
     """
+    from core.synthetic import read_manifest, synthetic_summary
+
     root = Path(path)
     layout = detect_layout(root)
     report = {"path": str(root), "layout": layout, "splits": {}, "problems": []}
+    manifest = read_manifest(root) if layout == "pcam" else None
+    if manifest is not None:  # a synthetic set has a train split only: it is scored on its run's real data
+        report["synthetic"] = synthetic_summary(manifest)
+        if not manifest.get("complete"):
+            report["problems"].append(f"{root}: an unfinished synthetic set (run `ddpm-tui synth` again to finish it)")
     for split in PCAM_SPLITS:
         if layout == "pcam" and not pcam_paths(root, split)[0].exists():
-            report["problems"].append(f"{pcam_paths(root, split)[0]}: split {split!r} missing")
+            if manifest is None or split == "train":
+                report["problems"].append(f"{pcam_paths(root, split)[0]}: split {split!r} missing")
             continue
         try:
             source = open_split(root, split, split_seed)

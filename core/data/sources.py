@@ -20,6 +20,7 @@ from core.labels import CLASS_LABELS
 
 PCAM_SPLITS = ("train", "valid", "test")
 PATCH_SHAPE = (96, 96, 3)
+SYNTHETIC_MANIFEST = "synthetic.json"  # beside the h5 files of a set a run drew (core.synthetic)
 PATCH_SIDES = (32, 64, 96)  # PCam's 96 px, or a synthetic set's at a training resolution (core.synthetic)
 # PCam label 1 = tumour tissue in the centre 32x32 region
 KAGGLE_FRACTIONS = {"train": 0.8, "valid": 0.1, "test": 0.1}
@@ -31,13 +32,14 @@ def pcam_paths(root: Path, split: str) -> tuple[Path, Path]:
 
 
 def detect_layout(path: str | Path) -> str:
-    """'pcam' for a folder of camelyonpatch_*.h5 files, 'kaggle' for train/ + labels CSV."""
+    """'pcam' for a folder of camelyonpatch_*.h5 files (or a synthetic set being drawn), 'kaggle' for
+    train/ + labels CSV."""
     root = Path(path)
     if not root.exists():
         raise BadInput(f"{root}: data path does not exist")
     if not root.is_dir():
         raise BadInput(f"{root}: data path is not a directory")
-    if any(root.glob("camelyonpatch_level_2_split_*_x.h5")):
+    if any(root.glob("camelyonpatch_level_2_split_*_x.h5")) or (root / SYNTHETIC_MANIFEST).exists():
         return "pcam"
     if (root / "train").is_dir() and find_labels_csv(root) is not None:
         return "kaggle"

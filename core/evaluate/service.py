@@ -7,6 +7,8 @@ Metrics (`--metrics`):
   kid    KID in PCam-classifier features (core.evaluate.distances)
   fid    FID in PCam-classifier features
   class  class fidelity: samples scored by the classifier
+  utility  the samples as training data: a classifier trained on them against one trained on as
+         many real patches, both tested on real held-out patches (core.evaluate.utility)
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from core.errors import BadInput, WorkFailed
 from core.evaluate import distances, ssim
 from core.evaluate.classifier import load_classifier, predict
 from core.evaluate.nll import variational_bound
+from core.evaluate.utility import UTILITY_STEPS, balanced_indices, utility_rows
 from core.labels import LABEL_NAMES
 from core.sample import generate, make_grid, save_png
 from core.samplers import sampler_named
@@ -34,8 +37,8 @@ from core.store import queries
 from core.store.db import Store
 from core.train import checkpoint as ckpt
 
-METRICS = ("nll", "ssim", "kid", "fid", "class")
-SAMPLE_METRICS = ("ssim", "kid", "fid", "class")
+METRICS = ("nll", "ssim", "kid", "fid", "class", "utility")
+SAMPLE_METRICS = ("ssim", "kid", "fid", "class", "utility")
 FEATURE_METRICS = ("kid", "fid", "class")
 DEFAULT_EVAL_N = 256  # held-out patches and samples per metric, for every face and the sweeps
 SPLITS = ("test", "valid")  # held out: the training split would measure memorisation, not generalisation
@@ -92,6 +95,8 @@ class EvalPlan:
     cfg: TrainConfig = field(repr=False)
     run_dir: Path = field(repr=False)
     note: str = ""  # what the user should know about the request as made, e.g. a smaller n
+    utility_steps: int = UTILITY_STEPS  # training steps of each classifier of the utility metric
+    augment: bool = False  # utility also trains on real + synthetic patches
 
 
 def matching_classifier(store: Store, cfg: TrainConfig) -> queries.Classifier | None:
@@ -150,7 +155,8 @@ def plan_eval_on_finish(store: Store, metrics: str, n: int | None, nll_timesteps
 def plan_evaluation(store: Store, run_id, metrics: str = "nll", n: int | None = None, split: str = "test",
                     nll_timesteps: str | int | None = None, sampler: str = "ddim", steps: int = 50,
                     guidance: float = 0.0, checkpoint: int | None = None, seed: int = 0,
-                    classifier: int | None = None) -> EvalPlan:
+                    classifier: int | None = None, utility_steps: int = UTILITY_STEPS,
+                    augment: bool = False) -> EvalPlan:
     """Check everything that can be checked before computing: BadInput names the first problem.
     Without `n`: DEFAULT_EVAL_N held-out patches, or the whole split when it holds fewer (the plan's
     `note` says so)."""
@@ -165,6 +171,10 @@ def plan_evaluation(store: Store, run_id, metrics: str = "nll", n: int | None = 
         raise BadInput(f"--guidance: must be a finite number >= 0, got {guidance}")
     if not 0 <= seed <= SEED_MAX:
         raise BadInput(f"--seed: must be in 0..{SEED_MAX}, got {seed}")
+    if augment and "utility" not in names:
+        raise BadInput("--augment goes with --metrics utility")
+    if not 1 <= utility_steps <= 1_000_000:
+        raise BadInput(f"--utility-steps: must be between 1 and 1000000, got {utility_steps}")
     run = queries.get_run(store, run_id)
     cfg = config_from_dict(run.config)
     if steps < 1 or steps > cfg.timesteps:
@@ -177,6 +187,9 @@ def plan_evaluation(store: Store, run_id, metrics: str = "nll", n: int | None = 
     if "class" in names and not cfg.conditional and cfg.classes == "both":
         raise BadInput(f"--metrics class: run {run.id} is unconditional on both classes; class fidelity needs a "
                        "--conditional run or one trained on a single class")
+    if "utility" in names and not cfg.conditional:
+        raise BadInput(f"--metrics utility: run {run.id} is unconditional; a classifier can learn from samples only "
+                       "when they carry both classes' labels (a --conditional run)")
     found = ckpt.choose_checkpoint(Path(run.run_dir) / "checkpoints", cfg, checkpoint)
     if found is None:
         raise BadInput(f"run {run.id} has no checkpoint yet in {run.run_dir}/checkpoints; nothing to evaluate")
@@ -203,8 +216,24 @@ def plan_evaluation(store: Store, run_id, metrics: str = "nll", n: int | None = 
                            f"run {run.id} at {cfg.image_size} px ({cfg.preprocess})")
         refuse_leaking_classifier(chosen, cfg, run, split)
         classifier_id = chosen.id
+    if "utility" in names:
+        check_real_training_patches(cfg, run, n)
     return EvalPlan(run.id, names, n, split, k, sampler, steps, guidance, ckpt.checkpoint_step(found[0]), seed,
-                    classifier_id, cfg, Path(run.run_dir), note)
+                    classifier_id, cfg, Path(run.run_dir), note, utility_steps, augment)
+
+
+def check_real_training_patches(cfg: TrainConfig, run, n: int) -> None:
+    """BadInput unless the run's train split holds the n real patches (half of each class) that
+    the utility metric's real-data classifier learns from."""
+    source = open_split(resolve_data(cfg.data), "train", split_file=split_file(run.run_dir))
+    try:
+        for label, name in enumerate(LABEL_NAMES):
+            have, need = int((source.labels == label).sum()), (n + label) // 2
+            if have < need:
+                raise BadInput(f"--n {n}: the utility metric trains on {need} real {name} patches, but the train "
+                               f"split of {cfg.data} has {have}")
+    finally:
+        source.close()
 
 
 def refuse_leaking_classifier(classifier: queries.Classifier, cfg: TrainConfig, run, split: str) -> None:
@@ -321,6 +350,8 @@ def evaluate(store: Store, plan: EvalPlan, device: str = "auto", on_progress: Pr
         results += ssim_results(cfg, plan, samples, real, progress)
     if any(m in plan.metrics for m in FEATURE_METRICS):
         results += feature_results(store, cfg, plan, samples, real, progress)
+    if "utility" in plan.metrics:
+        results += utility_results(cfg, plan, samples, dev, progress)
     failures = [f"{r.metric}: {reason}" for r in results if (reason := failure_reason(r))]
     rows = []
     for r in results:
@@ -490,6 +521,32 @@ def feature_results(store: Store, cfg, plan: EvalPlan, samples: np.ndarray, real
             "what": what, "per_class": per_class, "classifier_accuracy": row.accuracy, "classifier_auc": row.auc},
             sample_based=True, uses_classifier=True))
     return out
+
+
+def utility_results(cfg, plan: EvalPlan, samples: np.ndarray, device, progress) -> list[Result]:
+    """TSTR against TRTR (core.evaluate.utility): the samples (both classes in turn) and as many
+    real training patches, half of each class, as the run sees them; tested on up to TEST_LIMIT
+    real patches of the plan's held-out split."""
+    from core.evaluate.classifier import held_out_patches
+    from core.evaluate.utility import TEST_LIMIT
+
+    source = open_split(resolve_data(cfg.data), "train", split_file=split_file(plan.run_dir))
+    try:
+        chosen = balanced_indices(source.labels, plan.n, plan.seed)
+        real = np.stack([source.read(int(i), int(i) + 1)[0] for i in chosen])
+        real_labels = source.labels[chosen]
+    finally:
+        source.close()
+    real = to_uint8(to_model_input(real, cfg.image_size, cfg.preprocess, "cpu"))
+    test, test_labels = held_out_patches(resolve_data(cfg.data), plan.split, cfg.image_size, cfg.preprocess,
+                                         TEST_LIMIT, split_file(plan.run_dir), plan.seed)
+    classifiers = 3 if plan.augment else 2
+    progress("utility", 0, classifiers)
+    rows = utility_rows(samples, np.arange(len(samples)) % 2, real, real_labels, test, test_labels,
+                        plan.utility_steps, plan.seed, device, plan.augment,
+                        on_classifier=lambda done, total: progress("utility", 1, total))
+    return [Result(r.metric, r.interval.value, r.interval.low, r.interval.high, len(samples), r.details,
+                   sample_based=True) for r in rows]
 
 
 def fid_result(gen_feats: np.ndarray, real_feats: np.ndarray, space: str, seed: int) -> Result:

@@ -33,7 +33,8 @@ from core.stats import Interval, bootstrap_ci, mean_ci, student_t_cdf, student_t
 # ssim_diversity is stored as the distance to the real held-out patches' own diversity (0 is best);
 # ssim_memorisation as the fraction of samples that copy a training patch (a guard, see GUARDS)
 DIRECTIONS = {"nll": "lower", "kid": "lower", "fid": "lower", "ssim_memorisation": "lower",
-              "ssim_diversity": "lower", "class_fidelity": "higher"}
+              "ssim_diversity": "lower", "class_fidelity": "higher", "utility": "higher", "tstr_auc": "higher",
+              "tstr_accuracy": "higher", "trtr_auc": "higher", "trtr_accuracy": "higher", "augment_auc_gain": "higher"}
 ALPHA = 0.05
 # metrics shown beside the ranking but never a rank key nor compared (e.g. memorisation, flagged
 # above its threshold): metric -> what the column means. The evaluation side names them here.
