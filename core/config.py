@@ -85,6 +85,8 @@ class TrainConfig:
     deterministic: bool = _opt(False, "deterministic CUDA kernels: bit-exact resume on GPUs, at a cost in speed")
     shuffle_window: int = _opt(8, "blocks of 512 patches shuffled together by the data stream: more mixes "
                                "better across a file ordered by slide, at 14 MiB of memory per block")
+    init_weights: str = _opt("", "start a new run from these network weights (a .pt holding 'ema' weights of the "
+                             "same architecture, e.g. a run's checkpoint), or 'demo': the weights the demo ships with")
     name: str = _opt("", "run name")
     tag: list = _opt([], "tags (repeatable)")
 

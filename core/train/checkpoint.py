@@ -22,6 +22,39 @@ ARCHITECTURE_KEYS = ("image_size", "dim", "dim_mults", "res_blocks", "attention"
 ARCHITECTURE_VERSION = 2
 
 
+DEMO_WEIGHTS = Path(__file__).resolve().parents[1] / "assets" / "demo_weights.pt"
+
+
+def initial_weights_path(value: str) -> Path:
+    """The file an --init-weights value names ('demo': the weights shipped for the demo preset)."""
+    return DEMO_WEIGHTS if value == "demo" else Path(value).expanduser()
+
+
+def read_initial_weights(cfg) -> dict:
+    """The network weights a new run starts from (--init-weights): the 'ema' entry of a weights file
+    or of a run's checkpoint; BadInput naming the file when it is missing, unreadable or made for
+    another architecture."""
+    from core.model import build_unet
+
+    path = initial_weights_path(cfg.init_weights)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise BadInput(f"--init-weights {path}: no such file", field="init_weights") from None
+    except Exception as exc:  # a truncated or foreign file
+        raise BadInput(f"--init-weights {path}: not readable weights ({exc.__class__.__name__})",
+                       field="init_weights") from None
+    weights = state.get("ema") if isinstance(state, dict) else None
+    if not isinstance(weights, dict):
+        raise BadInput(f"--init-weights {path}: holds no 'ema' weights", field="init_weights")
+    try:
+        build_unet(cfg).load_state_dict(weights)
+    except RuntimeError as exc:
+        raise BadInput(f"--init-weights {path}: made for another network ({str(exc).splitlines()[0]}); train with "
+                       "the architecture they were made with", field="init_weights") from None
+    return weights
+
+
 def checkpoint_path(ckpt_dir: Path, step: int) -> Path:
     return Path(ckpt_dir) / f"ckpt-{step:08d}.pt"
 

@@ -108,6 +108,8 @@ def plan_run(cfg: TrainConfig, runs_dir: Path, checked_data: dict | None = None,
     count and the runs directory. `checked_data` remembers datasets already checked, for plans made
     together."""
     cfg.validate()
+    if cfg.init_weights:
+        ckpt.read_initial_weights(cfg)
     if on_this_machine:
         device = pick_device(cfg.device)
         check_placement(cfg, device, rdzv_endpoint)
@@ -329,7 +331,7 @@ def _hand_back_to_job(store: Store, run_id: int, trainer: Trainer) -> str:
     which its job's podFailurePolicy does not count)."""
     step = trainer.step
     queries.set_status(store, run_id, "running", reason=f"preempted at step {step}: its job replaces the pod",
-                       expect=("running",), started_at=None, host="k8s", pid=None, pgid=None,
+                       expect=("running",), started_at=None, host="k8s", pid=None, pgid=None, pid_started=None,
                        heartbeat_at=queries.database_clock(store), step=step, checkpoint_path=_latest_ckpt(trainer))
     log.info("run %d preempted at step %d: checkpointed; a new pod of its job continues it", run_id, step)
     return "preempted"

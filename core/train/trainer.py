@@ -167,6 +167,9 @@ class Trainer:
         self.model = build_unet(cfg).to(self.device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        if cfg.init_weights:  # a resumed run's checkpoint replaces them in load_state
+            initial = ckpt.read_initial_weights(cfg)
+            self.model.load_state_dict(initial)
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.net = self.model
         if self.replicas.distributed:
