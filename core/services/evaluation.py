@@ -31,6 +31,10 @@ class EvaluationJob:
         return self.process.poll()
 
 
+# the stored metric a requested one is judged present by
+STORED_NAMES = {"ssim": "ssim_memorisation", "class": "class_fidelity"}
+
+
 class EvaluationUseCases(Session):
     def evaluations(self, run_id: int) -> list[EvaluationView]:
         """The newest evaluation of each metric of a run."""
@@ -93,18 +97,62 @@ class EvaluationUseCases(Session):
             counts[job.status] = counts.get(job.status, 0) + 1
         return counts
 
-    def evaluate_sweep_missing(self, sweep_id: int) -> tuple[list[int], int | None]:
-        """Start a detached evaluation of the sweep's finished runs that lack its metrics (its
-        --eval-on-finish ones, or the defaults); returns (run ids, the job or None)."""
+    def sweep_targets(self, sweep_id: int | str, only_missing: bool, metrics: str | None = None,
+                      n: int | None = None, nll_timesteps: str = "all",
+                      fallback_metrics: str | None = None) -> tuple[list[int], str, int | None, str]:
+        """(run ids, metrics, n, nll timesteps) of a sweep's evaluation: its finished runs (with
+        `only_missing`, those lacking one of the metrics). Without `metrics`, the sweep's
+        --eval-on-finish settings, else `fallback_metrics`, else the defaults of its first run."""
+        from core.evaluate.service import parse_metrics
+
         sweep = queries.get_sweep(self.store, sweep_id)
         spec = (sweep.spec or {}).get("eval_on_finish") or {}
-        finished = queries.list_runs(self.store, status="finished", sweep_id=sweep_id)
-        if not finished:
-            return [], None
-        metrics = spec.get("metrics") or self.default_metrics(finished[0].id)
+        finished = queries.list_runs(self.store, status="finished", sweep_id=sweep.id)
+        if metrics is None and spec:
+            metrics, n, nll_timesteps = spec["metrics"], spec["n"], spec["nll_timesteps"]
+        elif metrics is None:
+            metrics = fallback_metrics or (self.default_metrics(finished[0].id) if finished else "nll")
+        if not only_missing:
+            return [r.id for r in finished], metrics, n, nll_timesteps
+        needed = [STORED_NAMES.get(m, m) for m in parse_metrics(metrics)]
         latest = queries.latest_evaluations(self.store, [r.id for r in finished])
-        wanted = [{"ssim": "ssim_memorisation", "class": "class_fidelity"}.get(m, m) for m in metrics.split(",")]
-        missing = [r.id for r in finished if any(m not in latest.get(r.id, {}) for m in wanted)]
+        missing = [r.id for r in finished if any(m not in latest.get(r.id, {}) for m in needed)]
+        return missing, metrics, n, nll_timesteps
+
+    def evaluate_sweep_missing(self, sweep_id: int) -> tuple[list[int], EvaluationJob | None]:
+        """Start a detached evaluation of the sweep's finished runs that lack its metrics (its
+        --eval-on-finish ones, or the defaults); returns (run ids, the job or None)."""
+        missing, metrics, n, nll_timesteps = self.sweep_targets(sweep_id, only_missing=True)
         if not missing:
             return [], None
-        return missing, self.start_evaluation(missing, metrics, spec.get("n"), spec.get("nll_timesteps", "all"))
+        return missing, self.start_evaluation(missing, metrics, n, nll_timesteps)
+
+    def plan_evaluation(self, run_id: int | str, metrics: str = "nll", n: int | None = None, split: str = "test",
+                        nll_timesteps: str = "all", sampler: str = "ddim", steps: int = 50, guidance: float = 0.0,
+                        checkpoint: int | None = None, seed: int = 0, classifier: int | None = None):
+        """A checked evaluation request of one run (core.evaluate.service.plan_evaluation)."""
+        from core.evaluate.service import plan_evaluation
+        return plan_evaluation(self.store, run_id, metrics, n, split, nll_timesteps, sampler, steps, guidance,
+                               checkpoint, seed, classifier)
+
+    def evaluate(self, plan, device: str = "auto", on_progress=None) -> list[dict]:
+        """Evaluate in this process and store each metric; returns the stored records."""
+        from core.evaluate.service import evaluate
+        return [queries.evaluation_record(r) for r in evaluate(self.store, plan, device=device, on_progress=on_progress)]
+
+    def rank(self, sweep_id: int | str | None = None, metric: str | None = None, mixed: bool = False):
+        """The ranking of a sweep's configurations (the newest sweep without `sweep_id`)."""
+        from core.rank.sweep import rank_sweep
+        return rank_sweep(self.store, sweep_id, metric, mixed)
+
+    # ---- the PCam classifier whose features KID/FID use -------------------------------------------
+    def train_classifier(self, request, device: str = "auto", on_step=None):
+        """Train the classifier of `request` (core.evaluate.service.plan_classifier) and store it."""
+        from core.evaluate.service import train_and_store_classifier
+        return train_and_store_classifier(self.store, self.runs_dir, request, device, on_step=on_step)
+
+    def classifiers(self) -> list[dict]:
+        """The stored classifiers as plain records."""
+        fields = ("id", "data", "image_size", "preprocess", "steps", "accuracy", "auc", "n_eval", "split", "path",
+                  "created_at")
+        return [{f: getattr(r, f) for f in fields} for r in queries.classifiers(self.store)]

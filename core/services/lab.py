@@ -5,11 +5,12 @@ types, never to be parsed from their text."""
 from __future__ import annotations
 
 from core.services.blind import BlindUseCases
+from core.services.clusters import ClusterUseCases
 from core.services.evaluation import EvaluationUseCases
 from core.services.runs import RunUseCases
 from core.services.sampling import SamplingUseCases
 from core.services.training import TrainingUseCases
 
 
-class Lab(RunUseCases, TrainingUseCases, EvaluationUseCases, SamplingUseCases, BlindUseCases):
+class Lab(RunUseCases, ClusterUseCases, TrainingUseCases, EvaluationUseCases, SamplingUseCases, BlindUseCases):
     """One store and its runs directory (core.services.session.Session) with every use case."""

@@ -8,6 +8,10 @@ from core.services.session import Session
 
 
 class SamplingUseCases(Session):
-    def sample(self, run_id: int, out: Path, n: int = 16, steps: int = 50, checkpoint: int | None = None):
+    def sample(self, run_id: int | str, out: Path, n: int = 16, steps: int | None = 50, checkpoint: int | None = None,
+               device: str = "auto", **options):
+        """Samples of a run's EMA weights in a PNG grid at `out` (and the other files `options`
+        ask for: core.sample.sample_run's gif, sampler, eta, guidance, class_name, seed, scale,
+        gif_show, on_step); `steps` None is the sampler's own default."""
         from core.sample import sample_run
-        return sample_run(self.store, run_id, out, n=n, steps=steps, device="auto", checkpoint=checkpoint)
+        return sample_run(self.store, run_id, out, n=n, steps=steps, device=device, checkpoint=checkpoint, **options)

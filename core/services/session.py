@@ -27,8 +27,14 @@ class Session:
             self._store = Store(self.db_url) if self.create else Store.existing(self.db_url)
         return self._store
 
+    @property
+    def existing_store(self) -> Store:
+        """For checks before anything is stored: the open store, else one that never creates a
+        database file."""
+        return self._store if self._store is not None else Store.existing(self.db_url)
+
     def without_secrets(self, message: str) -> str:
         """`message` (an error to show) with the store URL's password and secret parameters hidden."""
-        from core.store.db import hide_secrets
+        from core.services.failures import without_secrets
 
-        return hide_secrets(message, self.db_url)
+        return without_secrets(message, self.db_url)
