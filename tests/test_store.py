@@ -283,3 +283,19 @@ def test_a_huge_run_id_is_one_line(workdir, cli, pcam):
                  ["sample", "123456789012345678901234567890", "--out", "a.png"]):
         r = cli(*args)
         assert r.code == 2 and "no run with id" in r.err and len(r.err.strip().splitlines()) == 1, (args, r)
+
+
+def test_a_database_before_pid_start_times_is_migrated_keeping_its_runs(store_url):
+    from alembic import command
+
+    from core.store.db import alembic_config
+
+    store = Store(store_url)
+    run = queries.create_run(store, {"x": 1}, status="running", pid=4321, pid_started=1.5e9)
+    with store.engine.begin() as conn:
+        command.downgrade(alembic_config(conn), "0005")
+        assert "pid_started" not in {c["name"] for c in inspect(conn).get_columns("runs")}
+    store.close()
+    store = Store(store_url)
+    kept = queries.get_run(store, run.id)
+    assert (kept.pid, kept.pid_started) == (4321, None), "an older row has no start time: its pid alone is checked"

@@ -153,7 +153,7 @@ class NodeTask:
                 queries.update_run(store, run_id, exit_reason=f"{PREEMPTED} at step {run.step}; not requeued: "
                                                               f"--max-restarts {self.max_restarts} reached")
             return None
-        fields = dict(running_fields(), host="slurm", pid=None)
+        fields = dict(running_fields(), host="slurm", pid=None, pid_started=None)
         queries.set_status(store, run_id, "running", reason=f"{PREEMPTED} at step {run.step}: checkpointed, requeued "
                                                             f"({restarts + 1} of {self.max_restarts})",
                            expect=("stopped",), **fields)

@@ -30,9 +30,10 @@ from core.runner.liveness import reconcile, running_fields
 from core.runner.processes import (
     SIGKILL,
     SIGTERM,
-    pid_alive,
+    process_start_time,
     rendezvous_endpoint,
     run_command,
+    same_process,
     signal_group,
     spawn_detached,
 )
@@ -76,7 +77,8 @@ def start_process(store: Store, run_id: int, env_extra: dict | None = None):
     hand the ownership over to it."""
     run = queries.get_run(store, run_id)
     proc = spawn_detached(trainer_command(run), Path(run.run_dir) / "stdout.log", env=child_env(store, env_extra))
-    queries.update_run(store, run_id, expect=("running",), match={"started_at": None}, pid=proc.pid, pgid=proc.pid)
+    queries.update_run(store, run_id, expect=("running",), match={"started_at": None}, pid=proc.pid, pgid=proc.pid,
+                       pid_started=process_start_time(proc.pid))
     return proc
 
 
@@ -112,7 +114,7 @@ def _hand_to_cluster(store: Store, run: queries.Run, spec, submit, undo) -> quer
     """Submit `run` (already `running`) with `submit()`, which returns the cluster's id for it. The
     run waits for its job with no owner process: the job's trainer takes it over and heartbeats.
     When the submission fails, `undo()` puts everything back and the error is raised."""
-    queries.update_run(store, run.id, host=run.executor, pid=None, pgid=None, executor_spec=dataclasses.asdict(spec),
+    queries.update_run(store, run.id, host=run.executor, pid=None, pgid=None, pid_started=None, executor_spec=dataclasses.asdict(spec),
                        heartbeat_at=queries.database_clock(store))
     try:
         external_id = submit()
@@ -246,6 +248,12 @@ def owned_elsewhere(run: queries.Run) -> bool:
     return run.host is not None and run.host != socket.gethostname()
 
 
+def _own_process(run: queries.Run) -> bool:
+    """Whether the run's recorded pid is, on this host, still the process recorded with it: one
+    that ended may have left its pid to a later process, which must not be signalled."""
+    return not owned_elsewhere(run) and same_process(run.pid, run.pid_started)
+
+
 def _request(store: Store, run: queries.Run, request: str, wait: float) -> StopResult:
     """Ask the trainer of a run on another host, through the store, to stop (or be killed): it
     reads the request with its next heartbeat, checkpoints and ends the run. Waits up to `wait` s."""
@@ -275,7 +283,7 @@ def _end_before_start(store: Store, run: queries.Run, status: str, sig: int) -> 
     if not queries.set_status(store, run.id, status, reason=f"{status} before training started",
                               expect=LIVE_STATUSES, match={"started_at": None}):
         return False
-    if not owned_elsewhere(run):
+    if _own_process(run):
         signal_group(run.pgid, None, sig)
     return True
 
@@ -302,11 +310,11 @@ def stop(store: Store, run_id, wait: float = 0.0) -> StopResult:
         return StopResult(queries.get_run(store, run.id), f"run {run.id}: stopped before training started")
     if owned_elsewhere(run):
         return _request(store, run, STOP_REQUESTED, wait)
-    if not signal_group(None, run.pid, SIGTERM):
+    if not _own_process(run) or not signal_group(None, run.pid, SIGTERM):
         reconcile(store)
         return StopResult(queries.get_run(store, run.id), f"run {run.id}: its process {run.pid} had already ended")
     deadline = time.time() + wait
-    while time.time() < deadline and pid_alive(run.pid):
+    while time.time() < deadline and same_process(run.pid, run.pid_started):
         time.sleep(0.1)
     final = queries.get_run(store, run.id)
     if final.status == "running":
@@ -330,14 +338,15 @@ def kill(store: Store, run_id, grace: float = 10.0) -> StopResult:
     if owned_elsewhere(run):
         return _request(store, run, KILL_REQUESTED, grace)
     queries.update_run(store, run.id, expect=("running",), match={"pid": run.pid}, exit_reason=KILL_REQUESTED)
-    signal_group(None, run.pid, SIGTERM)
+    if _own_process(run):
+        signal_group(None, run.pid, SIGTERM)
     deadline = time.time() + grace
-    while time.time() < deadline and pid_alive(run.pid):
+    while time.time() < deadline and same_process(run.pid, run.pid_started):
         time.sleep(0.1)
-    if pid_alive(run.pid):
+    if _own_process(run):
         signal_group(run.pgid, run.pid, SIGKILL)
         for _ in range(50):
-            if not pid_alive(run.pid):
+            if not same_process(run.pid, run.pid_started):
                 break
             time.sleep(0.1)
         queries.set_status(store, run.id, "killed", reason=f"killed (SIGKILL after {grace:g} s grace)",

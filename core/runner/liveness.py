@@ -8,7 +8,8 @@ pid or a held lock is never crashed, however long it has been paused. A run owne
 is judged by its heartbeat (stamped with the database's clock): a stale one makes it `lost`, not
 `crashed`, since a paused process, a network split or a database outage look the same from here.
 A lost run returns to `running` when its heartbeat comes back, and becomes `crashed` only when its
-own host confirms the process is gone (or, for a cluster run, its executor says the job is gone).
+own host confirms the process is gone (or, for a cluster run, its executor says the job is gone). A
+pid is the run's process only while its start time is the one recorded with it: pids are reused.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import socket
 import time
 
 from core.executors import CLUSTER_EXECUTORS
-from core.runner.processes import pid_alive
+from core.runner.processes import pid_alive, process_start_time, same_process
 from core.runner.run_lock import trainer_holding
 from core.store import queries
 from core.store.db import Store
@@ -27,9 +28,11 @@ STALE_HEARTBEAT_S = 120.0
 
 
 def owner_fields(pid: int | None = None, pgid: int | None = None) -> dict:
-    """Run columns naming this host and `pid` (default: this process) as the owner, with a fresh
-    heartbeat. `pgid` is set only for a trainer's own process group (the one to signal)."""
-    return dict(host=socket.gethostname(), pid=pid or os.getpid(), pgid=pgid, heartbeat_at=time.time())
+    """Run columns naming this host and `pid` (default: this process) as the owner, with its start
+    time and a fresh heartbeat. `pgid` is set only for a trainer's own process group (the one to signal)."""
+    pid = pid or os.getpid()
+    return dict(host=socket.gethostname(), pid=pid, pid_started=process_start_time(pid), pgid=pgid,
+                heartbeat_at=time.time())
 
 
 def running_fields(pid: int | None = None) -> dict:
@@ -45,10 +48,12 @@ def verdict(run: queries.Run, host: str, now: float, stale_after: float) -> tupl
     if run.executor in CLUSTER_EXECUTORS and run.started_at is None:
         return None
     if run.host in (host, None):
-        if pid_alive(run.pid) or trainer_holding(run.run_dir) is not None:
+        if same_process(run.pid, run.pid_started) or trainer_holding(run.run_dir) is not None:
             return ("running", f"its process {run.pid} on {host} is alive") if run.status == "lost" else None
         if run.pid is None:
             return "crashed", f"no owner process recorded (last step {run.step})"
+        if pid_alive(run.pid):
+            return "crashed", f"process {run.pid} is gone; its pid now names a later process (last step {run.step})"
         return "crashed", f"process {run.pid} is gone (last step {run.step})"
     silent = None if run.heartbeat_at is None else now - run.heartbeat_at
     if run.status == "running" and silent is not None and silent > stale_after:

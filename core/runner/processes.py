@@ -1,4 +1,6 @@
-"""Local processes: start a run detached from the terminal, tell whether a pid is still alive."""
+"""Local processes: start a run detached from the terminal, tell whether a pid is still alive and
+still the process a run recorded (a pid is reused once its process ends: its start time tells them
+apart)."""
 
 from __future__ import annotations
 
@@ -27,6 +29,33 @@ def pid_alive(pid: int | None) -> bool:
     except (OSError, IndexError):
         return True
     return state not in ("Z", "X")
+
+
+PROC = Path("/proc")
+
+
+def process_start_time(pid: int | None) -> float | None:
+    """When process `pid` started, in seconds since the epoch (boot time plus /proc/PID/stat's field
+    22, in clock ticks); None when it cannot be read: no such process, or no /proc (not Linux)."""
+    if not pid:
+        return None
+    try:
+        fields = (PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+        boot = next(int(line.split()[1]) for line in (PROC / "stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22; fields[0] is field 3
+    except (OSError, IndexError, ValueError, StopIteration):
+        return None
+
+
+def same_process(pid: int | None, started: float | None) -> bool:
+    """True while `pid` is alive and is the process that started at `started` (its recorded start
+    time), not a later one given the same number. Without a recorded start time, or where start
+    times cannot be read, a live pid is taken as the same process."""
+    if not pid_alive(pid):
+        return False
+    now_started = process_start_time(pid) if started is not None else None
+    return now_started is None or abs(now_started - started) < 1 / os.sysconf("SC_CLK_TCK")
 
 
 def run_command(run_id: int, nproc: int = 1, nnodes: int = 1, rdzv_endpoint: str | None = None) -> list[str]:
