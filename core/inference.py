@@ -7,13 +7,13 @@ from pathlib import Path
 import torch
 
 from core.config import config_from_dict
+from core.device import load_weights, pick_device
 from core.diffusion import GaussianDiffusion, make_betas
 from core.errors import BadInput
 from core.model import build_unet
 from core.store import queries
 from core.store.db import Store
 from core.train import checkpoint as ckpt
-from core.train.trainer import load_weights, pick_device
 
 
 def load_run_model(store: Store, run_id, device: str = "auto", step: int | None = None):

@@ -193,7 +193,7 @@ def sample_run(store: Store, run_id, out: Path, n: int = 16, sampler: str = "ddi
     if guidance and not cfg.conditional:
         raise BadInput(f"--guidance: run {run.id} is unconditional; guidance needs a --conditional run")
     from core.inference import load_run_model  # they load the trainer, which draws its grids from here
-    from core.train.trainer import pick_device
+    from core.device import pick_device
 
     factor = scale or display_scale(cfg.image_size)
     frames = 48 if gif else 0

@@ -590,7 +590,7 @@ def plan_classifier(data: str, image_size: int = 32, preprocess: str = "center-c
     if not 0 <= seed <= SEED_MAX:
         raise BadInput(f"--seed: must be in 0..{SEED_MAX}, got {seed}")
     from core.evaluate.classifier import check_classifier_fits
-    from core.train.trainer import pick_device
+    from core.device import pick_device
 
     check_classifier_fits(image_size, batch_size, pick_device(device))
     return ClassifierRequest(data, resolve_data(data), image_size, preprocess, steps, batch_size, seed)
@@ -602,7 +602,7 @@ def train_and_store_classifier(store: Store, runs_dir: Path, request: Classifier
     <runs dir>/classifiers/<id>/classifier.pt."""
     from core.evaluate.classifier import save_classifier, train_classifier
     from core.train.run import prepare_runs_dir
-    from core.train.trainer import pick_device
+    from core.device import pick_device
 
     root = prepare_runs_dir(runs_dir)
     model, report = train_classifier(request.data_root, request.image_size, request.preprocess, request.steps,

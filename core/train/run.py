@@ -27,6 +27,7 @@ from core.config import INT_MAX, TrainConfig, config_from_dict
 from core.data import cache_dir, open_split, resolve_data, selected_indices
 from core.data.check import image_problems
 from core.data.sources import KaggleSplit, PCAM_SPLITS, detect_layout
+from core.device import pick_device
 from core.errors import BadInput, NeedsRestart, WorkFailed
 from core.runner.heartbeat import CONTROL_REQUESTS, KILL_REQUESTED, Heartbeat
 from core.runner.liveness import owner_fields, reconcile
@@ -38,7 +39,7 @@ from core.store.journal import MetricLogger, replay_journal, truncate_journal
 from core.train import checkpoint as ckpt
 from core.train.distributed import Replicas, exit_with_agent, usable_cpus, use_deterministic_algorithms
 from core.train.resources import check_training_fits, checkpoint_bytes
-from core.train.trainer import StepStats, Trainer, pick_device, total_steps, warmup_for_run
+from core.train.trainer import StepStats, Trainer, total_steps, warmup_for_run
 
 log = logging.getLogger("ddpm_tui.train")
 PRIVATE_DIR = 0o700

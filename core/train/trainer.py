@@ -22,8 +22,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from core.config import TrainConfig, check_device
+from core.config import TrainConfig
 from core.data import CLASS_LABELS, PatchStream, open_split, selected_indices, to_model_input
+from core.device import load_weights, pick_device
 from core.diffusion import GaussianDiffusion, make_betas
 from core.errors import BadInput, WorkFailed
 from core.model import build_unet
@@ -45,15 +46,6 @@ class StepStats:
     lr: float
     eta_s: float
     nonfinite: int
-
-
-def pick_device(choice: str) -> torch.device:
-    """The torch device of a `--device` value (auto: CUDA when there is one)."""
-    if check_device(choice) == "cuda" and not torch.cuda.is_available():
-        raise BadInput("--device cuda: no CUDA device is available")
-    if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(choice)
 
 
 def warmup_lr(base_lr: float, step: int, warmup_steps: int) -> float:
@@ -121,13 +113,6 @@ def total_steps(cfg: TrainConfig, epoch_size: int) -> int:
     if cfg.epochs > 0:
         return max(1, math.ceil(cfg.epochs * epoch_size / cfg.global_batch_size))
     return cfg.max_steps
-
-
-def load_weights(module: torch.nn.Module, weights: dict, path: Path) -> None:
-    try:
-        module.load_state_dict(weights)
-    except RuntimeError as exc:
-        raise BadInput(f"{path}: checkpoint does not fit this model ({str(exc).splitlines()[0]})") from None
 
 
 class Trainer:

@@ -1,0 +1,29 @@
+"""The torch device a run computes on, and loading a checkpoint's weights into a network: what
+training, sampling and evaluation all need, kept apart from the training loop so that loading a
+model for inference does not import the trainer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from core.config import check_device
+from core.errors import BadInput
+
+
+def pick_device(choice: str) -> torch.device:
+    """The torch device of a `--device` value (auto: CUDA when there is one)."""
+    if check_device(choice) == "cuda" and not torch.cuda.is_available():
+        raise BadInput("--device cuda: no CUDA device is available")
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(choice)
+
+
+def load_weights(module: torch.nn.Module, weights: dict, path: Path) -> None:
+    """Load a state dict saved at `path` into `module`; BadInput when it does not fit the model."""
+    try:
+        module.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise BadInput(f"{path}: checkpoint does not fit this model ({str(exc).splitlines()[0]})") from None
