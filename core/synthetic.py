@@ -194,7 +194,7 @@ def synthesize(store: Store, plan: SynthPlan, device: str = "auto", on_progress:
     import torch
 
     from core.inference import load_run_model
-    from core.sample import generate
+    from core.generation import generate
 
     progress = on_progress or (lambda done, total: None)
     manifest = read_manifest(plan.out)

@@ -9,7 +9,7 @@ from core.config import DEMO_PRESET, TrainConfig
 from core.data import open_split, resolve_data, to_model_input
 from core.data.transforms import to_uint8
 from core.evaluate.colour import colour_w1
-from core.sample import generate
+from core.generation import generate
 from core.train.trainer import Trainer
 
 BUDGET = 150  # steps: about 20 s on 2 CPU cores

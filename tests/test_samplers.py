@@ -17,7 +17,7 @@ from core.diffusion import sampling
 from core.diffusion.sampling import ddim_sample, ddpm_sample, dpmpp_2m_sample, dpmpp_2m_estimate, log_snr
 from core.errors import BadInput
 from core.model import UNet
-from core.sample import generate
+from core.generation import generate
 from core.samplers import SAMPLERS, sampler_named
 
 SHAPE = (4, 3, 8, 8)

@@ -43,7 +43,7 @@ async def test_evaluate_key_and_palette_command_check_the_request_first(tui_app)
 async def test_the_run_page_plays_the_reverse_process_gif(tui_app, tmp_path):
     import numpy as np
 
-    from core.sample import save_gif
+    from core.images import save_gif
     from ddpm_tui.tui.widgets.sample_view import SampleView
 
     gif = tmp_path / "runs" / "1" / "samples" / "reverse-step-00000100.gif"

@@ -30,7 +30,8 @@ from core.evaluate.classifier import load_classifier, predict
 from core.evaluate.nll import variational_bound
 from core.evaluate.utility import UTILITY_STEPS, balanced_indices, utility_rows
 from core.labels import LABEL_NAMES
-from core.sample import generate, make_grid, save_png
+from core.generation import generate
+from core.images import make_grid, save_png
 from core.samplers import sampler_named
 from core.stats import mean_ci, wilson_ci
 from core.store import queries

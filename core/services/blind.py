@@ -49,7 +49,7 @@ class BlindUseCases(Session):
         import torch
 
         from core.inference import load_run_model
-        from core.sample import generate
+        from core.generation import generate
 
         net, diffusion, cfg, _, run = load_run_model(self.store, run_id, device="auto")
         if class_label is not None and not cfg.conditional:

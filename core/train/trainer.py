@@ -27,9 +27,10 @@ from core.data import CLASS_LABELS, PatchStream, open_split, selected_indices, t
 from core.device import load_weights, pick_device
 from core.diffusion import GaussianDiffusion, make_betas
 from core.errors import BadInput, WorkFailed
+from core.generation import generate
+from core.images import display_scale, make_grid, reverse_process_frames, save_gif, save_png
 from core.model import build_unet
 from core.smoothing import RunningMean
-from core.sample import display_scale, generate, make_grid, reverse_process_frames, save_gif, save_png
 from core.train import checkpoint as ckpt
 from core.train import resources
 from core.train.distributed import Replicas, shard
