@@ -241,13 +241,16 @@ def test_rank_leaves_out_a_nan_evaluation_and_names_it(workdir, cli, monkeypatch
 
 
 def test_rank_shows_the_p_value_and_a_guard_column(workdir, cli, monkeypatch):
-    from core.rank import stats
+    from dataclasses import replace
+
+    from core.evaluate import metrics
 
     store = Store("sqlite:///runs.db")
     sweep = sweep_with_evaluations(store)
     for run_id, value in zip((1, 2, 3, 4), (0.1, 0.2, 0.6, 0.7)):
         queries.add_evaluation(store, run_id, "ssim_memorisation", value, None, None, 64, "test", 0, {})
-    monkeypatch.setitem(stats.GUARDS, "ssim_memorisation", "share of samples memorised")
+    memorisation = replace(metrics.METRICS["ssim_memorisation"], meaning="share of samples memorised")
+    monkeypatch.setitem(metrics.METRICS, "ssim_memorisation", memorisation)  # the guard text comes from the registry
     r = cli("rank", "--sweep", sweep.id)
     assert r.code == 0, r
     header, best, other = r.out.splitlines()[1:4]

@@ -13,6 +13,7 @@ from core.data.check import check_dataset
 from core.data.sources import check_resolution
 from core.errors import BadInput
 from core.evaluate.classifier import train_classifier
+from core.evaluate.metrics import METRICS
 from core.evaluate.service import evaluate, plan_evaluation
 from core.store import Store
 from core.synthetic import MANIFEST, PARTS, batch_labels, plan_synth, synthesize
@@ -140,6 +141,7 @@ def test_utility_stores_tstr_and_trtr_with_intervals(store):
     plan = plan_evaluation(store, 1, "utility", n=16, sampler="ddim", steps=3, utility_steps=4, augment=True)
     rows = {r.metric: r for r in evaluate(store, plan, device="cpu")}
     assert set(rows) == {"utility", "tstr_auc", "trtr_auc", "tstr_accuracy", "trtr_accuracy", "augment_auc_gain"}
+    assert set(rows) == {name for name, m in METRICS.items() if m.request == "utility"}  # the registry knows them all
     for row in rows.values():
         assert row.ci_low <= row.value <= row.ci_high and row.sampler == "ddim" and row.n == 16
     utility = rows["utility"]

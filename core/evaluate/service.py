@@ -27,6 +27,7 @@ from core.data.transforms import to_uint8
 from core.errors import BadInput, WorkFailed
 from core.evaluate import distances, ssim
 from core.evaluate.classifier import load_classifier, predict
+from core.evaluate.metrics import MEMORISATION_THRESHOLD, REQUESTS
 from core.evaluate.nll import variational_bound
 from core.evaluate.utility import UTILITY_STEPS, balanced_indices, utility_rows
 from core.labels import LABEL_NAMES
@@ -38,12 +39,8 @@ from core.store import queries
 from core.store.db import Store
 from core.train import checkpoint as ckpt
 
-METRICS = ("nll", "ssim", "kid", "fid", "class", "utility")
-SAMPLE_METRICS = ("ssim", "kid", "fid", "class", "utility")
-FEATURE_METRICS = ("kid", "fid", "class")
 DEFAULT_EVAL_N = 256  # held-out patches and samples per metric, for every face and the sweeps
 SPLITS = ("test", "valid")  # held out: the training split would measure memorisation, not generalisation
-MEMORISATION_THRESHOLD = 0.9
 FID_NO_INTERVAL = ("none: a bootstrap of FID lies above its own estimate (resampling duplicates rows; coverage "
                    "0.00-0.04 in simulation); `rank` gives intervals over seeds, and KID is the unbiased distance")
 Progress = Callable[[str, int, int], None]  # (stage, units just done, total units of the stage)
@@ -51,9 +48,9 @@ Progress = Callable[[str, int, int], None]  # (stage, units just done, total uni
 
 def parse_metrics(text: str) -> tuple[str, ...]:
     names = tuple(dict.fromkeys(m.strip() for m in str(text).split(",") if m.strip()))
-    unknown = [m for m in names if m not in METRICS]
+    unknown = [m for m in names if m not in REQUESTS]
     if not names or unknown:
-        raise BadInput(f"--metrics: unknown metric {unknown[0] if unknown else text!r} (choose from {', '.join(METRICS)})")
+        raise BadInput(f"--metrics: unknown metric {unknown[0] if unknown else text!r} (choose from {', '.join(REQUESTS)})")
     return names
 
 
@@ -146,7 +143,7 @@ def plan_eval_on_finish(store: Store, metrics: str, n: int | None, nll_timesteps
                            f"{cfg.classes!r}")
         if "class" in names and not cfg.conditional and cfg.classes == "both":
             raise BadInput("--eval-on-finish class: class fidelity needs --conditional runs or runs on a single class")
-        if any(m in FEATURE_METRICS for m in names) and matching_classifier(store, cfg) is None:
+        if any(REQUESTS[m].classifier for m in names) and matching_classifier(store, cfg) is None:
             raise BadInput(f"--eval-on-finish {metrics}: no PCam classifier for {cfg.data} at {cfg.image_size} px yet: "
                            f"train one first with `ddpm-tui classifier train --data {cfg.data} --image-size "
                            f"{cfg.image_size}`")
@@ -206,10 +203,10 @@ def plan_evaluation(store: Store, run_id, metrics: str = "nll", n: int | None = 
     if n > available:
         raise BadInput(f"--n {n}: the {split} split has only {available} patches of class {cfg.classes!r}")
     classifier_id = None
-    if any(m in FEATURE_METRICS for m in names):
+    if any(REQUESTS[m].classifier for m in names):
         chosen = queries.get_classifier(store, classifier) if classifier is not None else matching_classifier(store, cfg)
         if chosen is None:
-            raise BadInput(f"--metrics {','.join(m for m in names if m in FEATURE_METRICS)} needs a PCam classifier for "
+            raise BadInput(f"--metrics {','.join(m for m in names if REQUESTS[m].classifier)} needs a PCam classifier for "
                            f"{cfg.data} at {cfg.image_size} px: train one with `ddpm-tui classifier train --data "
                            f"{cfg.data} --image-size {cfg.image_size}`")
         if chosen.image_size != cfg.image_size or chosen.preprocess != cfg.preprocess:
@@ -345,11 +342,11 @@ def evaluate(store: Store, plan: EvalPlan, device: str = "auto", on_progress: Pr
         if "nll" in plan.metrics:
             results.append(nll_result(net, diffusion, cfg, plan, real, real_labels, dev, progress, eval_batch))
         samples = None
-        if any(m in plan.metrics for m in SAMPLE_METRICS):
+        if any(REQUESTS[m].samples for m in plan.metrics):
             samples = draw_samples(net, diffusion, cfg, plan, dev, progress)
     if "ssim" in plan.metrics:
         results += ssim_results(cfg, plan, samples, real, progress)
-    if any(m in plan.metrics for m in FEATURE_METRICS):
+    if any(REQUESTS[m].classifier for m in plan.metrics):
         results += feature_results(store, cfg, plan, samples, real, progress)
     if "utility" in plan.metrics:
         results += utility_results(cfg, plan, samples, dev, progress)

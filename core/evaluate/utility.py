@@ -93,7 +93,6 @@ def balanced_indices(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
 
 UTILITY_STEPS = 600  # each classifier's training steps: `classifier train`'s default
 TEST_LIMIT = 4096  # real held-out patches the classifiers are tested on
-METRICS = ("utility", "tstr_auc", "trtr_auc", "tstr_accuracy", "trtr_accuracy", "augment_auc_gain")
 
 
 @dataclass(frozen=True)

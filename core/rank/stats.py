@@ -29,18 +29,7 @@ from typing import Callable
 
 from core.stats import Interval, bootstrap_ci, mean_ci, student_t_cdf, student_t_quantile
 
-# which way is better, per metric (training loss is never a rank key: its scale depends on the schedule)
-# ssim_diversity is stored as the distance to the real held-out patches' own diversity (0 is best);
-# ssim_memorisation as the fraction of samples that copy a training patch (a guard, see GUARDS)
-DIRECTIONS = {"nll": "lower", "kid": "lower", "fid": "lower", "ssim_memorisation": "lower",
-              "ssim_diversity": "lower", "class_fidelity": "higher", "utility": "higher", "tstr_auc": "higher",
-              "tstr_accuracy": "higher", "trtr_auc": "higher", "trtr_accuracy": "higher", "augment_auc_gain": "higher"}
 ALPHA = 0.05
-# metrics shown beside the ranking but never a rank key nor compared (e.g. memorisation, flagged
-# above its threshold): metric -> what the column means. The evaluation side names them here.
-GUARDS: dict[str, str] = {
-    "ssim_memorisation": "fraction of samples with SSIM >= 0.9 to a training patch or one of its 8 dihedral "
-                         "transforms (near-blank samples excepted); flagged above 0"}
 TIE_RULE = ("worse: significantly worse than some other configuration, by all k(k-1) one-sided Welch t-tests between "
             "the configurations with >= 2 seeds, Holm-corrected together (family-wise error <= 0.05, the choice of "
             "the best included; a pair whose seeds agree exactly on both sides is not tested, p = 1); p_worse: the "

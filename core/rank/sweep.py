@@ -7,7 +7,8 @@ import math
 from dataclasses import dataclass
 
 from core.errors import BadInput
-from core.rank.stats import (DIRECTIONS, GUARDS, ONE_SEED_NOTE, TIE_RULE, ConfigStats, LevelEffect, RunValue,
+from core.evaluate.metrics import METRICS, guards, rank_keys
+from core.rank.stats import (ONE_SEED_NOTE, TIE_RULE, ConfigStats, LevelEffect, RunValue,
                              configuration_stats, interaction_2x2, main_effects, rank_configurations, split_finite)
 from core.runner.sweeps import configuration_key
 from core.stats import Interval
@@ -75,10 +76,10 @@ def rank_sweep(store: Store, sweep_id: int | str | None = None, metric: str | No
     """Rank the configurations of a sweep (the newest one by default) by `metric` (default: the
     first of nll, kid, fid, ... that was evaluated). BadInput when there is nothing to rank, the
     metric is unknown, or runs were evaluated with different settings (unless `mixed`)."""
-    if metric in GUARDS:
+    if metric in guards():
         raise BadInput(f"--metric {metric}: a guard shown beside the ranking, never a rank key")
-    if metric is not None and metric not in DIRECTIONS:
-        raise BadInput(f"--metric: unknown metric {metric!r} (choose from {', '.join(DIRECTIONS)}; training loss is "
+    if metric is not None and metric not in METRICS:
+        raise BadInput(f"--metric: unknown metric {metric!r} (choose from {', '.join(METRICS)}; training loss is "
                        "not comparable across schedules and is never a rank key)")
     sweeps = queries.list_sweeps(store)
     if sweep_id is None:
@@ -90,7 +91,7 @@ def rank_sweep(store: Store, sweep_id: int | str | None = None, metric: str | No
     runs = queries.list_runs(store, sweep_id=sweep.id)
     factors = sweep_factors(sweep, runs)
     latest = queries.latest_evaluations(store, [r.id for r in runs])
-    evaluated = [m for m in DIRECTIONS if m not in GUARDS and any(has_finite(latest, r.id, m) for r in runs)]
+    evaluated = [m for m in rank_keys() if any(has_finite(latest, r.id, m) for r in runs)]
     if not evaluated:
         raise BadInput(f"sweep {sweep.id} has no evaluations yet: run `ddpm-tui eval --sweep {sweep.id} --missing "
                        f"--metrics nll` once its runs finish (or queue sweeps with --eval-on-finish)")
@@ -108,8 +109,8 @@ def rank_sweep(store: Store, sweep_id: int | str | None = None, metric: str | No
                                   for s, ids in by_settings.items())
             raise BadInput(f"{m} of sweep {sweep.id} was evaluated with different settings ({described}); evaluate "
                            f"them alike, or rank anyway with --mixed")
-        configs = rank_configurations(values, DIRECTIONS[m])
-        rankings[m] = MetricRanking(m, DIRECTIONS[m], configs, " | ".join(describe_settings(s) for s in by_settings),
+        configs = rank_configurations(values, METRICS[m].direction)
+        rankings[m] = MetricRanking(m, METRICS[m].direction, configs, " | ".join(describe_settings(s) for s in by_settings),
                                     main_effects(values, factors), interaction_2x2(configs, factors),
                                     len(by_settings) > 1)
     failed_jobs = {j.run_id: j.reason for j in queries.eval_jobs(store, [r.id for r in runs], status="failed")}
@@ -134,16 +135,16 @@ def has_finite(latest: dict, run_id: int, metric: str) -> bool:
 
 
 def guard_columns(runs: list[queries.Run], latest: dict, factors: list[str]) -> dict[str, dict[tuple, ConfigStats]]:
-    """Per guard metric (GUARDS) that was evaluated: each configuration's mean and interval, shown
+    """Per guard metric (core.evaluate.metrics) that was evaluated: each configuration's mean and interval, shown
     beside the ranking, never compared."""
-    guards = {}
-    for metric in GUARDS:
+    columns = {}
+    for metric in guards():
         groups: dict[tuple, list[RunValue]] = {}
         for r in split_finite(metric_values(runs, latest, metric, factors, {}))[0]:
             groups.setdefault(r.config, []).append(r)
         if groups:
-            guards[metric] = {config: configuration_stats(g) for config, g in groups.items()}
-    return guards
+            columns[metric] = {config: configuration_stats(g) for config, g in groups.items()}
+    return columns
 
 
 def metric_values(runs: list[queries.Run], latest: dict, metric: str, factors: list[str],
@@ -180,11 +181,11 @@ def ranking_record(ranking: SweepRanking) -> dict:
         for m, stats in (ranking.guards or {}).items():
             c = stats.get(config)
             row[m] = None if c is None else dict(interval(c.interval), seeds=len(c.values), values=list(c.values),
-                                                 ci_method=c.ci_method, guard=GUARDS[m])
+                                                 ci_method=c.ci_method, guard=METRICS[m].meaning)
         rows.append(row)
     return {
         "sweep": ranking.sweep_id, "name": ranking.name, "factors": ranking.factors, "rank_metric": ranking.metric,
-        "direction": DIRECTIONS[ranking.metric], "tie_test": ranking.tie_test, "one_seed": ranking.one_seed_note,
+        "direction": METRICS[ranking.metric].direction, "tie_test": ranking.tie_test, "one_seed": ranking.one_seed_note,
         "rows": rows,
         "settings": {m: r.settings for m, r in ranking.rankings.items()},
         "main_effects": {m: [{"factor": e.factor, "level": e.level, **interval(e.interval)} for e in r.effects]

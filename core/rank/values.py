@@ -14,7 +14,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from core.errors import BadInput
-from core.rank.stats import DIRECTIONS, GUARDS, ONE_SEED_NOTE, TIE_RULE, ConfigStats, RunValue, rank_configurations
+from core.evaluate.metrics import METRICS
+from core.rank.stats import ONE_SEED_NOTE, TIE_RULE, ConfigStats, RunValue, rank_configurations
 
 FIELDS = ("configuration", "seed", "value")
 MAX_BYTES = 50 * 1024 * 1024
@@ -100,9 +101,9 @@ def checked_runs(path: Path, rows: list[dict], metric: str | None) -> tuple[list
 
 def direction_of(metric: str | None, higher_is_better: bool) -> str:
     """Which way is better: a known metric's own direction, else lower unless --higher-is-better."""
-    if metric in GUARDS:
+    known = METRICS[metric].direction if metric in METRICS else None
+    if known == "guard":
         raise BadInput(f"--metric {metric}: a guard shown beside a ranking, never a rank key")
-    known = DIRECTIONS.get(metric) if metric is not None else None
     if known == "lower" and higher_is_better:
         raise BadInput(f"--higher-is-better: {metric} is lower-is-better")
     return known or ("higher" if higher_is_better else "lower")

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import BadInput
+from core.evaluate.metrics import REQUESTS
 from core.services.session import Session
 from core.services.views import EvaluationView
 from core.store import queries
@@ -29,10 +30,6 @@ class EvaluationJob:
     def exit_code(self) -> int | None:
         """None while it runs."""
         return self.process.poll()
-
-
-# the stored metric a requested one is judged present by
-STORED_NAMES = {"ssim": "ssim_memorisation", "class": "class_fidelity"}
 
 
 class EvaluationUseCases(Session):
@@ -114,7 +111,7 @@ class EvaluationUseCases(Session):
             metrics = fallback_metrics or (self.default_metrics(finished[0].id) if finished else "nll")
         if not only_missing:
             return [r.id for r in finished], metrics, n, nll_timesteps
-        needed = [STORED_NAMES.get(m, m) for m in parse_metrics(metrics)]
+        needed = [REQUESTS[m].judged_by for m in parse_metrics(metrics)]
         latest = queries.latest_evaluations(self.store, [r.id for r in finished])
         missing = [r.id for r in finished if any(m not in latest.get(r.id, {}) for m in needed)]
         return missing, metrics, n, nll_timesteps

@@ -24,6 +24,7 @@ from textual.widgets import (
 
 from core.services.views import RunView
 from core.errors import BadInput
+from core.evaluate.metrics import short_label
 from core.runner.sweeps import (expand_grid, grid_axes, group_runs, parse_option_list, split_values, sweep_axes,
                                 sweep_progress)
 from core.text import printable
@@ -36,9 +37,6 @@ from ddpm_tui.tui.format import fmt_duration
 from ddpm_tui.tui.widgets.keys_footer import KeysFooter
 from ddpm_tui.tui.widgets.plain import ListTable, plain
 
-# every evaluated metric gets a column: mean [95% CI] over seeds, "=" when tied with the best
-METRIC_LABELS = {"nll": "NLL b/d", "kid": "KID", "fid": "FID", "ssim_memorisation": "SSIM mem",
-                 "ssim_diversity": "SSIM div", "class_fidelity": "class fid"}
 COUNT_COLUMNS = [("runs", "runs"), ("finished", "done"), ("running", "run"), ("queued", "queued"),
                  ("other", "fail/stop"), ("progress", "progress"), ("loss", "loss~ n.c.")]
 MAX_RUNS = 1000  # more than this at once from a form is almost surely a typo
@@ -349,7 +347,7 @@ class AblationScreen(AppScreen):
                 table.add_column(label + (" ↕" if key == sort else ""), key=key)
             for m in metrics:
                 arrow = (" ↓" if self.sort_reverse else " ↑") if m == sort else ""
-                table.add_column(f"{METRIC_LABELS.get(m, m)} [95% CI]{arrow}", key=m)
+                table.add_column(f"{short_label(m)} [95% CI]{arrow}", key=m)  # "=" marks a tie with the best
             self.shown_columns = columns
         rows = group_runs(records, axes)
         if sort:

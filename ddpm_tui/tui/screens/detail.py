@@ -18,6 +18,7 @@ from textual.widgets import (
     TabPane,
 )
 
+from core.evaluate.metrics import report_order, short_label
 from core.services.views import EvaluationView, RunView
 from core.text import printable
 from ddpm_tui.keys import bindings
@@ -52,20 +53,16 @@ def read_new_log(path: Path, offset: int) -> tuple[str, int]:
     return data.decode("utf-8", "replace"), size
 
 
-EVAL_LABELS = {"nll": "NLL b/d", "ssim_memorisation": "SSIM mem", "ssim_diversity": "SSIM div", "kid": "KID",
-               "fid": "FID", "class_fidelity": "class"}
-
-
 def evaluation_panel(evaluations: list[EvaluationView]) -> Text:
     """The newest evaluation of each metric, one line each: value and 95% CI (3 significant digits;
     * marks an estimated bound), under a header with the n, split and checkpoint step of the newest."""
-    ordered = sorted(evaluations, key=lambda e: list(EVAL_LABELS).index(e.metric) if e.metric in EVAL_LABELS else 99)
+    ordered = sorted(evaluations, key=lambda e: report_order(e.metric))
     newest = max(evaluations, key=lambda e: e.created_at)
     text = Text(f"evaluation n={newest.n} {newest.split} @{newest.checkpoint_step}", style="bold")
     for e in ordered:
         ci = f" [{e.ci_low:.3g},{e.ci_high:.3g}]" if e.ci_low is not None else ""
         mark = "*" if e.details.get("estimate") else ""
-        text.append(f"\n{EVAL_LABELS.get(e.metric, e.metric):<8} {e.value:.3g}{mark}{ci}")
+        text.append(f"\n{short_label(e.metric):<8} {e.value:.3g}{mark}{ci}")
         if (e.n, e.split, e.checkpoint_step) != (newest.n, newest.split, newest.checkpoint_step):
             text.append(f" n={e.n} {e.split} @{e.checkpoint_step}", style="dim")
     return text
