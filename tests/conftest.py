@@ -153,12 +153,15 @@ def tui_app(tmp_path):
 
 
 async def wait_for(pilot, condition, timeout: float = 60.0, what: str = "condition") -> None:
-    """Let the app run until `condition()` holds (workers and refresh ticks need real time)."""
-    for _ in range(int(timeout / 0.05)):
-        if condition():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    """Let the app run until `condition()` holds (workers and refresh ticks need real time); fail
+    naming `what` if it does not within `timeout` seconds. Use it instead of a fixed pause."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        await pilot.pause(0.02)
 
 
 async def wait_screen(pilot, kind):
@@ -172,7 +175,7 @@ async def open_view(pilot, key: str, kind):
     """Press the digit of a view and return its screen, mounted and settled."""
     await pilot.press(key)
     screen = await wait_screen(pilot, kind)
-    await pilot.pause(0.1)
+    await pilot.pause()  # its pending messages processed
     return screen
 
 

@@ -1,7 +1,7 @@
 """Pilot tests of the ablation screen: build and queue a grid, watch the sweep by configuration."""
 
 import pytest
-from conftest import open_view
+from conftest import open_view, wait_for
 from textual.widgets import DataTable, Input, Select, Static, TabbedContent
 
 from core.services.views import RunView
@@ -20,14 +20,6 @@ async def open_ablation(pilot) -> AblationScreen:
 def set_inputs(screen, **values) -> None:
     for key, value in values.items():
         screen.query_one(f"#abl-{key}", Input).value = value
-
-
-async def wait_for(pilot, condition, timeout=10.0):
-    for _ in range(int(timeout / 0.05)):
-        if condition():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def test_other_options_and_grid_values():
@@ -69,12 +61,12 @@ async def test_queue_a_grid_and_watch_it_by_configuration(tui_app, tmp_path):
         screen = await open_ablation(pilot)
         set_inputs(screen, schedule="linear,cosine", attention="none,full", seeds="2",
                    data=str(tmp_path / "pcam"), other="max_steps=20; dim=32", name="abl")
-        await pilot.pause(0.1)
-        preview = str(screen.query_one("#abl-preview", Static).render())
-        assert "4 configuration(s) x 2 seed(s) = 8 runs" in preview
+        preview = screen.query_one("#abl-preview", Static)
+        await wait_for(pilot, lambda: "4 configuration(s) x 2 seed(s) = 8 runs" in str(preview.render()),
+                       what="the grid's preview")
         await pilot.press("ctrl+l")
         await pilot.app.workers.wait_for_complete()
-        await wait_for(pilot, lambda: isinstance(pilot.app.screen, ConfirmDialog))
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, ConfirmDialog), what="the worker question")
         await pilot.press("n")  # no worker: nothing trains in this test
         store = pilot.app.lab.store
         sweeps = queries.list_sweeps(store)
@@ -92,7 +84,7 @@ async def test_queue_a_grid_and_watch_it_by_configuration(tui_app, tmp_path):
         screen = pilot.app.screen
         assert screen.query_one("#abl-tabs", TabbedContent).active == "tab-sweeps"
         table = screen.query_one("#sweep-table", DataTable)
-        await wait_for(pilot, lambda: table.row_count == 4)
+        await wait_for(pilot, lambda: table.row_count == 4, what="4 configurations")
         assert screen.query_one("#sweep-select", Select).value == sweeps[0].id
         rows = [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
         labels = [str(c.label) for c in table.columns.values()]
@@ -109,7 +101,7 @@ async def test_queue_a_grid_and_watch_it_by_configuration(tui_app, tmp_path):
         queries.update_run(store, first.id, step=10)
         queries.insert_metrics(store, first.id, [("train/loss_smooth", 10, 0.5, 1.0)])
         await wait_for(pilot, lambda: any(str(table.get_row_at(i)[4]) == "1" for i in range(table.row_count)),
-                       timeout=6)
+                       timeout=6, what="a running run counted")
         row = next([str(c) for c in table.get_row_at(i)] for i in range(4) if str(table.get_row_at(i)[4]) == "1")
         assert row[7] == "25%" and row[8] == "0.5000"
 
@@ -123,8 +115,9 @@ async def test_queue_a_grid_and_watch_it_by_configuration(tui_app, tmp_path):
             seen[key] += 1
             queries.add_evaluation(store, r.id, "nll", value, value - 0.1, value + 0.1, 64, "test", 0,
                                    {"per_image": [value] * 4})
-        await wait_for(pilot, lambda: any("NLL b/d" in str(c.label) for c in table.columns.values()), timeout=10)
-        await wait_for(pilot, lambda: table.row_count == 4)
+        await wait_for(pilot, lambda: any("NLL b/d" in str(c.label) for c in table.columns.values()), timeout=10,
+                       what="the NLL column")
+        await wait_for(pilot, lambda: table.row_count == 4, what="4 configurations")
         labels = [str(c.label) for c in table.columns.values()]
         assert "NLL b/d [95% CI] ↑" in labels
         rows = [[str(c) for c in table.get_row_at(i)] for i in range(4)]
@@ -136,16 +129,18 @@ async def test_queue_a_grid_and_watch_it_by_configuration(tui_app, tmp_path):
         queries.queue_eval_job(store, runs[0].id, "kid", 64)
         queries.set_eval_job(store, queries.eval_jobs(store)[0].id, status="failed", reason="no classifier")
         await wait_for(pilot, lambda: "evaluations 1 failed (E retries" in str(
-            screen.query_one("#sweep-summary", Static).render()), timeout=10)
+            screen.query_one("#sweep-summary", Static).render()), timeout=10, what="the failed evaluation")
         await pilot.press("O")
-        await wait_for(pilot, lambda: str(table.get_row_at(0)[1]) == "cosine" and str(table.get_row_at(0)[0]) == "full")
+        await wait_for(pilot, lambda: str(table.get_row_at(0)[1]) == "cosine" and str(table.get_row_at(0)[0]) == "full",
+                       what="the reversed order")
         await pilot.press("o")
-        await wait_for(pilot, lambda: "NOT comparable" in str(screen.query_one("#sweep-summary", Static).render()))
+        await wait_for(pilot, lambda: "NOT comparable" in str(screen.query_one("#sweep-summary", Static).render()),
+                       what="the other sort's warning")
         table.focus()
         await pilot.press("enter")  # a configuration's runs side by side; Esc comes back to the sweep
-        await wait_for(pilot, lambda: pilot.app.current_mode == "compare")
+        await wait_for(pilot, lambda: pilot.app.current_mode == "compare", what="the compare view")
         await pilot.press("escape")
-        await wait_for(pilot, lambda: pilot.app.current_mode == "ablation")
+        await wait_for(pilot, lambda: pilot.app.current_mode == "ablation", what="the ablation view")
         await pilot.press("escape")
         assert pilot.app.current_mode == "runs"
 
@@ -155,14 +150,15 @@ async def test_bad_grid_values_are_shown_and_nothing_is_queued(tui_app, tmp_path
     async with tui_app.run_test(size=(120, 40)) as pilot:
         screen = await open_ablation(pilot)
         set_inputs(screen, schedule="linear,wobbly", data=str(tmp_path / "pcam"))
-        await pilot.pause(0.1)
-        assert "--schedule: unknown value 'wobbly'" in str(screen.query_one("#abl-preview", Static).render())
+        preview = screen.query_one("#abl-preview", Static)
+        await wait_for(pilot, lambda: "--schedule: unknown value 'wobbly'" in str(preview.render()), what="the problem")
         await pilot.press("ctrl+l")
         set_inputs(screen, schedule="linear,cosine", data=str(tmp_path / "nowhere"))
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: "wobbly" not in str(preview.render()), what="the preview of the new values")
         await pilot.press("ctrl+l")
         await pilot.app.workers.wait_for_complete()
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: any(n.severity == "error" for n in pilot.app._notifications),
+                       what="the error notification")
         assert pilot.app.is_running
         assert queries.list_sweeps(pilot.app.lab.store) == []
         assert len(queries.list_runs(pilot.app.lab.store)) == 3
@@ -176,8 +172,8 @@ async def test_ablation_fits_a_small_terminal(tui_app):
         assert screen.query_one("#abl-queue").region.height >= 1 or screen.query_one("#abl-grid").max_scroll_y > 0
         await pilot.press("ctrl+g")
         assert screen.query_one("#abl-tabs", TabbedContent).active == "tab-sweeps"
-        await pilot.pause(0.2)
-        assert "no sweep yet" in str(screen.query_one("#sweep-summary", Static).render())
+        await wait_for(pilot, lambda: "no sweep yet" in str(screen.query_one("#sweep-summary", Static).render()),
+                       what="the empty sweep summary")
 
 
 @pytest.mark.asyncio
@@ -185,8 +181,8 @@ async def test_a_huge_grid_is_refused_before_anything_is_built(tui_app, tmp_path
     async with tui_app.run_test(size=(120, 40)) as pilot:
         screen = await open_ablation(pilot)
         set_inputs(screen, seeds="100000", data=str(tmp_path / "pcam"))
-        await pilot.pause(0.1)
-        assert "400000 runs: more than 1000" in str(screen.query_one("#abl-preview", Static).render())
+        preview = screen.query_one("#abl-preview", Static)
+        await wait_for(pilot, lambda: "400000 runs: more than 1000" in str(preview.render()), what="the refusal")
         await pilot.press("ctrl+l")
         await pilot.app.workers.wait_for_complete()
         assert queries.list_sweeps(pilot.app.lab.store) == []

@@ -68,9 +68,9 @@ async def test_compare_with_fewer_than_two_runs_says_how(tui_app):
         await pilot.press("4")
         screen = pilot.app.screen
         assert isinstance(screen, CompareScreen)
-        await pilot.pause(0.2)
         hint = screen.query_one("#compare-empty", Static)
-        assert hint.display and "space" in str(hint.render()) and "press c" in str(hint.render())
+        await wait_for(pilot, lambda: hint.display and "press c" in str(hint.render()), what="the how-to hint")
+        assert "space" in str(hint.render())
         assert not screen.query_one("#compare-chart").display
         await pilot.press("1")
         await pilot.press("space", "c")  # one run only: the runs screen refuses
@@ -84,8 +84,7 @@ async def test_compare_survives_a_run_deleted_meanwhile(tui_app):
     async with tui_app.run_test(size=(100, 30)) as pilot:
         queries.delete_run(pilot.app.lab.store, 2)
         pilot.app.open_compare([1, 2, 3])
-        await pilot.pause(0.1)
-        screen = pilot.app.screen
+        screen = await wait_screen(pilot, CompareScreen)
         await wait_for(pilot, lambda: screen.loaded, what="compare data")
         assert screen.missing == [2] and list(screen.series) == ["1 seed-1", "3 seed-3"]
         assert "gone: 2" in str(screen.query_one("#compare-status", Static).render())

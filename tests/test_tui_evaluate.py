@@ -62,12 +62,13 @@ async def test_the_run_page_plays_the_reverse_process_gif(tui_app, tmp_path):
 
 
 class EndingProcess:
-    """Stands in for the detached evaluation's Popen: running until `code` is set."""
+    """Stands in for the detached evaluation's Popen: running until `code` is set; counts the app's looks."""
 
     def __init__(self):
-        self.code, self.pid = None, 4321
+        self.code, self.pid, self.polls = None, 4321, 0
 
     def poll(self):
+        self.polls += 1
         return self.code
 
 
@@ -82,7 +83,8 @@ async def test_an_evaluation_started_here_is_announced_when_it_ends(tui_app, tmp
         await wait_for(pilot, lambda: pilot.app.screen.query_one("#runs-table").row_count == 3, what="rows")
         pilot.app.watch_evaluation(EvaluationJob(done, [1], tmp_path / "a.log", time.time() - 1))
         pilot.app.watch_evaluation(EvaluationJob(broken, [2], tmp_path / "b.log", time.time() - 1))
-        await pilot.pause(1.5)
+        # the app's poller has looked twice, so the first look's outcome has been shown (there is none yet)
+        await wait_for(pilot, lambda: done.polls >= 2 and broken.polls >= 2, what="two looks at the jobs")
         assert not [n for n in pilot.app._notifications if "evaluation of run" in n.message]  # still running
         queries.add_evaluation(tui_app.lab.store, 1, "nll", 5.91, 5.8, 6.02, 128, "test", 0, {}, checkpoint_step=100)
         done.code, broken.code = 0, 1

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from conftest import wait_for, wait_screen
+from textual.command import CommandList, CommandPalette
 from textual.widgets import Input, TabbedContent
 
 from core.errors import BadInput
@@ -98,7 +99,7 @@ def test_a_key_textual_cannot_deliver_stops_ddpm_tui_before_the_tui_starts(tmp_p
     path = tmp_path / "tui.toml"
     path.write_text('[keys]\n"runs.kill" = "ctrl+banana"\n')
     monkeypatch.setenv("DDPM_TUI_CONFIG", str(path))
-    monkeypatch.setattr("ddpm_tui.cli.open_tui", tui_started)
+    monkeypatch.setattr("ddpm_tui.cli.interactive.open_tui", tui_started)
     result = cli()
     assert result.code == 2 and result.out == ""
     assert result.err.strip() == (f"error: {path}: [keys] runs.kill = 'ctrl+banana': 'banana' is not a key name "
@@ -113,11 +114,12 @@ async def test_a_remapped_key_acts_and_the_old_one_no_longer_does(tui_app):
     async with tui_app.run_test(size=(120, 30)) as pilot:
         await rows_loaded(pilot)
         await pilot.press("ctrl+k")
-        await pilot.pause(0.2)
+        await pilot.pause()  # what the key did, done
         assert not isinstance(pilot.app.screen, ConfirmDialog)
         await pilot.press("ctrl+x")
         dialog = await wait_screen(pilot, ConfirmDialog)
         assert dialog.question.startswith("Kill run(s) 1 'seed-1'?")
+        assert [type(s) for s in pilot.app.screen_stack].count(ConfirmDialog) == 1, "^K asked too, late"
         await pilot.press("n")
 
 
@@ -150,9 +152,11 @@ async def test_the_palette_offers_every_view_and_the_screens_actions(tui_app):
             assert title in titles, title
         assert titles["Kill"] == "Runs table: key ^K"
         await pilot.press("ctrl+p")
-        await pilot.pause(0.3)
+        palette = await wait_screen(pilot, CommandPalette)
         await pilot.press(*"launch view")
-        await pilot.pause(0.5)
+        hits = palette.query_one(CommandList)
+        await wait_for(pilot, lambda: hits.option_count == 1 and "Launch view" in str(hits.options[0].prompt),
+                       what="the palette's one match")
         await pilot.press("enter")
         await wait_screen(pilot, LaunchScreen)
 
@@ -163,14 +167,14 @@ async def test_help_groups_the_keys_app_first_and_fits_80x24(tui_app):
         await rows_loaded(pilot)
         await pilot.press("question_mark")
         screen = await wait_screen(pilot, HelpScreen)
-        await pilot.pause(0.2)
+        dialog = screen.query_one(".help")
+        await wait_for(pilot, lambda: dialog.region.height > 0, what="the help laid out")
         text = str(screen.query_one("#help-text").render())
         lines = text.splitlines()
         assert lines[2].startswith("Everywhere") and "Runs table" in text and "Lists (runs, sweeps)" in text
         for words in ("Quit", "Kill", "^K", "Filter", "Runs view", "Down"):
             assert words in text, words
         assert max(len(line) for line in lines) <= 76 - 4
-        dialog = screen.query_one(".help")
         assert dialog.region.height <= 24 and dialog.max_scroll_y == 0  # all of it in view, no scrolling
 
 
@@ -184,7 +188,7 @@ async def test_typing_in_a_form_field_never_switches_views(tui_app):
         field.focus()
         field.value = ""
         await pilot.press("1", "question_mark", "6", "q")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: field.value == "1?6q", what="the typed text", timeout=10)
         assert pilot.app.screen is screen and field.value == "1?6q"
 
 
@@ -275,7 +279,8 @@ async def test_columns_grow_with_their_content_and_the_sort_order_is_always_show
         long_name = "a-much-longer-run-name-than-before-" + "x" * 10
         queries.update_run(tui_app.lab.store, 2, name=long_name)
         await wait_for(pilot, lambda: str(table.get_row("2")[1]) == long_name, what="the new name")
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: table.columns["name"].get_render_width(table) >= len(long_name),
+                       what="the name column to grow", timeout=10)
         assert table.columns["name"].get_render_width(table) >= len(long_name)
         await pilot.press("O")
         assert "[sort id ↓]" in str(status.render())
@@ -287,9 +292,13 @@ async def test_the_footer_keeps_quit_and_help_in_80_columns(tui_app):
 
     async with tui_app.run_test(size=(80, 24)) as pilot:
         await rows_loaded(pilot)
-        await pilot.pause(0.3)
-        keys = [k for k in pilot.app.screen.query(FooterKey) if k.region.width and k.region.right <= 80]
-        assert [k.key for k in keys[:2]] == ["q", "question_mark"]
+
+        def keys_in_view():
+            return [k.key for k in pilot.app.screen.query(FooterKey) if k.region.width and k.region.right <= 80]
+
+        await wait_for(pilot, lambda: keys_in_view()[:2] == ["q", "question_mark"], what="q and ? in the footer",
+                       timeout=10)
+        assert keys_in_view()[:2] == ["q", "question_mark"]
 
 
 @pytest.mark.asyncio
@@ -302,7 +311,8 @@ async def test_resuming_a_run_without_a_checkpoint_asks_before_restarting_from_s
         dialog = await wait_screen(pilot, ConfirmDialog)
         assert dialog.question == "Run 2 'seed-2' has no checkpoint to continue from. Restart it from step 0?"
         await pilot.press("n")
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: not isinstance(pilot.app.screen, ConfirmDialog), what="the dialog to close")
+        await pilot.app.workers.wait_for_complete()  # whatever "no" might have started has ended
         assert queries.get_run(tui_app.lab.store, 2).status == "stopped" and started == []
         await pilot.press("r")
         await wait_screen(pilot, ConfirmDialog)
@@ -390,8 +400,10 @@ async def test_the_sample_browser_steps_through_grids_and_zooms_one(tui_app):
         zoom = await wait_screen(pilot, ZoomedGrid)
         assert zoom.path.name == "step-00000200.png" and "step 200" in zoom.caption
         image = zoom.query_one("#zoomed-image")
-        await pilot.pause(0.2)
-        assert image.region.height > view.query_one("#sample-image").region.height  # bigger than the panel's
+        panel = view.query_one("#sample-image")
+        await wait_for(pilot, lambda: image.region.height > panel.region.height, what="the zoomed grid laid out",
+                       timeout=10)
+        assert image.region.height > panel.region.height  # bigger than the panel's
         assert zoom.styles.background.a == 1  # opaque: the page does not show beside the grid
         await pilot.press("escape")
         await pilot.press("right_square_bracket")
@@ -434,13 +446,17 @@ async def test_a_failing_background_read_is_one_toast_not_a_crash_nor_a_flood(tu
     async with tui_app.run_test(size=(120, 30)) as pilot:
         await rows_loaded(pilot)
 
+        reads = []
+
         def locked(run_id):
+            reads.append(run_id)
             raise RuntimeError("database is locked")
 
         monkeypatch.setattr(tui_app.lab, "metric_keys", locked)
         await pilot.press("enter")
         await wait_screen(pilot, RunDetailScreen)
-        await pilot.pause(3.5)  # three more refresh ticks fail the same way
+        # three more refresh ticks fail the same way (each reported before the next read starts)
+        await wait_for(pilot, lambda: len(reads) >= 4, what="four failed reads", timeout=30)
         toasts = [n.message for n in pilot.app._notifications if n.severity == "error"]
         assert toasts == ["reading run 1: database is locked"]
         assert isinstance(pilot.app.screen, RunDetailScreen)

@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 from textual.widgets import Input, Select, Static, Switch
 
-from conftest import open_view
+from conftest import open_view, wait_for, wait_screen
 from core.config import DEMO_PRESET, TrainConfig
 from core.store import queries
 from ddpm_tui.tui.screens.launch import PRESETS, LaunchScreen
@@ -13,6 +13,15 @@ from ddpm_tui.tui.screens.launch import PRESETS, LaunchScreen
 
 async def open_launch(pilot) -> LaunchScreen:
     return await open_view(pilot, "2", LaunchScreen)
+
+
+async def runs_loaded(pilot, n: int = 3) -> None:
+    await wait_for(pilot, lambda: pilot.app.screen.query_one("#runs-table").row_count == n, what=f"{n} rows")
+
+
+def form_has(screen, **values) -> bool:
+    """Whether the form's config is valid and holds `values` (it revalidates on every change)."""
+    return screen.config is not None and all(getattr(screen.config, k) == v for k, v in values.items())
 
 
 def error_text(screen, name: str) -> str:
@@ -25,7 +34,13 @@ async def type_into(pilot, screen, name: str, text: str) -> None:
     box.focus()
     box.value = ""
     await pilot.press(*text)
-    await pilot.pause(0.1)
+    await pilot.pause()  # the screen revalidates on each Changed message: all of them handled
+
+
+async def paste_into(pilot, screen, name: str, text: str) -> None:
+    """A long value (a path) in one change: typed key by key it costs a revalidation per key."""
+    screen.query_one(f"#opt-{name}", Input).value = text
+    await pilot.pause()
 
 
 @pytest.mark.asyncio
@@ -63,8 +78,8 @@ async def test_invalid_values_are_reported_beside_their_field(tui_app):
         # a combination: conditional needs classes both
         screen.query_one("#opt-classes", Select).value = "cancerous"
         screen.query_one("#opt-conditional", Switch).value = True
-        await pilot.pause(0.1)
-        assert "--conditional needs --classes both" in error_text(screen, "conditional")
+        await wait_for(pilot, lambda: "--conditional needs --classes both" in error_text(screen, "conditional"),
+                       what="the combination's problem", timeout=10)
         # launching with problems does nothing but say so
         n_before = len(queries.list_runs(pilot.app.lab.store))
         await pilot.press("ctrl+n")
@@ -79,18 +94,18 @@ async def test_presets_fill_the_form(tui_app):
         screen = await open_launch(pilot)
         screen.query_one("#opt-data", Input).value = "/some/data"
         screen.query_one("#launch-preset", Select).value = "demo (CPU, about a minute)"
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: form_has(screen, **DEMO_PRESET), what="the demo preset")
         cfg = screen.config
         for key, value in DEMO_PRESET.items():
             assert getattr(cfg, key) == value, key
         screen.query_one("#opt-data", Input).value = "/some/data"
         screen.query_one("#launch-preset", Select).value = "original: 32 px, cosine, no attention"
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: form_has(screen, dim=TrainConfig().dim), what="the original preset")
         cfg = screen.config
         assert (cfg.image_size, cfg.schedule, cfg.attention, cfg.data) == (32, "cosine", "none", "/some/data")
         assert cfg.dim == TrainConfig().dim  # a preset starts from the defaults
         screen.query_one("#launch-preset", Select).value = "96 px conditional"
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: form_has(screen, image_size=96), what="the 96 px preset")
         assert screen.config.image_size == 96 and screen.config.conditional and screen.config.classes == "both"
         for preset in PRESETS.values():
             TrainConfig(**{k: v for k, v in preset.items()}).validate()
@@ -99,14 +114,13 @@ async def test_presets_fill_the_form(tui_app):
 @pytest.mark.asyncio
 async def test_duplicate_as_new_prefills_the_form(tui_app):
     async with tui_app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause(0.3)
+        await runs_loaded(pilot)
         await open_launch(pilot)  # the screen exists already: prefill must work on resume too
         await pilot.press("escape")
         config = pilot.app.lab.run(2).config
         pilot.app.open_launch(dict(config))
-        await pilot.pause(0.3)
-        screen = pilot.app.screen
-        assert isinstance(screen, LaunchScreen)
+        screen = await wait_screen(pilot, LaunchScreen)
+        await wait_for(pilot, lambda: form_has(screen, name=config["name"]), what="the prefill")
         assert screen.config.to_dict() == config
         assert pilot.app.launch_prefill is None
 
@@ -114,11 +128,10 @@ async def test_duplicate_as_new_prefills_the_form(tui_app):
 @pytest.mark.asyncio
 async def test_duplicate_from_the_runs_table(tui_app):
     async with tui_app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause(1.0)
+        await runs_loaded(pilot)
         await pilot.press("d")  # first row, run 1
-        await pilot.pause(0.3)
-        screen = pilot.app.screen
-        assert isinstance(screen, LaunchScreen)
+        screen = await wait_screen(pilot, LaunchScreen)
+        await wait_for(pilot, lambda: form_has(screen, name="seed-1"), what="the prefill")
         assert screen.config.name == "seed-1" and screen.config.schedule == "cosine"
 
 
@@ -126,17 +139,17 @@ async def test_duplicate_from_the_runs_table(tui_app):
 async def test_queue_creates_a_queued_run_with_the_form_config(tui_app, tmp_path):
     async with tui_app.run_test(size=(120, 40)) as pilot:
         screen = await open_launch(pilot)
-        await type_into(pilot, screen, "data", str(tmp_path / "pcam"))
+        await paste_into(pilot, screen, "data", str(tmp_path / "pcam"))
         await type_into(pilot, screen, "name", "from-form")
         await type_into(pilot, screen, "max_steps", "123")
         await type_into(pilot, screen, "tag", "a, b")
         screen.query_one("#opt-schedule", Select).value = "linear"
         screen.query_one("#opt-augment", Switch).value = False
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: form_has(screen, schedule="linear", augment=False), what="the form's choices")
         expected = screen.config.to_dict()
         await pilot.press("ctrl+n")
         await pilot.app.workers.wait_for_complete()
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: pilot.app.current_mode == "runs", what="the switch back to the runs")
         runs = queries.list_runs(pilot.app.lab.store)
         run = runs[-1]
         assert len(runs) == 4 and run.status == "queued" and run.name == "from-form"
@@ -152,10 +165,10 @@ async def test_queue_creates_a_queued_run_with_the_form_config(tui_app, tmp_path
 async def test_a_bad_data_path_is_a_notification_not_a_crash(tui_app, tmp_path):
     async with tui_app.run_test(size=(120, 40)) as pilot:
         screen = await open_launch(pilot)
-        await type_into(pilot, screen, "data", str(tmp_path / "nowhere"))
+        await paste_into(pilot, screen, "data", str(tmp_path / "nowhere"))
         await pilot.click("#launch-queue")
         await pilot.app.workers.wait_for_complete()
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: any(n.severity == "error" for n in pilot.app._notifications), what="the error")
         assert pilot.app.is_running and isinstance(pilot.app.screen, LaunchScreen)
         assert len(queries.list_runs(pilot.app.lab.store)) == 3
         assert any(n.severity == "error" for n in pilot.app._notifications)
@@ -170,7 +183,7 @@ async def test_form_fits_a_small_terminal(tui_app):
         assert form.max_scroll_y > 0  # scrolls rather than overflowing
         widget = screen.query_one("#opt-tag")
         widget.focus()
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: form.scroll_y > 0, what="the form to scroll to the field", timeout=10)
         assert form.scroll_y > 0
         assert screen.query_one("#launch-now").region.height >= 1
 
@@ -181,27 +194,22 @@ async def test_launch_now_starts_a_run_that_appears_and_trains(tui_app, tmp_path
 
     async with tui_app.run_test(size=(120, 40)) as pilot:
         screen = await open_launch(pilot)
-        for name, value in (("data", str(tmp_path / "pcam")), ("name", "launched-now"), ("dim", "16"),
+        await paste_into(pilot, screen, "data", str(tmp_path / "pcam"))
+        for name, value in (("name", "launched-now"), ("dim", "16"),
                             ("dim_mults", "1,2"), ("res_blocks", "1"), ("batch_size", "8"), ("max_steps", "6"),
                             ("timesteps", "50"), ("ckpt_every", "3")):
             await type_into(pilot, screen, name, value)
         screen.query_one("#opt-attention", Select).value = "none"
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: form_has(screen, attention="none"), what="attention none")
         await pilot.press("ctrl+l")
         store = pilot.app.lab.store
-        for _ in range(900):
-            runs = queries.list_runs(store)
-            if len(runs) == 4 and runs[-1].status == "finished":
-                break
-            await pilot.pause(0.1)
+        await wait_for(pilot, lambda: (lambda runs: len(runs) == 4 and runs[-1].status == "finished")(
+            queries.list_runs(store)), timeout=90, what="the launched run to finish")
         run = queries.list_runs(store)[-1]
         assert run.name == "launched-now" and run.status == "finished" and run.step == 6
         assert pilot.app.current_mode == "runs"
         table = pilot.app.screen.query_one("#runs-table", DataTable)
-        for _ in range(30):
-            names = [str(table.get_row_at(i)[1]) for i in range(table.row_count)]
-            if "launched-now" in names:
-                break
-            await pilot.pause(0.1)
-        assert "launched-now" in names
+        await wait_for(pilot, lambda: "launched-now" in [str(table.get_row_at(i)[1]) for i in range(table.row_count)],
+                       timeout=10, what="the run in the table")
+        assert "launched-now" in [str(table.get_row_at(i)[1]) for i in range(table.row_count)]
         assert queries.summaries(store)[run.id]["train/loss"]["count"] == 6

@@ -12,11 +12,8 @@ from ddpm_tui.tui.screens.help import HelpScreen
 
 async def wait_rows(pilot, n, timeout=10.0):
     table = pilot.app.screen.query_one("#runs-table", DataTable)
-    for _ in range(int(timeout / 0.05)):
-        if table.row_count == n:
-            return table
-        await pilot.pause(0.05)
-    raise AssertionError(f"table has {table.row_count} rows, expected {n}")
+    await wait_for(pilot, lambda: table.row_count == n, timeout=timeout, what=f"{n} rows in the runs table")
+    return table
 
 
 def cell_texts(table):
@@ -35,11 +32,10 @@ async def test_runs_table_lists_sorts_and_filters(tui_app):
         assert [r[1] for r in cell_texts(table)] == ["seed-3", "seed-2", "seed-1"]
         await pilot.press("slash")
         await pilot.press(*"linear")
-        await pilot.pause(0.1)
-        assert [r[1] for r in cell_texts(table)] == ["seed-2"]
+        await wait_for(pilot, lambda: [r[1] for r in cell_texts(table)] == ["seed-2"], what="the filtered rows",
+                       timeout=10)
         await pilot.press("escape")
-        await pilot.pause(0.1)
-        assert table.row_count == 3
+        await wait_rows(pilot, 3)
         assert "hidden" in pilot.app.screen.query_one("#runs-filter", Input).classes
 
 
@@ -63,7 +59,8 @@ async def test_delete_asks_first_and_then_deletes(tui_app):
         await pilot.press("x")
         await wait_screen(pilot, ConfirmDialog)
         await pilot.press("n")
-        await pilot.pause(0.5)
+        await wait_for(pilot, lambda: not isinstance(pilot.app.screen, ConfirmDialog), what="the dialog to close")
+        await pilot.app.workers.wait_for_complete()  # whatever "no" might have started has ended
         assert len(queries.list_runs(pilot.app.lab.store)) == 3
         await pilot.press("x")
         await wait_screen(pilot, ConfirmDialog)
@@ -78,13 +75,10 @@ async def test_run_detail_shows_chart_log_config_history(tui_app):
     async with tui_app.run_test(size=(120, 36)) as pilot:
         await wait_rows(pilot, 3)
         await pilot.press("enter")
-        await pilot.pause(0.3)
-        screen = pilot.app.screen
-        assert isinstance(screen, RunDetailScreen) and screen.run_id == 1
-        for _ in range(100):
-            if screen.record is not None and screen.query_one(Log).line_count >= 2:
-                break
-            await pilot.pause(0.05)
+        screen = await wait_screen(pilot, RunDetailScreen)
+        assert screen.run_id == 1
+        await wait_for(pilot, lambda: screen.record is not None and screen.query_one(Log).line_count >= 2,
+                       what="the run and its log", timeout=10)
         assert "seed-1" in str(screen.query_one("#detail-status", Static).render())
         assert screen.query_one(Log).lines[:2] == ["run 1 line 1", "run 1 line 2"]
         assert screen.query_one("#detail-samples").path.name == "step-00000100.png"
@@ -119,12 +113,12 @@ async def test_app_survives_a_broken_database_and_resizes(tmp_path):
     (tmp_path / "runs.db").write_bytes(b"not a database" * 50)
     app = DdpmApp(Lab(f"sqlite:///{tmp_path / 'runs.db'}", tmp_path / "runs"))
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.pause(1.5)
+        await wait_for(pilot, lambda: any("not an SQLite database" in str(n.message) for n in app._notifications),
+                       what="the notification", timeout=10)
         assert app.is_running
-        assert any("not an SQLite database" in str(n.message) for n in app._notifications)
         await pilot.resize_terminal(60, 20)
         await pilot.resize_terminal(140, 50)
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: app.screen.size == (140, 50), what="the resize", timeout=10)
         assert app.is_running
     assert (tmp_path / "runs.db").read_bytes() == b"not a database" * 50
 
@@ -137,19 +131,16 @@ async def test_detail_of_a_run_whose_directory_vanished(tui_app, tmp_path):
         await wait_rows(pilot, 3)
         shutil.rmtree(tmp_path / "runs" / "1")
         await pilot.press("enter")
-        await pilot.pause(1.5)
-        screen = pilot.app.screen
-        assert isinstance(screen, RunDetailScreen) and pilot.app.is_running
-        assert "no log yet" in screen.query_one(Log).lines[0]
+        screen = await wait_screen(pilot, RunDetailScreen)
+        log = screen.query_one(Log)
+        await wait_for(pilot, lambda: log.line_count and "no log yet" in log.lines[0], what="'no log yet'", timeout=10)
+        assert pilot.app.is_running
 
 
 async def wait_status(pilot, run_id, status, timeout=90.0):
     store = pilot.app.lab.store
-    for _ in range(int(timeout / 0.2)):
-        if queries.get_run(store, run_id).status == status:
-            return
-        await pilot.pause(0.2)
-    raise AssertionError(f"run {run_id} is {queries.get_run(store, run_id).status}, expected {status}")
+    await wait_for(pilot, lambda: queries.get_run(store, run_id).status == status, timeout=timeout,
+                   what=f"run {run_id} {status}")
 
 
 @pytest.mark.slow
@@ -182,8 +173,7 @@ async def test_stop_resume_kill_a_real_run_from_the_table(tmp_path):
         await pilot.press("y")
         await wait_status(pilot, run_id, "killed")
         table = pilot.app.screen.query_one("#runs-table", DataTable)
-        await pilot.pause(1.2)
-        assert str(table.get_row_at(0)[3]) == "killed"
+        await wait_for(pilot, lambda: str(table.get_row_at(0)[3]) == "killed", what="'killed' in the table", timeout=10)
     events = [e.status for e in queries.status_events(lab.store, run_id)]
     assert events == ["running", "stopped", "running", "killed"]
 
@@ -204,14 +194,14 @@ async def test_demo_flow_opens_on_a_running_run_whose_chart_moves(tmp_path, monk
         async with app.run_test(size=(120, 36)) as pilot:
             screen = await wait_screen(pilot, RunDetailScreen)
             await wait_for(pilot, lambda: screen.record is not None and screen.record.status == "running",
-                             timeout=60)
+                           timeout=120, what="the demo run running")
             chart = screen.query_one("#detail-chart")
-            await wait_for(pilot, lambda: screen.record.step >= 20, timeout=90)
+            await wait_for(pilot, lambda: screen.record.step >= 20, timeout=180, what="step 20")
             first = screen.record.step
-            await wait_for(pilot, lambda: screen.record.step >= first + 20, timeout=90)
+            await wait_for(pilot, lambda: screen.record.step >= first + 20, timeout=180, what="20 more steps")
             steps, values, _ = lab.series(run_id, "train/loss")
             assert len(steps) >= first + 20 and values[-1] < values[0]
-            await wait_for(pilot, lambda: chart.drawn.get("train/loss", 0) >= first + 20, timeout=10)
+            await wait_for(pilot, lambda: chart.drawn.get("train/loss", 0) >= first + 20, timeout=10, what="the chart")
     finally:
         lab.stop(run_id)
 
@@ -266,6 +256,8 @@ async def test_a_store_that_goes_away_puts_a_banner_on_every_view_until_it_answe
     real_runs = lab.runs
     async with tui_app.run_test(size=(100, 30)) as pilot:
         await wait_rows(pilot, 3)
+        header = pilot.app.screen.query_one(Header)
+        calm = header.styles.background
 
         def unreachable():
             raise ConnectionError("server closed the connection unexpectedly")
@@ -273,14 +265,17 @@ async def test_a_store_that_goes_away_puts_a_banner_on_every_view_until_it_answe
         monkeypatch.setattr(lab, "runs", unreachable)
         await wait_for(pilot, lambda: tui_app.has_class("-store-down"), what="the banner")
         assert "STORE UNREACHABLE since" in tui_app.sub_title and "server closed the connection" in tui_app.sub_title
-        await pilot.pause(0.1)
-        alarm = pilot.app.screen.query_one(Header).styles.background
+        await wait_for(pilot, lambda: header.styles.background != calm, what="the header's warning colour")
+        alarm = header.styles.background
         await pilot.press("2")  # another view carries it too: it is the app's
-        await pilot.pause(0.2)
-        assert "STORE UNREACHABLE" in pilot.app.screen.query_one(Header).screen_sub_title
+        await wait_for(pilot, lambda: "STORE UNREACHABLE" in pilot.app.screen.query_one(Header).screen_sub_title,
+                       what="the banner on the launch view", timeout=10)
         monkeypatch.setattr(lab, "runs", real_runs)
         await wait_for(pilot, lambda: not tui_app.has_class("-store-down"), what="the banner to go")
+        # the toast is a message the app handles after the banner goes
+        await wait_for(pilot, lambda: any("answers again" in str(n.message) for n in tui_app._notifications),
+                       what="the 'answers again' toast", timeout=10)
         assert tui_app.sub_title == "" and any("answers again" in str(n.message) for n in tui_app._notifications)
         await pilot.press("1")
-        await pilot.pause(0.2)
-        assert pilot.app.screen.query_one(Header).styles.background != alarm, "the header's warning colour goes"
+        await wait_for(pilot, lambda: pilot.app.screen.query_one(Header).styles.background != alarm,
+                       what="the header's warning colour to go", timeout=10)

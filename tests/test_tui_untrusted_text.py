@@ -47,7 +47,8 @@ async def test_hostile_names_render_literally_and_escapes_are_made_visible(hosti
         assert "log [/] line \\x1b[31mred\\x1b[0m" in lines and not any("\x1b" in line for line in lines)
 
         pilot.app.report_error("opening [/] run", ValueError("bad [link=x]value[/link] \x1b[5m"))
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: any("opening [/] run" in n.message for n in pilot.app._notifications),
+                       what="the error toast", timeout=10)
         assert pilot.app.is_running
         message = list(pilot.app._notifications)[-1]
         assert "[link=x]value[/link] \\x1b[5m" in message.message and not message.markup
