@@ -44,7 +44,7 @@ from core.evaluate.classifier import held_out_patches, predict, train_classifier
 from core.evaluate.colour import colour_w1  # noqa: E402
 from core.evaluate.nll import variational_bound  # noqa: E402
 from core.inference import for_inference  # noqa: E402
-from core.stats import mean_ci  # noqa: E402
+from core.intervals import mean_ci  # noqa: E402
 from core.generation import generate  # noqa: E402
 from core.train.trainer import Trainer  # noqa: E402
 

@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.rank.calibration import DISTRIBUTIONS, calibrate, seed_values  # noqa: E402
-from core.rank.stats import (ALPHA, holm_adjusted, student_t_sf_elementwise, welch_worse_matrix,  # noqa: E402
-                             worse_p_values)
-from core.stats import student_t_quantile  # noqa: E402
+from core.intervals import student_t_quantile  # noqa: E402
+from core.rank.significance import (ALPHA, holm_adjusted, student_t_sf_elementwise, welch_worse_matrix,  # noqa: E402
+                                    worse_p_values)
 
 # the README's worked example: configuration -> (mean, CI low, CI high), 3 seeds each
 README_EXAMPLE = {

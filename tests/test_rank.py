@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from core.rank.stats import (RunValue, configuration_stats, holm_rejections, interaction_2x2, main_effects,
-                             rank_configurations, welch_worse_p)
-from core.stats import bootstrap_ci, mean_ci
+from core.intervals import bootstrap_ci, mean_ci
+from core.rank.significance import (RunValue, configuration_stats, holm_rejections, interaction_2x2, main_effects,
+                                    rank_configurations, welch_worse_p)
 from core.store import Store, queries
 
 
@@ -183,7 +183,7 @@ def test_eval_on_finish_is_checked_before_anything_is_queued(workdir, cli, pcam)
 def test_student_t_without_scipy_stats_matches_scipy(df):
     from scipy.stats import t
 
-    from core.stats import student_t_cdf, student_t_quantile
+    from core.intervals import student_t_cdf, student_t_quantile
 
     for p in (0.5, 0.6, 0.9, 0.975, 0.995, 0.9999, 0.025):
         assert student_t_quantile(p, df) == pytest.approx(t.ppf(p, df), rel=1e-9, abs=1e-12)
@@ -307,7 +307,7 @@ def test_kid_subsets_are_not_images_a_one_seed_kid_keeps_its_stored_interval(wor
 def test_the_readme_states_the_tie_rule_rank_prints():
     from pathlib import Path
 
-    from core.rank.stats import TIE_RULE
+    from core.rank.significance import TIE_RULE
 
     assert f"tie rule: {TIE_RULE}\n" in (Path(__file__).resolve().parents[1] / "README.md").read_text()
 

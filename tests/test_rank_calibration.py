@@ -10,7 +10,7 @@ import pytest
 from scipy.stats import t, ttest_ind
 
 from core.rank.calibration import calibrate
-from core.rank.stats import ALPHA, holm_adjusted, welch_worse_matrix, welch_worse_p, worse_p_values
+from core.rank.significance import ALPHA, holm_adjusted, welch_worse_matrix, welch_worse_p, worse_p_values
 
 SWEEPS = 10_000
 SETTINGS = [(k, n, d) for k in (2, 4, 8) for n in (2, 3, 5) for d in ("normal", "skewed")]

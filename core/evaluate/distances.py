@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.stats import Interval, mean_ci
+from core.intervals import Interval, mean_ci
 
 SQRTM_EPS = 1e-6  # pytorch-fid's offset for a singular covariance product
 IMAGINARY_TOLERANCE = 1e-3  # relative to the trace; pytorch-fid raises above 1e-3 too

@@ -34,7 +34,7 @@ from core.labels import LABEL_NAMES
 from core.generation import generate
 from core.images import make_grid, save_png
 from core.samplers import sampler_named
-from core.stats import mean_ci, wilson_ci
+from core.intervals import mean_ci, wilson_ci
 from core.store import queries
 from core.store.db import Store
 from core.train import checkpoint as ckpt

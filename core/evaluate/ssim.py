@@ -170,7 +170,7 @@ class Diversity:
 def diversity(generated: np.ndarray, real: np.ndarray) -> Diversity:
     """Distance of the generated pairwise SSIM to the real one from (m, m) SSIM matrices of two
     independent sets, with a normal interval on the difference (jackknife variances added)."""
-    from core.stats import student_t_quantile
+    from core.intervals import student_t_quantile
 
     g, r = pair_mean(generated), pair_mean(real)
     difference = g.value - r.value

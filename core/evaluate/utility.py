@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import norm, rankdata
 
-from core.stats import Interval, wilson_ci
+from core.intervals import Interval, wilson_ci
 
 Z95 = float(norm.ppf(0.975))
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from core.rank.stats import ALPHA, student_t_sf_elementwise, worse_p_values
+from core.rank.significance import ALPHA, student_t_sf_elementwise, worse_p_values
 
 DISTRIBUTIONS = ("normal", "skewed")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from core.rank.stats import ConfigStats
+from core.rank.significance import ConfigStats
 
 ROW, LEFT, RIGHT, TOP, WIDTH = 28, 260, 40, 56, 900
 TIED, OTHER, AXIS = (31, 119, 180), (140, 140, 140), (60, 60, 60)

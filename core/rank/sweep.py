@@ -1,5 +1,5 @@
 """A sweep's ranking from the store: the latest evaluation of each run, grouped by configuration
-(the values of the swept options), ranked by one metric with core.rank.stats."""
+(the values of the swept options), ranked by one metric with core.rank.significance."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 from core.errors import BadInput
 from core.evaluate.metrics import METRICS, guards, rank_keys
-from core.rank.stats import (ONE_SEED_NOTE, TIE_RULE, ConfigStats, LevelEffect, RunValue,
-                             configuration_stats, interaction_2x2, main_effects, rank_configurations, split_finite)
+from core.intervals import Interval
+from core.rank.significance import (ONE_SEED_NOTE, TIE_RULE, ConfigStats, LevelEffect, RunValue, configuration_stats,
+                                    interaction_2x2, main_effects, rank_configurations, split_finite)
 from core.runner.sweeps import configuration_key
-from core.stats import Interval
 from core.store import queries
 from core.store.db import Store
 

@@ -1,5 +1,5 @@
 """Ranking results produced elsewhere: a CSV or JSON file of rows (configuration, seed, value), ranked
-with the same statistics as a sweep (core.rank.stats), so the method is usable and testable alone.
+with the same statistics as a sweep (core.rank.significance), so the method is usable and testable alone.
 
 CSV: a header with at least `configuration,seed,value` (an optional `metric` column holds several
 metrics, one chosen with --metric). JSON: a list of objects with the same keys. A value that reads
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from core.errors import BadInput
 from core.evaluate.metrics import METRICS
-from core.rank.stats import ONE_SEED_NOTE, TIE_RULE, ConfigStats, RunValue, rank_configurations
+from core.rank.significance import ONE_SEED_NOTE, TIE_RULE, ConfigStats, RunValue, rank_configurations
 
 FIELDS = ("configuration", "seed", "value")
 MAX_BYTES = 50 * 1024 * 1024

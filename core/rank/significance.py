@@ -27,7 +27,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Callable
 
-from core.stats import Interval, bootstrap_ci, mean_ci, student_t_cdf, student_t_quantile
+from core.intervals import Interval, bootstrap_ci, mean_ci, student_t_cdf, student_t_quantile
 
 ALPHA = 0.05
 TIE_RULE = ("worse: significantly worse than some other configuration, by all k(k-1) one-sided Welch t-tests between "
@@ -85,7 +85,7 @@ def configuration_stats(runs: list[RunValue], seed: int = 0) -> ConfigStats:
 
 
 def student_t_sf_elementwise(t, df):
-    """P(T > t) elementwise over numpy arrays, with core.stats' Student t (no scipy import)."""
+    """P(T > t) elementwise over numpy arrays, with core.intervals' Student t (no scipy import)."""
     import numpy as np
 
     return np.vectorize(lambda x, d: student_t_cdf(-x, d), otypes=[float])(t, df)
