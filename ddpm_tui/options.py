@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, List, Optional
 
@@ -42,8 +43,29 @@ def _train_parameter(f: dataclasses.Field) -> inspect.Parameter:
     return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
 
 
-# --db/--runs-dir given before the command name (`ddpm-tui --db URL runs list`)
-ROOT_OPTIONS: dict = {}
+@dataclass(frozen=True)
+class RootOptions:
+    """--db and --runs-dir as given before the command name (`ddpm-tui --db URL runs list`): the
+    root command's `ctx.obj`; None where not given."""
+
+    db: str | None = None
+    runs_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class Where:
+    """The store URL and runs directory a command works on: its own --db/--runs-dir, else the root's,
+    else the environment's, else the defaults."""
+
+    db_url: str
+    runs_dir: Path
+
+    def lab(self, create: bool = True):
+        """The service layer on this store. Commands that only read or act on existing runs pass
+        create=False: they never create a database file (a missing one reads as empty)."""
+        from core.services.lab import Lab  # imported on use: `--help` and `keys` need no store
+
+        return Lab(self.db_url, self.runs_dir, create=create)
 
 
 def _extend_signature(func, params: list[inspect.Parameter], collect):
@@ -55,7 +77,7 @@ def _extend_signature(func, params: list[inspect.Parameter], collect):
         extra = {n: kwargs.pop(n) for n in names if n in kwargs}
         return func(*args, **collect(extra), **kwargs)
 
-    keep = [p for p in sig.parameters.values() if p.name not in ("train_values", "ctx_store")]
+    keep = [p for p in sig.parameters.values() if p.name not in ("train_values", "where")]
     wrapper.__signature__ = sig.replace(parameters=keep + params)
     return wrapper
 
@@ -81,8 +103,9 @@ def sweep_options(func):
 
 
 def global_options(func):
-    """Adds --db and --runs-dir to a command; it receives `ctx_store` = (db_url, runs_dir)."""
+    """Adds --db and --runs-dir to a command; it receives them, with the root command's, as `where`."""
     params = [
+        inspect.Parameter("root_context", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context),
         inspect.Parameter("db", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
             Optional[str], typer.Option("--db", help=f"database URL (env {STORE_ENV}) [default: {DEFAULT_URL}]")]),
         inspect.Parameter("runs_dir", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
@@ -90,8 +113,7 @@ def global_options(func):
     ]
 
     def collect(extra):
-        ctx = ROOT_OPTIONS
-        return {"ctx_store": (store_url(extra.get("db") or ctx.get("db")),
-                              runs_dir(extra.get("runs_dir") or ctx.get("runs_dir")))}
+        root = extra["root_context"].find_root().obj or RootOptions()
+        return {"where": Where(store_url(extra.get("db") or root.db), runs_dir(extra.get("runs_dir") or root.runs_dir))}
 
     return _extend_signature(func, params, collect)

@@ -1,0 +1,3 @@
+"""The evaluation defaults every face shows and uses, importable without torch (the CLI's help)."""
+
+DEFAULT_EVAL_N = 256  # held-out patches and samples per metric, for every face and the sweeps
