@@ -106,6 +106,9 @@ def test_rank_prints_and_exports_the_table_and_figures(workdir, cli):
     assert r.code == 0 and "ranked by nll (lower is better)" in r.out and "=best" in r.out, r
     r = cli("export", "--sweep", sweep.id, "--format", "md", "--figures", workdir / "figs")
     assert r.code == 0 and r.out.startswith("**sweep 1 (toy)") and (workdir / "figs" / "sweep-1-nll.png").exists()
+    table = [line for line in r.out.splitlines() if line.startswith("|")]  # a Markdown table, not a code fence
+    assert "```" not in r.out and table[0].startswith("| schedule | seeds | p_worse | nll [95% CI]") and table[1].startswith("| --- |")
+    assert len(table) == 4 and table[2].startswith("| cosine |")
     csv_lines = cli("export", "--sweep", sweep.id, "--format", "csv", "--figures", workdir / "figs").out.splitlines()
     assert csv_lines[0].startswith("schedule,runs,nll.mean") and len(csv_lines) == 3
 
@@ -144,7 +147,7 @@ def test_ablate_eval_on_finish_through_the_worker_then_rank_and_retry_a_failed_e
     assert r.code == 0, r
     test_x = other / "camelyonpatch_level_2_split_test_x.h5"
     test_x.rename(other / "held-away.h5")  # the evaluation of sweep 2's run will find no test split
-    r = cli("worker", "--slots", "1", "--until-empty", "--poll", "0.2")
+    r = cli("worker", "--slots", "2", "--until-empty", "--poll", "0.2")  # two at once: each is mostly start-up
     assert r.code == 0, r
     jobs = {j.run_id: j for j in queries.eval_jobs(store)}
     assert sorted(jobs) == [1, 2, 3, 4, 5]
