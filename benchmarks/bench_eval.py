@@ -24,7 +24,7 @@ from core.config import DEMO_PRESET, TrainConfig  # noqa: E402
 from core.data import resolve_data  # noqa: E402
 from core.evaluate import distances  # noqa: E402
 from core.evaluate.classifier import held_out_patches, load_classifier, predict  # noqa: E402
-from core.evaluate.service import plan_classifier, train_and_store_classifier  # noqa: E402
+from core.evaluate.classifier_service import plan_classifier, train_and_store_classifier  # noqa: E402
 from core.inference import load_run_model  # noqa: E402
 from core.generation import generate  # noqa: E402
 from core.store import Store  # noqa: E402

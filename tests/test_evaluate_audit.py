@@ -106,17 +106,17 @@ def test_a_large_imaginary_part_of_the_square_root_is_an_error_not_dropped():
 
 
 def test_an_fid_whose_square_root_fails_is_a_failed_result_with_the_reason(monkeypatch):
-    from core.evaluate import distances, service
+    from core.evaluate import distances, results
 
     def broken(*args, **kwargs):
         raise distances.FrechetError("FID: the covariance square root has an imaginary part of 0.5")
 
     monkeypatch.setattr(distances, "fid", broken)
-    result = service.fid_result(np.zeros((8, 4)), np.zeros((8, 4)), "features", 0)
-    assert service.failure_reason(result) == "FID: the covariance square root has an imaginary part of 0.5"
-    fine = service.Result("kid", 0.1, 0.0, 0.2, 8, {})
-    assert service.failure_reason(fine) is None
-    assert "not a finite number" in service.failure_reason(service.Result("kid", 0.1, math.nan, 0.2, 8, {}))
+    result = results.fid_result(np.zeros((8, 4)), np.zeros((8, 4)), "features", 0)
+    assert results.failure_reason(result) == "FID: the covariance square root has an imaginary part of 0.5"
+    fine = results.Result("kid", 0.1, 0.0, 0.2, 8, {})
+    assert results.failure_reason(fine) is None
+    assert "not a finite number" in results.failure_reason(results.Result("kid", 0.1, math.nan, 0.2, 8, {}))
 
 
 # ---- diversity: distance to the real data's own, an interval that covers ------------------------------
@@ -168,7 +168,7 @@ def test_diversity_ranks_the_real_datas_own_spread_best_not_noise_or_collapse():
 
 # ---- memorisation: dihedral copies, blank patches, a guard with its figure ----------------------------
 def streamed(train, block=64):
-    """(indices, images) blocks over a training set, as service.training_batches yields them."""
+    """(indices, images) blocks over a training set, as core.data.prepared.training_batches yields them."""
     for start in range(0, len(train), block):
         yield np.arange(start, min(start + block, len(train))), train[start:start + block]
 
@@ -215,7 +215,7 @@ def test_near_blank_patches_are_never_counted_as_copies():
 
 
 def test_the_memorisation_figure_writes_each_pairs_ssim_beside_it():
-    from core.evaluate.service import memorisation_figure
+    from core.evaluate.results import memorisation_figure
 
     rng = np.random.default_rng(13)
     samples, matches = textured(rng, 2), textured(rng, 2)

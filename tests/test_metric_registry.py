@@ -48,7 +48,7 @@ def test_labels_and_report_order():
 
 
 def test_eval_accepts_exactly_the_registered_requests():
-    from core.evaluate.service import parse_metrics
+    from core.evaluate.planning import parse_metrics
 
     assert parse_metrics(",".join(REQUESTS)) == tuple(REQUESTS)
     with pytest.raises(BadInput, match="choose from nll, ssim, kid, fid, class, utility"):

@@ -14,7 +14,8 @@ from core.data.sources import check_resolution
 from core.errors import BadInput
 from core.evaluate.classifier import train_classifier
 from core.evaluate.metrics import METRICS
-from core.evaluate.service import evaluate, plan_evaluation
+from core.evaluate.planning import plan_evaluation
+from core.evaluate.service import evaluate
 from core.store import Store
 from core.synthetic import MANIFEST, PARTS, batch_labels, plan_synth, synthesize
 

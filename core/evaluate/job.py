@@ -43,7 +43,8 @@ def start_job_process(store, job, env_extra: dict | None = None):
 
 def run_job(store, job_id: int) -> int:
     """Evaluate a claimed job; it ends finished, or failed with the reason."""
-    from core.evaluate.service import evaluate, plan_evaluation
+    from core.evaluate.planning import plan_evaluation
+    from core.evaluate.service import evaluate
     from core.store import queries
 
     job = queries.get_eval_job(store, job_id)
@@ -75,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     if STORE_ENV not in os.environ:
         print(f"{STORE_ENV} must name the store", file=sys.stderr)
         return 2
-    from core.evaluate.service import evaluate, plan_evaluation
+    from core.evaluate.planning import plan_evaluation
+    from core.evaluate.service import evaluate
     from core.store.db import Store
 
     store = Store(os.environ[STORE_ENV])

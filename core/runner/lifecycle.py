@@ -434,7 +434,7 @@ class SweepPlan:
     seeds: int
     axes: list
     plans: list  # RunPlan per run
-    eval_on_finish: dict | None = None  # core.evaluate.service.EvalOnFinish.spec()
+    eval_on_finish: dict | None = None  # core.evaluate.planning.EvalOnFinish.spec()
 
 
 def plan_sweep(runs_dir: Path, raw_values: dict, seeds: int, config_file=None, name: str = "",

@@ -41,7 +41,7 @@ class EvaluationUseCases(Session):
     def default_metrics(self, run_id: int) -> str:
         """nll and ssim, and kid/fid (and class where it applies) when a classifier fits the run."""
         from core.config import config_from_dict
-        from core.evaluate.service import matching_classifier
+        from core.evaluate.planning import matching_classifier
 
         cfg = config_from_dict(queries.get_run(self.store, run_id).config)
         metrics = ["nll", "ssim"]
@@ -55,7 +55,7 @@ class EvaluationUseCases(Session):
         the TUI, as training does)."""
 
         from core.evaluate.job import job_command
-        from core.evaluate.service import plan_evaluation
+        from core.evaluate.planning import plan_evaluation
         from core.runner.lifecycle import child_env
         from core.runner.processes import spawn_detached
 
@@ -100,7 +100,7 @@ class EvaluationUseCases(Session):
         """(run ids, metrics, n, nll timesteps) of a sweep's evaluation: its finished runs (with
         `only_missing`, those lacking one of the metrics). Without `metrics`, the sweep's
         --eval-on-finish settings, else `fallback_metrics`, else the defaults of its first run."""
-        from core.evaluate.service import parse_metrics
+        from core.evaluate.planning import parse_metrics
 
         sweep = queries.get_sweep(self.store, sweep_id)
         spec = (sweep.spec or {}).get("eval_on_finish") or {}
@@ -127,8 +127,8 @@ class EvaluationUseCases(Session):
     def plan_evaluation(self, run_id: int | str, metrics: str = "nll", n: int | None = None, split: str = "test",
                         nll_timesteps: str = "all", sampler: str = "ddim", steps: int = 50, guidance: float = 0.0,
                         checkpoint: int | None = None, seed: int = 0, classifier: int | None = None):
-        """A checked evaluation request of one run (core.evaluate.service.plan_evaluation)."""
-        from core.evaluate.service import plan_evaluation
+        """A checked evaluation request of one run (core.evaluate.planning.plan_evaluation)."""
+        from core.evaluate.planning import plan_evaluation
         return plan_evaluation(self.store, run_id, metrics, n, split, nll_timesteps, sampler, steps, guidance,
                                checkpoint, seed, classifier)
 
@@ -144,8 +144,8 @@ class EvaluationUseCases(Session):
 
     # ---- the PCam classifier whose features KID/FID use -------------------------------------------
     def train_classifier(self, request, device: str = "auto", on_step=None):
-        """Train the classifier of `request` (core.evaluate.service.plan_classifier) and store it."""
-        from core.evaluate.service import train_and_store_classifier
+        """Train the classifier of `request` (core.evaluate.classifier_service.plan_classifier) and store it."""
+        from core.evaluate.classifier_service import train_and_store_classifier
         return train_and_store_classifier(self.store, self.runs_dir, request, device, on_step=on_step)
 
     def classifiers(self) -> list[dict]:

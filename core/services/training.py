@@ -69,7 +69,7 @@ class TrainingUseCases(Session):
                     eval_nll_timesteps: str = "all"):
         """(sweep, runs, axes) of a checked and queued grid; with `eval_on_finish`, the metrics the
         worker evaluates as each run finishes (checked before anything is stored)."""
-        from core.evaluate.service import plan_eval_on_finish
+        from core.evaluate.planning import plan_eval_on_finish
         from core.runner.lifecycle import plan_sweep, queue_sweep
 
         plan = plan_sweep(self.runs_dir, raw_values, seeds, config, name, allow_large)

@@ -183,7 +183,7 @@ def classifier_train(
     from rich.console import Console
 
     from core.config import check_device
-    from core.evaluate.service import plan_classifier
+    from core.evaluate.classifier_service import plan_classifier
 
     check_device(device)
     request = plan_classifier(data, image_size, preprocess, max_steps, batch_size, seed, device)
