@@ -27,10 +27,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.config import DEMO_PRESET, TrainConfig  # noqa: E402
-from core.diffusion import GaussianDiffusion, make_betas  # noqa: E402
+from core.diffusion import make_betas  # noqa: E402
 from core.evaluate.nll import seeded_noise, variational_bound  # noqa: E402
+from core.factory import create_model_and_diffusion  # noqa: E402
 from core.inference import for_inference  # noqa: E402
-from core.model import build_unet  # noqa: E402
 
 
 def theirs(module_root: Path, betas: np.ndarray):
@@ -65,11 +65,11 @@ def main() -> None:
     torch.manual_seed(0)
     cfg = TrainConfig(**dict(DEMO_PRESET, objective="eps", timesteps=args.timesteps)).validate()
     device = torch.device(args.device)
-    net = build_unet(cfg).eval().to(device)
+    net, ours = create_model_and_diffusion(cfg)  # the bound uses its schedule and objective, not its loss
+    net = net.eval().to(device)
     for p in net.parameters():  # a network that is not the zero-initialised identity of a fresh U-Net
         p.data.add_(torch.randn_like(p) * 0.02)
     betas = make_betas(cfg.schedule, cfg.timesteps)
-    ours = GaussianDiffusion(betas, "eps")
     gd, their_diffusion = theirs(args.improved_diffusion, betas)
     x0 = torch.rand(args.batch, 3, cfg.image_size, cfg.image_size, generator=torch.Generator().manual_seed(1))
     x0 = ((x0 * 255).round() / 127.5 - 1).to(device)

@@ -8,9 +8,8 @@ import torch
 
 from core.config import config_from_dict
 from core.device import load_weights, pick_device
-from core.diffusion import GaussianDiffusion, make_betas
 from core.errors import BadInput
-from core.model import build_unet
+from core.factory import create_model_and_diffusion
 from core.store import queries
 from core.store.db import Store
 from core.train import checkpoint as ckpt
@@ -25,9 +24,8 @@ def load_run_model(store: Store, run_id, device: str = "auto", step: int | None 
     if found is None:
         raise BadInput(f"run {run.id} has no checkpoint yet in {run.run_dir}/checkpoints")
     path, state = found
-    net = build_unet(cfg)
+    net, diffusion = create_model_and_diffusion(cfg)
     load_weights(net, state["ema"], path)
-    diffusion = GaussianDiffusion(make_betas(cfg.schedule, cfg.timesteps), cfg.objective, cfg.loss)
     return for_inference(net, pick_device(device)), diffusion, cfg, path, run
 
 

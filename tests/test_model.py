@@ -27,6 +27,21 @@ def test_output_shape_matches_input(attention, conditional, size, mults):
     out.float().pow(2).mean().backward()
 
 
+def test_the_factory_builds_the_network_and_the_process_a_config_describes():
+    import numpy as np
+
+    from core.diffusion import make_betas
+    from core.factory import create_model_and_diffusion
+
+    cfg = TrainConfig(image_size=32, dim=16, dim_mults="1,2", res_blocks=1, attention="none", conditional=True,
+                      schedule="sigmoid", timesteps=50, objective="x0", loss="huber").validate()
+    net, diffusion = create_model_and_diffusion(cfg)
+    assert isinstance(net, UNet) and net.num_classes == 2
+    assert sum(p.numel() for p in net.parameters()) == sum(p.numel() for p in build_unet(cfg).parameters())
+    assert diffusion.num_timesteps == 50 and diffusion.objective == "x0" and diffusion.loss_type == "huber"
+    assert np.allclose(diffusion.np["betas"], make_betas("sigmoid", 50))
+
+
 @pytest.mark.parametrize("objective", ["eps", "x0", "v"])
 @pytest.mark.parametrize("loss", ["l2", "l1", "huber"])
 def test_every_objective_and_loss_trains_a_step(objective, loss):
