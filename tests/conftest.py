@@ -59,6 +59,20 @@ def write_kaggle(root: Path, n: int = 40, seed: int = 0, index_column: bool = Fa
     return root, ids
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """A cache (demo dataset, verification stamps) of this session's own: tests never write the user's
+    ~/.cache/ddpm-tui, and parallel workers (pytest -n) never build the demo set in one place at once.
+    Tests that set DDPM_TUI_CACHE themselves (monkeypatch, a child's env) still win."""
+    saved = os.environ.get("DDPM_TUI_CACHE")
+    os.environ["DDPM_TUI_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if saved is None:
+        os.environ.pop("DDPM_TUI_CACHE", None)
+    else:
+        os.environ["DDPM_TUI_CACHE"] = saved
+
+
 @pytest.fixture
 def pcam(tmp_path) -> Path:
     return write_pcam(tmp_path / "pcam")
@@ -226,17 +240,18 @@ def wait_for_checkpoint(proc: subprocess.Popen, path: Path, timeout: float = 120
         time.sleep(0.01)
 
 
-def poll_until(predicate, timeout: float = 60.0, every: float = 0.1):
-    """Call `predicate` until it returns something truthy (returned), or fail after `timeout` s."""
+def poll_until(predicate, timeout: float = 60.0, every: float = 0.1, what: str = "condition"):
+    """Call `predicate` until it returns something truthy (returned), or fail after `timeout` s
+    naming `what`. Use it instead of a fixed sleep."""
     import time
 
-    deadline = time.time() + timeout
-    while time.time() < deadline:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(every)
-    raise AssertionError("condition not reached in time")
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
 # ---- PostgreSQL: a real server for the store's tests ----------------------------------------------

@@ -132,8 +132,8 @@ def test_stop_or_kill_right_after_launch_ends_the_run_so(workdir, cli, pcam, sto
     assert run.status == "running" and run.started_at is None, "the trainer is still starting up"
     r = cli("runs", command, run_id)
     assert r.code == 0 and f"{status} before training started" in r.err
-    wait_for(lambda: not pid_alive(run.pid), timeout=60)
-    time.sleep(0.5)
+    wait_for(lambda: not pid_alive(run.pid), timeout=60, what="the trainer to end")
+    wait_for(lambda: trainer_holding(run.run_dir) is None, timeout=30, what="no process of the run left")
     final = queries.get_run(store, run_id)
     assert final.status == status and final.started_at is None and final.step == 0
     assert [e.status for e in queries.status_events(store, run_id)] == ["running", status]

@@ -22,6 +22,7 @@ def assert_clean(code: int, screen: str, what: str) -> None:
     assert code == 0 and "Traceback" not in screen, f"{what} (exit {code}):\n{screen[-3000:]}"
 
 
+@pytest.mark.slow
 def test_train_sample_list_show_on_a_terminal(tty_dir):
     code, screen = run_on_pty(["train", "--data", "pcam", *TINY, "--max-steps", "12", "--ckpt-every", "6",
                                "--name", "tty-run"], tty_dir)
