@@ -87,6 +87,7 @@ def test_kill_escalates_to_sigkill_after_grace(workdir, cli, pcam, store):
     assert run.status == "killed" and "SIGKILL" in run.exit_reason
 
 
+@pytest.mark.slow
 def test_worker_runs_queued_runs_one_at_a_time(workdir, cli, pcam, store):
     ids = [launch(cli, pcam, "--max-steps", "3", "--queue") for _ in range(3)]
     assert all(listed(cli)[i]["status"] == "queued" for i in ids)
@@ -235,13 +236,16 @@ def test_read_only_and_corrupt_databases(workdir, cli, pcam):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # four cold starts of a trainer: minutes on a loaded 2-core machine
 def test_chaos_random_sigkills_then_resume_reach_the_end(workdir, cli, pcam, store):
     total = 120
     run_id = launch(cli, pcam, "--max-steps", total, "--ckpt-every", "7")
     rng = random.Random(5)
     for _ in range(4):
-        time.sleep(rng.uniform(1.5, 4.0))
-        run = queries.get_run(store, run_id)
+        # a kill a random number of steps on (not after a fixed time, which a loaded machine spends starting up)
+        target = queries.get_run(store, run_id).step + rng.randint(1, 25)
+        run = wait_for(lambda: (lambda r: r if r.step >= target or r.status != "running" else None)(
+            queries.get_run(store, run_id)), timeout=120, what=f"step {target}")
         if run.status != "running":
             break
         os.killpg(run.pgid, signal.SIGKILL)
