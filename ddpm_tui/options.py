@@ -75,7 +75,7 @@ def _extend_signature(func, params: list[inspect.Parameter], collect):
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         extra = {n: kwargs.pop(n) for n in names if n in kwargs}
-        return func(*args, **collect(extra), **kwargs)
+        return func(*args, **collect(extra, kwargs), **kwargs)
 
     keep = [p for p in sig.parameters.values() if p.name not in ("train_values", "where")]
     wrapper.__signature__ = sig.replace(parameters=keep + params)
@@ -86,7 +86,7 @@ def train_options(func):
     """Adds one option per TrainConfig field; the command receives them as `train_values` (dict,
     None for flags not given)."""
     params = [_train_parameter(f) for f in dataclasses.fields(TrainConfig)]
-    return _extend_signature(func, params, lambda extra: {"train_values": extra})
+    return _extend_signature(func, params, lambda extra, _: {"train_values": extra})
 
 
 def sweep_options(func):
@@ -99,21 +99,27 @@ def sweep_options(func):
         help_text = f.metadata["help"] + " (comma list to sweep)"
         annotation = Annotated[Optional[str], typer.Option(f"--{flag(f.name)}", help=help_text, show_default=False)]
         params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation))
-    return _extend_signature(func, params, lambda extra: {"train_values": extra})
+    return _extend_signature(func, params, lambda extra, _: {"train_values": extra})
 
 
 def global_options(func):
-    """Adds --db and --runs-dir to a command; it receives them, with the root command's, as `where`."""
+    """Adds --db and --runs-dir to a command; it receives them, with the root command's, as `where`.
+    The root's come from the command's typer.Context: its own parameter of that type where it has
+    one (Typer fills only one), else one added here."""
+    own_context = next((p.name for p in inspect.signature(func).parameters.values() if p.annotation is typer.Context),
+                       None)
+    context = own_context or "root_context"
     params = [
-        inspect.Parameter("root_context", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context),
         inspect.Parameter("db", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
             Optional[str], typer.Option("--db", help=f"database URL (env {STORE_ENV}) [default: {DEFAULT_URL}]")]),
         inspect.Parameter("runs_dir", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
             Optional[Path], typer.Option("--runs-dir", help=f"runs directory (env {RUNS_ENV}) [default: ./{DEFAULT_RUNS_DIR}]")]),
     ]
+    if own_context is None:
+        params.insert(0, inspect.Parameter(context, inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context))
 
-    def collect(extra):
-        root = extra["root_context"].find_root().obj or RootOptions()
+    def collect(extra, kwargs):
+        root = (extra.get(context) or kwargs.get(context)).find_root().obj or RootOptions()
         return {"where": Where(store_url(extra.get("db") or root.db), runs_dir(extra.get("runs_dir") or root.runs_dir))}
 
     return _extend_signature(func, params, collect)
