@@ -160,3 +160,37 @@ def test_utility_stores_tstr_and_trtr_with_intervals(store):
 def test_utility_refuses_what_it_cannot_measure(store, run, kwargs, message):
     with pytest.raises(BadInput, match=message):
         plan_evaluation(store, run, **kwargs)
+
+
+# ---- the command line -----------------------------------------------------------------------------
+def test_synth_command_writes_a_set_that_data_check_names_and_a_classifier_learns_from(runs, cli, monkeypatch):
+    monkeypatch.chdir(runs)
+    r = cli("synth", "1", "--n", "10", "--out", "cli-set", "--steps", "2", "--device", "cpu")
+    assert r.code == 0 and "cli-set: 10 patches of run 1 (step 4; dpm++, 2 steps" in r.out, r
+    assert "non_cancerous 5, cancerous 5" in r.out
+    r = cli("data", "check", "cli-set")
+    assert r.code == 0 and "synthetic: drawn by run 1" in r.out and "scored on" in r.out, r
+    r = cli("classifier", "train", "--data", "cli-set", "--max-steps", "2", "--batch-size", "4", "--device", "cpu")
+    assert r.code == 0, r
+    r = cli("synth", "1", "--n", "12", "--out", "cli-set", "--steps", "2")
+    assert r.code == 2 and "holds a synthetic set made with n 10, not 12" in r.err, r
+
+
+def test_synth_on_a_terminal_shows_its_progress_and_ends_cleanly(runs):
+    from conftest import run_on_pty
+
+    code, screen = run_on_pty(["synth", "1", "--n", "70", "--out", "tty-set", "--steps", "2", "--device", "cpu"], runs)
+    assert code == 0, screen
+    assert "tty-set: 70 patches of run 1" in screen and "Traceback" not in screen
+    assert "drawing" in screen  # the progress bar was drawn on the terminal
+
+
+def test_eval_utility_from_the_command_line(runs, cli, monkeypatch):
+    monkeypatch.chdir(runs)
+    r = cli("eval", "1", "--metrics", "utility", "--n", "8", "--steps", "2", "--utility-steps", "2", "--json")
+    assert r.code == 0, r
+    rows = {e["metric"]: e for e in json.loads(r.out)}
+    assert {"utility", "tstr_auc", "trtr_auc"} <= set(rows) and "augment_auc_gain" not in rows
+    assert rows["utility"]["details"]["classifier_steps"] == 2
+    text = cli("runs", "show", "1")
+    assert text.code == 0 and "utility" in text.out.lower(), text

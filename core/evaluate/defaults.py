@@ -1,3 +1,4 @@
 """The evaluation defaults every face shows and uses, importable without torch (the CLI's help)."""
 
 DEFAULT_EVAL_N = 256  # held-out patches and samples per metric, for every face and the sweeps
+UTILITY_STEPS = 600  # training steps of each classifier of the utility metric: `classifier train`'s default

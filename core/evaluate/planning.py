@@ -11,9 +11,8 @@ from core.config import SEED_MAX, TrainConfig, config_from_dict
 from core.data.prepared import count_of_classes, open_run_split, split_labels
 from core.errors import BadInput
 from core.evaluate.classifier import read_training_record, seen_in
-from core.evaluate.defaults import DEFAULT_EVAL_N
+from core.evaluate.defaults import DEFAULT_EVAL_N, UTILITY_STEPS
 from core.evaluate.metrics import REQUESTS
-from core.evaluate.utility import UTILITY_STEPS
 from core.labels import LABEL_NAMES
 from core.samplers import sampler_named
 from core.store import queries

@@ -91,7 +91,6 @@ def balanced_indices(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(chosen))
 
 
-UTILITY_STEPS = 600  # each classifier's training steps: `classifier train`'s default
 TEST_LIMIT = 4096  # real held-out patches the classifiers are tested on
 
 

@@ -126,11 +126,13 @@ class EvaluationUseCases(Session):
 
     def plan_evaluation(self, run_id: int | str, metrics: str = "nll", n: int | None = None, split: str = "test",
                         nll_timesteps: str = "all", sampler: str = "ddim", steps: int = 50, guidance: float = 0.0,
-                        checkpoint: int | None = None, seed: int = 0, classifier: int | None = None):
-        """A checked evaluation request of one run (core.evaluate.planning.plan_evaluation)."""
+                        checkpoint: int | None = None, seed: int = 0, classifier: int | None = None,
+                        **utility):
+        """A checked evaluation request of one run (core.evaluate.planning.plan_evaluation; `utility`:
+        its utility_steps and augment)."""
         from core.evaluate.planning import plan_evaluation
         return plan_evaluation(self.store, run_id, metrics, n, split, nll_timesteps, sampler, steps, guidance,
-                               checkpoint, seed, classifier)
+                               checkpoint, seed, classifier, **utility)
 
     def evaluate(self, plan, device: str = "auto", on_progress=None) -> list[dict]:
         """Evaluate in this process and store each metric; returns the stored records."""

@@ -1,4 +1,4 @@
-"""Drawing samples from a run into image files."""
+"""Drawing samples from a run: into image files, or into a labelled synthetic dataset."""
 
 from __future__ import annotations
 
@@ -15,3 +15,14 @@ class SamplingUseCases(Session):
         gif_show, on_step); `steps` None is the sampler's own default."""
         from core.sample import sample_run
         return sample_run(self.store, run_id, out, n=n, steps=steps, device=device, checkpoint=checkpoint, **options)
+
+    def plan_synth(self, run_id: int | str, out: Path, n: int, **options):
+        """A checked synthetic-set request (core.synthetic.plan_synth: classes, sampler, steps,
+        guidance, seed, checkpoint)."""
+        from core.synthetic import plan_synth
+        return plan_synth(self.store, run_id, out, n, **options)
+
+    def synthesize(self, plan, device: str = "auto", on_progress=None) -> dict:
+        """Draw a planned synthetic set into its folder, resuming what a killed job left; its manifest."""
+        from core.synthetic import synthesize
+        return synthesize(self.store, plan, device=device, on_progress=on_progress)

@@ -15,7 +15,7 @@ from core.errors import BadInput, WorkFailed
 from core.locations import RUNS_ENV, STORE_ENV, store_url
 from core.locations import runs_dir as locations_runs_dir
 from core.text import printable
-from ddpm_tui.cli import cluster, data, evaluate, export, interactive, runs, train
+from ddpm_tui.cli import cluster, data, evaluate, export, interactive, runs, synthetic, train
 from ddpm_tui.options import RootOptions
 
 try:  # typer >= 0.22 vendors click
@@ -34,6 +34,7 @@ app.add_typer(runs.app, name="runs")
 app.command()(train.demo)
 app.command()(train.train)
 app.command()(evaluate.sample)
+app.command()(synthetic.synth)
 app.add_typer(evaluate.classifier_app, name="classifier")
 app.command("eval")(evaluate.eval_runs)
 app.command()(evaluate.rank)

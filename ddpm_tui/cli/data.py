@@ -36,6 +36,12 @@ def data_check(
         echo_json(report)
     else:
         typer.echo(f"{printable(report['path'])}: {report['layout']} layout")
+        if "synthetic" in report:
+            made = report["synthetic"]
+            typer.echo(f"  synthetic: drawn by run {made['run']} ({printable(str(made['run_name']))}) from step "
+                       f"{made['checkpoint_step']} with {made['sampler']} {made['steps']} steps, guidance "
+                       f"{made['guidance']:g}, seed {made['seed']}{'' if made['complete'] else ' (unfinished)'}; "
+                       f"classifiers trained on it are scored on {printable(str(made['source_data']))}")
         for split, c in report["splits"].items():
             typer.echo(f"  {split:<6} {c['n']:>8} patches  cancerous {c['cancerous']:>8}  "
                        f"non_cancerous {c['non_cancerous']:>8}")

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from core.errors import BadInput
-from core.evaluate.defaults import DEFAULT_EVAL_N
+from core.evaluate.defaults import DEFAULT_EVAL_N, UTILITY_STEPS
 from core.evaluate.metrics import REQUESTS, guards, rank_keys
 from core.samplers import default_steps_help, sampler_choices
 from ddpm_tui.cli.render import (
@@ -78,12 +78,15 @@ def eval_runs(
     checkpoint: Annotated[Optional[int], typer.Option("--checkpoint", help="evaluate this step's checkpoint [default: the newest]")] = None,
     seed: Annotated[int, typer.Option("--seed", help="which held-out patches, noise and samples")] = 0,
     classifier: Annotated[Optional[int], typer.Option("--classifier", help="classifier id [default: the newest for the run's data and size]")] = None,
+    utility_steps: Annotated[int, typer.Option("--utility-steps", help="with --metrics utility: training steps of each classifier")] = UTILITY_STEPS,
+    augment: Annotated[bool, typer.Option("--augment", help="with --metrics utility: also train on real + synthetic patches and store the AUC gain")] = False,
     device: Annotated[str, typer.Option("--device", help="auto|cpu|cuda")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
     where: Where = None,
 ):
     """Evaluate runs: NLL in bits/dim, SSIM memorisation and diversity, KID/FID in PCam-classifier
-    features, class fidelity. Every number is stored with its 95% CI and how it was made."""
+    features, class fidelity, and the samples' utility as training data (TSTR against TRTR). Every
+    number is stored with its 95% CI and how it was made."""
     from rich.console import Console
 
     from core.config import check_device
@@ -104,7 +107,7 @@ def eval_runs(
     elif missing:
         raise BadInput("--missing goes with --sweep")
     plans = [lab.plan_evaluation(r, metrics, n, split, nll_timesteps, sampler, steps, guidance, checkpoint, seed,
-                                 classifier) for r in runs]
+                                 classifier, utility_steps=utility_steps, augment=augment) for r in runs]
     console = Console(stderr=True)
     records = []
     for plan in plans:
