@@ -38,9 +38,8 @@ from core.runner.processes import (
     spawn_detached,
 )
 from core.runner.sweeps import expand_grid, grid_axes
-from core.store import queries
+from core.store import LIVE_STATUSES, queries
 from core.store.db import Store
-from core.store.models import LIVE_STATUSES
 from core.train.run import RunPlan, check_resumable, make_run_dir, new_run, plan_run
 
 
