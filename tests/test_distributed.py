@@ -254,7 +254,7 @@ def test_two_nodes_by_hand_train_one_run_as_the_readme_says(tmp_path, pcam):
 
 
 def test_a_multi_node_run_without_a_stored_endpoint_is_not_resumed_half_way(tmp_path, cli, monkeypatch):
-    from core.runner.lifecycle import trainer_command
+    from core.runner.processes import trainer_command
 
     monkeypatch.chdir(tmp_path)
     store = Store(f"sqlite:///{tmp_path / 'runs.db'}")

@@ -522,3 +522,41 @@ def test_a_users_stop_is_stamped_in_the_store_before_the_job_is_deleted(workdir,
     api_server.on_delete = lambda job: seen.append(queries.get_run(store, run_id).exit_reason)
     assert cli("--db", postgres_url, "runs", verb, run_id).code == 0
     assert seen == [request_]
+
+
+def test_resume_keeps_every_pods_log_of_the_job_it_replaces(workdir, cli, api_server, postgres_url):
+    """The old job goes when a run is resumed, and its pods' logs with it: they are saved first."""
+    run_id = int(cli("--db", postgres_url, "launch", "--executor", "k8s", "--image", "img", *TRAIN).out)
+    name = f"ddpm-tui-run-{run_id}"
+    store = Store(postgres_url)
+    queries.set_status(store, run_id, "failed", reason="CUDA error: an illegal memory access")  # the job keeps its pod
+
+    r = cli("--db", postgres_url, "runs", "resume", run_id)
+    assert r.code == 0, r
+    calls = [(method, path) for method, path, _, _ in api_server.requests]
+    log_read = calls.index(("GET", f"/api/v1/namespaces/default/pods/{name}-0-abcde/log"))
+    assert log_read < calls.index(("DELETE", f"/apis/batch/v1/namespaces/default/jobs/{name}"))
+    saved = workdir / "runs" / str(run_id) / "pods" / f"{name}-0-abcde.log"
+    assert saved.read_text() == "starting run 1\nstep 10/100 loss 0.5000 900.0 img/s eta 5s\n"
+    assert queries.get_run(store, run_id).external_id != f"default/{name}"
+
+
+def test_a_dry_run_waits_for_its_job_until_it_is_applied_instead_of_failing(workdir, cli, api_server, postgres_url):
+    """Between `launch --dry-run` and `kubectl apply` the cluster has no such job: not yet
+    submitted, which is not a job that is gone."""
+    r = cli("--db", postgres_url, "launch", "--executor", "k8s", "--image", "img", "--dry-run", *TRAIN)
+    assert r.code == 0, r
+    store = Store(postgres_url)
+    run = queries.list_runs(store)[0]
+    name = f"ddpm-tui-run-{run.id}"
+    for _ in range(2):  # a second look changes nothing either
+        shown = json.loads(cli("--db", postgres_url, "runs", "show", run.id, "--json").out)
+        assert (shown["status"], shown["job_state"]) == ("running", "not submitted"), shown
+    assert [e.status for e in queries.status_events(store, run.id)] == ["running"]
+
+    api_server.jobs[name] = json.loads(r.out)["items"][1]  # kubectl apply -f
+    shown = json.loads(cli("--db", postgres_url, "runs", "show", run.id, "--json").out)
+    assert (shown["status"], shown["job_state"]) == ("running", "running"), shown
+    api_server.job_status = {"failed": 1}  # applied, then failed before its trainer started: that is failed
+    shown = json.loads(cli("--db", postgres_url, "runs", "show", run.id, "--json").out)
+    assert (shown["status"], shown["job_state"]) == ("failed", "failed"), shown

@@ -2,10 +2,11 @@
 meet through c10d rendezvous at pod 0 (found by name through a headless Service).
 
 The manifest is plain data built by pure functions (so `--dry-run` and the offline schema tests see
-exactly what is submitted); the official `kubernetes` client, an optional dependency
-(`pip install 'ddpm-tui[k8s]'`), is imported only to talk to a cluster. The pods reach the store
-through its URL in a Secret, never in the manifest, and write the run directory on a volume claim
-mounted where this machine keeps its runs; the dataset is mounted read-only where --data names it.
+exactly what is submitted); KubernetesJob, the executor, submits, reads and deletes a run's job
+through the API (core.executors.k8s_client), reached only to talk to a cluster. The pods reach the
+store through its URL in a Secret, never in the manifest, and write the run directory on a volume
+claim mounted where this machine keeps its runs; the dataset is mounted read-only where --data
+names it.
 
 The pods meet "restricted" pod security (non-root, no privilege escalation, no capabilities,
 the runtime's seccomp profile), ask for CPU and memory (so they are not evicted first, and quotas
@@ -19,13 +20,14 @@ schema is a custom resource; an indexed Job with torchrun needs neither and runs
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
+import secrets
 import shlex
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from core.errors import BadInput, WorkFailed
+from core.executors.base import NOT_SUBMITTED, USER_SUBMITS, Submitted, last_lines, local_log_tail
 
 # Each run's rendezvous gets its own port: two jobs whose first pods share a node (host networking,
 # or a port published on the node) must not collide. The span stays below Linux's ephemeral ports.
@@ -49,6 +51,7 @@ LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
 DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 DISRUPTION = {"type": "DisruptionTarget", "status": "True"}  # preempted, evicted, its node drained
 JOB_ENV = "DDPM_TUI_K8S_JOB"  # in a pod: its job's name (a SIGTERM without a user's stop is a disruption)
+POD_LOGS = "pods"  # in a run's directory: its pods' logs, saved before its job is deleted
 
 
 @dataclass(frozen=True)
@@ -320,126 +323,99 @@ def manifest_list(items: list[dict]) -> dict:
     return {"apiVersion": "v1", "kind": "List", "items": items}
 
 
-# ---- the cluster ------------------------------------------------------------------------------------
-class Cluster:
-    """A Kubernetes API server, through the official client (kubeconfig, or the in-cluster account)."""
+# ---- the executor ------------------------------------------------------------------------------------
+class KubernetesJob:
+    """A run as an indexed Job (see manifests), submitted and controlled through the API server of
+    the current kubeconfig context (core.executors.k8s_client)."""
 
-    def __init__(self, api_client=None):
+    name = "k8s"
+    on_cluster = True
+
+    def __init__(self, cluster=None):
+        self._cluster = cluster
+
+    @property
+    def cluster(self):
+        if self._cluster is None:
+            from core.executors.k8s_client import Cluster
+
+            self._cluster = Cluster()
+        return self._cluster
+
+    @staticmethod
+    def reserve(run) -> tuple[str, list[dict]]:
+        """For a dry run: the run's external id and the manifests of its job, which its user applies."""
+        placement = placement_of(run)
+        name = job_name(run.id)
+        return f"{placement.namespace}/{name}", manifests(run.id, Path(run.run_dir).parent, placement, name)
+
+    def submit(self, run, env: dict) -> Submitted:
+        """Submit the run's job and Service (the store's URL reaches the pods through a Secret, not
+        `env`). The job of an earlier try (a resume) is deleted first, its pods' logs kept, and the
+        new one gets a name of its own."""
+        placement = placement_of(run)
+        name = job_name(run.id)
+        if job_of(run)[1]:
+            self.end_job(run)
+            name = f"{name}-{secrets.token_hex(3)}"
+        self.cluster.submit(manifests(run.id, Path(run.run_dir).parent, placement, name))
+        return Submitted(external_id=f"{placement.namespace}/{name}")
+
+    def status(self, run) -> str:
+        """The job's state; NOT_SUBMITTED for a dry run's job that its user has not applied yet (no
+        such job, and nothing has trained the run), which is not a job that is gone."""
+        state = self.cluster.status(*job_of(run))
+        never_applied = (run.executor_spec or {}).get(USER_SUBMITS) and run.started_at is None and run.step == 0
+        return NOT_SUBMITTED if state == "gone" and never_applied else state
+
+    def logs(self, run, lines: int) -> str:
+        """Pod 0's log through the API while the job has pods, else the run's own log or the pods'
+        logs saved when its job was deleted (also where no cluster can be asked: another machine, an
+        outage)."""
         try:
-            from kubernetes import client, config
-        except ImportError:
-            raise BadInput("--executor k8s: the kubernetes client is not installed "
-                           "(pip install 'ddpm-tui[k8s]')") from None
-        self._client = client
-        if api_client is None:
-            try:
-                config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))  # read now, not at import
-            except Exception:
-                try:
-                    config.load_incluster_config()
-                except Exception:
-                    raise BadInput("--executor k8s: no cluster configured (no kubeconfig, not inside a pod)") from None
-            api_client = client.ApiClient()
-        self.core = client.CoreV1Api(api_client)
-        self.batch = client.BatchV1Api(api_client)
-
-    def _call(self, what: str, fn, *args, **kwargs):
-        from kubernetes.client.exceptions import ApiException
-        from urllib3.exceptions import HTTPError
-
-        try:
-            return fn(*args, **kwargs)
-        except ApiException as exc:
-            raise WorkFailed(f"Kubernetes: {what}: {exc.status} {exc.reason}") from None
-        except HTTPError as exc:
-            raise WorkFailed(f"Kubernetes: {what}: cannot reach the API server ({exc.__class__.__name__})") from None
-
-    def check_namespace(self, namespace: str) -> None:
-        """BadInput when `namespace` does not exist (so nothing is stored for a typo)."""
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            self.core.read_namespace(namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                raise BadInput(f"--namespace {namespace}: no such namespace in the cluster", field="namespace") from None
-            raise WorkFailed(f"Kubernetes: reading namespace {namespace}: {exc.status} {exc.reason}") from None
-
-    def submit(self, items: list[dict]) -> None:
-        """Create the job, then its rendezvous Service owned by it (so the Service goes with the job,
-        whoever deletes it: a user, a stop, its TTL); a job whose Service cannot be made is deleted."""
-        service, job = items
-        namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
-        created = self._call("creating the job", self.batch.create_namespaced_job, namespace, job)
-        job = {**job, "metadata": {**job["metadata"], "uid": created.metadata.uid}}
-        try:
-            self._call("creating the rendezvous service", self.core.create_namespaced_service, namespace,
-                       owned_by(service, job))
-        except WorkFailed:
-            self.delete(namespace, name, grace_s=0)
+            return self.cluster.logs(*job_of(run), lines) or kept_log_tail(run, lines)
+        except (BadInput, WorkFailed):
+            if text := kept_log_tail(run, lines):
+                return text
             raise
 
-    def status(self, namespace: str, name: str) -> str:
-        """pending | running | succeeded | failed | gone."""
-        from kubernetes.client.exceptions import ApiException
+    def stop(self, run) -> bool:
+        return self.end_job(run)
 
-        try:
-            job = self.batch.read_namespaced_job_status(name, namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return "gone"
-            raise WorkFailed(f"Kubernetes: job {namespace}/{name}: {exc.status} {exc.reason}") from None
-        state = job.status
-        if state.succeeded and state.succeeded >= (job.spec.completions or 1):
-            return "succeeded"
-        if state.failed:
-            return "failed"
-        return "running" if state.active else "pending"
+    def kill(self, run) -> bool:
+        return self.end_job(run, grace_s=0)
 
-    def save_logs(self, namespace: str, name: str, into: Path) -> list[Path]:
-        """Write the whole log of every pod of job `name` to `into`/POD.log (before the job and its
-        logs are deleted); the files written. A pod with no log yet (still pulling its image) is skipped."""
-        from kubernetes.client.exceptions import ApiException
+    def end_job(self, run, grace_s: int | None = None) -> bool:
+        """Delete the run's job (its pods get SIGTERM, then SIGKILL after `grace_s` or their own grace
+        period), saving every pod's log into the run's directory first: deleting the job deletes
+        its pods and their logs. False when the job was already gone."""
+        namespace, name = job_of(run)
+        if run.run_dir:
+            self.cluster.save_logs(namespace, name, Path(run.run_dir) / POD_LOGS)
+        return self.cluster.delete(namespace, name, grace_s=grace_s)
 
-        pods = self._call("listing the run's pods", self.core.list_namespaced_pod, namespace,
-                          label_selector=f"job-name={name}")
-        saved = []
-        for pod in pods.items:
-            try:
-                text = self.core.read_namespaced_pod_log(pod.metadata.name, namespace, container=CONTAINER)
-            except ApiException:
-                continue
-            into.mkdir(parents=True, exist_ok=True)
-            path = into / f"{pod.metadata.name}.log"
-            path.write_text(text)
-            saved.append(path)
-        return saved
 
-    def logs(self, namespace: str, name: str, tail: int = 200) -> str:
-        """The log of pod 0 (global rank 0 trains there when there is one node; it is the rendezvous host)."""
-        pods = self._call("listing the run's pods", self.core.list_namespaced_pod, namespace,
-                          label_selector=f"job-name={name}")
-        first = [p for p in pods.items if p.metadata.annotations and
-                 p.metadata.annotations.get("batch.kubernetes.io/job-completion-index") == "0"] or pods.items
-        if not first:
-            return ""
-        return self._call("reading the pod's log", self.core.read_namespaced_pod_log, first[0].metadata.name,
-                          namespace, container=CONTAINER, tail_lines=tail)
+def placement_of(run) -> Placement:
+    """The placement stored with a run (without a dry run's mark)."""
+    known = {field.name for field in dataclasses.fields(Placement)}
+    return Placement(**{key: value for key, value in (run.executor_spec or {}).items() if key in known})
 
-    def delete(self, namespace: str, name: str, grace_s: int | None = None) -> bool:
-        """Delete the job (its pods get SIGTERM, then SIGKILL after `grace_s` or their own grace
-        period) and its service. False when the job was already gone."""
-        from kubernetes.client.exceptions import ApiException
 
-        body = self._client.V1DeleteOptions(propagation_policy="Foreground", grace_period_seconds=grace_s)
-        try:
-            self.batch.delete_namespaced_job(name, namespace, body=body)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise WorkFailed(f"Kubernetes: deleting job {namespace}/{name}: {exc.status} {exc.reason}") from None
-            return False
-        try:
-            self.core.delete_namespaced_service(name, namespace)
-        except ApiException:
-            pass  # the job is what trains; a left-over service is harmless
-        return True
+def job_of(run) -> tuple[str, str]:
+    """(namespace, job name) of a run on Kubernetes."""
+    namespace, _, name = (run.external_id or "").partition("/")
+    return namespace, name
+
+
+def kept_log_tail(run, lines: int) -> str:
+    """A run's log as kept on this machine: its own train.log, else its pods' saved logs."""
+    return local_log_tail(run.run_dir, lines) or saved_pod_log_tail(run, lines)
+
+
+def saved_pod_log_tail(run, lines: int) -> str:
+    """The tail of the newest saved log of the run's pod 0 (saved by end_job)."""
+    _, name = job_of(run)
+    if not run.run_dir or not name:
+        return ""
+    saved = sorted((Path(run.run_dir) / POD_LOGS).glob(f"{name}-0-*.log"), key=lambda p: p.stat().st_mtime)
+    return "\n".join(last_lines(saved[-1], lines)) if saved else ""

@@ -17,10 +17,13 @@ import re
 import signal
 import subprocess
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import BadInput, WorkFailed
+from core.executors.base import Submitted, last_lines, local_log_tail
+from core.locations import STORE_ENV
 
 RDZV_PORT = 29400
 CLUSTERS = ("slurm", "local")
@@ -134,7 +137,6 @@ class NodeTask:
         requeue) once the run was preempted `max_restarts` times or ended otherwise."""
         import submitit
 
-        from core.locations import STORE_ENV
         from core.runner.liveness import running_fields
         from core.store import queries
         from core.store.db import Store
@@ -182,8 +184,6 @@ def signal_job(external_id: str, kill: bool) -> None:
 
 def log_tail(run_dir: str | Path, external_id: str, lines: int) -> str:
     """The end of the job's output on its first node (submitit's `<job>_0_log.out`)."""
-    from core.executors import last_lines
-
     _, job_id = parse_external_id(external_id)
     return "\n".join(last_lines(job_folder(run_dir) / f"{job_id}_0_log.out", lines))
 
@@ -203,3 +203,46 @@ def job_state(run_dir: str | Path, external_id: str) -> str:
         return "running" if pid_alive(int(job_id)) else "gone"
     state = _submitit().SlurmJob(folder=job_folder(run_dir), job_id=job_id).state
     return SLURM_STATES.get(state.split()[0].rstrip("+"), state.lower())
+
+
+class SlurmJob:
+    """A run as one SLURM job submitted by submitit (or run by submitit's local executor), stopped
+    by scancel (or by a signal to the local executor's controller)."""
+
+    name = "slurm"
+    on_cluster = True
+
+    def submit(self, run, env: dict) -> Submitted:
+        """Submit the run's job as its stored allocation asks; sbatch exports the store's URL from
+        `env` to the job, which never sees it on a command line or in its script."""
+        with environment({STORE_ENV: env[STORE_ENV]}):
+            return Submitted(external_id=submit(run.id, run.run_dir, Allocation(**run.executor_spec)))
+
+    def status(self, run) -> str:
+        return job_state(run.run_dir, run.external_id)
+
+    def logs(self, run, lines: int) -> str:
+        return log_tail(run.run_dir, run.external_id, lines) or local_log_tail(run.run_dir, lines)
+
+    def stop(self, run) -> bool:
+        signal_job(run.external_id, kill=False)
+        return True
+
+    def kill(self, run) -> bool:
+        signal_job(run.external_id, kill=True)
+        return True
+
+
+@contextmanager
+def environment(values: dict):
+    """os.environ with `values` set, as it was again afterwards."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -5,41 +5,36 @@ without saying so, lost while its owner on another host is silent (core.runner.l
 `running` whose trainer has not taken it over yet (started_at is empty) is stopped or killed by a
 compare-and-set on that column, so exactly one of the trainer and the stop wins. A pid is signalled
 only by its own host: a run trained on another host is stopped or killed by a request written to
-the store, which its trainer reads with its heartbeat.
+the store, which its trainer reads with its heartbeat. This module records a run's states; its
+executor (core.executors) starts, signals and submits what the states say, whichever it is.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import secrets
 import socket
 import shutil
 import subprocess
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from core.config import INT_MAX, TrainConfig, config_from_dict
 from core.errors import BadInput, WorkFailed
-from core.executors import cluster_client, cluster_job, end_on_cluster, on_cluster
+from core.executors import executor_for, job_state
+from core.executors.base import USER_SUBMITS
+from core.executors.k8s import KubernetesJob
+from core.executors.local import local_executor, own_process
+from core.executors.slurm import SlurmJob
 from core.locations import STORE_ENV
 from core.runner.heartbeat import HEARTBEAT_SECONDS, KILL_REQUESTED, STOP_REQUESTED
 from core.runner.liveness import reconcile, running_fields
-from core.runner.processes import (
-    SIGKILL,
-    SIGTERM,
-    process_start_time,
-    rendezvous_endpoint,
-    run_command,
-    same_process,
-    signal_group,
-    spawn_detached,
-)
+from core.runner.processes import process_start_time, trainer_command
 from core.runner.sweeps import expand_grid, grid_axes
-from core.store import LIVE_STATUSES, queries
+from core.store import queries
 from core.store.db import Store
+from core.store.models import LIVE_STATUSES
 from core.train.run import RunPlan, check_resumable, make_run_dir, new_run, plan_run
 
 
@@ -58,12 +53,6 @@ def child_env(store: Store, env_extra: dict | None = None) -> dict:
     return dict(os.environ, **{STORE_ENV: store_url_for_children(store)}, **(env_extra or {}))
 
 
-def trainer_command(run: queries.Run, rdzv_endpoint: str | None = None) -> list[str]:
-    """The command that trains `run` on this machine: one process, or torchrun for several."""
-    cfg = config_from_dict(run.config)
-    return run_command(run.id, cfg.nproc, cfg.nnodes, rendezvous_endpoint(run, rdzv_endpoint))
-
-
 def other_nodes_command(store: Store, run: queries.Run, rdzv_endpoint: str | None = None) -> str:
     """What a person runs on each other node of a multi-node run (the store's password masked)."""
     from core.store.db import redact
@@ -72,10 +61,10 @@ def other_nodes_command(store: Store, run: queries.Run, rdzv_endpoint: str | Non
 
 
 def start_process(store: Store, run_id: int, env_extra: dict | None = None):
-    """Start the detached trainer of run `run_id` (already `running`, owned by this process) and
-    hand the ownership over to it."""
+    """Start the detached trainer of run `run_id` (already `running`, owned by this process) through
+    its executor and hand the ownership over to it. Returns its process."""
     run = queries.get_run(store, run_id)
-    proc = spawn_detached(trainer_command(run), Path(run.run_dir) / "stdout.log", env=child_env(store, env_extra))
+    proc = executor_for(run).submit(run, child_env(store, env_extra)).process
     queries.update_run(store, run_id, expect=("running",), match={"started_at": None}, pid=proc.pid, pgid=proc.pid,
                        pid_started=process_start_time(proc.pid))
     return proc
@@ -109,14 +98,16 @@ def _check_spec_matches(cfg: TrainConfig, spec) -> None:
                        f"{spec.gpus_per_node} --nodes {spec.nodes}")
 
 
-def _hand_to_cluster(store: Store, run: queries.Run, spec, submit, undo) -> queries.Run:
-    """Submit `run` (already `running`) with `submit()`, which returns the cluster's id for it. The
-    run waits for its job with no owner process: the job's trainer takes it over and heartbeats.
-    When the submission fails, `undo()` puts everything back and the error is raised."""
-    queries.update_run(store, run.id, host=run.executor, pid=None, pgid=None, pid_started=None, executor_spec=dataclasses.asdict(spec),
+def _hand_to_cluster(store: Store, run: queries.Run, spec: dict, undo, submit=None) -> queries.Run:
+    """Submit `run` (already `running`) to its executor's cluster as `spec` (stored with it) says;
+    `submit(run)`, when given, stands for the executor's submission and returns the cluster's id
+    for the run. The run waits for its job with no owner process: the job's trainer takes it over
+    and heartbeats. When the submission fails, `undo()` puts everything back and the error is raised."""
+    queries.update_run(store, run.id, host=run.executor, pid=None, pgid=None, pid_started=None, executor_spec=spec,
                        heartbeat_at=queries.database_clock(store))
+    run = queries.get_run(store, run.id)
     try:
-        external_id = submit()
+        external_id = submit(run) if submit else executor_for(run).submit(run, child_env(store)).external_id
     except BaseException:
         undo()
         raise
@@ -124,55 +115,39 @@ def _hand_to_cluster(store: Store, run: queries.Run, spec, submit, undo) -> quer
     return queries.get_run(store, run.id)
 
 
-def _kubernetes_submission(run: queries.Run, placement, cluster, name: str):
-    from core.executors.k8s import manifests
-
-    def submit() -> str:
-        cluster.submit(manifests(run.id, Path(run.run_dir).parent, placement, name))
-        return f"{placement.namespace}/{name}"
-    return submit
-
-
-def _slurm_submission(store: Store, run: queries.Run, allocation):
-    from core.executors import slurm
-
-    def submit() -> str:
-        with environment({STORE_ENV: store_url_for_children(store)}):  # sbatch exports it to the job
-            return slurm.submit(run.id, run.run_dir, allocation)
-    return submit
-
-
 def submit_to_cluster(store: Store, plan: RunPlan, placement, cluster) -> queries.Run:
-    """Create a run and submit it to Kubernetes as `placement` says (core.executors.k8s); when the
-    cluster refuses it, the run is removed again, so nothing is stored."""
-    from core.executors.k8s import job_name
-
+    """Create a run and submit it to Kubernetes as `placement` says (core.executors.k8s), through
+    `cluster`; when the cluster refuses it, the run is removed again, so nothing is stored."""
     _check_spec_matches(plan.cfg, placement)
     cluster.check_namespace(placement.namespace)
-    run = new_run(store, plan.runs_dir, plan.cfg, status="running", plan=plan, executor="k8s")
-    return _hand_to_cluster(store, run, placement, _kubernetes_submission(run, placement, cluster, job_name(run.id)),
-                            lambda: _forget(store, run))
+    run = new_run(store, plan.runs_dir, plan.cfg, status="running", plan=plan, executor=KubernetesJob.name)
+    return _hand_to_cluster(store, run, dataclasses.asdict(placement), lambda: _forget(store, run),
+                            lambda fresh: KubernetesJob(cluster).submit(fresh, {}).external_id)
 
 
 def reserve_on_cluster(store: Store, plan: RunPlan, placement) -> tuple[queries.Run, list[dict]]:
     """Create a run waiting for a Kubernetes job that its user submits (`launch --dry-run`), and the
-    manifests of that job, named for the run, which applied as they are train it."""
-    from core.executors.k8s import job_name, manifests
-
+    manifests of that job, named for the run, which applied as they are train it. Until they are,
+    its executor says the job is not submitted (not gone)."""
     _check_spec_matches(plan.cfg, placement)
-    run = new_run(store, plan.runs_dir, plan.cfg, status="running", plan=plan, executor="k8s")
-    name = job_name(run.id)
-    run = _hand_to_cluster(store, run, placement, lambda: f"{placement.namespace}/{name}", lambda: _forget(store, run))
-    return run, manifests(run.id, Path(run.run_dir).parent, placement, name)
+    run = new_run(store, plan.runs_dir, plan.cfg, status="running", plan=plan, executor=KubernetesJob.name)
+    items = []
+
+    def reserve(fresh: queries.Run) -> str:
+        external_id, manifests = KubernetesJob.reserve(fresh)
+        items.extend(manifests)
+        return external_id
+    run = _hand_to_cluster(store, run, {**dataclasses.asdict(placement), USER_SUBMITS: True},
+                           lambda: _forget(store, run), reserve)
+    return run, items
 
 
 def submit_to_slurm(store: Store, plan: RunPlan, allocation) -> queries.Run:
     """Create a run and submit it as a SLURM job through submitit (core.executors.slurm); when the
     submission fails, the run is removed again."""
     _check_spec_matches(plan.cfg, allocation)
-    run = new_run(store, plan.runs_dir, plan.cfg, status="running", plan=plan, executor="slurm")
-    return _hand_to_cluster(store, run, allocation, _slurm_submission(store, run, allocation),
-                            lambda: _forget(store, run))
+    run = new_run(store, plan.runs_dir, plan.cfg, status="running", plan=plan, executor=SlurmJob.name)
+    return _hand_to_cluster(store, run, dataclasses.asdict(allocation), lambda: _forget(store, run))
 
 
 def _forget(store: Store, run: queries.Run) -> None:
@@ -181,8 +156,8 @@ def _forget(store: Store, run: queries.Run) -> None:
 
 
 def _resubmit(store: Store, run: queries.Run) -> queries.Run:
-    """Resume a run on the cluster it ran on, asking for what it asked for before (a new job: the
-    old one is deleted first on Kubernetes, where it keeps its pods until then)."""
+    """Resume a run on the cluster it ran on, asking for what it asked for before (a new job: its
+    executor deletes the old one first where it is kept, saving what it would take with it)."""
     if not run.executor_spec:
         raise BadInput(f"run {run.id} ran on {run.executor} without a stored placement; launch it again")
     previous = run.status
@@ -192,40 +167,14 @@ def _resubmit(store: Store, run: queries.Run) -> queries.Run:
 
     def undo():
         queries.set_status(store, run.id, previous, reason="resubmission failed", expect=("running",))
-    if run.executor == "k8s":
-        from core.executors.k8s import Placement, job_name
-
-        placement, cluster = Placement(**run.executor_spec), cluster_client()
-        namespace, old_name = cluster_job(run)
-        if old_name:
-            cluster.delete(namespace, old_name)
-        name = f"{job_name(run.id)}-{secrets.token_hex(3)}"
-        return _hand_to_cluster(store, run, placement, _kubernetes_submission(run, placement, cluster, name), undo)
-    from core.executors.slurm import Allocation
-
-    allocation = Allocation(**run.executor_spec)
-    return _hand_to_cluster(store, run, allocation, _slurm_submission(store, run, allocation), undo)
-
-
-@contextmanager
-def environment(values: dict):
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    spec = {key: value for key, value in run.executor_spec.items() if key != USER_SUBMITS}  # submitted by us now
+    return _hand_to_cluster(store, run, spec, undo)
 
 
 def settle_cluster_run(store: Store, run: queries.Run) -> str:
     """Ask a cluster run's executor about its job; a run whose job ended before its trainer took it
-    over (an image that cannot be pulled, a node that failed) ends `failed`. Returns the job's state."""
-    from core.executors import job_state
-
+    over (an image that cannot be pulled, a node that failed) ends `failed`. A job not submitted yet
+    (a dry run's, before its user applies it) leaves the run waiting. Returns the job's state."""
     state = job_state(run)
     if run.status == "running" and run.started_at is None and state in ("failed", "succeeded", "gone"):
         queries.set_status(store, run.id, "failed", reason=f"job {run.external_id} {state} before training started",
@@ -245,12 +194,6 @@ def owned_elsewhere(run: queries.Run) -> bool:
     """Whether the run's trainer (or its launcher) is a process of another host, which this host
     must never signal: the same pid here is some other process."""
     return run.host is not None and run.host != socket.gethostname()
-
-
-def _own_process(run: queries.Run) -> bool:
-    """Whether the run's recorded pid is, on this host, still the process recorded with it: one
-    that ended may have left its pid to a later process, which must not be signalled."""
-    return not owned_elsewhere(run) and same_process(run.pid, run.pid_started)
 
 
 def _request(store: Store, run: queries.Run, request: str, wait: float) -> StopResult:
@@ -275,15 +218,15 @@ def _request(store: Store, run: queries.Run, request: str, wait: float) -> StopR
     return StopResult(final, f"run {run.id}: {final.status}")
 
 
-def _end_before_start(store: Store, run: queries.Run, status: str, sig: int) -> bool:
+def _end_before_start(store: Store, run: queries.Run, status: str, end) -> bool:
     """End a run whose trainer has not taken it over yet; its trainer, if one is on its way, then
-    finds it ended and leaves. Signals the run's own process group only (never a worker that
-    claimed it), and only on its own host. False when the trainer took it over first."""
+    finds it ended and leaves. `end(run)` is its executor's stop or kill, which signals the process
+    started for the run only (never a worker that claimed it), and only on its own host. False when
+    the trainer took it over first."""
     if not queries.set_status(store, run.id, status, reason=f"{status} before training started",
                               expect=LIVE_STATUSES, match={"started_at": None}):
         return False
-    if _own_process(run):
-        signal_group(run.pgid, None, sig)
+    end(run)
     return True
 
 
@@ -295,26 +238,27 @@ class StopResult:
 
 def stop(store: Store, run_id, wait: float = 0.0) -> StopResult:
     """SIGTERM: the trainer checkpoints and records `stopped`. Optionally wait for that. A run on a
-    cluster is stopped by deleting its job, whose pods get the SIGTERM."""
+    cluster is stopped through its executor (deleting its job, whose pods get the SIGTERM)."""
     run = _running(store, run_id)
-    if on_cluster(run):  # stamped first: the trainer then knows its SIGTERM is this stop, not a preemption
+    executor = executor_for(run)
+    if executor.on_cluster:  # stamped first: the trainer then knows its SIGTERM is this stop, not a preemption
         queries.update_run(store, run.id, expect=("running",), exit_reason=STOP_REQUESTED)
-        end_on_cluster(run, kill=False)
+        executor.stop(run)
         if queries.set_status(store, run.id, "stopped", reason="stopped before training started", expect=("running",),
                               match={"started_at": None}):
             return StopResult(queries.get_run(store, run.id), f"run {run.id}: stopped before its job started")
         return StopResult(queries.get_run(store, run.id), f"run {run.id}: job {run.external_id} told to stop; its "
                                                           "trainer checkpoints, then ends stopped")
-    if run.started_at is None and _end_before_start(store, run, "stopped", SIGTERM):
-        return StopResult(queries.get_run(store, run.id), f"run {run.id}: stopped before training started")
+    if run.started_at is None:
+        if _end_before_start(store, run, "stopped", executor.stop):
+            return StopResult(queries.get_run(store, run.id), f"run {run.id}: stopped before training started")
+        run = queries.get_run(store, run.id)  # its trainer took it over in the meantime
     if owned_elsewhere(run):
         return _request(store, run, STOP_REQUESTED, wait)
-    if not _own_process(run) or not signal_group(None, run.pid, SIGTERM):
+    if not executor.stop(run):
         reconcile(store)
         return StopResult(queries.get_run(store, run.id), f"run {run.id}: its process {run.pid} had already ended")
-    deadline = time.time() + wait
-    while time.time() < deadline and same_process(run.pid, run.pid_started):
-        time.sleep(0.1)
+    _wait_for_end(run, wait)
     final = queries.get_run(store, run.id)
     if final.status == "running":
         return StopResult(final, f"run {run.id}: stop requested (SIGTERM to pid {run.pid}); it checkpoints, "
@@ -325,33 +269,36 @@ def stop(store: Store, run_id, wait: float = 0.0) -> StopResult:
 def kill(store: Store, run_id, grace: float = 10.0) -> StopResult:
     """SIGTERM, then SIGKILL to the whole process group if it is still alive after `grace` seconds.
     Either way the run ends `killed` (a trainer that honours the SIGTERM checkpoints first). A run
-    on a cluster is killed by deleting its job with no grace period."""
+    on a cluster is killed through its executor (deleting its job with no grace period)."""
     run = _running(store, run_id)
-    if on_cluster(run):
+    executor = executor_for(run)
+    if executor.on_cluster:
         queries.update_run(store, run.id, expect=("running",), exit_reason=KILL_REQUESTED)
-        end_on_cluster(run, kill=True)
+        executor.kill(run)
         queries.set_status(store, run.id, "killed", reason=f"job {run.external_id} killed", expect=("running",))
         return StopResult(queries.get_run(store, run.id), f"run {run.id}: killed")
-    if run.started_at is None and _end_before_start(store, run, "killed", SIGKILL):
-        return StopResult(queries.get_run(store, run.id), f"run {run.id}: killed before training started")
+    if run.started_at is None:
+        if _end_before_start(store, run, "killed", executor.kill):
+            return StopResult(queries.get_run(store, run.id), f"run {run.id}: killed before training started")
+        run = queries.get_run(store, run.id)  # its trainer took it over in the meantime
     if owned_elsewhere(run):
         return _request(store, run, KILL_REQUESTED, grace)
     queries.update_run(store, run.id, expect=("running",), match={"pid": run.pid}, exit_reason=KILL_REQUESTED)
-    if _own_process(run):
-        signal_group(None, run.pid, SIGTERM)
-    deadline = time.time() + grace
-    while time.time() < deadline and same_process(run.pid, run.pid_started):
-        time.sleep(0.1)
-    if _own_process(run):
-        signal_group(run.pgid, run.pid, SIGKILL)
-        for _ in range(50):
-            if not same_process(run.pid, run.pid_started):
-                break
-            time.sleep(0.1)
+    executor.stop(run)
+    _wait_for_end(run, grace)
+    if executor.kill(run):
+        _wait_for_end(run, 5.0)
         queries.set_status(store, run.id, "killed", reason=f"killed (SIGKILL after {grace:g} s grace)",
                            expect=("running",), match={"pid": run.pid})
     final = queries.get_run(store, run.id)
     return StopResult(final, f"run {run.id}: {final.status}")
+
+
+def _wait_for_end(run: queries.Run, seconds: float) -> None:
+    """Wait up to `seconds` for the run's process on this host to end."""
+    deadline = time.time() + seconds
+    while time.time() < deadline and own_process(run):
+        time.sleep(0.1)
 
 
 def resume(store: Store, run_id, queue: bool = False, checkpoint: int | None = None,
@@ -360,7 +307,7 @@ def resume(store: Store, run_id, queue: bool = False, checkpoint: int | None = N
     checkpoint (or from `checkpoint`), detached or queued for a worker. Nothing is changed when
     it cannot be resumed. A run without a checkpoint starts over only with `restart`."""
     run = check_resumable(store, run_id, checkpoint, restart)
-    if on_cluster(run):
+    if executor_for(run).on_cluster:
         if queue:
             raise BadInput(f"--queue: run {run.id} runs on {run.executor}, which queues it itself")
         return _resubmit(store, run)
@@ -454,7 +401,7 @@ def queue_sweep(store: Store, plan: SweepPlan):
     if plan.eval_on_finish:
         spec["eval_on_finish"] = plan.eval_on_finish
     rows = [{"config": p.cfg.to_dict(), "status": "queued", "name": p.cfg.name, "total_steps": p.total_steps,
-             "tags": p.cfg.tag, "executor": "torchrun" if p.cfg.world_size > 1 else "local"} for p in plan.plans]
+             "tags": p.cfg.tag, "executor": local_executor(p.cfg.world_size)} for p in plan.plans]
     return queries.create_sweep_runs(
         store, plan.name, spec, rows,
         prepare=lambda i, run: str(make_run_dir(plan.plans[i], run.id)),

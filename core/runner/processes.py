@@ -72,13 +72,19 @@ def run_command(run_id: int, nproc: int = 1, nnodes: int = 1, rdzv_endpoint: str
             f"--rdzv-id=ddpm-tui-run-{run_id}", *entry]
 
 
+def trainer_command(run, rdzv_endpoint: str | None = None) -> list[str]:
+    """The command that trains `run` on this machine: one process, or torchrun for several."""
+    cfg = config_from_dict(run.config)
+    return run_command(run.id, cfg.nproc, cfg.nnodes, rendezvous_endpoint(run, rdzv_endpoint))
+
+
 def rendezvous_endpoint(run, given: str | None = None) -> str | None:
     """Where the torchrun agents of a run over several nodes meet: the HOST:PORT given now, else the
     one the run was started with (so a resume meets where the first start did). BadInput when a
     multi-node run has neither."""
     if config_from_dict(run.config).nnodes == 1:
         return given
-    stored = (run.executor_spec or {}).get("rdzv_endpoint") if run.executor == "torchrun" else None
+    stored = (run.executor_spec or {}).get("rdzv_endpoint")
     if not (given or stored):
         raise BadInput(f"run {run.id} trains on several nodes and has no rendezvous endpoint stored: continue it "
                        f"with `ddpm-tui train --resume {run.id} --rdzv-endpoint HOST:PORT`")

@@ -29,6 +29,7 @@ from core.data.check import image_problems
 from core.data.sources import KaggleSplit, PCAM_SPLITS, detect_layout
 from core.device import pick_device
 from core.errors import BadInput, NeedsRestart, WorkFailed
+from core.executors.local import local_executor
 from core.runner.heartbeat import CONTROL_REQUESTS, KILL_REQUESTED, Heartbeat
 from core.runner.liveness import owner_fields, reconcile
 from core.runner.processes import rendezvous_endpoint
@@ -144,14 +145,15 @@ def new_run(store: Store, runs_dir: Path, cfg: TrainConfig, status: str = "runni
     owner = owner_fields() if status == "running" else {}
     run = queries.create_run(store, cfg.to_dict(), status=status, name=cfg.name, total_steps=plan.total_steps,
                              sweep_id=sweep_id, parent_id=parent_id, tags=cfg.tag,
-                             executor=executor or ("torchrun" if cfg.world_size > 1 else "local"), **owner)
+                             executor=executor or local_executor(cfg.world_size), **owner)
     try:
         run_dir = make_run_dir(plan, run.id)
     except WorkFailed:
         queries.delete_run(store, run.id)
         raise
     queries.update_run(store, run.id, run_dir=str(run_dir))
-    return dataclasses.replace(run, run_dir=str(run_dir))
+    run.run_dir = str(run_dir)
+    return run
 
 
 def make_run_dir(plan: RunPlan, run_id: int) -> Path:
