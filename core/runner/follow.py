@@ -12,9 +12,8 @@ from core.errors import WorkFailed
 from core.executors.base import last_lines
 from core.runner.lifecycle import start_attached
 from core.runner.liveness import reconcile
-from core.store import queries
+from core.store import LIVE_STATUSES, queries
 from core.store.db import Store
-from core.store.models import LIVE_STATUSES
 from core.train.trainer import StepStats
 
 RANKS_END_S = 30.0  # ranks watch their torchrun agent and end within seconds of it

@@ -32,9 +32,8 @@ from core.runner.heartbeat import HEARTBEAT_SECONDS, KILL_REQUESTED, STOP_REQUES
 from core.runner.liveness import reconcile, running_fields
 from core.runner.processes import process_start_time, trainer_command
 from core.runner.sweeps import expand_grid, grid_axes
-from core.store import queries
+from core.store import LIVE_STATUSES, queries
 from core.store.db import Store
-from core.store.models import LIVE_STATUSES
 from core.train.run import RunPlan, check_resumable, make_run_dir, new_run, plan_run
 
 

@@ -1,6 +1,7 @@
-"""The run store: SQLAlchemy tables, Alembic migrations, and the queries the faces use."""
+"""The run store: SQLAlchemy tables, Alembic migrations, and the queries the engine calls, which
+hand out frozen entities (core.store.entities), never ORM rows."""
 
 from core.store.db import DEFAULT_URL, Store
-from core.store.models import RUN_STATUSES
+from core.store.models import LIVE_STATUSES, RUN_STATUSES
 
-__all__ = ["DEFAULT_URL", "RUN_STATUSES", "Store"]
+__all__ = ["DEFAULT_URL", "LIVE_STATUSES", "RUN_STATUSES", "Store"]
