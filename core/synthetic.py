@@ -246,3 +246,46 @@ def assemble(plan: SynthPlan) -> None:
             f.attrs["description"] = f"{KIND}: drawn by run {plan.run_id} ({plan.run_name}); see {MANIFEST}"
     x_tmp.replace(x_path)
     y_tmp.replace(y_path)
+
+
+def job_command(run_id: int, out: Path, n: int, checkpoint: int | None = None) -> list[str]:
+    """The command line of a synthetic set drawn in a detached process (the TUI's): the set's
+    defaults otherwise (core.synthetic.plan_synth)."""
+    import sys
+
+    return [sys.executable, "-m", "core.synthetic", str(run_id), "--n", str(n), "--out", str(out),
+            *(["--checkpoint", str(checkpoint)] if checkpoint is not None else [])]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m core.synthetic RUN --n N --out DIR`: draw a set for the store in DDPM_TUI_DB."""
+    import argparse
+    import os
+    import sys
+
+    from core.errors import WorkFailed
+    from core.locations import STORE_ENV
+
+    parser = argparse.ArgumentParser(prog="python -m core.synthetic")
+    parser.add_argument("run")
+    parser.add_argument("--n", type=int, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--checkpoint", type=int)
+    args = parser.parse_args(argv)
+    if STORE_ENV not in os.environ:
+        print(f"{STORE_ENV} must name the store", file=sys.stderr)
+        return 2
+    store = Store(os.environ[STORE_ENV])
+    try:
+        plan = plan_synth(store, args.run, args.out, args.n, checkpoint=args.checkpoint)
+        print(f"drawing {plan.n} patches of run {plan.run_id} into {plan.out}", flush=True)
+        manifest = synthesize(store, plan, on_progress=lambda done, total: print(f"{done}/{total}", flush=True))
+    except (BadInput, WorkFailed) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"done: {manifest['counts']}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

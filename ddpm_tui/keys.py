@@ -88,6 +88,7 @@ KEYS: tuple[Key, ...] = (
     Key("run.newer", "right_square_bracket", "newer_grid", "Newer sample grid", show=False, display="]"),
     Key("run.zoom", "z", "zoom", "Zoom the grid", show=False),
     Key("run.extend", "plus", "extend", "Train further", show=False, display="+"),
+    Key("run.synth", "y", "synth", "Make a synthetic set", show=False),
     Key("run.search", "slash", "search_log", "Search the log", show=False, display="/"),
     Key("run.next_match", "n", "next_match", "Next log match", show=False),
     Key("run.follow", "f", "toggle_follow", "Follow the log", show=False),

@@ -176,6 +176,7 @@ def test_synth_command_writes_a_set_that_data_check_names_and_a_classifier_learn
     assert r.code == 2 and "holds a synthetic set made with n 10, not 12" in r.err, r
 
 
+@pytest.mark.slow
 def test_synth_on_a_terminal_shows_its_progress_and_ends_cleanly(runs):
     from conftest import run_on_pty
 
@@ -194,3 +195,21 @@ def test_eval_utility_from_the_command_line(runs, cli, monkeypatch):
     assert rows["utility"]["details"]["classifier_steps"] == 2
     text = cli("runs", "show", "1")
     assert text.code == 0 and "utility" in text.out.lower(), text
+
+
+@pytest.mark.slow
+def test_the_tui_s_detached_synth_draws_the_set_into_the_run_folder(runs, monkeypatch):
+    from conftest import poll_until
+    from core.services.lab import Lab
+
+    monkeypatch.chdir(runs)  # where the runs were trained: their --data is relative to it
+    lab = Lab(f"sqlite:///{runs / 'runs.db'}", runs / "runs")
+    job = lab.start_synth(1, 6)
+    try:
+        poll_until(lambda: (job.out / MANIFEST).exists() and json.loads((job.out / MANIFEST).read_text())["complete"],
+                   timeout=240, what="the detached synth to finish")
+    finally:
+        poll_until(lambda: not os.path.exists(f"/proc/{job.pid}") or open(f"/proc/{job.pid}/stat").read().split()[2] == "Z",
+                   timeout=60, what="the synth process to exit")
+    assert job.out.parent == runs / "runs" / "1" / "synthetic"
+    assert len(open_split(job.out, "train")) == 6 and "done:" in job.log.read_text()

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from core.services.session import Session
+
+
+@dataclass(frozen=True)
+class SynthJob:
+    """A synthetic set being drawn in a detached process (it outlives the TUI, as training does)."""
+
+    pid: int
+    out: Path
+    log: Path
 
 
 class SamplingUseCases(Session):
@@ -26,3 +37,18 @@ class SamplingUseCases(Session):
         """Draw a planned synthetic set into its folder, resuming what a killed job left; its manifest."""
         from core.synthetic import synthesize
         return synthesize(self.store, plan, device=device, on_progress=on_progress)
+
+    def start_synth(self, run_id: int | str, n: int, checkpoint: int | None = None) -> SynthJob:
+        """Check a synthetic set of n patches of the run (into its folder synthetic/<time>-n<N>),
+        then draw it in a detached process; `--data OUT` trains on it once it is whole."""
+        from core.runner.lifecycle import child_env
+        from core.runner.processes import spawn_detached
+        from core.store import queries
+        from core.synthetic import job_command, plan_synth
+
+        run = queries.get_run(self.store, run_id)
+        out = Path(run.run_dir) / "synthetic" / f"{time.strftime('%Y%m%d-%H%M%S')}-n{n}"
+        plan = plan_synth(self.store, run.id, out, n, checkpoint=checkpoint)
+        log = out.with_name(out.name + ".log")
+        process = spawn_detached(job_command(plan.run_id, out, n, checkpoint), log, env=child_env(self.store))
+        return SynthJob(process.pid, out, log)

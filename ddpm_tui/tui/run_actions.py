@@ -47,6 +47,12 @@ def note(lab: Lab, run_id: int, given: Given) -> str:
     return f"run {run_id}: note added"
 
 
+def synth(lab: Lab, run_id: int, given: Given) -> str:
+    job = lab.start_synth(run_id, int(given.text), given.checkpoint)
+    return (f"run {run_id}: drawing {given.text} labelled patches in the background (pid {job.pid}) into {job.out}; "
+            f"`--data` that folder trains on it once whole (log: {job.log})")
+
+
 def extend(lab: Lab, run_id: int, given: Given) -> str:
     run = lab.extend(run_id, int(given.text))
     return f"run {run_id}: {run.status} again, now to step {run.total_steps}"
@@ -65,6 +71,7 @@ RUN_ACTIONS: dict[str, RunAction] = {
     "note": RunAction(note),
     "sample": RunAction(sample, "sampling a 4x4 grid (DDIM, 50 steps)…"),
     "extend": RunAction(extend),
+    "synth": RunAction(synth),
     "worker": RunAction(lambda lab, run_id, given: f"worker started (pid {lab.start_worker()}); "
                                                    "it exits when the queue is empty"),
 }

@@ -245,6 +245,19 @@ class RunDetailScreen(ChartControls, AppScreen):
 
         self.app.push_screen(TextPrompt(f"Train run {self.label()} for how many more steps?", "e.g. 5000"), extend)
 
+    def action_synth(self) -> None:
+        def synth(text: str | None) -> None:
+            if text is None:
+                return
+            if not text.strip().isdigit() or int(text) < 1:
+                self.notify(f"synthetic set: expected a positive whole number of patches, got {text!r}",
+                            severity="error")
+                return
+            self.app.act_on_runs("synth", [self.run_id], text=str(int(text)), checkpoint=self.chosen_step)
+
+        self.app.push_screen(TextPrompt(f"Make a synthetic set of run {self.label()}: how many labelled patches?",
+                                        "e.g. 1000"), synth)
+
     # ---- the sample browser ----------------------------------------------------------------------------
     def current_grid(self) -> tuple[int, tuple] | None:
         if not self.grids:
