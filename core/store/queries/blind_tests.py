@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
-
 from core.store import entities
 from core.store.db import Store, retrying
 from core.store.models import BlindTest
 from core.store.queries.clock import now
-from core.store.queries.rows import own, to_entity
+from core.store.queries.rows import entities_from, own, select_entities, to_entity
 
 
 @retrying
@@ -26,7 +24,7 @@ def add_blind_test(store: Store, run_id: int, mode: str, n: int, correct: int, p
 def blind_tests(store: Store, run_id: int | None = None) -> list[entities.BlindTest]:
     """Blind-test results, newest first (of one run, or of all runs)."""
     with store.session() as s:
-        stmt = select(BlindTest).order_by(BlindTest.id.desc())
+        stmt = select_entities(BlindTest, entities.BlindTest).order_by(BlindTest.id.desc())
         if run_id is not None:
             stmt = stmt.where(BlindTest.run_id == run_id)
-        return [to_entity(b, entities.BlindTest) for b in s.scalars(stmt)]
+        return entities_from(s.execute(stmt), entities.BlindTest)

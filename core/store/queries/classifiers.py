@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, update
 
 from core.errors import BadInput
 from core.store import entities
 from core.store.db import Store, retrying
 from core.store.models import Classifier
 from core.store.queries.clock import now
-from core.store.queries.rows import to_entity
+from core.store.queries.rows import entities_from, select_entities, to_entity
 
 
 @retrying
@@ -35,7 +35,8 @@ def delete_classifier(store: Store, classifier_id: int) -> None:
 
 def classifiers(store: Store) -> list[entities.Classifier]:
     with store.session() as s:
-        return [to_entity(c, entities.Classifier) for c in s.scalars(select(Classifier).order_by(Classifier.id))]
+        stmt = select_entities(Classifier, entities.Classifier).order_by(Classifier.id)
+        return entities_from(s.execute(stmt), entities.Classifier)
 
 
 def get_classifier(store: Store, classifier_id: int) -> entities.Classifier:

@@ -12,7 +12,7 @@ from core.store import entities
 from core.store.db import Store, retrying
 from core.store.models import EvalJob
 from core.store.queries.clock import now
-from core.store.queries.rows import to_entity
+from core.store.queries.rows import entities_from, select_entities, to_entity
 
 
 @retrying
@@ -66,9 +66,9 @@ def get_eval_job(store: Store, job_id: int) -> entities.EvalJob:
 
 def eval_jobs(store: Store, run_ids: Iterable[int] | None = None, status: str | None = None) -> list[entities.EvalJob]:
     with store.session() as s:
-        stmt = select(EvalJob).order_by(EvalJob.id)
+        stmt = select_entities(EvalJob, entities.EvalJob).order_by(EvalJob.id)
         if run_ids is not None:
             stmt = stmt.where(EvalJob.run_id.in_(list(run_ids)))
         if status is not None:
             stmt = stmt.where(EvalJob.status == status)
-        return [to_entity(job, entities.EvalJob) for job in s.scalars(stmt)]
+        return entities_from(s.execute(stmt), entities.EvalJob)

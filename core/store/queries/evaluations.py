@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from sqlalchemy import select
-
 from core.store import entities
 from core.store.db import Store, retrying
 from core.store.models import Evaluation
 from core.store.queries.clock import now
-from core.store.queries.rows import own, to_entity
+from core.store.queries.rows import entities_from, own, select_entities, to_entity
 
 
 @retrying
@@ -32,12 +30,12 @@ def evaluations(store: Store, run_ids: Iterable[int] | None = None,
                 metric: str | None = None) -> list[entities.Evaluation]:
     """Evaluations, oldest first (of some runs, of one metric)."""
     with store.session() as s:
-        stmt = select(Evaluation).order_by(Evaluation.id)
+        stmt = select_entities(Evaluation, entities.Evaluation).order_by(Evaluation.id)
         if run_ids is not None:
             stmt = stmt.where(Evaluation.run_id.in_(list(run_ids)))
         if metric is not None:
             stmt = stmt.where(Evaluation.metric == metric)
-        return [to_entity(e, entities.Evaluation) for e in s.scalars(stmt)]
+        return entities_from(s.execute(stmt), entities.Evaluation)
 
 
 def latest_evaluations(store: Store,

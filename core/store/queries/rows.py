@@ -6,7 +6,9 @@ import copy
 import functools
 from dataclasses import fields
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Any, Iterable, TypeVar
+
+from sqlalchemy import Select, select
 
 Entity = TypeVar("Entity")
 
@@ -26,6 +28,23 @@ def to_entity(row: Any, entity_type: type[Entity]) -> Entity:
     JSON values: a row read from the database holds values nothing else refers to, and a row made
     here holds copies of its caller's (`own`)."""
     return entity_type(*[_read_only(getattr(row, name)) for name in _field_names(entity_type)])
+
+
+@functools.cache
+def _columns(model: type, entity_type: type) -> tuple:
+    return tuple(getattr(model, name) for name in _field_names(entity_type))
+
+
+def select_entities(model: type, entity_type: type) -> Select:
+    """A SELECT of `model`'s table's columns in the order of `entity_type`'s fields, for
+    `entities_from`: plain rows skip building ORM objects, which halves the time of a list of
+    1,000 runs (`runs list --json`, the runs table)."""
+    return select(*_columns(model, entity_type))
+
+
+def entities_from(rows: Iterable[tuple], entity_type: type[Entity]) -> list[Entity]:
+    """The entities of the rows of a `select_entities` query (each row's JSON values are fresh)."""
+    return [entity_type(*map(_read_only, row)) for row in rows]
 
 
 def own(value: Any) -> Any:

@@ -15,7 +15,7 @@ from core.store.models import (ENDED_STATUSES, Artifact, BlindTest, EvalJob, Eva
                                Run, StatusEvent, Tag)
 from core.store.queries.clock import now
 from core.store.queries.metrics import summaries
-from core.store.queries.rows import own, to_entity
+from core.store.queries.rows import entities_from, own, select_entities, to_entity
 
 
 @retrying
@@ -114,12 +114,12 @@ def get_run(store: Store, run_id: int | str) -> entities.Run:
 
 def list_runs(store: Store, status: str | None = None, sweep_id: int | None = None) -> list[entities.Run]:
     with store.session() as s:
-        stmt = select(Run).order_by(Run.id)
+        stmt = select_entities(Run, entities.Run).order_by(Run.id)
         if status:
             stmt = stmt.where(Run.status == status)
         if sweep_id is not None:
             stmt = stmt.where(Run.sweep_id == sweep_id)
-        return [to_entity(run, entities.Run) for run in s.scalars(stmt)]
+        return entities_from(s.execute(stmt), entities.Run)
 
 
 @retrying
@@ -192,8 +192,8 @@ def add_tags(store: Store, run_id: int, tags: Sequence[str], remove: bool = Fals
 
 def status_events(store: Store, run_id: int) -> list[entities.StatusEvent]:
     with store.session() as s:
-        stmt = select(StatusEvent).where(StatusEvent.run_id == run_id).order_by(StatusEvent.id)
-        return [to_entity(e, entities.StatusEvent) for e in s.scalars(stmt)]
+        stmt = select_entities(StatusEvent, entities.StatusEvent).where(StatusEvent.run_id == run_id)
+        return entities_from(s.execute(stmt.order_by(StatusEvent.id)), entities.StatusEvent)
 
 
 @retrying
@@ -204,10 +204,10 @@ def add_artifact(store: Store, run_id: int, kind: str, path: str, step: int | No
 
 def artifacts(store: Store, run_id: int, kind: str | None = None) -> list[entities.Artifact]:
     with store.session() as s:
-        stmt = select(Artifact).where(Artifact.run_id == run_id).order_by(Artifact.id)
+        stmt = select_entities(Artifact, entities.Artifact).where(Artifact.run_id == run_id).order_by(Artifact.id)
         if kind:
             stmt = stmt.where(Artifact.kind == kind)
-        return [to_entity(a, entities.Artifact) for a in s.scalars(stmt)]
+        return entities_from(s.execute(stmt), entities.Artifact)
 
 
 def notes_by_run(store: Store, run_ids: Sequence[int] | None = None) -> dict[int, list[str]]:
@@ -224,7 +224,8 @@ def notes_by_run(store: Store, run_ids: Sequence[int] | None = None) -> dict[int
 
 def notes(store: Store, run_id: int) -> list[entities.Note]:
     with store.session() as s:
-        return [to_entity(n, entities.Note) for n in s.scalars(select(Note).where(Note.run_id == run_id).order_by(Note.id))]
+        stmt = select_entities(Note, entities.Note).where(Note.run_id == run_id).order_by(Note.id)
+        return entities_from(s.execute(stmt), entities.Note)
 
 
 @retrying

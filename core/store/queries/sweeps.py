@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-from sqlalchemy import select
-
 from core.errors import BadInput
 from core.store import entities
 from core.store.db import Store, retrying
 from core.store.models import Sweep
 from core.store.queries.clock import now
-from core.store.queries.rows import own, to_entity
+from core.store.queries.rows import entities_from, own, select_entities, to_entity
 from core.store.queries.runs import add_run, parse_id
 
 
@@ -52,7 +50,7 @@ def create_sweep_runs(store: Store, name: str, spec: dict, runs: Sequence[dict],
 
 def list_sweeps(store: Store) -> list[entities.Sweep]:
     with store.session() as s:
-        return [to_entity(sweep, entities.Sweep) for sweep in s.scalars(select(Sweep).order_by(Sweep.id))]
+        return entities_from(s.execute(select_entities(Sweep, entities.Sweep).order_by(Sweep.id)), entities.Sweep)
 
 
 def get_sweep(store: Store, sweep_id: int | str) -> entities.Sweep:
