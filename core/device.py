@@ -1,6 +1,6 @@
-"""The torch device a run computes on, and loading a checkpoint's weights into a network: what
-training, sampling and evaluation all need, kept apart from the training loop so that loading a
-model for inference does not import the trainer."""
+"""The torch device a run computes on, what its CPU can do natively, and loading a checkpoint's
+weights into a network: what training, sampling and evaluation all need, kept apart from the
+training loop so that loading a model for inference does not import the trainer."""
 
 from __future__ import annotations
 
@@ -19,6 +19,13 @@ def pick_device(choice: str) -> torch.device:
     if choice == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(choice)
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX tiles), asked of torch's own
+    probe at run time. Without it oneDNN emulates bf16 through fp32, which only adds conversions."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private, so looked up softly
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
 
 
 def load_weights(module: torch.nn.Module, weights: dict, path: Path) -> None:

@@ -144,6 +144,7 @@ from core.config import TrainConfig
 from core.diffusion import GaussianDiffusion, make_betas
 from core.model import build_unet
 from core.train.resources import training_memory
+from core.train.trainer import make_optimizer
 
 def status_kib(key):
     for line in open("/proc/self/status"):
@@ -153,7 +154,7 @@ def status_kib(key):
 torch.set_num_threads(1)
 cfg = TrainConfig(batch_size=16, dim=32, dim_mults="1,2,2", attention="full").validate()
 model, ema = build_unet(cfg), build_unet(cfg)
-opt = torch.optim.AdamW(model.parameters())
+opt = make_optimizer(model, cfg, torch.device("cpu"))  # the trainer's, multi-tensor temporaries included
 diffusion = GaussianDiffusion(make_betas("cosine", 1000))
 x = torch.randn(16, 3, 32, 32)
 before = status_kib("VmRSS")
