@@ -351,3 +351,12 @@ def config_from_dict(values: dict[str, Any]) -> TrainConfig:
 DEMO_PRESET = dict(data="demo", image_size=32, schedule="cosine", objective="v", attention="none", dim=32,
                    dim_mults="1,2,2", res_blocks=1, dropout=0.0, batch_size=16, lr=1e-3, warmup_steps=20,
                    max_steps=300, ckpt_every=100, sample_every=100, eval_every=50, name="demo", device="auto")
+# The demo continues from the weights shipped for its network (core/assets/demo_weights.pt, made by
+# benchmarks/train_demo_weights.py), so its first grids already show tissue; a gentler learning rate
+# keeps what they learned. `demo --from-scratch` trains DEMO_PRESET from a fresh network.
+DEMO_FROM_WEIGHTS = dict(DEMO_PRESET, init_weights="demo", lr=2e-4, tag=["from-demo-weights"])
+
+
+def demo_config(steps: int, from_scratch: bool = False) -> "TrainConfig":
+    """The demo run of `steps` steps: from the shipped weights, or from scratch."""
+    return TrainConfig(**dict(DEMO_PRESET if from_scratch else DEMO_FROM_WEIGHTS, max_steps=steps))
