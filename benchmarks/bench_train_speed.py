@@ -187,7 +187,10 @@ def contenders(which: str, image_size: int, device: torch.device, precision: str
     """name -> (a build function taking the batch's device, the autocast dtype or None)."""
     dtype = {"fp32": None, "bf16": torch.bfloat16}[precision]
     if which in ("matched", "defaults"):
-        return {name: (functools.partial(build, which, image_size), dtype) for name, build in LIBRARIES.items()}
+        out = {name: (functools.partial(build, which, image_size), dtype) for name, build in LIBRARIES.items()}
+        if dtype is None:  # and ours as the trainer runs it with --precision bf16 (a CPU's native bf16)
+            out["ours bf16"] = (functools.partial(build_ours, which, image_size), torch.bfloat16)
+        return out
     out = {}
     for name, options in OPTIONS.items():
         options = dict(options)
@@ -359,8 +362,10 @@ def main(argv=None) -> dict:
     print("timings redone because other processes were busy: "
           + ", ".join(f"{r.name} {r.discarded}" for r in runners))
     if args.which == "matched" and device.type == "cpu":
-        ratio = med["ours"] / med["lucidrains"]
-        print(f"ratio ours / lucidrains (median img/s): {ratio:.2f}x (goal on CPU >= 2x: {'met' if ratio >= 2 else 'NOT met'})")
+        for name in [n for n in ("ours", "ours bf16") if n in med]:
+            ratio = med[name] / med["lucidrains"]
+            print(f"ratio {name} / lucidrains (median img/s): {ratio:.2f}x (goal on CPU >= 2x: "
+                  f"{'met' if ratio >= 2 else 'NOT met'})")
 
     record = {
         "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
