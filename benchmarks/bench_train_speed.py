@@ -19,7 +19,8 @@ in every round each trains `--steps` steps, the order reversing from round to ro
 slow drift of the machine hits all alike. A timing during which other processes kept more than
 `--max-other` of the cores busy (read from /proc/stat) is redone, up to `--retries` times, and
 each timing first waits (up to `--max-wait` s) for such a quiet moment. It reports each one's
-median img/s over the rounds, the ratios of the medians and the spread of the per-round ratios.
+median img/s over the rounds in which every timing stayed quiet, the ratios of the medians and the spread
+of the per-round ratios.
 
 lucidrains' package and diffusers are benchmark-only dependencies (see BENCHMARKS.md for the install
 commands). lucidrains' imports torchvision on load, which cannot import beside the CPU torch wheel; a
@@ -284,6 +285,13 @@ def save_json(path: Path, record: dict) -> None:
     os.replace(tmp, path)
 
 
+def clean_rounds(runners: list, max_other: float) -> list[int]:
+    """The rounds whose every timing kept other processes under `max_other` of the cores (a ratio
+    from a round where one contender ran beside a busy neighbour says nothing)."""
+    return [i for i in range(len(runners[0].rates))
+            if all(r.others[i] is None or r.others[i] <= max_other for r in runners)]
+
+
 def round_ratios(numerator: list[float], denominator: list[float]) -> list[float]:
     """The ratio of img/s in each round (the spread says how much one comparison can be trusted)."""
     return [a / b for a, b in zip(numerator, denominator)]
@@ -345,10 +353,15 @@ def main(argv=None) -> dict:
             f"{r.name} {r.rates[-1]:5.2f} img/s" + ("" if r.others[-1] is None else f" (others {r.others[-1]:.0%})")
             for r in runners))
 
-    med = {r.name: statistics.median(r.rates) for r in runners}
+    kept = clean_rounds(runners, args.max_other)
+    print(f"rounds in which every timing stayed under --max-other: {len(kept)} of {args.rounds}"
+          + ("" if kept else "; none, so the figures below use all rounds and are disturbed by other load"))
+    kept = kept or list(range(args.rounds))
+    med = {r.name: statistics.median(r.rates[i] for i in kept) for r in runners}
     # libraries: ours / theirs; options: each option / the old path
     speedup = args.which == "options"
-    spread = {r.name: round_ratios(*((r.rates, runners[0].rates) if speedup else (runners[0].rates, r.rates)))
+    spread = {r.name: [x for i, x in enumerate(round_ratios(*((r.rates, runners[0].rates) if speedup
+                                                            else (runners[0].rates, r.rates)))) if i in kept]
               for r in runners[1:]}
     ratio_of = {name: (med[name] / med[baseline]) if speedup else (med[baseline] / med[name]) for name in spread}
     label = f"model / {baseline}" if speedup else f"{baseline} / model"
@@ -357,8 +370,9 @@ def main(argv=None) -> dict:
     for r in runners:
         versus = "" if r is runners[0] else (f"{ratio_of[r.name]:.2f}x "
                                               f"({min(spread[r.name]):.2f}-{max(spread[r.name]):.2f})")
+        rates = [r.rates[i] for i in kept]
         print(f"| {r.name} | {r.params / 1e6:.2f} M | {r.gflop:.0f} | {med[r.name]:.2f} "
-              f"| {min(r.rates):.2f}-{max(r.rates):.2f} | {versus} |")
+              f"| {min(rates):.2f}-{max(rates):.2f} | {versus} |")
     print("timings redone because other processes were busy: "
           + ", ".join(f"{r.name} {r.discarded}" for r in runners))
     if args.which == "matched" and device.type == "cpu":
@@ -379,6 +393,7 @@ def main(argv=None) -> dict:
         "params": {r.name: r.params for r in runners},
         "gflop_per_step": {r.name: round(r.gflop, 2) for r in runners},
         "img_per_s": {r.name: [round(x, 3) for x in r.rates] for r in runners},
+        "clean_rounds": kept,
         "median_img_per_s": {k: round(v, 3) for k, v in med.items()},
         "ratio": label,
         "ratio_of_medians": {name: round(v, 3) for name, v in ratio_of.items()},
