@@ -70,7 +70,7 @@ class TrainConfig:
     epochs: float = _opt(0.0, "if > 0, train this many epochs instead of --max-steps")
     ema_decay: float = _opt(0.9995, "EMA decay of the sampling weights")
     cond_drop: float = _opt(0.1, "label dropout for classifier-free guidance (conditional only)")
-    precision: str = _opt("fp32", "autocast precision on CUDA", PRECISIONS)
+    precision: str = _opt("fp32", "autocast precision on CUDA; bf16 also on a CPU with native bf16 (AVX512-BF16, AMX)", PRECISIONS)
     compile: bool = _opt(False, "torch.compile the model")
     seed: int = _opt(0, "seed for weights, data order, noise")
     ckpt_every: int = _opt(500, "checkpoint every N steps")
