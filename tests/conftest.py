@@ -316,3 +316,13 @@ def store_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'runs.db'}"
     return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def store(workdir, monkeypatch):
+    """A SQLite store in the working directory, named in DDPM_TUI_DB as detached processes see it."""
+    from core.store import Store
+
+    url = f"sqlite:///{workdir / 'runs.db'}"
+    monkeypatch.setenv("DDPM_TUI_DB", url)
+    return Store(url)

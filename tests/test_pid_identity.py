@@ -14,14 +14,7 @@ from conftest import poll_until
 from core.runner import processes
 from core.runner.liveness import owner_fields, reconcile
 from core.runner.processes import process_start_time, same_process
-from core.store import Store, queries
-
-
-@pytest.fixture
-def store(workdir, monkeypatch):
-    url = f"sqlite:///{workdir / 'runs.db'}"
-    monkeypatch.setenv("DDPM_TUI_DB", url)
-    return Store(url)
+from core.store import queries
 
 
 @pytest.fixture

@@ -15,16 +15,9 @@ import pytest
 from conftest import ROOT, TINY, poll_until
 from core.runner.heartbeat import KILL_REQUESTED, STOP_REQUESTED, Heartbeat
 from core.runner.liveness import reconcile
-from core.store import Store, queries
+from core.store import queries
 
 OTHER_HOST = "gpu-box-b"
-
-
-@pytest.fixture
-def store(workdir, monkeypatch):
-    url = f"sqlite:///{workdir / 'runs.db'}"
-    monkeypatch.setenv("DDPM_TUI_DB", url)
-    return Store(url)
 
 
 @pytest.fixture
