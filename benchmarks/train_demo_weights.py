@@ -3,6 +3,7 @@ on the demo data by the real `ddpm-tui train` for a fixed wall-clock budget, the
 kept (float32, about 2.8 MB) with how they were made.
 
     .venv/bin/python benchmarks/train_demo_weights.py --minutes 60 [--work /tmp/demo-weights]
+    .venv/bin/python benchmarks/train_demo_weights.py --minutes 90 --resume   # train the same run further
 
 Seed 0; the preset's architecture (core.config.DEMO_PRESET) with a steadier batch and learning rate
 than the live demo's, since the run is long. The run is stopped through `ddpm-tui runs stop` (the
@@ -43,10 +44,14 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=60.0)
     parser.add_argument("--work", type=Path, default=Path("/tmp/demo-weights"))
     parser.add_argument("--out", type=Path, default=ROOT / "core" / "assets" / "demo_weights.pt")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the work folder's run from its last checkpoint (its optimiser state too); "
+                             "the recorded time adds this session's to the one --out holds")
     opts = parser.parse_args()
     opts.work.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, DDPM_TUI_CACHE=str(opts.work / "cache"))
-    command = [sys.executable, "-m", "ddpm_tui", *train_args()]
+    command = [sys.executable, "-m", "ddpm_tui", *(["train", "--resume", "1"] if opts.resume else train_args())]
+    earlier = torch.load(opts.out, map_location="cpu", weights_only=True) if opts.resume else {"training": {}}
     started = time.time()
     trainer = subprocess.Popen(command, cwd=opts.work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -58,12 +63,13 @@ def main() -> None:
     finally:
         if trainer.poll() is None:
             trainer.kill()
-    seconds = time.time() - started
+    seconds = time.time() - started + earlier["training"].get("seconds", 0)
     paths = sorted((opts.work / "runs").glob("*/checkpoints/ckpt-*.pt"))
     state = torch.load(paths[-1], map_location="cpu", weights_only=True)
     torch.save({"ema": state["ema"], "step": state["step"],
                 "config": {key: DEMO_PRESET[key] for key in ARCHITECTURE},
-                "made_by": "benchmarks/train_demo_weights.py " + " ".join(sys.argv[1:]),
+                "made_by": " then ".join(filter(None, [earlier.get("made_by"),
+                                                       "benchmarks/train_demo_weights.py " + " ".join(sys.argv[1:])])),
                 "training": {**LONG_RUN, "seconds": round(seconds), "steps": state["step"]}}, opts.out)
     print(f"{opts.out}: EMA of step {state['step']} after {seconds / 60:.1f} min")
 
