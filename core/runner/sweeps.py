@@ -84,12 +84,22 @@ def run_name(base_name: str, chosen: dict, seed: int) -> str:
     return name
 
 
+def check_seeds(seeds: int | str) -> int:
+    """--seeds as given (a number, or the text of a form's field): a whole number of at least 1."""
+    try:
+        count = int(str(seeds).strip())
+    except ValueError:
+        raise BadInput(f"--seeds: expected a whole number, got {seeds!r}") from None
+    if count < 1:
+        raise BadInput(f"--seeds: must be at least 1, got {count}")
+    return count
+
+
 def expand_grid(raw_values: dict[str, str | None], seeds: int, config_file=None, base_name: str = "",
                 allow_large: bool = False) -> list[TrainConfig]:
     """One validated TrainConfig per combination of the listed values and per seed (at most
     MAX_SWEEP_RUNS of them unless `allow_large`)."""
-    if seeds < 1:
-        raise BadInput(f"--seeds: must be at least 1, got {seeds}")
+    seeds = check_seeds(seeds)
     fixed, axes = {}, {}
     for name, raw in raw_values.items():
         if raw is None:

@@ -25,8 +25,8 @@ from textual.widgets import (
 from core.services.views import RunView
 from core.errors import BadInput
 from core.evaluate.metrics import short_label
-from core.runner.sweeps import (expand_grid, grid_axes, group_runs, parse_option_list, split_values, sweep_axes,
-                                sweep_progress)
+from core.runner.sweeps import (check_seeds, expand_grid, grid_axes, group_runs, parse_option_list, split_values,
+                                sweep_axes, sweep_progress)
 from core.text import printable
 from ddpm_tui.keys import bindings
 from ddpm_tui.tui.failures import reported
@@ -174,13 +174,7 @@ class AblationScreen(AppScreen):
                                 self.query_one("#abl-schedule", Input).value,
                                 self.query_one("#abl-attention", Input).value,
                                 self.query_one("#abl-other", Input).value)
-        seeds_text = self.query_one("#abl-seeds", Input).value.strip()
-        try:
-            seeds = int(seeds_text)
-        except ValueError:
-            raise BadInput(f"--seeds: expected a whole number, got {seeds_text!r}") from None
-        if seeds < 1:
-            raise BadInput(f"--seeds: must be at least 1, got {seeds}")
+        seeds = check_seeds(self.query_one("#abl-seeds", Input).value)
         return raw, axes, seeds, self.query_one("#abl-name", Input).value.strip()
 
     @on(Input.Changed, ".abl-input")
