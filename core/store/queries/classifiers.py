@@ -9,7 +9,7 @@ from core.store import entities
 from core.store.db import Store, retrying
 from core.store.models import Classifier
 from core.store.queries.clock import now
-from core.store.queries.rows import entities_from, select_entities, to_entity
+from core.store.queries.rows import entities_from, entity_by_id, select_entities, to_entity
 
 
 @retrying
@@ -40,8 +40,5 @@ def classifiers(store: Store) -> list[entities.Classifier]:
 
 
 def get_classifier(store: Store, classifier_id: int) -> entities.Classifier:
-    with store.session() as s:
-        row = s.get(Classifier, int(classifier_id))
-        if row is None:
-            raise BadInput(f"--classifier: no classifier with id {classifier_id} (ddpm-tui classifier list)")
-        return to_entity(row, entities.Classifier)
+    return entity_by_id(store, Classifier, entities.Classifier, int(classifier_id),
+                        BadInput(f"--classifier: no classifier with id {classifier_id} (ddpm-tui classifier list)"))

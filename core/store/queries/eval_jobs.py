@@ -12,7 +12,7 @@ from core.store import entities
 from core.store.db import Store, retrying
 from core.store.models import EvalJob
 from core.store.queries.clock import now
-from core.store.queries.rows import entities_from, select_entities, to_entity
+from core.store.queries.rows import entities_from, entity_by_id, select_entities
 
 
 @retrying
@@ -57,11 +57,7 @@ def set_eval_job(store: Store, job_id: int, expect: Sequence[str] | None = None,
 
 
 def get_eval_job(store: Store, job_id: int) -> entities.EvalJob:
-    with store.session() as s:
-        job = s.get(EvalJob, int(job_id))
-        if job is None:
-            raise BadInput(f"no evaluation job with id {job_id}")
-        return to_entity(job, entities.EvalJob)
+    return entity_by_id(store, EvalJob, entities.EvalJob, int(job_id), BadInput(f"no evaluation job with id {job_id}"))
 
 
 def eval_jobs(store: Store, run_ids: Iterable[int] | None = None, status: str | None = None) -> list[entities.EvalJob]:

@@ -30,6 +30,15 @@ def to_entity(row: Any, entity_type: type[Entity]) -> Entity:
     return entity_type(*[_read_only(getattr(row, name)) for name in _field_names(entity_type)])
 
 
+def entity_by_id(store, model: type, entity_type: type[Entity], key: int, missing: Exception) -> Entity:
+    """The entity of `model`'s row with primary key `key`; raises `missing` when there is none."""
+    with store.session() as s:
+        row = s.get(model, key)
+        if row is None:
+            raise missing
+        return to_entity(row, entity_type)
+
+
 @functools.cache
 def _columns(model: type, entity_type: type) -> tuple:
     return tuple(getattr(model, name) for name in _field_names(entity_type))

@@ -15,7 +15,7 @@ from core.store.models import (ENDED_STATUSES, Artifact, BlindTest, EvalJob, Eva
                                Run, StatusEvent, Tag)
 from core.store.queries.clock import now
 from core.store.queries.metrics import summaries
-from core.store.queries.rows import entities_from, own, select_entities, to_entity
+from core.store.queries.rows import entities_from, entity_by_id, own, select_entities, to_entity
 
 
 @retrying
@@ -105,11 +105,7 @@ def parse_id(value: int | str, what: str = "run") -> int:
 def get_run(store: Store, run_id: int | str) -> entities.Run:
     """The run with this id; NotFound when there is none."""
     key = parse_id(run_id, "run")
-    with store.session() as s:
-        run = s.get(Run, key)
-        if run is None:
-            raise NotFound(f"no run with id {key}")
-        return to_entity(run, entities.Run)
+    return entity_by_id(store, Run, entities.Run, key, NotFound(f"no run with id {key}"))
 
 
 def list_runs(store: Store, status: str | None = None, sweep_id: int | None = None) -> list[entities.Run]:

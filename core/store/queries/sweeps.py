@@ -9,7 +9,7 @@ from core.store import entities
 from core.store.db import Store, retrying
 from core.store.models import Sweep
 from core.store.queries.clock import now
-from core.store.queries.rows import entities_from, own, select_entities, to_entity
+from core.store.queries.rows import entities_from, entity_by_id, own, select_entities, to_entity
 from core.store.queries.runs import add_run, parse_id
 
 
@@ -56,8 +56,4 @@ def list_sweeps(store: Store) -> list[entities.Sweep]:
 def get_sweep(store: Store, sweep_id: int | str) -> entities.Sweep:
     """The sweep with this id; BadInput when there is none."""
     key = parse_id(sweep_id, "sweep")
-    with store.session() as s:
-        sweep = s.get(Sweep, key)
-        if sweep is None:
-            raise BadInput(f"no sweep with id {key}")
-        return to_entity(sweep, entities.Sweep)
+    return entity_by_id(store, Sweep, entities.Sweep, key, BadInput(f"no sweep with id {key}"))
