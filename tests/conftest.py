@@ -20,6 +20,12 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
+# The suite runs trainers, workers and evaluations side by side on few cores. Two processes of two
+# OpenMP threads each on two busy cores wait on each other's descheduled threads in every parallel
+# region: tests/test_run_dir.py took 123 s beside one busy core, 10 s with one thread per process.
+# Every process of the suite, and every one it starts, gets one thread unless told otherwise.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data"
 
