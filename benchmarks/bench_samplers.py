@@ -3,6 +3,10 @@ and DDIM at 10, 20 and 50 steps against DDIM-1000 (eta 0) from the same noise, T
 cosine schedules, 16 images of 32x32.
 
     .venv/bin/python benchmarks/bench_samplers.py [--guidance W] [--device cuda]
+    .venv/bin/python benchmarks/bench_samplers.py --weights core/assets/demo_weights.pt
+
+With --weights the network is a trained one instead: the EMA weights of a demo-preset model (its
+own schedule and objective, T = 1000), sampled unconditionally.
 
 The network is the exact denoiser of N(0, 0.5^2) data plus a fixed random two-layer convolution, as
 in tests/test_samplers.py: smooth but not linear, and about a quarter of the pixels end clipped, as
@@ -29,10 +33,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.data.transforms import to_uint8  # noqa: E402
 from core.diffusion import GaussianDiffusion, make_betas  # noqa: E402
 from core.diffusion.sampling import guided  # noqa: E402
+from core.config import DEMO_PRESET, TrainConfig  # noqa: E402
+from core.factory import create_model_and_diffusion  # noqa: E402
+from core.inference import for_inference  # noqa: E402
 from core.samplers import sampler_named  # noqa: E402
 
 SHAPE = (16, 3, 32, 32)
-CANDIDATES = [("ddim", 10), ("dpm++", 10), ("ddim", 20), ("dpm++", 20), ("ddim", 50), ("dpm++", 50)]
+CANDIDATES = [("ddim", 10), ("dpm++", 10), ("ddim", 20), ("dpm++", 20), ("dpm++", 30), ("ddim", 50), ("dpm++", 50)]
 
 
 def perturbed_gaussian_denoiser(diffusion: GaussianDiffusion, device="cpu", std: float = 0.5, hidden: int = 16):
@@ -61,6 +68,17 @@ def class_guided(diffusion: GaussianDiffusion, guidance: float, device):
     return guided(net, torch.arange(SHAPE[0], device=device) % 2, guidance, null_class=2)
 
 
+def trained(weights: Path, device) -> tuple[str, GaussianDiffusion, object]:
+    """(schedule, diffusion, network output as the samplers call it) of demo-preset EMA weights."""
+    stored = torch.load(weights, map_location="cpu", weights_only=True)
+    cfg = TrainConfig(**{**DEMO_PRESET, **stored["config"]})
+    net, diffusion = create_model_and_diffusion(cfg)
+    net.load_state_dict(stored["ema"])
+    net = for_inference(net, torch.device(device))
+    print(f"{weights}: EMA of step {stored['step']}, {cfg.schedule} schedule, {cfg.objective} objective")
+    return cfg.schedule, diffusion, guided(lambda x, t, y: net(x, t, y), None, 0.0, None)
+
+
 def images(diffusion: GaussianDiffusion, net, sampler: str, steps: int, device) -> np.ndarray:
     """8-bit images from the same noise (seed 1), as grey levels."""
     generator = torch.Generator(device=device).manual_seed(1)
@@ -72,13 +90,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--guidance", type=float, default=None, help="classifier-free guidance weight")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--weights", type=Path, default=None, help="a trained demo-preset network's weights")
     args = parser.parse_args()
+    if args.weights is not None and args.guidance is not None:
+        parser.error("--guidance goes with the made-up denoiser; the demo weights are unconditional")
+    setups = [trained(args.weights, args.device)] if args.weights else [
+        (schedule, diffusion, perturbed_gaussian_denoiser(diffusion, args.device) if args.guidance is None
+         else class_guided(diffusion, args.guidance, args.device))
+        for schedule, diffusion in ((s, GaussianDiffusion(make_betas(s, 1000))) for s in ("linear", "cosine"))]
     print("| schedule | sampler | steps | RMSE to DDIM-1000 (grey levels) | largest difference |")
     print("|---|---|---:|---:|---:|")
-    for schedule in ("linear", "cosine"):
-        diffusion = GaussianDiffusion(make_betas(schedule, 1000))
-        net = (perturbed_gaussian_denoiser(diffusion, args.device) if args.guidance is None
-               else class_guided(diffusion, args.guidance, args.device))
+    for schedule, diffusion, net in setups:
         reference = images(diffusion, net, "ddim", 1000, args.device)
         for sampler, steps in CANDIDATES + [("dpm++", 1000)]:
             gap = images(diffusion, net, sampler, steps, args.device) - reference
