@@ -28,7 +28,7 @@ from core.evaluate.classifier_service import plan_classifier, train_and_store_cl
 from core.inference import load_run_model  # noqa: E402
 from core.generation import generate  # noqa: E402
 from core.store import Store  # noqa: E402
-from core.train.run import execute_run, new_run  # noqa: E402
+from core.runner.run import execute_run, new_run  # noqa: E402
 
 
 def timed(fn):

@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
-from core.config import config_from_dict
 from core.device import load_weights, pick_device
-from core.errors import BadInput
 from core.factory import create_model_and_diffusion
-from core.store import queries
+from core.loaded_run import load_run
 from core.store.db import Store
-from core.train import checkpoint as ckpt
 
 
 def load_run_model(store: Store, run_id, device: str = "auto", step: int | None = None):
     """(EMA network in eval mode, diffusion, config, checkpoint path, run) of a run's newest good
     checkpoint, or of the one of `step`."""
-    run = queries.get_run(store, run_id)
-    cfg = config_from_dict(run.config)
-    found = ckpt.choose_checkpoint(Path(run.run_dir) / "checkpoints", cfg, step)
-    if found is None:
-        raise BadInput(f"run {run.id} has no checkpoint yet in {run.run_dir}/checkpoints")
-    path, state = found
+    loaded = load_run(store, run_id)
+    run, cfg = loaded.record, loaded.cfg
+    path, state = loaded.checkpoint(step)
     net, diffusion = create_model_and_diffusion(cfg)
     load_weights(net, state["ema"], path)
     return for_inference(net, pick_device(device)), diffusion, cfg, path, run

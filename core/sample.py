@@ -10,13 +10,14 @@ from typing import Callable
 
 import torch
 
-from core.config import SEED_MAX, config_from_dict
+from core.config import SEED_MAX
 from core.device import pick_device
 from core.errors import BadInput
 from core.generation import SAMPLE_BATCH, generate
 from core.images import GIF_SHOWS, display_scale, make_grid, reverse_process_frames, save_gif, save_png
 from core.inference import load_run_model
 from core.labels import label_of
+from core.loaded_run import load_run
 from core.outputs import check_writable
 from core.samplers import SAMPLERS, sampler_named
 from core.store import queries
@@ -68,8 +69,8 @@ def sample_run(store: Store, run_id, out: Path, n: int = 16, sampler: str = "ddi
         check_output(gif, ".gif", "--gif")
     if gif_show not in GIF_SHOWS:
         raise BadInput(f"--gif-show: unknown value {gif_show!r} (choose from {', '.join(GIF_SHOWS)})")
-    run = queries.get_run(store, run_id)
-    cfg = config_from_dict(run.config)
+    loaded = load_run(store, run_id)
+    run, cfg = loaded.record, loaded.cfg
     steps = steps or chosen.steps_for(cfg.timesteps)
     if steps > cfg.timesteps:
         raise BadInput(f"--steps {steps}: more than run {run.id}'s {cfg.timesteps} diffusion steps")

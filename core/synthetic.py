@@ -22,15 +22,15 @@ from typing import Callable
 import h5py
 import numpy as np
 
-from core.config import SEED_MAX, config_from_dict
+from core.config import SEED_MAX
 from core.data.locate import resolve_data
 from core.data.sources import SYNTHETIC_MANIFEST as MANIFEST
 from core.data.sources import pcam_paths
 from core.errors import BadInput
 from core.labels import CLASS_LABELS, LABEL_NAMES
+from core.loaded_run import load_run
 from core.outputs import check_writable
 from core.samplers import sampler_named
-from core.store import queries
 from core.store.db import Store
 
 PARTS = ".parts"
@@ -97,8 +97,8 @@ def plan_synth(store: Store, run_id, out: Path, n: int, classes: str | None = No
         raise BadInput(f"--guidance: must be a finite number >= 0, got {guidance}")
     if not 0 <= seed <= SEED_MAX:
         raise BadInput(f"--seed: must be in 0..{SEED_MAX}, got {seed}")
-    run = queries.get_run(store, run_id)
-    cfg = config_from_dict(run.config)
+    loaded = load_run(store, run_id)
+    run, cfg = loaded.record, loaded.cfg
     drawable = "both" if cfg.conditional else cfg.classes
     if classes is None:
         classes = drawable
@@ -114,9 +114,7 @@ def plan_synth(store: Store, run_id, out: Path, n: int, classes: str | None = No
     steps = steps or chosen.steps_for(cfg.timesteps)
     if not 1 <= steps <= cfg.timesteps:
         raise BadInput(f"--steps {steps}: must be between 1 and run {run.id}'s {cfg.timesteps} diffusion steps")
-    found = ckpt.choose_checkpoint(Path(run.run_dir) / "checkpoints", cfg, checkpoint)
-    if found is None:
-        raise BadInput(f"run {run.id} has no checkpoint yet in {run.run_dir}/checkpoints; nothing to draw from")
+    found = loaded.checkpoint(checkpoint, "; nothing to draw from")
     plan = SynthPlan(run.id, run.name, Path(out), n, classes, sampler, steps, guidance, seed,
                      ckpt.checkpoint_step(found[0]), cfg.image_size, str(resolve_data(cfg.data).resolve()))
     check_destination(plan)
@@ -260,11 +258,10 @@ def job_command(run_id: int, out: Path, n: int, checkpoint: int | None = None) -
 def main(argv: list[str] | None = None) -> int:
     """`python -m core.synthetic RUN --n N --out DIR`: draw a set for the store in DDPM_TUI_DB."""
     import argparse
-    import os
     import sys
 
     from core.errors import WorkFailed
-    from core.locations import STORE_ENV
+    from core.locations import inherited_store_url
 
     parser = argparse.ArgumentParser(prog="python -m core.synthetic")
     parser.add_argument("run")
@@ -272,10 +269,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--checkpoint", type=int)
     args = parser.parse_args(argv)
-    if STORE_ENV not in os.environ:
-        print(f"{STORE_ENV} must name the store", file=sys.stderr)
+    url = inherited_store_url("python -m core.synthetic RUN --n N --out DIR [--checkpoint STEP]")
+    if url is None:
         return 2
-    store = Store(os.environ[STORE_ENV])
+    store = Store(url)
     try:
         plan = plan_synth(store, args.run, args.out, args.n, checkpoint=args.checkpoint)
         print(f"drawing {plan.n} patches of run {plan.run_id} into {plan.out}", flush=True)

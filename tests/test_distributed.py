@@ -149,7 +149,7 @@ def test_placement_mistakes_are_one_line_and_store_nothing(workdir, cli, pcam):
 
 
 def test_more_processes_than_visible_gpus_is_refused(monkeypatch):
-    from core.train.run import check_placement
+    from core.runner.run import check_placement
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     with pytest.raises(BadInput, match=r"--nproc 2: only 1 GPU\(s\) are visible"):
@@ -158,7 +158,7 @@ def test_more_processes_than_visible_gpus_is_refused(monkeypatch):
 
 
 def test_more_processes_than_cpu_cores_is_refused_on_cpu(monkeypatch):
-    from core.train import run
+    from core.runner import run
 
     monkeypatch.setattr(run, "usable_cpus", lambda: 2)
     with pytest.raises(BadInput, match=r"--nproc 3: only 2 CPU core\(s\) are usable here"):

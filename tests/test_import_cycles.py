@@ -9,18 +9,6 @@ package's __init__ counts like any other.
 
 import grimp
 
-# Circles known and left for now, each as the set of modules of its strongly connected component,
-# with why. Keep it short: fixing one removes its entry (the test fails on a stale entry too).
-KNOWN_CIRCLES: dict[frozenset[str], str] = {
-    frozenset({"core.executors.k8s", "core.executors.k8s_client"}):
-        "the Kubernetes executor loads its API client lazily, and the client imports the executor's names back "
-        "(CONTAINER, owned_by); the executors' rework (issue 19) is to move those names to one side",
-    frozenset({"core.executors", "core.executors.slurm", "core.runner.liveness"}):
-        "liveness asks which executors are clusters (core.executors) while the SLURM executor marks a requeued run "
-        "running through liveness; the executors' rework (issue 19) is to give one of them the other's part",
-}
-
-
 def strongly_connected_components(graph) -> list[set[str]]:
     """The components of the import graph with more than one module (Tarjan, iteratively)."""
     index, low, on_stack, stack, found = {}, {}, set(), [], []
@@ -86,10 +74,7 @@ def describe(graph, component: set[str]) -> str:
 def test_core_has_no_import_circle():
     graph = grimp.build_graph("core", include_external_packages=False)
     components = strongly_connected_components(graph)
-    unknown = [c for c in components if frozenset(c) not in KNOWN_CIRCLES]
-    assert not unknown, "import circles in core:\n" + "\n".join(describe(graph, c) for c in unknown)
-    stale = set(KNOWN_CIRCLES) - {frozenset(c) for c in components}
-    assert not stale, f"no longer circles, remove them from KNOWN_CIRCLES: {[sorted(c) for c in stale]}"
+    assert not components, "import circles in core:\n" + "\n".join(describe(graph, c) for c in components)
 
 
 def test_the_circle_finder_finds_a_circle_and_names_its_chain():

@@ -11,12 +11,13 @@ import time
 import pytest
 
 from conftest import TINY, poll_until as wait_for
-from core.runner.liveness import reconcile, running_fields
+from core.runner.liveness import reconcile
+from core.runner.ownership import running_fields
 from core.runner.processes import pid_alive
 from core.runner.run_lock import RunDirLock, trainer_holding
 from core.store import Store, queries
 from core.errors import BadInput
-from core.train.run import execute_run
+from core.runner.run import execute_run
 
 
 @pytest.fixture

@@ -12,7 +12,8 @@ import pytest
 
 from conftest import poll_until
 from core.runner import processes
-from core.runner.liveness import owner_fields, reconcile
+from core.runner.liveness import reconcile
+from core.runner.ownership import owner_fields
 from core.runner.processes import process_start_time, same_process
 from core.store import queries
 

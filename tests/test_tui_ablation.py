@@ -6,7 +6,7 @@ from textual.widgets import DataTable, Input, Select, Static, TabbedContent
 
 from core.services.views import RunView
 from core.errors import BadInput
-from core.runner.liveness import running_fields
+from core.runner.ownership import running_fields
 from core.runner.sweeps import group_runs, parse_option_list
 from core.store import queries
 from ddpm_tui.tui.screens.ablation import AblationScreen, grid_values

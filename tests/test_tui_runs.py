@@ -232,7 +232,7 @@ async def test_a_cluster_runs_page_shows_the_log_its_executor_keeps(tmp_path):
 
 @pytest.mark.asyncio
 async def test_a_run_past_its_last_step_says_it_is_writing_samples_not_eta_zero(tui_app):
-    from core.runner.liveness import running_fields
+    from core.runner.ownership import running_fields
 
     store = tui_app.lab.store
     queries.set_status(store, 2, "running", reason="test", **running_fields())  # owned by this process

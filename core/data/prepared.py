@@ -13,11 +13,12 @@ from core.config import TrainConfig
 from core.data.locate import resolve_data
 from core.data.sources import CLASS_LABELS, open_split
 from core.data.transforms import to_model_input, to_uint8
+from core.run_dir import RunDir
 
 
 def run_split_file(run_dir: Path | str | None) -> Path | None:
     """The run's frozen split (split.json in its directory), or None when it has none."""
-    path = Path(run_dir) / "split.json" if run_dir else None
+    path = RunDir(run_dir).split if run_dir else None
     return path if path is not None and path.exists() else None
 
 

@@ -49,7 +49,7 @@ def train_and_store_classifier(store: Store, runs_dir: Path, request: Classifier
                                on_step: Callable[[int, float], None] | None = None) -> queries.Classifier:
     """Train a classifier (core.evaluate.classifier), store its row and its weights under
     <runs dir>/classifiers/<id>/classifier.pt."""
-    from core.train.run import prepare_runs_dir  # the runs dir's own checks; the trainer's module, loaded when used
+    from core.runner.run import prepare_runs_dir  # the runs dir's own checks; the trainer's module, loaded when used
 
     root = prepare_runs_dir(runs_dir)
     model, report = train_classifier(request.data_root, request.image_size, request.preprocess, request.steps,

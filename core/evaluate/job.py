@@ -14,7 +14,8 @@ import os
 import sys
 
 from core.errors import BadInput, WorkFailed
-from core.locations import STORE_ENV
+from core.locations import inherited_store_url
+from core.run_dir import RunDir
 
 
 def job_command(run_ids: list[int], metrics: str, n: int | None, nll_timesteps: str = "all",
@@ -27,14 +28,12 @@ def job_command(run_ids: list[int], metrics: str, n: int | None, nll_timesteps: 
 
 def start_job_process(store, job, env_extra: dict | None = None):
     """Start the detached process of a claimed evaluation job and hand the job over to it."""
-    from pathlib import Path
-
     from core.runner.lifecycle import child_env
     from core.runner.processes import spawn_detached
     from core.store import queries
 
     run = queries.get_run(store, job.run_id)
-    log = Path(run.run_dir) / "eval" / f"job-{job.id}.log"
+    log = RunDir(run.run_dir).evaluations / f"job-{job.id}.log"
     proc = spawn_detached([sys.executable, "-m", "core.evaluate.job", "--job", str(job.id)], log,
                           env=child_env(store, env_extra))
     queries.set_eval_job(store, job.id, expect=("running",), pid=proc.pid)
@@ -73,14 +72,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nll-timesteps", default="all")
     parser.add_argument("--checkpoint", type=int)
     args = parser.parse_args(argv)
-    if STORE_ENV not in os.environ:
-        print(f"{STORE_ENV} must name the store", file=sys.stderr)
+    url = inherited_store_url("python -m core.evaluate.job (--job ID | RUN...)")
+    if url is None:
         return 2
     from core.evaluate.planning import plan_evaluation
     from core.evaluate.service import evaluate
     from core.store.db import Store
 
-    store = Store(os.environ[STORE_ENV])
+    store = Store(url)
     if args.job is not None:
         return run_job(store, args.job)
     try:

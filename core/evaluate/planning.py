@@ -7,13 +7,14 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.config import SEED_MAX, TrainConfig, config_from_dict
+from core.config import SEED_MAX, TrainConfig
 from core.data.prepared import count_of_classes, open_run_split, split_labels
 from core.errors import BadInput
 from core.evaluate.classifier import read_training_record, seen_in
 from core.evaluate.defaults import DEFAULT_EVAL_N, UTILITY_STEPS
 from core.evaluate.metrics import REQUESTS
 from core.labels import LABEL_NAMES
+from core.loaded_run import load_run
 from core.samplers import sampler_named
 from core.store import queries
 from core.store.db import Store
@@ -144,8 +145,8 @@ def plan_evaluation(store: Store, run_id, metrics: str = "nll", n: int | None = 
         raise BadInput("--augment goes with --metrics utility")
     if not 1 <= utility_steps <= 1_000_000:
         raise BadInput(f"--utility-steps: must be between 1 and 1000000, got {utility_steps}")
-    run = queries.get_run(store, run_id)
-    cfg = config_from_dict(run.config)
+    loaded = load_run(store, run_id)
+    run, cfg = loaded.record, loaded.cfg
     if steps < 1 or steps > cfg.timesteps:
         raise BadInput(f"--steps {steps}: must be between 1 and run {run.id}'s {cfg.timesteps} diffusion steps")
     check_nll_timesteps(k, cfg, f"run {run.id}")
@@ -159,9 +160,7 @@ def plan_evaluation(store: Store, run_id, metrics: str = "nll", n: int | None = 
     if "utility" in names and not cfg.conditional:
         raise BadInput(f"--metrics utility: run {run.id} is unconditional; a classifier can learn from samples only "
                        "when they carry both classes' labels (a --conditional run)")
-    found = ckpt.choose_checkpoint(Path(run.run_dir) / "checkpoints", cfg, checkpoint)
-    if found is None:
-        raise BadInput(f"run {run.id} has no checkpoint yet in {run.run_dir}/checkpoints; nothing to evaluate")
+    found = loaded.checkpoint(checkpoint, "; nothing to evaluate")
     available = held_out_count(cfg, run.run_dir, split)
     note = ""
     if n is None:
@@ -188,7 +187,7 @@ def plan_evaluation(store: Store, run_id, metrics: str = "nll", n: int | None = 
     if "utility" in names:
         check_real_training_patches(cfg, run, n)
     return EvalPlan(run.id, names, n, split, k, sampler, steps, guidance, ckpt.checkpoint_step(found[0]), seed,
-                    classifier_id, cfg, Path(run.run_dir), note, utility_steps, augment)
+                    classifier_id, cfg, loaded.files.root, note, utility_steps, augment)
 
 
 def check_real_training_patches(cfg: TrainConfig, run, n: int) -> None:

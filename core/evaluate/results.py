@@ -23,6 +23,7 @@ from core.generation import generate
 from core.images import make_grid, save_png
 from core.intervals import mean_ci, wilson_ci
 from core.labels import LABEL_NAMES
+from core.run_dir import RunDir
 from core.store import queries
 from core.store.db import Store
 
@@ -108,7 +109,7 @@ def memorisation_result(cfg, plan: EvalPlan, samples: np.ndarray, progress) -> R
         matches = [ssim.dihedral(read(int(found.nearest[g])), int(found.transform[g])) for g in closest]
     finally:
         source.close()
-    figure = plan.run_dir / "eval" / f"memorisation-step-{plan.checkpoint_step:08d}-seed-{plan.seed}.png"
+    figure = RunDir(plan.run_dir).evaluations / f"memorisation-step-{plan.checkpoint_step:08d}-seed-{plan.seed}.png"
     captions = [f"SSIM {found.max_ssim[g]:.3f}" + (" blank" if found.blank[g] else "") for g in closest]
     save_png(figure, memorisation_figure(samples[closest], np.stack(matches), captions, max(1, 96 // cfg.image_size)))
     copies = wilson_ci(found.copies, len(samples))

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Protocol
 
+from core.run_dir import RunDir
+
 JOB_STATES = ("pending", "running", "succeeded", "failed", "gone")
 NOT_SUBMITTED = "not submitted"  # a job its user is to submit (a dry run) and has not yet
 USER_SUBMITS = "user_submits"  # in a run's stored spec: its job is submitted by its user (a dry run)
@@ -58,7 +60,9 @@ def last_lines(path: Path, lines: int) -> list[str]:
 
 def local_log_tail(run_dir: str | None, lines: int) -> str:
     """The end of the log a trainer writes in its run directory (train.log, else its stdout)."""
-    for name in ("train.log", "stdout.log"):
-        if run_dir and (Path(run_dir) / name).is_file():
-            return "\n".join(last_lines(Path(run_dir) / name, lines))
+    if not run_dir:
+        return ""
+    for path in (RunDir(run_dir).train_log, RunDir(run_dir).stdout_log):
+        if path.is_file():
+            return "\n".join(last_lines(path, lines))
     return ""

@@ -28,12 +28,13 @@ from pathlib import Path, PurePosixPath
 
 from core.errors import BadInput, WorkFailed
 from core.executors.base import NOT_SUBMITTED, USER_SUBMITS, Submitted, last_lines, local_log_tail
+from core.executors.k8s_client import CONTAINER
+from core.run_dir import RunDir
 
 # Each run's rendezvous gets its own port: two jobs whose first pods share a node (host networking,
 # or a port published on the node) must not collide. The span stays below Linux's ephemeral ports.
 RDZV_PORT_BASE = 29400
 RDZV_PORT_SPAN = 3000
-CONTAINER = "trainer"
 GPU_RESOURCE = "nvidia.com/gpu"
 DNS_LABEL_MAX = 63
 DNS_SUBDOMAIN_MAX = 253
@@ -51,7 +52,6 @@ LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
 DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 DISRUPTION = {"type": "DisruptionTarget", "status": "True"}  # preempted, evicted, its node drained
 JOB_ENV = "DDPM_TUI_K8S_JOB"  # in a pod: its job's name (a SIGTERM without a user's stop is a disruption)
-POD_LOGS = "pods"  # in a run's directory: its pods' logs, saved before its job is deleted
 
 
 @dataclass(frozen=True)
@@ -280,7 +280,7 @@ def manifests(run_id: int, runs_dir: Path, placement: Placement, name: str | Non
         "subdomain": name,
         "restartPolicy": "Never",
         # SIGTERM: the trainer checkpoints, then ends stopped (a user's stop) or waits for the pod that
-        # replaces this one (a disruption: core.train.run.disrupted_pod)
+        # replaces this one (a disruption: core.runner.pod.disrupted_pod)
         "terminationGracePeriodSeconds": 120,
         "securityContext": {"runAsNonRoot": True, "runAsUser": placement.run_as_user,
                             "runAsGroup": placement.run_as_user, "fsGroup": placement.run_as_user,
@@ -309,13 +309,6 @@ def manifests(run_id: int, runs_dir: Path, placement: Placement, name: str | Non
         },
     }
     return [service, job]
-
-
-def owned_by(service: dict, job: dict) -> dict:
-    """`service` owned by the created `job` (its uid known), so deleting the job deletes it too."""
-    owner = {"apiVersion": "batch/v1", "kind": "Job", "name": job["metadata"]["name"],
-             "uid": job["metadata"]["uid"], "blockOwnerDeletion": False}
-    return {**service, "metadata": {**service["metadata"], "ownerReferences": [owner]}}
 
 
 def manifest_list(items: list[dict]) -> dict:
@@ -391,7 +384,7 @@ class KubernetesJob:
         its pods and their logs. False when the job was already gone."""
         namespace, name = job_of(run)
         if run.run_dir:
-            self.cluster.save_logs(namespace, name, Path(run.run_dir) / POD_LOGS)
+            self.cluster.save_logs(namespace, name, RunDir(run.run_dir).pod_logs)
         return self.cluster.delete(namespace, name, grace_s=grace_s)
 
 
@@ -417,5 +410,5 @@ def saved_pod_log_tail(run, lines: int) -> str:
     _, name = job_of(run)
     if not run.run_dir or not name:
         return ""
-    saved = sorted((Path(run.run_dir) / POD_LOGS).glob(f"{name}-0-*.log"), key=lambda p: p.stat().st_mtime)
+    saved = sorted(RunDir(run.run_dir).pod_logs.glob(f"{name}-0-*.log"), key=lambda p: p.stat().st_mtime)
     return "\n".join(last_lines(saved[-1], lines)) if saved else ""

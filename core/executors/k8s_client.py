@@ -8,7 +8,15 @@ import os
 from pathlib import Path
 
 from core.errors import BadInput, WorkFailed
-from core.executors.k8s import CONTAINER, owned_by
+
+CONTAINER = "trainer"  # the container of a run's pods that trains: its log is the run's
+
+
+def owned_by(service: dict, job: dict) -> dict:
+    """`service` owned by the created `job` (its uid known), so deleting the job deletes it too."""
+    owner = {"apiVersion": "batch/v1", "kind": "Job", "name": job["metadata"]["name"],
+             "uid": job["metadata"]["uid"], "blockOwnerDeletion": False}
+    return {**service, "metadata": {**service["metadata"], "ownerReferences": [owner]}}
 
 
 class Cluster:

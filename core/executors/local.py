@@ -5,9 +5,9 @@ their own host and only while the pid is still the process the run recorded."""
 from __future__ import annotations
 
 import socket
-from pathlib import Path
 
 from core.executors.base import Submitted, local_log_tail
+from core.run_dir import RunDir
 from core.runner.processes import SIGKILL, SIGTERM, same_process, signal_group, spawn_detached, trainer_command
 from core.runner.run_lock import trainer_holding
 
@@ -20,7 +20,7 @@ class LocalProcess:
 
     def submit(self, run, env: dict) -> Submitted:
         command = trainer_command(run)
-        return Submitted(process=spawn_detached(command, Path(run.run_dir) / "stdout.log", env=env))
+        return Submitted(process=spawn_detached(command, RunDir(run.run_dir).stdout_log, env=env))
 
     def status(self, run) -> str:
         """running while its process lives (or a trainer holds its directory), else gone."""

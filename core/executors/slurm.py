@@ -24,6 +24,7 @@ from pathlib import Path
 from core.errors import BadInput, WorkFailed
 from core.executors.base import Submitted, last_lines, local_log_tail
 from core.locations import STORE_ENV
+from core.run_dir import RunDir
 
 RDZV_PORT = 29400
 CLUSTERS = ("slurm", "local")
@@ -78,7 +79,7 @@ def _submitit():
 
 
 def job_folder(run_dir: str | Path) -> Path:
-    return Path(run_dir) / "slurm"
+    return RunDir(run_dir).slurm_jobs
 
 
 def submit(run_id: int, run_dir: str | Path, allocation: Allocation) -> str:
@@ -137,7 +138,7 @@ class NodeTask:
         requeue) once the run was preempted `max_restarts` times or ended otherwise."""
         import submitit
 
-        from core.runner.liveness import running_fields
+        from core.runner.ownership import running_fields
         from core.store import queries
         from core.store.db import Store
 

@@ -11,21 +11,25 @@ import os
 import sys
 
 from core.errors import BadInput, WorkFailed
-from core.locations import STORE_ENV
+from core.locations import STORE_ENV, inherited_store_url
 
 
 def main(argv: list[str] | None = None) -> int:
     parent = os.getppid()  # before the slow imports: under torchrun, the agent (see exit_with_agent)
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1 or not (args[0].isascii() and args[0].isdigit()) or STORE_ENV not in os.environ:
-        print(f"usage: {STORE_ENV}=URL python -m core.runner.execute RUN_ID", file=sys.stderr)
+    usage = "python -m core.runner.execute RUN_ID"
+    if len(args) != 1 or not (args[0].isascii() and args[0].isdigit()):
+        print(f"usage: {STORE_ENV}=URL {usage}", file=sys.stderr)
+        return 2
+    url = inherited_store_url(usage)
+    if url is None:
         return 2
     from core.store.db import Store
-    from core.train.run import execute_run
+    from core.runner.run import execute_run
 
     logging.getLogger("ddpm_tui").addHandler(logging.StreamHandler(sys.stdout))
     try:
-        outcome = execute_run(Store(os.environ[STORE_ENV]), int(args[0]), agent_pid=parent)
+        outcome = execute_run(Store(url), int(args[0]), agent_pid=parent)
     except (BadInput, WorkFailed) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

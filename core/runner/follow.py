@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import subprocess
 import time
-from pathlib import Path
 from typing import Callable
 
 from core.errors import WorkFailed
 from core.executors.base import last_lines
+from core.run_dir import RunDir
 from core.runner.lifecycle import start_attached
 from core.runner.liveness import reconcile
 from core.store import LIVE_STATUSES, queries
@@ -54,7 +54,7 @@ def follow_attached(store: Store, run: queries.Run, on_step: Callable[[StepStats
             continue
         if proc.returncode is not None:
             break
-    log_path = Path(run.run_dir) / "stdout.log"
+    log_path = RunDir(run.run_dir).stdout_log
     if interrupted:  # e.g. while the agent waited for the other nodes: its traceback is no failure
         queries.set_status(store, run.id, "stopped", expect=("running",), match={"started_at": None},
                            reason="interrupted (Ctrl-C) before training started")

@@ -20,21 +20,24 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.config import INT_MAX, TrainConfig, config_from_dict
+from core.config import INT_MAX, TrainConfig
 from core.errors import BadInput, WorkFailed
 from core.executors import executor_for, job_state
 from core.executors.base import USER_SUBMITS
 from core.executors.k8s import KubernetesJob
 from core.executors.local import local_executor, own_process
 from core.executors.slurm import SlurmJob
+from core.loaded_run import load_run
+from core.run_dir import RunDir
 from core.locations import STORE_ENV
 from core.runner.heartbeat import HEARTBEAT_SECONDS, KILL_REQUESTED, STOP_REQUESTED
-from core.runner.liveness import reconcile, running_fields
+from core.runner.liveness import reconcile
+from core.runner.ownership import running_fields
 from core.runner.processes import process_start_time, trainer_command
 from core.runner.sweeps import expand_grid, grid_axes
 from core.store import LIVE_STATUSES, queries
 from core.store.db import Store
-from core.train.run import RunPlan, check_resumable, make_run_dir, new_run, plan_run
+from core.runner.run import RunPlan, check_resumable, make_run_dir, new_run, plan_run
 
 
 def store_url_for_children(store: Store) -> str:
@@ -73,10 +76,11 @@ def start_attached(store: Store, run_id: int, rdzv_endpoint: str | None = None) 
     """Start the trainer of run `run_id` (already `running`, owned by this process) as a child in this
     process's session and group, so the terminal's Ctrl-C stops every rank; output goes to the run's
     stdout.log."""
-    run = queries.get_run(store, run_id)
-    if rdzv_endpoint and config_from_dict(run.config).nnodes > 1:  # kept for its resume
+    loaded = load_run(store, run_id)
+    run = loaded.record
+    if rdzv_endpoint and loaded.cfg.nnodes > 1:  # kept for its resume
         queries.update_run(store, run_id, executor_spec={"rdzv_endpoint": rdzv_endpoint})
-    log_path = Path(run.run_dir) / "stdout.log"
+    log_path = loaded.files.stdout_log
     with log_path.open("ab") as log:
         return subprocess.Popen(trainer_command(run, rdzv_endpoint), stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, env=child_env(store))
@@ -328,13 +332,14 @@ def extend(store: Store, run_id, more_steps: int) -> queries.Run:
     if not 1 <= more_steps <= INT_MAX:
         raise BadInput(f"--steps: must be between 1 and {INT_MAX}, got {more_steps}")
     reconcile(store)
-    run = queries.get_run(store, run_id)
+    loaded = load_run(store, run_id)
+    run = loaded.record
     if run.status != "finished":
         raise BadInput(f"run {run.id} is {run.status}; only a finished run is extended (resume the others)")
     if run.total_steps + more_steps > INT_MAX:
         raise BadInput(f"--steps {more_steps}: run {run.id} would train to step {run.total_steps + more_steps}, "
                        f"beyond the most a run takes ({INT_MAX}); at most {INT_MAX - run.total_steps} more")
-    cfg = TrainConfig(**{**config_from_dict(run.config).to_dict(), "max_steps": run.total_steps + more_steps,
+    cfg = TrainConfig(**{**loaded.cfg.to_dict(), "max_steps": run.total_steps + more_steps,
                          "epochs": 0.0}).validate()
     total = cfg.max_steps
     changed = queries.set_status(store, run.id, "stopped", reason=f"extended to {total} steps", expect=("finished",),
@@ -355,7 +360,7 @@ def remove(store: Store, run_id) -> queries.Run:
     run_dir = Path(run.run_dir).resolve() if run.run_dir else None
     trash = None
     if run_dir and run_dir.is_dir():
-        if run_dir.name != str(run.id) or not (run_dir / "config.json").is_file():
+        if run_dir.name != str(run.id) or not RunDir(run_dir).config.is_file():
             raise BadInput(f"run {run.id}: {run_dir} does not look like its run directory; nothing deleted")
         trash = run_dir.with_name(f".deleting-{run.id}-{os.getpid()}")
         try:

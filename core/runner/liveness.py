@@ -14,31 +14,15 @@ pid is the run's process only while its start time is the one recorded with it: 
 
 from __future__ import annotations
 
-import os
 import socket
-import time
 
 from core.executors import CLUSTER_EXECUTORS
-from core.runner.processes import pid_alive, process_start_time, same_process
+from core.runner.processes import pid_alive, same_process
 from core.runner.run_lock import trainer_holding
 from core.store import queries
 from core.store.db import Store
 
 STALE_HEARTBEAT_S = 120.0
-
-
-def owner_fields(pid: int | None = None, pgid: int | None = None) -> dict:
-    """Run columns naming this host and `pid` (default: this process) as the owner, with its start
-    time and a fresh heartbeat. `pgid` is set only for a trainer's own process group (the one to signal)."""
-    pid = pid or os.getpid()
-    return dict(host=socket.gethostname(), pid=pid, pid_started=process_start_time(pid), pgid=pgid,
-                heartbeat_at=time.time())
-
-
-def running_fields(pid: int | None = None) -> dict:
-    """Columns of a run entering `running` owned by `pid` (default: this process), whose trainer has
-    not started yet (started_at is set by the trainer when it takes the run over)."""
-    return dict(owner_fields(pid), started_at=None, ended_at=None, exit_reason=None)
 
 
 def verdict(run: queries.Run, host: str, now: float, stale_after: float) -> tuple[str, str] | None:

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from core.config import config_from_dict
+from core.loaded_run import LoadedRun
 from core.errors import BadInput
 
 
@@ -74,7 +74,7 @@ def run_command(run_id: int, nproc: int = 1, nnodes: int = 1, rdzv_endpoint: str
 
 def trainer_command(run, rdzv_endpoint: str | None = None) -> list[str]:
     """The command that trains `run` on this machine: one process, or torchrun for several."""
-    cfg = config_from_dict(run.config)
+    cfg = LoadedRun.of(run).cfg
     return run_command(run.id, cfg.nproc, cfg.nnodes, rendezvous_endpoint(run, rdzv_endpoint))
 
 
@@ -82,7 +82,7 @@ def rendezvous_endpoint(run, given: str | None = None) -> str | None:
     """Where the torchrun agents of a run over several nodes meet: the HOST:PORT given now, else the
     one the run was started with (so a resume meets where the first start did). BadInput when a
     multi-node run has neither."""
-    if config_from_dict(run.config).nnodes == 1:
+    if LoadedRun.of(run).cfg.nnodes == 1:
         return given
     stored = (run.executor_spec or {}).get("rdzv_endpoint")
     if not (given or stored):

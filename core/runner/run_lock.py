@@ -10,12 +10,11 @@ import time
 from pathlib import Path
 
 from core.errors import BadInput
-
-LOCK_NAME = "trainer.lock"
+from core.run_dir import RunDir
 
 
 def _lock_path(run_dir: str | Path) -> Path:
-    return Path(run_dir) / LOCK_NAME
+    return RunDir(run_dir).trainer_lock
 
 
 def _holder_pid(path: Path) -> int | None:

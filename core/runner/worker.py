@@ -11,7 +11,8 @@ import time
 
 from core.errors import BadInput
 from core.runner.lifecycle import start_process
-from core.runner.liveness import reconcile, running_fields
+from core.runner.liveness import reconcile
+from core.runner.ownership import running_fields
 from core.runner.processes import thread_env
 from core.store import queries
 from core.store.db import Store
@@ -177,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
-    from core.locations import STORE_ENV
+    from core.locations import inherited_store_url
 
     parser = argparse.ArgumentParser(prog="python -m core.runner.worker")
     parser.add_argument("--slots", type=int, default=1)
@@ -185,9 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--until-empty", action="store_true")
     parser.add_argument("--poll", type=float, default=1.0)
     args = parser.parse_args(argv)
-    if STORE_ENV not in os.environ:
-        print(f"usage: {STORE_ENV}=URL python -m core.runner.worker [--slots N>=1] [--gpus IDS] [--until-empty]",
-              file=sys.stderr)
+    url = inherited_store_url("python -m core.runner.worker [--slots N>=1] [--gpus IDS] [--until-empty]")
+    if url is None:
         return 2
     try:
         slots, gpus, poll = check_slots(args.slots), parse_gpu_groups(args.gpus), check_poll(args.poll)
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.getLogger("ddpm_tui").setLevel(logging.INFO)
     logging.getLogger("ddpm_tui").addHandler(logging.StreamHandler(sys.stderr))
-    Worker(Store(os.environ[STORE_ENV]), slots, gpus, poll=poll, until_empty=args.until_empty).run()
+    Worker(Store(url), slots, gpus, poll=poll, until_empty=args.until_empty).run()
     return 0
 
 

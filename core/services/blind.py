@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import MappingProxyType
 
 from core.errors import BadInput
@@ -65,15 +64,13 @@ class BlindUseCases(Session):
         to its image size): uint8 (n, S, S, 3)."""
         import numpy as np
 
-        from core.config import config_from_dict
-        from core.data import open_split, resolve_data, selected_indices
-        from core.data.transforms import to_model_input, to_uint8
+        from core.data import selected_indices
+        from core.data.prepared import open_run_split, prepare
+        from core.loaded_run import load_run
 
-        run = queries.get_run(self.store, run_id)
-        cfg = config_from_dict(run.config)
-        split_file = Path(run.run_dir) / "split.json" if run.run_dir else None
-        source = open_split(resolve_data(cfg.data), "test",
-                            split_file=split_file if split_file and split_file.exists() else None)
+        loaded = load_run(self.store, run_id)
+        cfg = loaded.cfg
+        source = open_run_split(cfg, loaded.record.run_dir, "test")
         try:
             rng = np.random.default_rng(seed)
             allowed = selected_indices(source, cfg.classes)
@@ -85,4 +82,4 @@ class BlindUseCases(Session):
             patches = np.stack([source.read(i, i + 1)[0] for i in picked])
         finally:
             source.close()
-        return to_uint8(to_model_input(patches, cfg.image_size, cfg.preprocess, "cpu"))
+        return prepare(patches, cfg)

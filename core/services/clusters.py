@@ -101,7 +101,7 @@ class ClusterUseCases(TrainingUseCases):
         from core.executors import cluster_client
         from core.executors.k8s import manifest_list
         from core.runner.lifecycle import reserve_on_cluster, submit_to_cluster
-        from core.train.run import plan_run
+        from core.runner.run import plan_run
 
         placement = placement.fitted(cfg)
         self._shared_store_only("k8s")
@@ -114,7 +114,7 @@ class ClusterUseCases(TrainingUseCases):
 
     def _launch_on_slurm(self, cfg, allocation):
         from core.runner.lifecycle import submit_to_slurm
-        from core.train.run import plan_run
+        from core.runner.run import plan_run
 
         if allocation.cluster == "slurm":
             self._shared_store_only("slurm")

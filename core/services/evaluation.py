@@ -40,10 +40,10 @@ class EvaluationUseCases(Session):
 
     def default_metrics(self, run_id: int) -> str:
         """nll and ssim, and kid/fid (and class where it applies) when a classifier fits the run."""
-        from core.config import config_from_dict
         from core.evaluate.planning import matching_classifier
+        from core.loaded_run import load_run
 
-        cfg = config_from_dict(queries.get_run(self.store, run_id).config)
+        cfg = load_run(self.store, run_id).cfg
         metrics = ["nll", "ssim"]
         if matching_classifier(self.store, cfg) is not None:
             metrics += ["kid", "fid"] + (["class"] if cfg.conditional or cfg.classes != "both" else [])

@@ -9,6 +9,7 @@ from types import MappingProxyType
 
 from core.errors import BadInput, WorkFailed
 from core.executors import CLUSTER_EXECUTORS, log_tail
+from core.run_dir import RunDir
 from core.runner.liveness import reconcile
 from core.services.session import Session
 from core.services.views import RunView, SweepView
@@ -111,7 +112,7 @@ class RunUseCases(Session):
 
         run = queries.get_run(self.store, run_id)
         found = []
-        for path in list_checkpoints(Path(run.run_dir) / "checkpoints") if run.run_dir else []:
+        for path in list_checkpoints(RunDir(run.run_dir).checkpoints) if run.run_dir else []:
             try:
                 stat = path.stat()
             except OSError:

@@ -43,11 +43,12 @@ class SamplingUseCases(Session):
         then draw it in a detached process; `--data OUT` trains on it once it is whole."""
         from core.runner.lifecycle import child_env
         from core.runner.processes import spawn_detached
-        from core.store import queries
+        from core.loaded_run import load_run
         from core.synthetic import job_command, plan_synth
 
-        run = queries.get_run(self.store, run_id)
-        out = Path(run.run_dir) / "synthetic" / f"{time.strftime('%Y%m%d-%H%M%S')}-n{n}"
+        loaded = load_run(self.store, run_id)
+        run = loaded.record
+        out = loaded.files.synthetic / f"{time.strftime('%Y%m%d-%H%M%S')}-n{n}"
         plan = plan_synth(self.store, run.id, out, n, checkpoint=checkpoint)
         log = out.with_name(out.name + ".log")
         process = spawn_detached(job_command(plan.run_id, out, n, checkpoint), log, env=child_env(self.store))

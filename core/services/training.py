@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from core.config import config_from_dict
+from core.loaded_run import LoadedRun
 from core.locations import RUNS_ENV
 from core.services.session import Session
 
@@ -16,20 +16,20 @@ from core.services.session import Session
 class TrainingUseCases(Session):
     def plan_run(self, cfg, rdzv_endpoint: str | None = None, on_this_machine: bool = True):
         """A checked run plan (data, placement, run directory) of `cfg`; nothing is stored."""
-        from core.train.run import plan_run
+        from core.runner.run import plan_run
         return plan_run(cfg, self.runs_dir, rdzv_endpoint=rdzv_endpoint, on_this_machine=on_this_machine)
 
     def start_new_run(self, plan):
         """A new run of `plan`, `running` and owned by this process (to train here)."""
-        from core.train.run import new_run
+        from core.runner.run import new_run
         return new_run(self.store, self.runs_dir, plan.cfg, plan=plan)
 
     def resume_here(self, run_id: int | str, checkpoint: int | None = None, rdzv_endpoint: str | None = None):
         """A stopped/crashed run made `running` again, owned by this process (to train here)."""
         from core.errors import BadInput
-        from core.runner.liveness import running_fields
+        from core.runner.ownership import running_fields
         from core.store import queries
-        from core.train.run import check_resumable
+        from core.runner.run import check_resumable
 
         run = check_resumable(self.store, run_id, checkpoint, rdzv_endpoint=rdzv_endpoint)
         if not queries.set_status(self.store, run.id, "running", reason="resumed", expect=(run.status,),
@@ -42,9 +42,9 @@ class TrainingUseCases(Session):
         """Train a run this process owns: in this process, or for several processes under torchrun
         as a child it follows. `say` gets the lines worth showing on the way. Returns the outcome."""
         from core.runner.follow import follow_attached
-        from core.train.run import execute_run
+        from core.runner.run import execute_run
 
-        cfg = config_from_dict(run.config)
+        cfg = LoadedRun.of(run).cfg
         if cfg.world_size == 1:
             return execute_run(self.store, run.id, on_step=on_step)
         say(f"run {run.id}: {cfg.world_size} processes x batch {cfg.batch_size} = global batch "

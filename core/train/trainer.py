@@ -29,6 +29,7 @@ from core.errors import BadInput, WorkFailed
 from core.factory import create_model_and_diffusion
 from core.generation import generate
 from core.images import display_scale, make_grid, reverse_process_frames, save_gif, save_png
+from core.run_dir import RunDir
 from core.smoothing import RunningMean
 from core.train import checkpoint as ckpt
 from core.train import resources
@@ -141,8 +142,8 @@ class Trainer:
                  on_step: Callable[[StepStats], None] | None = None, split_file: Path | None = None,
                  on_artifact: Callable[[str, Path, int], None] | None = None, stop: threading.Event | None = None,
                  replicas: Replicas | None = None):
-        self.cfg, self.run_dir = cfg, Path(run_dir)
-        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.cfg, self.files = cfg, RunDir(run_dir)
+        self.ckpt_dir = self.files.checkpoints
         self.metrics, self.on_step, self.on_artifact = metrics, on_step, on_artifact
         self.replicas = replicas or Replicas()
         if self.replicas.world_size != cfg.world_size:
@@ -307,7 +308,7 @@ class Trainer:
         samples = generate(self.ema, self.diffusion, 16, self.cfg.image_size, "ddim", 25, seed=self.cfg.seed,
                            device=self.device, frames=25 if with_gif else 0)
         scale = display_scale(self.cfg.image_size)
-        path = self.run_dir / "samples" / f"step-{self.step:08d}.png"
+        path = self.files.samples / f"step-{self.step:08d}.png"
         save_png(path, make_grid(samples.images, ncols=4, scale=scale))
         if self.on_artifact:
             self.on_artifact("samples", path, self.step)

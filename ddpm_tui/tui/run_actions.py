@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
+from core.run_dir import RunDir
 from core.services.lab import Lab
 
 
@@ -26,7 +26,7 @@ class RunAction:
 
 
 def sample(lab: Lab, run_id: int, given: Given) -> str:
-    out = Path(lab.run(run_id).run_dir) / "samples" / f"tui-{time.strftime('%Y%m%d-%H%M%S')}.png"
+    out = RunDir(lab.run(run_id).run_dir).samples / f"tui-{time.strftime('%Y%m%d-%H%M%S')}.png"
     lab.sample(run_id, out, checkpoint=given.checkpoint)
     which = f"step {given.checkpoint}'s checkpoint" if given.checkpoint is not None else "the newest checkpoint"
     return f"run {run_id}: samples of {which} written to {out}"

@@ -19,6 +19,7 @@ from textual.widgets import (
 )
 
 from core.evaluate.metrics import report_order, short_label
+from core.run_dir import RunDir
 from core.services.views import EvaluationView, RunView
 from core.text import printable
 from ddpm_tui.keys import bindings
@@ -140,7 +141,7 @@ class RunDetailScreen(ChartControls, AppScreen):
         evaluations = lab.evaluations(self.run_id)
         notes = lab.notes(self.run_id)
         checkpoints = lab.checkpoints(self.run_id)
-        log_path = Path(record.run_dir) / "train.log"
+        log_path = RunDir(record.run_dir).train_log
         text, self.log_offset = read_new_log(log_path, self.log_offset)
         cluster_log = None
         if (not log_path.exists() and record.on_cluster

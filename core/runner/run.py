@@ -23,15 +23,21 @@ from typing import Callable
 
 import torch
 
-from core.config import INT_MAX, TrainConfig, config_from_dict
+from core.config import INT_MAX, TrainConfig
 from core.data import cache_dir, open_split, resolve_data, selected_indices
 from core.data.check import image_problems
+from core.data.prepared import run_split_file
 from core.data.sources import KaggleSplit, PCAM_SPLITS, detect_layout
 from core.device import pick_device
 from core.errors import BadInput, NeedsRestart, WorkFailed
+from core.executors import executor_for
 from core.executors.local import local_executor
-from core.runner.heartbeat import CONTROL_REQUESTS, KILL_REQUESTED, Heartbeat
-from core.runner.liveness import owner_fields, reconcile
+from core.loaded_run import LoadedRun, load_run
+from core.run_dir import RunDir
+from core.runner.heartbeat import KILL_REQUESTED, Heartbeat
+from core.runner.liveness import reconcile
+from core.runner.ownership import owner_fields
+from core.runner.pod import disrupted_pod, hand_back_to_job, take_back_from_failed_pod
 from core.runner.processes import rendezvous_endpoint
 from core.runner.run_lock import RunDirLock, trainer_holding
 from core.store import queries
@@ -164,18 +170,18 @@ def make_run_dir(plan: RunPlan, run_id: int) -> Path:
     except OSError as exc:
         raise WorkFailed(f"{run_dir}: cannot create the run directory ({exc.strerror}); nothing was stored") from None
     try:
-        (run_dir / "config.json").write_text(json.dumps(plan.cfg.to_dict(), indent=2) + "\n")
+        RunDir(run_dir).config.write_text(json.dumps(plan.cfg.to_dict(), indent=2) + "\n")
         if detect_layout(plan.data_root) == "kaggle":
             split = {name: KaggleSplit(plan.data_root, name).ids for name in PCAM_SPLITS}
-            (run_dir / "split.json").write_text(json.dumps(split) + "\n")
+            RunDir(run_dir).split.write_text(json.dumps(split) + "\n")
     except OSError as exc:
         shutil.rmtree(run_dir, ignore_errors=True)
         raise WorkFailed(f"{run_dir}: cannot create the run directory ({exc.strerror}); nothing was stored") from None
     return run_dir
 
 
-def attach_log_file(run_dir: Path) -> logging.Handler:
-    handler = logging.FileHandler(Path(run_dir) / "train.log")
+def attach_log_file(files: RunDir) -> logging.Handler:
+    handler = logging.FileHandler(files.train_log)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
     logging.getLogger("ddpm_tui").addHandler(handler)
     logging.getLogger("ddpm_tui").setLevel(logging.INFO)
@@ -207,9 +213,9 @@ def execute_run(store: Store, run_id: int, on_step: Callable[[StepStats], None] 
     replicas = Replicas.from_env()
     agent_gone = exit_with_agent(agent_pid=agent_pid) if replicas.distributed else (lambda: False)
     try:
-        run = queries.get_run(store, run_id)
-        cfg = config_from_dict(run.config)
-        Path(run.run_dir).mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)  # a cluster's fresh volume
+        loaded = load_run(store, run_id)
+        run, cfg = loaded.record, loaded.cfg
+        loaded.files.root.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)  # a cluster's fresh volume
         if cfg.deterministic:
             use_deterministic_algorithms()
         if replicas.distributed:
@@ -218,7 +224,7 @@ def execute_run(store: Store, run_id: int, on_step: Callable[[StepStats], None] 
             ended = replicas.from_main(None)
             return ended or _train_beside_main(run, cfg, replicas, stop)
         with RunDirLock(run.run_dir, run_id):
-            _take_back_from_failed_pod(store, run)
+            take_back_from_failed_pod(store, run)
             taken = queries.update_run(store, run_id, expect=("running",), match={"started_at": None},
                                        started_at=time.time(), **owner_fields(pgid=os.getpgid(0)))
             if not taken:
@@ -236,9 +242,8 @@ def execute_run(store: Store, run_id: int, on_step: Callable[[StepStats], None] 
 
 
 def _trainer(run: queries.Run, cfg: TrainConfig, replicas: Replicas, **hooks) -> Trainer:
-    split_file = Path(run.run_dir) / "split.json"
     return Trainer(cfg, Path(run.run_dir), resolve_data(cfg.data), replicas=replicas,
-                   split_file=split_file if split_file.exists() else None, **hooks)
+                   split_file=run_split_file(run.run_dir), **hooks)
 
 
 def _train_beside_main(run: queries.Run, cfg: TrainConfig, replicas: Replicas, stop: threading.Event) -> str:
@@ -253,9 +258,9 @@ def _train_beside_main(run: queries.Run, cfg: TrainConfig, replicas: Replicas, s
 
 def _train(store: Store, run: queries.Run, cfg: TrainConfig, replicas: Replicas, on_step,
            stop: threading.Event, agent_gone: Callable[[], bool]) -> str:
-    run_id, run_dir = run.id, Path(run.run_dir)
-    journal = run_dir / "metrics.jsonl"
-    handler = attach_log_file(run_dir)
+    run_id, files = run.id, RunDir(run.run_dir)
+    journal = files.journal
+    handler = attach_log_file(files)
     trainer = None
     trained = False
     try:
@@ -294,7 +299,7 @@ def _train(store: Store, run: queries.Run, cfg: TrainConfig, replicas: Replicas,
         if outcome == "stopped" and (current.exit_reason == KILL_REQUESTED or current.status == "killed"):
             outcome, reason = "killed", f"killed at step {trainer.step} (SIGTERM; it checkpointed first)"
         elif outcome == "stopped" and disrupted_pod(current):
-            return _hand_back_to_job(store, run_id, trainer)
+            return hand_back_to_job(store, run_id, trainer.step, _latest_ckpt(trainer))
         queries.set_status(store, run_id, outcome, reason=reason, step=trainer.step,
                            checkpoint_path=_latest_ckpt(trainer))
         log.info("run %d %s: %s", run_id, outcome, reason)
@@ -316,37 +321,6 @@ def _train(store: Store, run: queries.Run, cfg: TrainConfig, replicas: Replicas,
             trainer.close()
         logging.getLogger("ddpm_tui").removeHandler(handler)
         handler.close()
-
-
-def disrupted_pod(run: queries.Run) -> bool:
-    """Whether a stop of `run` came from its Kubernetes cluster (a preemption, a node drained), not
-    from its user: `runs stop` and `kill` stamp their request in the store before deleting the job."""
-    from core.executors.k8s import JOB_ENV
-
-    return bool(os.environ.get(JOB_ENV)) and run.status == "running" and run.exit_reason not in CONTROL_REQUESTS
-
-
-def _hand_back_to_job(store: Store, run_id: int, trainer: Trainer) -> str:
-    """After a disruption: leave the run waiting for its job, whose replacement pod continues it
-    from the checkpoint just written. Returns "preempted" (the pod then fails, as a disrupted pod,
-    which its job's podFailurePolicy does not count)."""
-    step = trainer.step
-    queries.set_status(store, run_id, "running", reason=f"preempted at step {step}: its job replaces the pod",
-                       expect=("running",), started_at=None, host="k8s", pid=None, pgid=None, pid_started=None,
-                       heartbeat_at=queries.database_clock(store), step=step, checkpoint_path=_latest_ckpt(trainer))
-    log.info("run %d preempted at step %d: checkpointed; a new pod of its job continues it", run_id, step)
-    return "preempted"
-
-
-def _take_back_from_failed_pod(store: Store, run: queries.Run) -> None:
-    """A pod that its job started in place of a failed one (--max-restarts) continues the run that
-    pod left failed, from its last checkpoint."""
-    from core.executors.k8s import JOB_ENV
-
-    job = os.environ.get(JOB_ENV)
-    if job and run.status == "failed" and (run.external_id or "").endswith(f"/{job}"):
-        queries.set_status(store, run.id, "running", reason=f"its job {run.external_id} replaced the failed pod",
-                           expect=("failed",), started_at=None, ended_at=None, exit_reason=None)
 
 
 def _latest_ckpt(trainer: Trainer) -> str | None:
@@ -383,7 +357,7 @@ def check_resumable(store: Store, run_id: int, checkpoint: int | None = None, re
         raise BadInput(f"run {run.id} is lost: its trainer on {run.host} has been silent, not known dead (a paused "
                        "process or a network split look the same); stop or kill it, or resume it once its host "
                        "confirms it crashed")
-    if run.executor == "torchrun":
+    if not executor_for(run).on_cluster:  # torchrun over nodes meets where the user says
         rendezvous_endpoint(run, rdzv_endpoint)
     run_dir = Path(run.run_dir)
     if not run_dir.is_dir():
@@ -392,8 +366,8 @@ def check_resumable(store: Store, run_id: int, checkpoint: int | None = None, re
     if holder is not None:
         raise BadInput(f"run {run.id}: a trainer{f' (pid {holder})' if holder else ''} still holds {run_dir}; "
                        "stop or kill it first")
-    cfg = config_from_dict(run.config)
-    ckpt_dir = run_dir / "checkpoints"
+    cfg = LoadedRun.of(run).cfg
+    ckpt_dir = RunDir(run_dir).checkpoints
     found = ckpt.choose_checkpoint(ckpt_dir, cfg, checkpoint)
     if found is None and run.step > 0 and not restart:
         raise NeedsRestart(f"run {run.id} has no checkpoint to continue from (it had reached step {run.step}): "
