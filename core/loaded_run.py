@@ -12,7 +12,6 @@ from core.run_dir import RunDir
 from core.store import queries
 from core.store.db import Store
 from core.store.entities import Run
-from core.train import checkpoint as ckpt
 
 
 @dataclass(frozen=True)
@@ -28,6 +27,8 @@ class LoadedRun:
     def checkpoint(self, step: int | None = None, purpose: str = "") -> tuple[Path, dict]:
         """(path, state) of the newest checkpoint that loads and fits the run, or of `step`'s;
         BadInput when there is none yet (`purpose` ends that line, e.g. "; nothing to evaluate")."""
+        from core.train import checkpoint as ckpt  # torch: loaded by the commands that read checkpoints only
+
         found = ckpt.choose_checkpoint(self.files.checkpoints, self.cfg, step) if self.files else None
         if found is None:
             raise BadInput(f"run {self.record.id} has no checkpoint yet in {self.record.run_dir}/checkpoints{purpose}")

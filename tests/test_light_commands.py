@@ -1,0 +1,41 @@
+"""Commands that only read the store answer without importing torch (about a second and a half of
+start-up on a 2-core machine): `runs list`, `runs show`, `export` and the TUI's first screen. A
+top-level import of something torch-bound in a module they load (as core.loaded_run once had)
+makes `runs list --json` four times slower; this finds it by name."""
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, seed_store
+
+PROBE = """
+import sys
+from ddpm_tui.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit as exc:
+    assert not exc.code, exc.code
+heavy = sorted(m for m in ("torch", "numpy.linalg", "scipy", "h5py") if m in sys.modules)
+print("HEAVY", ",".join(heavy))
+"""
+
+
+@pytest.mark.parametrize("args", [["runs", "list", "--json"], ["runs", "show", "1"], ["export", "--format", "csv"]],
+                         ids=["runs-list", "runs-show", "export"])
+def test_reading_commands_do_not_import_torch(tmp_path, args):
+    url, _ = seed_store(tmp_path, n_runs=2)
+    done = subprocess.run([sys.executable, "-c", PROBE, "--db", url, *args], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    heavy = done.stdout.strip().splitlines()[-1]
+    assert heavy == "HEAVY", f"{' '.join(args)} imported {heavy.split()[-1]}"
+
+
+def test_the_tui_app_and_its_service_layer_load_without_torch():
+    done = subprocess.run([sys.executable, "-c", "import sys; import ddpm_tui.tui.app, core.services.lab; "
+                           "print('torch' in sys.modules)"], capture_output=True, text=True, timeout=120,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "False"
