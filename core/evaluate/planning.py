@@ -11,7 +11,7 @@ from core.config import SEED_MAX, TrainConfig
 from core.data.prepared import count_of_classes, open_run_split, split_labels
 from core.errors import BadInput
 from core.evaluate.classifier import read_training_record, seen_in
-from core.evaluate.defaults import DEFAULT_EVAL_N, UTILITY_STEPS
+from core.evaluate.defaults import DEFAULT_EVAL_N, EVAL_SAMPLER, EVAL_STEPS, UTILITY_STEPS
 from core.evaluate.metrics import REQUESTS
 from core.labels import LABEL_NAMES
 from core.loaded_run import load_run
@@ -123,7 +123,7 @@ def plan_eval_on_finish(store: Store, metrics: str, n: int | None, nll_timesteps
 
 
 def plan_evaluation(store: Store, run_id, metrics: str = "nll", n: int | None = None, split: str = "test",
-                    nll_timesteps: str | int | None = None, sampler: str = "ddim", steps: int = 50,
+                    nll_timesteps: str | int | None = None, sampler: str = EVAL_SAMPLER, steps: int = EVAL_STEPS,
                     guidance: float = 0.0, checkpoint: int | None = None, seed: int = 0,
                     classifier: int | None = None, utility_steps: int = UTILITY_STEPS,
                     augment: bool = False) -> EvalPlan:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import BadInput
+from core.evaluate.defaults import EVAL_SAMPLER, EVAL_STEPS
 from core.evaluate.metrics import REQUESTS
 from core.services.session import Session
 from core.services.views import EvaluationView
@@ -125,7 +126,7 @@ class EvaluationUseCases(Session):
         return missing, self.start_evaluation(missing, metrics, n, nll_timesteps)
 
     def plan_evaluation(self, run_id: int | str, metrics: str = "nll", n: int | None = None, split: str = "test",
-                        nll_timesteps: str = "all", sampler: str = "ddim", steps: int = 50, guidance: float = 0.0,
+                        nll_timesteps: str = "all", sampler: str = EVAL_SAMPLER, steps: int = EVAL_STEPS, guidance: float = 0.0,
                         checkpoint: int | None = None, seed: int = 0, classifier: int | None = None,
                         **utility):
         """A checked evaluation request of one run (core.evaluate.planning.plan_evaluation; `utility`:

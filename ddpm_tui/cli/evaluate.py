@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from core.errors import BadInput
-from core.evaluate.defaults import DEFAULT_EVAL_N, UTILITY_STEPS
+from core.evaluate.defaults import DEFAULT_EVAL_N, EVAL_SAMPLER, EVAL_STEPS, UTILITY_STEPS
 from core.evaluate.metrics import REQUESTS, guards, rank_keys
 from core.samplers import default_steps_help, sampler_choices
 from ddpm_tui.cli.render import (
@@ -72,8 +72,8 @@ def eval_runs(
     n: Annotated[Optional[int], typer.Option("--n", help=f"held-out patches and samples per metric [default: {DEFAULT_EVAL_N}, or the whole split where it holds fewer]")] = None,
     split: Annotated[str, typer.Option("--split", help="held-out split: test|valid")] = "test",
     nll_timesteps: Annotated[str, typer.Option("--nll-timesteps", help="all (the exact bound, T network passes per image) or K (a stratified estimate from K timesteps)")] = "all",
-    sampler: Annotated[str, typer.Option("--sampler", help=f"{sampler_choices()}, for the samples of ssim/kid/fid/class")] = "ddim",
-    steps: Annotated[int, typer.Option("--steps", help="sampling steps")] = 50,
+    sampler: Annotated[str, typer.Option("--sampler", help=f"{sampler_choices()}, for the samples of ssim/kid/fid/class/utility")] = EVAL_SAMPLER,
+    steps: Annotated[int, typer.Option("--steps", help="sampling steps")] = EVAL_STEPS,
     guidance: Annotated[float, typer.Option("--guidance", help="classifier-free guidance of the samples")] = 0.0,
     checkpoint: Annotated[Optional[int], typer.Option("--checkpoint", help="evaluate this step's checkpoint [default: the newest]")] = None,
     seed: Annotated[int, typer.Option("--seed", help="which held-out patches, noise and samples")] = 0,
