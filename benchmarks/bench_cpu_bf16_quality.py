@@ -7,7 +7,7 @@ The check (issue 22): bf16's final smoothed loss at most 5% above fp32's and its
 most 2 grey levels above fp32's (lower is fine: one seed's difference either way is mostly chance). bf16 runs only where the CPU computes it natively (core.device); elsewhere
 the trainer falls back to fp32 and the script says so.
 
-    .venv/bin/python benchmarks/bench_cpu_bf16_quality.py --json
+    .venv/bin/python benchmarks/bench_cpu_bf16_quality.py --json [--seed S]
 """
 
 from __future__ import annotations
@@ -47,10 +47,10 @@ def reference_patches(root: Path, cfg: TrainConfig, n: int = 256) -> np.ndarray:
     return to_uint8(to_model_input(patches, cfg.image_size, cfg.preprocess, "cpu"))
 
 
-def train_once(precision: str, steps: int, workdir: Path, root: Path) -> dict:
+def train_once(precision: str, steps: int, workdir: Path, root: Path, seed: int = 0) -> dict:
     """Train the demo preset from scratch in `precision`; its timing, losses and sample colours."""
     cfg = TrainConfig(**dict(DEMO_PRESET, max_steps=steps, sample_every=0, eval_every=0, ckpt_every=10**6,
-                             device="cpu", precision=precision)).validate()
+                             device="cpu", precision=precision, seed=seed)).validate()
     smoothed = []
     trainer = Trainer(cfg, workdir / precision, root)
     trainer.on_step = lambda stats: smoothed.append(trainer.smooth_loss.value)
@@ -69,13 +69,14 @@ def train_once(precision: str, steps: int, workdir: Path, root: Path) -> dict:
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=DEMO_PRESET["max_steps"], help="training steps (the demo's)")
+    p.add_argument("--seed", type=int, default=0, help="the training seed (network, batches, noise)")
     p.add_argument("--json", nargs="?", const=DEFAULT_JSON, type=Path, default=None, metavar="PATH",
                    help="append the result to a JSON list")
     args = p.parse_args(argv)
     root = resolve_data("demo")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, native bf16: {cpu_has_native_bf16()}")
     with tempfile.TemporaryDirectory() as tmp:
-        runs = {precision: train_once(precision, args.steps, Path(tmp), root) for precision in ("fp32", "bf16")}
+        runs = {precision: train_once(precision, args.steps, Path(tmp), root, args.seed) for precision in ("fp32", "bf16")}
     for name, run in runs.items():
         print(f"{name}: trained in {run['precision']}, {run['steps_per_s']:.2f} steps/s, final smoothed loss "
               f"{run['final_smoothed_loss']:.4f}, colour W1 {run['colour_w1_rgb']} (mean {run['colour_w1_mean']})")
@@ -86,7 +87,7 @@ def main(argv=None) -> dict:
           f"{LOSS_TOLERANCE:.0%} above: {loss_ok}; colour W1 at most {COLOUR_TOLERANCE} grey levels above: {colour_ok}")
     print("(steps/s of runs one after another on a shared machine; bench_train_speed.py --set options times them side by side)")
     record = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "torch": torch.__version__,
-              "native_bf16": cpu_has_native_bf16(), "steps": args.steps, "runs": runs,
+              "native_bf16": cpu_has_native_bf16(), "steps": args.steps, "seed": args.seed, "runs": runs,
               "speedup": round(bf16["steps_per_s"] / fp32["steps_per_s"], 3), "loss_ok": loss_ok, "colour_ok": colour_ok}
     if args.json:
         records = json.loads(args.json.read_text()) if args.json.exists() else []

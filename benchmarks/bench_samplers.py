@@ -39,7 +39,7 @@ from core.inference import for_inference  # noqa: E402
 from core.samplers import sampler_named  # noqa: E402
 
 SHAPE = (16, 3, 32, 32)
-CANDIDATES = [("ddim", 10), ("dpm++", 10), ("ddim", 20), ("dpm++", 20), ("dpm++", 30), ("ddim", 50), ("dpm++", 50)]
+CANDIDATES = [("ddim", 10), ("dpm++", 10), ("ddim", 20), ("dpm++", 20), ("dpm++", 30), ("dpm++", 40), ("ddim", 50), ("dpm++", 50)]
 
 
 def perturbed_gaussian_denoiser(diffusion: GaussianDiffusion, device="cpu", std: float = 0.5, hidden: int = 16):
