@@ -149,12 +149,13 @@ def test_placement_mistakes_are_one_line_and_store_nothing(workdir, cli, pcam):
 
 
 def test_more_processes_than_visible_gpus_is_refused(monkeypatch):
-    from core.runner.run import check_placement
+    from core.runner import run
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(run, "usable_cpus", lambda: 2)  # the CPU line holds on a machine of one usable core too
     with pytest.raises(BadInput, match=r"--nproc 2: only 1 GPU\(s\) are visible"):
-        check_placement(TrainConfig(nproc=2), torch.device("cuda"))
-    check_placement(TrainConfig(nproc=2), torch.device("cpu"))  # gloo ranks share the CPU
+        run.check_placement(TrainConfig(nproc=2), torch.device("cuda"))
+    run.check_placement(TrainConfig(nproc=2), torch.device("cpu"))  # gloo ranks share the CPU
 
 
 def test_more_processes_than_cpu_cores_is_refused_on_cpu(monkeypatch):
