@@ -46,10 +46,19 @@ def test_the_preset_is_the_one_place_its_values_live_and_uses_v():
 def test_demo_preset_samples_move_toward_the_data_colours_and_eps_does_not(workdir, tmp_path):
     """eps's failure is saturated colours the data never has; on the demo data it shows most in the
     red channel (W1 above 20 grey levels at every budget BENCHMARKS.md records, 28-39 at 600 steps,
-    against 6-10 for v). At the same budget and seed, v's samples are much closer in every channel."""
-    untrained = colour_distance_after("v", 0, tmp_path, workdir)
-    v = colour_distance_after("v", BUDGET, tmp_path, workdir)
-    eps = colour_distance_after("eps", BUDGET, tmp_path, workdir)
+    against 6-10 for v). At the same budget and seed, v's samples are much closer in every channel.
+
+    The thresholds hold for the trajectory of 2 threads. Another thread count sums in another order
+    and trains another trajectory, and at 150 steps of lr 1e-3 the EMA's sample colours still swing
+    by 10 grey levels from one trajectory to the next; so this test trains with 2 threads, whatever
+    the suite's OMP_NUM_THREADS."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        untrained, v, eps = (colour_distance_after(objective, steps, tmp_path, workdir)
+                             for objective, steps in (("v", 0), ("v", BUDGET), ("eps", BUDGET)))
+    finally:
+        torch.set_num_threads(threads)
     assert v.mean() < 0.6 * untrained.mean(), (untrained, v)
     assert v[0] < 18 < eps[0], (v, eps)
     assert v.mean() < eps.mean(), (v, eps)
