@@ -94,7 +94,7 @@ def test_every_registered_sampler_has_a_solver_and_an_unknown_name_is_refused():
     for sampler in SAMPLERS.values():
         assert callable(getattr(sampling, sampler.solver)) and sampler.description
     assert [s.name for s in SAMPLERS.values() if s.uses_eta] == ["ddim"]
-    assert [SAMPLERS[name].steps_for(1000) for name in SAMPLERS] == [1000, 50, 20]
+    assert [SAMPLERS[name].steps_for(1000) for name in SAMPLERS] == [1000, 50, 50]
     assert SAMPLERS["dpm++"].steps_for(10) == 10
     with pytest.raises(BadInput, match=r"--sampler: unknown value 'euler' \(choose from ddpm, ddim, dpm\+\+\)"):
         sampler_named("euler")
@@ -116,7 +116,7 @@ def test_sample_and_eval_help_list_the_registered_samplers(cli):
     for command in ("sample", "eval"):
         r = cli(command, "--help")
         assert r.code == 0 and "ddpm|ddim|dpm++" in r.out, r
-    assert "dpm++ 20" in cli("sample", "--help").out
+    assert "dpm++ 50" in cli("sample", "--help").out
 
 
 # ---- DPM-Solver++(2M): its maths ----------------------------------------------------------------------
@@ -204,7 +204,7 @@ def test_sample_and_eval_with_dpmpp_from_a_trained_run(workdir, cli, pcam):
     assert r.code == 0 and "dpm++: 20 of 50 steps" in r.err, r
     assert (workdir / "g.png").stat().st_size > 0
     r = cli("sample", "1", "--n", "2", "--sampler", "dpm++", "--out", workdir / "d.png")
-    assert r.code == 0 and "dpm++: 20 of 50 steps" in r.err, r  # its own default
+    assert r.code == 0 and "dpm++: 50 of 50 steps" in r.err, r  # its own default
     r = cli("eval", "1", "--metrics", "ssim", "--n", "8", "--sampler", "dpm++", "--steps", "5", "--json")
     assert r.code == 0, r
     rows = json.loads(r.out)
