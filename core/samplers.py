@@ -55,7 +55,7 @@ SAMPLERS: dict[str, Sampler] = {s.name: s for s in (
             uses_eta=True),
     Sampler("dpm++", "DPM-Solver++(2M) (Lu et al. 2022), a second-order ODE solver for few steps",
             # 50: as many network passes as DDIM's default and 1.4x nearer the ODE's solution on the
-            # trained demo network, where 20 steps land no nearer than DDIM-25 (BENCHMARKS.md)
+            # trained demo network, where 20 steps land only 10% nearer than DDIM-20 (BENCHMARKS.md)
             "dpmpp_2m_sample", default_steps=50),
 )}
 

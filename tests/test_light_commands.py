@@ -1,7 +1,7 @@
-"""Commands that only read the store answer without importing torch (about a second and a half of
-start-up on a 2-core machine): `runs list`, `runs show`, `export` and the TUI's first screen. A
+"""Commands that only read the store answer without importing torch (1.2 s of imports on this 2-core
+machine, `python -X importtime`): `runs list`, `runs show`, `export` and the TUI's first screen. A
 top-level import of something torch-bound in a module they load (as core.loaded_run once had)
-makes `runs list --json` four times slower; this finds it by name."""
+took `runs list --json` on 1,000 runs from 0.5 s to 2.2 s; this finds it by name."""
 
 import subprocess
 import sys
