@@ -28,16 +28,16 @@ from core.executors.k8s import KubernetesJob
 from core.executors.local import local_executor, own_process
 from core.executors.slurm import SlurmJob
 from core.loaded_run import load_run
-from core.run_dir import RunDir
 from core.locations import STORE_ENV
+from core.run_dir import RunDir
 from core.runner.heartbeat import HEARTBEAT_SECONDS, KILL_REQUESTED, STOP_REQUESTED
 from core.runner.liveness import reconcile
 from core.runner.ownership import running_fields
 from core.runner.processes import process_start_time, trainer_command
+from core.runner.run import RunPlan, check_resumable, make_run_dir, new_run, plan_run
 from core.runner.sweeps import expand_grid, grid_axes
 from core.store import LIVE_STATUSES, queries
 from core.store.db import Store
-from core.runner.run import RunPlan, check_resumable, make_run_dir, new_run, plan_run
 
 
 def store_url_for_children(store: Store) -> str:

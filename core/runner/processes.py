@@ -10,8 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from core.loaded_run import LoadedRun
 from core.errors import BadInput
+from core.loaded_run import LoadedRun
 
 
 def pid_alive(pid: int | None) -> bool:

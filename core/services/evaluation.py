@@ -126,8 +126,8 @@ class EvaluationUseCases(Session):
         return missing, self.start_evaluation(missing, metrics, n, nll_timesteps)
 
     def plan_evaluation(self, run_id: int | str, metrics: str = "nll", n: int | None = None, split: str = "test",
-                        nll_timesteps: str = "all", sampler: str = EVAL_SAMPLER, steps: int = EVAL_STEPS, guidance: float = 0.0,
-                        checkpoint: int | None = None, seed: int = 0, classifier: int | None = None,
+                        nll_timesteps: str = "all", sampler: str = EVAL_SAMPLER, steps: int = EVAL_STEPS,
+                        guidance: float = 0.0, checkpoint: int | None = None, seed: int = 0, classifier: int | None = None,
                         **utility):
         """A checked evaluation request of one run (core.evaluate.planning.plan_evaluation; `utility`:
         its utility_steps and augment)."""

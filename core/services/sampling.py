@@ -41,9 +41,9 @@ class SamplingUseCases(Session):
     def start_synth(self, run_id: int | str, n: int, checkpoint: int | None = None) -> SynthJob:
         """Check a synthetic set of n patches of the run (into its folder synthetic/<time>-n<N>),
         then draw it in a detached process; `--data OUT` trains on it once it is whole."""
+        from core.loaded_run import load_run
         from core.runner.lifecycle import child_env
         from core.runner.processes import spawn_detached
-        from core.loaded_run import load_run
         from core.synthetic import job_command, plan_synth
 
         loaded = load_run(self.store, run_id)

@@ -28,8 +28,8 @@ class TrainingUseCases(Session):
         """A stopped/crashed run made `running` again, owned by this process (to train here)."""
         from core.errors import BadInput
         from core.runner.ownership import running_fields
-        from core.store import queries
         from core.runner.run import check_resumable
+        from core.store import queries
 
         run = check_resumable(self.store, run_id, checkpoint, rdzv_endpoint=rdzv_endpoint)
         if not queries.set_status(self.store, run.id, "running", reason="resumed", expect=(run.status,),
