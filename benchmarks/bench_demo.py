@@ -2,7 +2,7 @@
 fresh working directory, then the colour distance of every sample grid it wrote (one per 100
 steps) against 256 training patches, with the time the grid appeared after start-up.
 
-    .venv/bin/python benchmarks/bench_demo.py [--steps 600]
+    .venv/bin/python benchmarks/bench_demo.py [--steps 300] [--keep DIR]
 
 Goal (issue: the demo's first impression): tissue-coloured grids within 3 minutes of start-up on
 2 CPU cores, i.e. a colour distance within 2x of real against real.
@@ -11,6 +11,7 @@ Goal (issue: the demo's first impression): tissue-coloured grids within 3 minute
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -45,9 +46,12 @@ def grid_tiles(path: Path, size: int = 32, scale: int = 3, pad: int = 2, n: int 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--steps", type=int, default=300, help="the demo's training steps (its own default: 300)")
+    parser.add_argument("--keep", type=Path, help="run in this (new) folder and keep it, to look at the grids")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+    if args.keep:
+        args.keep.mkdir(parents=True)
+    with (contextlib.nullcontext(str(args.keep)) if args.keep else tempfile.TemporaryDirectory()) as tmp:
         cache = Path(tmp) / "cache"
         env = dict(os.environ, DDPM_TUI_CACHE=str(cache), PYTHONPATH=str(ROOT))
         env.pop("DDPM_TUI_DB", None)

@@ -63,7 +63,8 @@ def real_against_real(pool: np.ndarray, draws: int = 5) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--weights", type=Path, default=DEMO_WEIGHTS)
+    parser.add_argument("--weights", type=Path, default=DEMO_WEIGHTS,
+                        help="shipped weights, or a demo run's checkpoint (its EMA weights are used)")
     parser.add_argument("--grid", type=Path, default=None, help="also write a 4x4 grid of DDIM-50 samples here")
     opts = parser.parse_args()
     started = time.time()
@@ -74,7 +75,7 @@ def main() -> None:
     net.load_state_dict(stored["ema"])
     net = for_inference(net, torch.device("cpu"))
     pool = training_pool(root, cfg)
-    print(f"weights: {opts.weights} (EMA of step {stored['step']}, {stored['training']})")
+    print(f"weights: {opts.weights} (EMA of step {stored['step']}, {stored.get('training', 'a run checkpoint')})")
     print(f"colour distance, real against real: {real_against_real(pool):.1f} grey levels")
     classifier, report = train_classifier(root, cfg.image_size, cfg.preprocess, 600)
     test, _ = held_out_patches(root, "test", cfg.image_size, cfg.preprocess, limit=128)
