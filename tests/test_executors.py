@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from core.errors import BadInput
-from core.executors import CLUSTER_EXECUTORS, EXECUTORS, REGISTRY, check_executor, executor_for, job_state
+from core.executors import CLUSTER_EXECUTORS, EXECUTORS, REGISTRY, check_executor, executor_class, executor_for, job_state
 from core.executors.base import NOT_SUBMITTED, USER_SUBMITS
 from core.executors.k8s import KubernetesJob, Placement, placement_of
 from core.runner.processes import process_start_time
@@ -23,8 +23,9 @@ PROTOCOL = ("submit", "status", "logs", "stop", "kill")
 def test_every_executor_is_registered_under_its_name_and_implements_the_protocol():
     assert EXECUTORS == ("local", "torchrun", "k8s", "slurm")
     assert CLUSTER_EXECUTORS == ("k8s", "slurm")
-    for name, executor in REGISTRY.items():
-        assert executor.name == name
+    for name, registered in REGISTRY.items():
+        executor = executor_class(name)
+        assert executor.name == name and executor.on_cluster == registered.on_cluster
         assert all(callable(getattr(executor, method, None)) for method in PROTOCOL), name
         assert executor_for(SimpleNamespace(executor=name)).name == name
 

@@ -7,20 +7,33 @@ trainer writes to the shared store once it runs. The run row keeps the executor 
 name for the run (`external_id`: `namespace/job` on Kubernetes, `slurm:JOBID` on SLURM).
 
 Each executor implements one protocol (core.executors.base.Executor); this registry finds a run's
-by the name in its `executor` column, so no caller asks which executor a run has.
+by the name in its `executor` column, so no caller asks which executor a run has. An executor's
+module is imported when a run of it is first handled: listing runs never loads the cluster code.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import NamedTuple
+
 from core.errors import BadInput, WorkFailed
 from core.executors.base import Executor
-from core.executors.k8s import KubernetesJob
-from core.executors.local import LocalProcess, Torchrun
-from core.executors.slurm import SlurmJob
 
-REGISTRY: dict[str, type] = {executor.name: executor for executor in (LocalProcess, Torchrun, KubernetesJob, SlurmJob)}
+
+class Registered(NamedTuple):
+    module: str
+    cls: str
+    on_cluster: bool  # the class's own `on_cluster`, here so that asking needs no import
+
+
+REGISTRY: dict[str, Registered] = {
+    "local": Registered("core.executors.local", "LocalProcess", False),
+    "torchrun": Registered("core.executors.local", "Torchrun", False),
+    "k8s": Registered("core.executors.k8s", "KubernetesJob", True),
+    "slurm": Registered("core.executors.slurm", "SlurmJob", True),
+}
 EXECUTORS = tuple(REGISTRY)
-CLUSTER_EXECUTORS = tuple(name for name, executor in REGISTRY.items() if executor.on_cluster)
+CLUSTER_EXECUTORS = tuple(name for name, registered in REGISTRY.items() if registered.on_cluster)
 TAIL_MAX = 1_000_000  # lines of a log's tail
 
 
@@ -31,9 +44,15 @@ def check_executor(name: str) -> str:
     return name
 
 
+def executor_class(name: str) -> type[Executor]:
+    """The class implementing executor `name`, its module imported on first use."""
+    registered = REGISTRY[check_executor(name)]
+    return getattr(importlib.import_module(registered.module), registered.cls)
+
+
 def executor_for(run) -> Executor:
     """The executor of `run` (by its `executor` column)."""
-    return REGISTRY[check_executor(run.executor)]()
+    return executor_class(run.executor)()
 
 
 def cluster_client():
