@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from types import MappingProxyType
 
 from core.errors import BadInput
 from core.services.session import Session
-from core.services.views import BlindTestView
+from core.services.views import BlindTest
 from core.store import queries
 
 
 class BlindUseCases(Session):
-    def blind_tests(self, run_id: int | None = None) -> list[BlindTestView]:
-        return [BlindTestView(b.id, b.run_id, b.mode, b.n, b.correct, b.p_value, MappingProxyType(dict(b.answers or {})),
-                              b.created_at) for b in queries.blind_tests(self.store, run_id)]
+    def blind_tests(self, run_id: int | None = None) -> list[BlindTest]:
+        return queries.blind_tests(self.store, run_id)
 
     def add_blind_test(self, run_id: int, mode: str, n: int, correct: int, p_value: float, answers: dict) -> int:
         return queries.add_blind_test(self.store, run_id, mode, n, correct, p_value, answers).id

@@ -11,7 +11,7 @@ from core.errors import BadInput
 from core.evaluate.defaults import EVAL_SAMPLER, EVAL_STEPS
 from core.evaluate.metrics import REQUESTS
 from core.services.session import Session
-from core.services.views import EvaluationView
+from core.services.views import Evaluation
 from core.store import queries
 
 
@@ -34,10 +34,9 @@ class EvaluationJob:
 
 
 class EvaluationUseCases(Session):
-    def evaluations(self, run_id: int) -> list[EvaluationView]:
+    def evaluations(self, run_id: int) -> list[Evaluation]:
         """The newest evaluation of each metric of a run."""
-        latest = queries.latest_evaluations(self.store, [run_id]).get(run_id, {})
-        return [EvaluationView.of(queries.evaluation_record(e)) for e in latest.values()]
+        return list(queries.latest_evaluations(self.store, [run_id]).get(run_id, {}).values())
 
     def default_metrics(self, run_id: int) -> str:
         """nll and ssim, and kid/fid (and class where it applies) when a classifier fits the run."""

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from pathlib import Path
-from types import MappingProxyType
 
 from core.errors import BadInput, WorkFailed
 from core.executors import CLUSTER_EXECUTORS, log_tail
 from core.run_dir import RunDir
 from core.runner.liveness import reconcile
 from core.services.session import Session
-from core.services.views import RunView, SweepView
+from core.services.views import RunView, Sweep
 from core.store import RUN_STATUSES, queries
 
 
@@ -103,8 +102,8 @@ class RunUseCases(Session):
         grids = self.sample_grids(run_id, kind)
         return grids[-1][1] if grids else None
 
-    def sweeps(self) -> list[SweepView]:
-        return [SweepView(s.id, s.name, MappingProxyType(dict(s.spec or {}))) for s in queries.list_sweeps(self.store)]
+    def sweeps(self) -> list[Sweep]:
+        return queries.list_sweeps(self.store)
 
     def checkpoints(self, run_id: int) -> list[tuple[int, int, float]]:
         """(step, bytes, saved at) of each checkpoint file of a run, oldest first."""

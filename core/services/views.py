@@ -1,4 +1,6 @@
-"""The read-only views the faces show: plain frozen copies of stored rows, never ORM objects."""
+"""What the faces show, read-only and never ORM objects: a run as `RunView` (its row with its latest
+metric summaries and tags), and sweeps, evaluations and blind tests as the store's own frozen
+entities (core.store.entities), which need nothing added."""
 
 from __future__ import annotations
 
@@ -7,6 +9,9 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from core.executors import CLUSTER_EXECUTORS
+from core.store.entities import BlindTest, Evaluation, Sweep
+
+__all__ = ["BlindTest", "Evaluation", "RunView", "Sweep"]
 
 
 @dataclass(frozen=True)
@@ -55,49 +60,3 @@ class RunView:
     def of(cls, record: dict) -> "RunView":
         """From core.store.queries.run_record."""
         return cls(**{**record, "tags": tuple(record["tags"]), "config": MappingProxyType(dict(record["config"]))})
-
-
-@dataclass(frozen=True)
-class SweepView:
-    id: int
-    name: str
-    spec: Mapping[str, Any]  # axes, seeds, eval_on_finish
-
-
-@dataclass(frozen=True)
-class EvaluationView:
-    """One stored evaluation of one metric: its value, 95% CI and how it was made."""
-
-    id: int
-    run_id: int
-    metric: str
-    value: float
-    ci_low: float | None
-    ci_high: float | None
-    n: int
-    split: str
-    seed: int
-    checkpoint_step: int | None
-    sampler: str | None
-    steps: int | None
-    guidance: float | None
-    classifier_id: int | None
-    created_at: float
-    details: Mapping[str, Any]
-
-    @classmethod
-    def of(cls, record: dict) -> "EvaluationView":
-        """From core.store.queries.evaluation_record."""
-        return cls(**{**record, "details": MappingProxyType(dict(record["details"]))})
-
-
-@dataclass(frozen=True)
-class BlindTestView:
-    id: int
-    run_id: int
-    mode: str
-    n: int
-    correct: int
-    p_value: float
-    answers: Mapping[str, Any]
-    created_at: float

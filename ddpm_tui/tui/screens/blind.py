@@ -23,7 +23,7 @@ from textual.widgets import DataTable, Header, Input, Label, Static
 from textual.worker import get_current_worker
 from textual_image.widget import Image
 
-from core.services.views import BlindTestView, RunView
+from core.services.views import BlindTest, RunView
 from core.blind import CLASS_MODE, CLASS_NAMES, PAIR_MODE, BlindSession, verdict
 from core.text import printable
 from ddpm_tui.keys import bindings
@@ -89,7 +89,7 @@ class BlindTestScreen(AppScreen):
         self.session: BlindSession | None = None
         self.images: list = []  # per trial: one patch (class test) or (left, right) patches
         self.extra: dict = {}
-        self.results: list[BlindTestView] = []
+        self.results: list[BlindTest] = []
         self.saved_id: int | None = None
 
     def compose(self) -> ComposeResult:
@@ -376,7 +376,7 @@ class BlindTestScreen(AppScreen):
         results = self.app.lab.blind_tests()
         self.app.call_from_thread(self.show_results, results)
 
-    def show_results(self, results: list[BlindTestView]) -> None:
+    def show_results(self, results: list[BlindTest]) -> None:
         self.results = results
         table = self.query_one("#blind-results", DataTable)
         table.clear()

@@ -20,7 +20,7 @@ from textual.widgets import (
 
 from core.evaluate.metrics import report_order, short_label
 from core.run_dir import RunDir
-from core.services.views import EvaluationView, RunView
+from core.services.views import Evaluation, RunView
 from core.text import printable
 from ddpm_tui.keys import bindings
 from ddpm_tui.tui.failures import reported
@@ -54,7 +54,7 @@ def read_new_log(path: Path, offset: int) -> tuple[str, int]:
     return data.decode("utf-8", "replace"), size
 
 
-def evaluation_panel(evaluations: list[EvaluationView]) -> Text:
+def evaluation_panel(evaluations: list[Evaluation]) -> Text:
     """The newest evaluation of each metric, one line each: value and 95% CI (3 significant digits;
     * marks an estimated bound), under a header with the n, split and checkpoint step of the newest."""
     ordered = sorted(evaluations, key=lambda e: report_order(e.metric))
