@@ -232,7 +232,7 @@ def test_rank_leaves_out_a_nan_evaluation_and_names_it(workdir, cli, monkeypatch
 
     def with_a_nan(store, run_ids=None):  # as PostgreSQL would return a stored NaN
         latest = original(store, run_ids)
-        latest[4]["nll"] = dataclasses.replace(latest[4]["nll"], value=float("nan"))
+        latest[4]["nll"] = latest[4]["nll"].replace(value=float("nan"))
         return latest
 
     monkeypatch.setattr(queries, "latest_evaluations", with_a_nan)

@@ -4,6 +4,7 @@ knows its tables (issue 19)."""
 from __future__ import annotations
 
 import ast
+import copy
 import dataclasses
 import inspect
 import json
@@ -74,11 +75,15 @@ def test_every_query_that_returns_rows_returns_frozen_entities(store, tmp_path):
     for name, rows in returned.items():
         assert rows, name
         for row in rows:
-            assert dataclasses.is_dataclass(row) and type(row).__module__ == "core.store.entities", (name, type(row))
-            first_field = dataclasses.fields(row)[0].name
+            assert isinstance(row, entities.Entity) and type(row).__module__ == "core.store.entities", (name, type(row))
+            first_field = type(row).__slots__[0]
             with pytest.raises(dataclasses.FrozenInstanceError):
                 setattr(row, first_field, 0)
-            hash(row)  # usable in sets and as a key, JSON fields and all
+            with pytest.raises(dataclasses.FrozenInstanceError):
+                delattr(row, first_field)
+            assert not hasattr(row, "__dict__"), "an entity holds its fields only"
+            assert {row: 1}[row.replace()] == 1  # usable in sets and as a key, JSON fields and all
+            assert copy.copy(row) == row
 
 
 def test_json_columns_are_read_only_and_shared_with_nobody(store):
@@ -149,3 +154,16 @@ def test_the_table_check_sees_both_ways_of_importing_the_tables(tmp_path):
     one.write_text("from core.store.models import Run\n")
     other.write_text("from core.store import models\n")
     assert "core.store.models" in imports_of(one) and "core.store.models" in imports_of(other)
+
+
+def test_an_entity_is_built_from_its_fields_in_order_and_replace_checks_their_names():
+    sweep = entities.Sweep(1, "grid", {}, 2.0)
+    assert (sweep.id, sweep.name, sweep.created_at) == (1, "grid", 2.0)
+    assert entities.Sweep.__slots__ == ("id", "name", "spec", "created_at")
+    assert sweep.replace(name="b") == entities.Sweep(1, "b", {}, 2.0) != sweep
+    assert sweep != entities.Sweep(1, "grid", {}, 3.0) and sweep != (1, "grid", {}, 2.0)
+    assert repr(sweep) == "Sweep(id=1, name='grid', spec={}, created_at=2.0)"
+    with pytest.raises(TypeError, match=r"Sweep takes 4 values \(id, name, spec, created_at\), got 3"):
+        entities.Sweep(1, "grid", {})
+    with pytest.raises(TypeError, match="Sweep has no field colour"):
+        sweep.replace(colour="red")

@@ -158,7 +158,7 @@ def new_run(store: Store, runs_dir: Path, cfg: TrainConfig, status: str = "runni
         queries.delete_run(store, run.id)
         raise
     queries.update_run(store, run.id, run_dir=str(run_dir))
-    return dataclasses.replace(run, run_dir=str(run_dir))
+    return run.replace(run_dir=str(run_dir))
 
 
 def make_run_dir(plan: RunPlan, run_id: int) -> Path:

@@ -12,28 +12,79 @@ the store or another entity. What lies inside (a list of per-image values, say) 
 so equality with lists and dicts keeps working; `dict(run.config)` gives a mutable copy, which is
 what json.dumps needs (run_record and evaluation_record already give plain dicts). Those fields are
 left out of the hash, so an entity can still be a set member or a dict key.
+
+The entities are not dataclasses: a dataclass compiles its methods anew each time its module is
+imported (about 1 ms per class here, Python 3.11), which made these nine 2% of the instructions
+of `runs list --json` (BENCHMARKS.md, issue 19). `Entity`'s methods are compiled once, into the
+.pyc, and serve every entity: its fields are its annotations, in order.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import FrozenInstanceError
+from types import MappingProxyType
 from typing import Any, Mapping
 
 
-@dataclass(frozen=True, slots=True)
-class Sweep:
+class _Fields(type):
+    """Makes a class's annotated names its `__slots__`: the fields, in the order written."""
+
+    def __new__(mcls, name: str, bases: tuple, namespace: dict):
+        namespace["__slots__"] = tuple(namespace.get("__annotations__", {}))
+        return super().__new__(mcls, name, bases, namespace)
+
+
+class Entity(metaclass=_Fields):
+    """A frozen record of one stored row, built from its fields' values in order."""
+
+    def __init__(self, *values: Any) -> None:
+        if len(values) != len(self.__slots__):
+            raise TypeError(f"{type(self).__name__} takes {len(self.__slots__)} values "
+                            f"({', '.join(self.__slots__)}), got {len(values)}")
+        for name, value in zip(self.__slots__, values):
+            object.__setattr__(self, name, value)
+
+    def values(self) -> tuple:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def replace(self, **changes: Any):
+        """A copy with some fields changed (dataclasses.replace for entities)."""
+        unknown = set(changes) - set(self.__slots__)
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no field {', '.join(sorted(unknown))}")
+        return type(self)(*(changes.get(name, getattr(self, name)) for name in self.__slots__))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self.values() == other.values()
+
+    def __hash__(self) -> int:
+        return hash((type(self), *(v for v in self.values() if not isinstance(v, MappingProxyType))))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{n}={getattr(self, n)!r}' for n in self.__slots__)})"
+
+    def __reduce__(self):
+        return type(self), self.values()
+
+
+class Sweep(Entity):
     id: int
     name: str
-    spec: Mapping[str, Any] = field(hash=False)
+    spec: Mapping[str, Any]
     created_at: float
 
 
-@dataclass(frozen=True, slots=True)
-class Run:
+class Run(Entity):
     id: int
     name: str
     status: str
-    config: Mapping[str, Any] = field(hash=False)
+    config: Mapping[str, Any]
     run_dir: str
     created_at: float
     started_at: float | None
@@ -45,7 +96,7 @@ class Run:
     heartbeat_at: float | None
     executor: str
     external_id: str | None
-    executor_spec: Mapping[str, Any] | None = field(hash=False)  # a cluster run's placement, for resubmission
+    executor_spec: Mapping[str, Any] | None  # a cluster run's placement, for resubmission
     exit_reason: str | None
     step: int
     total_steps: int
@@ -54,8 +105,7 @@ class Run:
     parent_id: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class Evaluation:
+class Evaluation(Entity):
     id: int
     run_id: int
     metric: str
@@ -65,7 +115,7 @@ class Evaluation:
     n: int | None
     split: str | None
     seed: int | None
-    details: Mapping[str, Any] = field(hash=False)
+    details: Mapping[str, Any]
     created_at: float
     checkpoint_step: int | None
     sampler: str | None
@@ -74,8 +124,7 @@ class Evaluation:
     classifier_id: int | None  # the feature network of kid/fid/class
 
 
-@dataclass(frozen=True, slots=True)
-class Classifier:
+class Classifier(Entity):
     """A PCam classifier trained by `ddpm-tui classifier train`: KID/FID features and class fidelity."""
 
     id: int
@@ -91,8 +140,7 @@ class Classifier:
     created_at: float
 
 
-@dataclass(frozen=True, slots=True)
-class EvalJob:
+class EvalJob(Entity):
     """An evaluation waiting for (or run by) the worker: queued -> running -> finished | failed."""
 
     id: int
@@ -109,8 +157,7 @@ class EvalJob:
     ended_at: float | None
 
 
-@dataclass(frozen=True, slots=True)
-class Artifact:
+class Artifact(Entity):
     id: int
     run_id: int
     kind: str
@@ -119,16 +166,14 @@ class Artifact:
     created_at: float
 
 
-@dataclass(frozen=True, slots=True)
-class Note:
+class Note(Entity):
     id: int
     run_id: int
     text: str
     created_at: float
 
 
-@dataclass(frozen=True, slots=True)
-class StatusEvent:
+class StatusEvent(Entity):
     id: int
     run_id: int
     status: str
@@ -136,8 +181,7 @@ class StatusEvent:
     at: float
 
 
-@dataclass(frozen=True, slots=True)
-class BlindTest:
+class BlindTest(Entity):
     """One person's blind test of a run (mode 'class' or 'real-vs-generated'; `answers` holds the trials)."""
 
     id: int
@@ -146,5 +190,5 @@ class BlindTest:
     n: int
     correct: int
     p_value: float
-    answers: Mapping[str, Any] = field(hash=False)
+    answers: Mapping[str, Any]
     created_at: float

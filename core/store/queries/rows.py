@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import copy
 import functools
-from dataclasses import fields
 from types import MappingProxyType
 from typing import Any, Iterable, TypeVar
 
 from sqlalchemy import Select, select
 
 Entity = TypeVar("Entity")
-
-
-@functools.cache
-def _field_names(entity_type: type) -> tuple[str, ...]:
-    return tuple(f.name for f in fields(entity_type))
 
 
 def _read_only(value: Any) -> Any:
@@ -27,7 +21,7 @@ def to_entity(row: Any, entity_type: type[Entity]) -> Entity:
     """The frozen copy of `row`, read while its session is open. The entity takes over the row's
     JSON values: a row read from the database holds values nothing else refers to, and a row made
     here holds copies of its caller's (`own`)."""
-    return entity_type(*[_read_only(getattr(row, name)) for name in _field_names(entity_type)])
+    return entity_type(*[_read_only(getattr(row, name)) for name in entity_type.__slots__])
 
 
 def entity_by_id(store, model: type, entity_type: type[Entity], key: int, missing: Exception) -> Entity:
@@ -41,7 +35,7 @@ def entity_by_id(store, model: type, entity_type: type[Entity], key: int, missin
 
 @functools.cache
 def _columns(model: type, entity_type: type) -> tuple:
-    return tuple(getattr(model, name) for name in _field_names(entity_type))
+    return tuple(getattr(model, name) for name in entity_type.__slots__)
 
 
 def select_entities(model: type, entity_type: type) -> Select:
