@@ -4,7 +4,9 @@ answers overlaps the CLI's imports instead of following them."""
 
 from __future__ import annotations
 
+import gc
 import sys
+from contextlib import contextmanager
 
 ROOT_VALUE_OPTIONS = ("--db", "--runs-dir")
 
@@ -23,11 +25,28 @@ def opens_tui(args: list[str]) -> bool:
     return True
 
 
+@contextmanager
+def imports_uncollected():
+    """Imports made without the cyclic garbage collector, whose objects it then never scans again.
+
+    Start-up builds hundreds of thousands of long-lived objects (modules, classes, functions,
+    SQLAlchemy's and Textual's tables) and frees next to none, yet the collector, run after every
+    700 new containers, walks them again and again: 8% of the instructions of `runs list --json`
+    and 10% of the TUI's imports (BENCHMARKS.md, issue 19). `gc.freeze` moves what the imports
+    made out of every later collection, so the TUI's refreshes do not scan it either."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.enable()
+
+
 def main(argv: list[str] | None = None) -> None:
     if opens_tui(sys.argv[1:] if argv is None else argv):
         from ddpm_tui.terminal_probe import start_probe
 
         start_probe()
-    from ddpm_tui.cli import main as cli_main
-
+    with imports_uncollected():
+        from ddpm_tui.cli import main as cli_main
     cli_main(argv)

@@ -63,7 +63,10 @@ class Where:
     def lab(self, create: bool = True):
         """The service layer on this store. Commands that only read or act on existing runs pass
         create=False: they never create a database file (a missing one reads as empty)."""
-        from core.services.lab import Lab  # imported on use: `--help` and `keys` need no store
+        from ddpm_tui.entry import imports_uncollected
+
+        with imports_uncollected():
+            from core.services.lab import Lab  # imported on use: `--help` and `keys` need no store
 
         return Lab(self.db_url, self.runs_dir, create=create)
 

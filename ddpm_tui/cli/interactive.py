@@ -6,6 +6,7 @@ from typing import Annotated
 import typer
 
 from ddpm_tui.cli.render import echo_json
+from ddpm_tui.entry import imports_uncollected
 
 
 def tui_settings():
@@ -21,7 +22,8 @@ def open_tui(db_url: str, runs_dir: Path, settings, open_run_id: int | None = No
     from ddpm_tui.terminal_probe import start_probe
 
     probe = start_probe()
-    from ddpm_tui.tui.app import prepare_app
+    with imports_uncollected():
+        from ddpm_tui.tui.app import prepare_app
 
     app = prepare_app(db_url, runs_dir, open_run_id, settings)
     probe.join()
