@@ -18,7 +18,7 @@ SCHEDULES = ("linear", "cosine", "quadratic", "sigmoid", "sigmoid-chen")
 ATTENTION = ("none", "linear", "full")
 OBJECTIVES = ("eps", "x0", "v")
 LOSSES = ("l2", "l1", "huber")
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 DEVICES = ("auto", "cpu", "cuda")
 IMAGE_SIZES = (32, 64, 96)
 INT_MAX = 2**31 - 1  # counts beyond this are typos, and would not fit the store's integer columns
@@ -70,7 +70,7 @@ class TrainConfig:
     epochs: float = _opt(0.0, "if > 0, train this many epochs instead of --max-steps")
     ema_decay: float = _opt(0.9995, "EMA decay of the sampling weights")
     cond_drop: float = _opt(0.1, "label dropout for classifier-free guidance (conditional only)")
-    precision: str = _opt("fp32", "autocast precision on CUDA; bf16 also on a CPU with native bf16 (AVX512-BF16, AMX)", PRECISIONS)
+    precision: str = _opt("fp32", "autocast precision on CUDA; bf16 also on a CPU with native bf16 (AVX512-BF16, AMX); auto: bf16 where native, else fp32", PRECISIONS)
     compile: bool = _opt(False, "torch.compile the model")
     seed: int = _opt(0, "seed for weights, data order, noise")
     ckpt_every: int = _opt(500, "checkpoint every N steps")
@@ -353,8 +353,10 @@ DEMO_PRESET = dict(data="demo", image_size=32, schedule="cosine", objective="v",
                    max_steps=300, ckpt_every=100, sample_every=100, eval_every=50, name="demo", device="auto")
 # The demo continues from the weights shipped for its network (core/assets/demo_weights.pt, made by
 # benchmarks/train_demo_weights.py), so its first grids already show tissue; a gentler learning rate
-# keeps what they learned. `demo --from-scratch` trains DEMO_PRESET from a fresh network.
-DEMO_FROM_WEIGHTS = dict(DEMO_PRESET, init_weights="demo", lr=2e-4, tag=["from-demo-weights"])
+# keeps what they learned. It trains in bf16 where the CPU has it natively: 1.27x the images per
+# second of fp32 with the same samples (BENCHMARKS.md, issue 22). `demo --from-scratch` trains
+# DEMO_PRESET from a fresh network, in fp32: from scratch, bf16's samples were not yet shown as good.
+DEMO_FROM_WEIGHTS = dict(DEMO_PRESET, init_weights="demo", lr=2e-4, tag=["from-demo-weights"], precision="auto")
 
 
 def demo_config(steps: int, from_scratch: bool = False) -> "TrainConfig":

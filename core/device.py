@@ -28,6 +28,22 @@ def cpu_has_native_bf16() -> bool:
     return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
 
 
+def has_native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes bf16 in hardware: a CUDA GPU that supports it, or such a CPU."""
+    return torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_native_bf16()
+
+
+def training_precision(requested: str, device: torch.device, native_bf16: bool) -> str:
+    """The precision a run computes in on `device`: as asked on CUDA; on a CPU, bf16 only where the
+    CPU computes it natively (`native_bf16`) and fp32 otherwise (fp16 autocast is for CUDA). `auto`
+    is bf16 wherever the device has it natively, fp32 elsewhere."""
+    if requested == "auto":
+        return "bf16" if native_bf16 else "fp32"
+    if device.type == "cuda" or requested == "fp32" or (requested == "bf16" and native_bf16):
+        return requested
+    return "fp32"
+
+
 def load_weights(module: torch.nn.Module, weights: dict, path: Path) -> None:
     """Load a state dict saved at `path` into `module`; BadInput when it does not fit the model."""
     try:

@@ -9,11 +9,12 @@ import threading
 import pytest
 import torch
 
-from core.config import TrainConfig
+from core.config import TrainConfig, demo_config
+from core.device import training_precision
 from core.errors import WorkFailed
 from core.model import build_unet
 from core.train import trainer as trainer_module
-from core.train.trainer import Trainer, ema_update, make_optimizer, training_precision
+from core.train.trainer import Trainer, ema_update, make_optimizer
 
 SMALL = dict(image_size=32, dim=16, dim_mults="1,2", res_blocks=1, attention="linear", batch_size=4,
              timesteps=50, warmup_steps=2, device="cpu", dropout=0.1, seed=5, sample_every=0, eval_every=0)
@@ -48,9 +49,29 @@ def test_foreach_ema_update_equals_the_per_parameter_loop():
     ("fp32", "cpu", True, "fp32"),
     ("bf16", "cuda", False, "bf16"),
     ("fp16", "cuda", False, "fp16"),
+    ("auto", "cpu", True, "bf16"),
+    ("auto", "cpu", False, "fp32"),
+    ("auto", "cuda", True, "bf16"),
+    ("auto", "cuda", False, "fp32"),
 ])
 def test_training_precision_uses_bf16_on_a_cpu_only_where_it_is_native(requested, device, native, expected):
     assert training_precision(requested, torch.device(device), native) == expected
+
+
+def test_the_demo_from_its_weights_trains_in_bf16_where_native_and_from_scratch_in_fp32():
+    assert demo_config(300).precision == "auto" and demo_config(300, from_scratch=True).precision == "fp32"
+
+
+@pytest.mark.parametrize("precision, native, warned", [("bf16", True, False), ("bf16", False, True),
+                                                      ("auto", True, False), ("auto", False, False)])
+def test_only_an_asked_for_precision_warns_when_the_cpu_cannot_give_it(pcam, tmp_path, monkeypatch, caplog,
+                                                                        precision, native, warned):
+    monkeypatch.setattr(trainer_module, "cpu_has_native_bf16", lambda: native)
+    with caplog.at_level("INFO", logger=trainer_module.log.name):
+        trainer = Trainer(small_config(pcam, precision=precision), tmp_path / "run", pcam)
+    trainer.close()
+    assert trainer.precision == ("bf16" if native else "fp32")
+    assert any(r.levelname == "WARNING" and "training in fp32" in r.getMessage() for r in caplog.records) == warned
 
 
 @pytest.mark.parametrize("native", [True, False])

@@ -15,10 +15,13 @@ The computations are core.evaluate.results.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 
 from core.config import TrainConfig
 from core.data.prepared import random_patches
+from core.device import has_native_bf16, training_precision
 from core.errors import WorkFailed
 from core.evaluate.metrics import REQUESTS
 from core.evaluate.planning import EvalPlan
@@ -31,10 +34,9 @@ from core.store.db import Store
 
 def autocast_for(cfg: TrainConfig, device: torch.device):
     """The autocast the run trained with (CUDA only), so the evaluated network computes as it did."""
-    from contextlib import nullcontext
-
-    if device.type == "cuda" and cfg.precision in ("bf16", "fp16"):
-        return torch.autocast("cuda", dtype=torch.bfloat16 if cfg.precision == "bf16" else torch.float16)
+    precision = training_precision(cfg.precision, device, has_native_bf16(device)) if device.type == "cuda" else "fp32"
+    if precision in ("bf16", "fp16"):
+        return torch.autocast("cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
     return nullcontext()
 
 

@@ -24,7 +24,7 @@ import torch
 
 from core.config import TrainConfig
 from core.data import CLASS_LABELS, PatchStream, open_split, selected_indices, to_model_input
-from core.device import cpu_has_native_bf16, load_weights, pick_device
+from core.device import cpu_has_native_bf16, load_weights, pick_device, training_precision
 from core.errors import BadInput, WorkFailed
 from core.factory import create_model_and_diffusion
 from core.generation import generate
@@ -73,14 +73,6 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
     buffers = list(ema.buffers())
     if buffers:
         torch._foreach_copy_(buffers, list(model.buffers()))
-
-
-def training_precision(requested: str, device: torch.device, native_bf16: bool) -> str:
-    """The precision a run trains in on `device`: as asked on CUDA; on a CPU, bf16 only where the
-    CPU computes it natively (`native_bf16`) and fp32 otherwise (fp16 autocast is for CUDA)."""
-    if device.type == "cuda" or requested == "fp32" or (requested == "bf16" and native_bf16):
-        return requested
-    return "fp32"
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
@@ -151,8 +143,11 @@ class Trainer:
                            f"but {self.replicas.world_size} were started")
         self.device = self.replicas.device(pick_device(cfg.device))
         self.replicas.join(self.device)
-        self.precision = training_precision(cfg.precision, self.device, cpu_has_native_bf16())
-        if self.precision != cfg.precision:
+        native_bf16 = torch.cuda.is_bf16_supported() if self.device.type == "cuda" else cpu_has_native_bf16()
+        self.precision = training_precision(cfg.precision, self.device, native_bf16)
+        if cfg.precision == "auto":
+            log.info("precision auto: training in %s on %s", self.precision, self.device)
+        elif self.precision != cfg.precision:
             log.warning("--precision %s needs CUDA%s; training in fp32 on %s", cfg.precision,
                         " or a CPU with native bf16" if cfg.precision == "bf16" else "", self.device)
         self.channels_last = self.device.type == "cuda"
