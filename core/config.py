@@ -353,7 +353,7 @@ DEMO_PRESET = dict(data="demo", image_size=32, schedule="cosine", objective="v",
                    max_steps=300, ckpt_every=100, sample_every=100, eval_every=50, name="demo", device="auto")
 # The demo continues from the weights shipped for its network (core/assets/demo_weights.pt, made by
 # benchmarks/train_demo_weights.py), so its first grids already show tissue; a gentler learning rate
-# keeps what they learned. It trains in bf16 where the CPU has it natively: 1.27x the images per
+# keeps what they learned. It trains in bf16 where the CPU has it natively: 1.28x the images per
 # second of fp32 with the same samples (BENCHMARKS.md, issue 22). `demo --from-scratch` trains
 # DEMO_PRESET from a fresh network, in fp32: from scratch, bf16's samples were not yet shown as good.
 DEMO_FROM_WEIGHTS = dict(DEMO_PRESET, init_weights="demo", lr=2e-4, tag=["from-demo-weights"], precision="auto")
