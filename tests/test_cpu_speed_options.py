@@ -66,7 +66,7 @@ def test_the_demo_from_its_weights_trains_in_bf16_where_native_and_from_scratch_
                                                       ("auto", True, False), ("auto", False, False)])
 def test_only_an_asked_for_precision_warns_when_the_cpu_cannot_give_it(pcam, tmp_path, monkeypatch, caplog,
                                                                         precision, native, warned):
-    monkeypatch.setattr(trainer_module, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(trainer_module, "has_native_bf16", lambda device: native)
     with caplog.at_level("INFO", logger=trainer_module.log.name):
         trainer = Trainer(small_config(pcam, precision=precision), tmp_path / "run", pcam)
     trainer.close()
@@ -76,7 +76,7 @@ def test_only_an_asked_for_precision_warns_when_the_cpu_cannot_give_it(pcam, tmp
 
 @pytest.mark.parametrize("native", [True, False])
 def test_trainer_asks_the_cpu_probe_before_training_in_bf16(pcam, tmp_path, monkeypatch, native):
-    monkeypatch.setattr(trainer_module, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(trainer_module, "has_native_bf16", lambda device: native)
     trainer = Trainer(small_config(pcam, precision="bf16"), tmp_path / "run", pcam)
     try:
         assert trainer.precision == ("bf16" if native else "fp32")
@@ -98,7 +98,7 @@ def final_state(trainer: Trainer) -> dict:
 
 def test_bf16_cpu_training_resumes_exactly(pcam, tmp_path, monkeypatch):
     """Straight to step 6 == stopped at 3, then resumed in a new Trainer to 6 (bf16 autocast on)."""
-    monkeypatch.setattr(trainer_module, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(trainer_module, "has_native_bf16", lambda device: True)
     cfg = small_config(pcam, precision="bf16", max_steps=6, ckpt_every=3)
     straight = Trainer(cfg, tmp_path / "straight", pcam)
     assert straight.precision == "bf16" and straight.fit() == "finished"

@@ -2,7 +2,8 @@
 machine, `python -X importtime`): `runs list`, `runs show`, `export` and the TUI's first screen. A
 top-level import of something torch-bound in a module they load (as core.loaded_run once had)
 took `runs list --json` on 1,000 runs from 0.5 s to 2.2 s; this finds it by name. Nor do they load the
-cluster executors' code when no run of the store is on a cluster (about 4 ms of imports)."""
+cluster executors' code when no run of the store is on a cluster (6 M instructions of imports,
+BENCHMARKS.md)."""
 
 import subprocess
 import sys

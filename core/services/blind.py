@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from core.errors import BadInput
 from core.services.session import Session
 from core.services.views import BlindTest

@@ -24,7 +24,7 @@ import torch
 
 from core.config import TrainConfig
 from core.data import CLASS_LABELS, PatchStream, open_split, selected_indices, to_model_input
-from core.device import cpu_has_native_bf16, load_weights, pick_device, training_precision
+from core.device import has_native_bf16, load_weights, pick_device, training_precision
 from core.errors import BadInput, WorkFailed
 from core.factory import create_model_and_diffusion
 from core.generation import generate
@@ -143,8 +143,7 @@ class Trainer:
                            f"but {self.replicas.world_size} were started")
         self.device = self.replicas.device(pick_device(cfg.device))
         self.replicas.join(self.device)
-        native_bf16 = torch.cuda.is_bf16_supported() if self.device.type == "cuda" else cpu_has_native_bf16()
-        self.precision = training_precision(cfg.precision, self.device, native_bf16)
+        self.precision = training_precision(cfg.precision, self.device, has_native_bf16(self.device))
         if cfg.precision == "auto":
             log.info("precision auto: training in %s on %s", self.precision, self.device)
         elif self.precision != cfg.precision:
