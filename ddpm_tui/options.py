@@ -65,7 +65,7 @@ class Where:
         create=False: they never create a database file (a missing one reads as empty)."""
         from ddpm_tui.entry import imports_uncollected
 
-        with imports_uncollected():
+        with imports_uncollected("core.services.lab"):
             from core.services.lab import Lab  # imported on use: `--help` and `keys` need no store
 
         return Lab(self.db_url, self.runs_dir, create=create)

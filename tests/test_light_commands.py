@@ -46,3 +46,16 @@ def test_the_tui_app_and_its_service_layer_load_without_torch():
                           env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "False"
+
+
+def test_a_second_command_in_one_process_freezes_nothing_more():
+    """Only a module's first import is frozen: later commands leave the collector alone, so the
+    garbage they leave is collected as usual."""
+    probe = ("import gc, sys\nfreezes = []\nfreeze = gc.freeze\n"
+             "gc.freeze = lambda: (freezes.append(1), freeze())\nfrom ddpm_tui.cli import main\n"
+             "def run():\n    try:\n        main(sys.argv[1:])\n    except SystemExit as exc:\n        assert not exc.code\n"
+             "run()\nafter_one = len(freezes)\nrun()\nprint(after_one, len(freezes), gc.isenabled())")
+    done = subprocess.run([sys.executable, "-c", probe, "runs", "list", "--json"], capture_output=True, text=True,
+                          timeout=120, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "DDPM_TUI_DB": "sqlite://"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "1 1 True"  # the service layer's import, once

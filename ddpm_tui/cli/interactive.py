@@ -22,7 +22,7 @@ def open_tui(db_url: str, runs_dir: Path, settings, open_run_id: int | None = No
     from ddpm_tui.terminal_probe import start_probe
 
     probe = start_probe()
-    with imports_uncollected():
+    with imports_uncollected("ddpm_tui.tui.app"):
         from ddpm_tui.tui.app import prepare_app
 
     app = prepare_app(db_url, runs_dir, open_run_id, settings)
