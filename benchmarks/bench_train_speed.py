@@ -23,9 +23,9 @@ median img/s over the rounds in which every timing stayed quiet, the ratios of t
 of the per-round ratios.
 
 lucidrains' package and diffusers are benchmark-only dependencies (see BENCHMARKS.md for the install
-commands). lucidrains' imports torchvision on load, which cannot import beside the CPU torch wheel; a
-stand-in from benchmarks/stubs/ is put first on sys.path, as its Unet and GaussianDiffusion never use
-torchvision.
+commands). lucidrains' imports torchvision on load, which cannot import beside the CPU torch wheel; where
+it cannot, a stand-in from benchmarks/stubs/ is put on sys.path, as its Unet and GaussianDiffusion never
+use torchvision (where torchvision works, as on a GPU machine, the stand-in would break diffusers).
 
     .venv/bin/python benchmarks/bench_train_speed.py --json
     .venv/bin/python benchmarks/bench_train_speed.py --set options --json
@@ -51,9 +51,14 @@ from pathlib import Path
 from typing import Callable
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE.parent), str(HERE / "stubs")]
+sys.path.insert(0, str(HERE.parent))
 
 import torch  # noqa: E402
+
+try:
+    import torchvision  # noqa: E402, F401
+except Exception:  # noqa: BLE001 - any failure to load it: the stand-in is for exactly that
+    sys.path.insert(1, str(HERE / "stubs"))
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from core.config import TrainConfig  # noqa: E402
@@ -74,6 +79,7 @@ class Contender:
     optimizer: torch.optim.Optimizer
     after_step: Callable[[], None] = lambda: None
     channels_last: bool = False
+    counted_loss_fn: Callable[[torch.Tensor], torch.Tensor] | None = None  # FLOPs counted eagerly
 
 
 def ours_config(preset: str, image_size: int) -> TrainConfig:
@@ -87,10 +93,11 @@ def ours_config(preset: str, image_size: int) -> TrainConfig:
 
 
 def build_ours(preset: str, image_size: int, device: torch.device, kernels: str = "trainer",
-               channels_last: bool = False, ema: bool = False) -> Contender:
+               channels_last: bool = False, ema: bool = False, compile_mode: str | None = None) -> Contender:
     """Our U-Net and diffusion as the trainer builds them (core.factory). `kernels`: "trainer" for the
     trainer's AdamW (make_optimizer), or "loop"/"foreach"/"fused" for torch's three AdamW kernels;
-    `ema` adds the trainer's EMA update (the loop it had before issue 22 with kernels="loop")."""
+    `ema` adds the trainer's EMA update (the loop it had before issue 22 with kernels="loop");
+    `compile_mode` trains the U-Net under torch.compile in that mode."""
     torch.manual_seed(0)
     cfg = ours_config(preset, image_size)
     model, diffusion = create_model_and_diffusion(cfg)
@@ -104,8 +111,9 @@ def build_ours(preset: str, image_size: int, device: torch.device, kernels: str 
     if ema:
         shadow = copy.deepcopy(model).requires_grad_(False)
         after = (lambda: ema_loop(shadow, model, 0.999)) if kernels == "loop" else (lambda: ema_update(shadow, model, 0.999))
-    return Contender(model, lambda x0: diffusion.training_loss(lambda x, t: model(x, t), x0), optimizer, after,
-                     channels_last)
+    net = model if compile_mode is None else torch.compile(model, mode=compile_mode)
+    return Contender(model, lambda x0: diffusion.training_loss(lambda x, t: net(x, t), x0), optimizer, after,
+                     channels_last, lambda x0: diffusion.training_loss(lambda x, t: model(x, t), x0))
 
 
 @torch.no_grad()
@@ -184,11 +192,17 @@ OPTIONS = {
 }
 
 
-def contenders(which: str, image_size: int, device: torch.device, precision: str) -> dict:
-    """name -> (a build function taking the batch's device, the autocast dtype or None)."""
+def contenders(which: str, image_size: int, device: torch.device, precision: str,
+               compile_mode: str | None = None) -> dict:
+    """name -> (a build function taking the batch's device, the autocast dtype or None). On CUDA ours
+    trains in channels-last, as the trainer does there; `compile_mode` adds ours under torch.compile."""
     dtype = {"fp32": None, "bf16": torch.bfloat16}[precision]
     if which in ("matched", "defaults"):
-        out = {name: (functools.partial(build, which, image_size), dtype) for name, build in LIBRARIES.items()}
+        ours = functools.partial(build_ours, channels_last=device.type == "cuda")
+        out = {name: (functools.partial(build, which, image_size), dtype)
+               for name, build in dict(LIBRARIES, ours=ours).items()}
+        if compile_mode:
+            out["ours compiled"] = (functools.partial(ours, which, image_size, compile_mode=compile_mode), dtype)
         if dtype is None:  # and ours as the trainer runs it with --precision bf16 (a CPU's native bf16)
             out["ours bf16"] = (functools.partial(build_ours, which, image_size), torch.bfloat16)
         return out
@@ -221,8 +235,10 @@ class Runner:
         loss_fn = self.contender.loss_fn
         self.loss_fn = loss_fn if dtype is None else self.autocast(loss_fn, batch.device.type, dtype)
         self.params = count_parameters(self.model)
+        counted = self.contender.counted_loss_fn or loss_fn
+        counted = counted if dtype is None else self.autocast(counted, batch.device.type, dtype)
         with FlopCounterMode(display=False) as counter:  # matmuls and convolutions of one step
-            self.loss_fn(self.batch).backward()
+            counted(self.batch).backward()
         self.model.zero_grad(set_to_none=True)
         self.gflop = counter.get_total_flops() / 1e9
         self.opt = self.contender.optimizer
@@ -329,6 +345,8 @@ def main(argv=None) -> dict:
                    help="seconds to wait for a quiet machine before each timing at most (default 60)")
     p.add_argument("--json", nargs="?", const=DEFAULT_JSON, type=Path, default=None, metavar="PATH",
                    help=f"append the result to a JSON list (default path {DEFAULT_JSON.relative_to(HERE.parent)})")
+    p.add_argument("--compile", dest="compile_mode", default=None, metavar="MODE",
+                   help="also train ours under torch.compile in this mode (default, reduce-overhead, ...)")
     args = p.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -336,7 +354,8 @@ def main(argv=None) -> dict:
     device = torch.device(args.device)
     x0 = (torch.rand(args.batch_size, 3, args.image_size, args.image_size) * 2 - 1).to(device)
     runners = [Runner(name, build, x0, dtype)
-               for name, (build, dtype) in contenders(args.which, args.image_size, device, args.precision).items()]
+               for name, (build, dtype) in contenders(args.which, args.image_size, device, args.precision,
+                                                           args.compile_mode).items()]
     baseline = runners[0].name
     gpu = f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
     print(f"torch {torch.__version__}{gpu}, set {args.which}, {args.precision}, {args.image_size} px, "
@@ -387,7 +406,7 @@ def main(argv=None) -> dict:
                     "cpu_count": os.cpu_count(), "threads": args.threads,
                     "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"},
         "versions": {"torch": torch.__version__, **library_versions()},
-        "config": {"set": args.which, "image_size": args.image_size, "precision": args.precision, "dim": DIM, "dim_mults": list(DIM_MULTS), "res_blocks": RES_BLOCKS,
+        "config": {"set": args.which, "image_size": args.image_size, "precision": args.precision, "compile": args.compile_mode, "dim": DIM, "dim_mults": list(DIM_MULTS), "res_blocks": RES_BLOCKS,
                    "batch_size": args.batch_size, "rounds": args.rounds, "steps": args.steps, "warmup": args.warmup,
                    "max_other": args.max_other, "retries": args.retries, "max_wait": args.max_wait},
         "params": {r.name: r.params for r in runners},

@@ -5,6 +5,7 @@ again, SIGKILL it just after its checkpoint at step K, resume it to N; compare t
 checkpoints tensor by tensor (model and EMA) and the two loss curves.
 
     python benchmarks/check_cuda_resume.py [--steps 60] [--kill-after 20] [--image-size 32] [--device cuda]
+                                           [--train-args '--compile on']
 """
 
 from __future__ import annotations
@@ -74,7 +75,9 @@ def main() -> None:
     ap.add_argument("--kill-after", type=int, default=20)
     ap.add_argument("--image-size", type=int, default=32)
     ap.add_argument("--device", default="cuda", help="cpu: a smoke test of this script")
+    ap.add_argument("--train-args", default="", help="more train options for every run, e.g. '--compile on'")
     args = ap.parse_args()
+    MODEL.extend(args.train_args.split())
     MODEL[MODEL.index("--device") + 1] = args.device
     MODEL.extend(["--image-size", str(args.image_size)])
     print(torch.__version__, torch.cuda.get_device_name() if args.device == "cuda" else args.device)
