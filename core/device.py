@@ -33,12 +33,14 @@ def has_native_bf16(device: torch.device) -> bool:
     return torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_native_bf16()
 
 
-def training_precision(requested: str, device: torch.device, native_bf16: bool) -> str:
+def training_precision(requested: str, device: torch.device, native_bf16: bool, from_weights: bool = False) -> str:
     """The precision a run computes in on `device`: as asked on CUDA; on a CPU, bf16 only where the
-    CPU computes it natively (`native_bf16`) and fp32 otherwise (fp16 autocast is for CUDA). `auto`
-    is bf16 wherever the device has it natively, fp32 elsewhere."""
+    CPU computes it natively (`native_bf16`) and fp32 otherwise (fp16 autocast is for CUDA).
+    `auto` is bf16 where it was measured to train as well as fp32 (BENCHMARKS.md, issue 22): on a
+    GPU that has bf16, and on a CPU with native bf16 for a run that continues trained weights
+    (`from_weights`); a fresh network on a CPU trains in fp32."""
     if requested == "auto":
-        return "bf16" if native_bf16 else "fp32"
+        return "bf16" if native_bf16 and (device.type == "cuda" or from_weights) else "fp32"
     if device.type == "cuda" or requested == "fp32" or (requested == "bf16" and native_bf16):
         return requested
     return "fp32"

@@ -179,6 +179,10 @@ CASES: list[Case] = [
          ["--metric ssim_memorisation: a guard shown beside the ranking, never a rank key"], setup="seeded"),
     Case("train-unknown-schedule", ["train", "--data", "{pcam}", *TINY, "--schedule", "exp"], 2,
          ["--schedule: unknown value 'exp'"]),
+    Case("train-compile-unknown", ["train", "--data", "{pcam}", *TINY, "--compile", "maybe"], 2,
+         ["--compile: unknown value 'maybe'", "auto, on, off"]),
+    Case("train-config-compile-number", ["train", "--data", "{pcam}", "--config", "{work}/c.toml"], 2,
+         ["c.toml: key 'compile'", "expected text", "1"], files={"c.toml": "compile = 1\n"}),
     Case("runs-show-missing", ["runs", "show", "99"], 2, ["99"], setup="seeded"),
     # ---- cluster -------------------------------------------------------------------------------------
     Case("k8s-cpu-zero", [*K8S, "--cpu", "0"], 2, ["--cpu: '0' is not a positive Kubernetes quantity"]),

@@ -1,5 +1,6 @@
 """U-Net shapes over every configuration axis, and its input checks."""
 
+import dataclasses
 import itertools
 
 import pytest
@@ -182,3 +183,38 @@ def test_checkpoints_of_the_older_block_layout_are_named_as_such(tmp_path):
     cfg = TrainConfig(dim=16, dim_mults="1,2", attention="none").validate()
     with pytest.raises(BadInput, match=r"model version 1 \(this ddpm-tui builds version 2\)"):
         ckpt.check_architecture(tmp_path / "ckpt-00000001.pt", {"config": cfg.to_dict()}, cfg)
+
+
+def test_largest_batch_is_the_largest_whose_estimate_fits():
+    from core.train.resources import largest_batch, training_memory
+
+    cfg = TrainConfig(image_size=96, dim=64, dim_mults="1,2,4,8", attention="linear", batch_size=64).validate()
+    available = 139 * 2**30
+    largest = largest_batch(cfg, available)
+    fits = lambda b: training_memory(dataclasses.replace(cfg, batch_size=b)).total <= available  # noqa: E731
+    assert largest > 64 and fits(largest) and not fits(largest + 1)
+    assert largest_batch(cfg, training_memory(dataclasses.replace(cfg, batch_size=1)).parameter_bytes) == 0
+
+
+def test_a_config_that_does_not_fit_is_refused_with_the_batch_that_would(monkeypatch):
+    from core.train import resources
+
+    cfg = TrainConfig(batch_size=4096).validate()
+    one = resources.training_memory(dataclasses.replace(cfg, batch_size=1))
+    monkeypatch.setattr(resources, "host_memory_available", lambda: one.parameter_bytes + 100 * one.activation_bytes)
+    with pytest.raises(BadInput, match=r"--batch-size 4096: .*\(--batch-size 100 fits; or lower --batch-size"):
+        resources.check_training_fits(cfg, torch.device("cpu"))
+
+
+def test_a_gpu_with_room_for_twice_the_batch_is_told_which_batch_fits(monkeypatch):
+    from core.train import resources
+
+    cfg = TrainConfig(batch_size=64).validate()
+    one = resources.training_memory(dataclasses.replace(cfg, batch_size=1))
+    free = {"room": one.parameter_bytes + 1000 * one.activation_bytes}
+    monkeypatch.setattr(resources, "device_memory_available", lambda device: (free["room"], "GPU X has"))
+    advice = resources.batch_advice(cfg, torch.device("cuda"))
+    assert "room for --batch-size 1000" in advice and "GPU X has" in advice
+    free["room"] = one.parameter_bytes + 127 * one.activation_bytes  # less than twice 64: nothing to say
+    assert resources.batch_advice(cfg, torch.device("cuda")) is None
+    assert resources.batch_advice(cfg, torch.device("cpu")) is None

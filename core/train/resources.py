@@ -9,6 +9,7 @@ equal to the real model's.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 
@@ -132,6 +133,14 @@ def training_memory(cfg) -> MemoryEstimate:
                           activation_values_per_image(cfg) * cfg.batch_size * FLOAT_BYTES)
 
 
+def largest_batch(cfg, available: int) -> int:
+    """The largest --batch-size whose training step fits in `available` bytes by training_memory's
+    estimate (0 when not even one image does). The estimate is an upper bound: on an H200 the 96 px
+    step used 0.64-0.66 of it in eager bf16 and 0.28-0.31 of it compiled (BENCHMARKS.md)."""
+    one = training_memory(dataclasses.replace(cfg, batch_size=1))
+    return max(0, (available - one.parameter_bytes) // one.activation_bytes)
+
+
 def sampling_memory(cfg, batch: int) -> int:
     """Bytes sampling needs for `batch` images at once: the weights, and activations that are not
     kept for a backward pass (a quarter of training's is a generous bound)."""
@@ -176,11 +185,29 @@ def check_fits(needed: int, device, what: str, advice: str) -> None:
 
 
 def check_training_fits(cfg, device) -> MemoryEstimate:
-    """Refuse a config whose training step would not fit in the device's memory."""
+    """Refuse a config whose training step would not fit in the device's memory, naming the
+    largest --batch-size that would."""
     est = training_memory(cfg)
+    largest = largest_batch(cfg, device_memory_available(device)[0])
     check_fits(est.total, device,
                f"training (--dim {cfg.dim}, --dim-mults {cfg.dim_mults}, --res-blocks {cfg.res_blocks}, "
                f"--batch-size {cfg.batch_size}: {est.parameters:,} parameters, {fmt_bytes(est.parameter_bytes)} "
                f"for weights and optimizer, {fmt_bytes(est.activation_bytes)} of activations)",
-               "lower --batch-size, --dim, --dim-mults or --res-blocks")
+               (f"--batch-size {largest} fits; or " if largest else "") + "lower --batch-size, --dim, --dim-mults "
+               "or --res-blocks")
     return est
+
+
+def batch_advice(cfg, device) -> str | None:
+    """On a GPU with room for a much larger batch than the config's, a line saying which: a larger
+    batch keeps the GPU busier (BENCHMARKS.md: 96 px compiled, batch 256 ran 1.27x the images per
+    second of batch 64). None on a CPU or when the batch is already near the largest."""
+    if device.type != "cuda":
+        return None
+    available, where = device_memory_available(device)
+    largest = largest_batch(cfg, available)
+    if largest < 2 * cfg.batch_size:
+        return None
+    return (f"--batch-size {cfg.batch_size} needs about {fmt_bytes(training_memory(cfg).total)} by the estimate; "
+            f"{where} {fmt_bytes(available)} free, room for --batch-size {largest}: a larger batch keeps the GPU "
+            "busier")

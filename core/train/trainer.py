@@ -22,6 +22,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from core.compilation import COMPILE_MODE, compile_cache, compile_network, compiles
 from core.config import TrainConfig
 from core.data import CLASS_LABELS, PatchStream, open_split, selected_indices, to_model_input
 from core.device import has_native_bf16, load_weights, pick_device, training_precision
@@ -143,7 +144,8 @@ class Trainer:
                            f"but {self.replicas.world_size} were started")
         self.device = self.replicas.device(pick_device(cfg.device))
         self.replicas.join(self.device)
-        self.precision = training_precision(cfg.precision, self.device, has_native_bf16(self.device))
+        self.precision = training_precision(cfg.precision, self.device, has_native_bf16(self.device),
+                                            from_weights=bool(cfg.init_weights))
         if cfg.precision == "auto":
             log.info("precision auto: training in %s on %s", self.precision, self.device)
         elif self.precision != cfg.precision:
@@ -172,7 +174,9 @@ class Trainer:
         if self.replicas.distributed:
             self.net = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        self.net = torch.compile(self.net) if cfg.compile else self.net
+        self.compiled = compiles(cfg.compile, self.device, cfg.deterministic)
+        if self.compiled:
+            self.net = compile_network(self.net)
         self.optimizer = make_optimizer(self.model, cfg, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
         self.step = 0
@@ -346,6 +350,9 @@ class Trainer:
         self.model.train()
         rate_steps, rate_time, last_time = 0, 0.0, time.perf_counter()
         last_log = 0.0
+        compiling = self.compiled  # the first step compiles: reported, and kept out of the img/s
+        if self.replicas.is_main and (advice := resources.batch_advice(cfg, self.device)):
+            log.info("memory: %s", advice)
         try:
             while self.step < self.total:
                 if self.replicas.any(self.stop.is_set(), self.device):
@@ -356,7 +363,12 @@ class Trainer:
                 loss = self.train_step(images, labels, codes)
                 self.step += 1
                 now = time.perf_counter()
-                rate_steps, rate_time = rate_steps * 0.9 + 1, rate_time * 0.9 + (now - last_time)
+                if compiling:
+                    compiling = False
+                    log.info("torch.compile (mode %s): the first step took %.1f s, compiling included; kernels "
+                             "cached in %s for later runs", COMPILE_MODE, now - last_time, compile_cache())
+                else:
+                    rate_steps, rate_time = rate_steps * 0.9 + 1, rate_time * 0.9 + (now - last_time)
                 last_time = now
                 img_per_s = rate_steps * cfg.global_batch_size / rate_time if rate_time else 0.0
                 if loss is None:
