@@ -27,12 +27,15 @@ from pathlib import Path
 from core.store import Store, queries
 
 def model_options(device: str, image_size: int) -> list[str]:
-    """The CPU-sized demo model on the CPU; on GPUs the product's 96 px model in bf16."""
+    """The CPU-sized demo model on the CPU; on GPUs the product's 96 px model in bf16, eager in every
+    setting (a --deterministic run is not compiled by default, so compiling the others would mix
+    torch.compile's gain into deterministic kernels' cost)."""
     common = ["--data", "demo", "--dropout", "0", "--sample-every", "0", "--eval-every", "0", "--device", device,
               "--image-size", str(image_size)]
     if device == "cpu":
         return [*common, "--dim", "32", "--dim-mults", "1,2,2", "--res-blocks", "1", "--attention", "none"]
-    return [*common, "--dim", "64", "--dim-mults", "1,2,4,8", "--attention", "linear", "--precision", "bf16"]
+    return [*common, "--dim", "64", "--dim-mults", "1,2,4,8", "--attention", "linear", "--precision", "bf16",
+            "--compile", "off"]
 
 
 def seconds_per_step(workdir: Path, model: list[str], extra: list[str], threads: int, steps: int, warmup: int) -> float:
