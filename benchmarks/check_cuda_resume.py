@@ -2,7 +2,8 @@
 
 For each mode (default kernels, then --deterministic): train N steps straight; train the same run
 again, SIGKILL it just after its checkpoint at step K, resume it to N; compare the two final
-checkpoints tensor by tensor (model and EMA) and the two loss curves.
+checkpoints tensor by tensor (model and EMA) and the two loss curves. With the product's defaults
+the first mode trains under torch.compile and the --deterministic one eager (`--compile auto`).
 
     python benchmarks/check_cuda_resume.py [--steps 60] [--kill-after 20] [--image-size 32] [--device cuda]
                                            [--train-args '--compile on']

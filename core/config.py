@@ -356,10 +356,12 @@ def config_from_dict(values: dict[str, Any]) -> TrainConfig:
 # A run that trains visibly on 2 CPU cores in about a minute: the original project's setting
 # (32 px, cosine schedule, no attention) at a small width, predicting v, whose samples have the
 # data's colours after a few hundred steps where eps's are saturated noise (BENCHMARKS.md,
-# benchmarks/bench_objectives.py); a high learning rate for the short run.
+# benchmarks/bench_objectives.py); a high learning rate for the short run. Not compiled on a GPU
+# either: a first compile takes longer than the whole run.
 DEMO_PRESET = dict(data="demo", image_size=32, schedule="cosine", objective="v", attention="none", dim=32,
                    dim_mults="1,2,2", res_blocks=1, dropout=0.0, batch_size=16, lr=1e-3, warmup_steps=20,
-                   max_steps=300, ckpt_every=100, sample_every=100, eval_every=50, name="demo", device="auto")
+                   max_steps=300, ckpt_every=100, sample_every=100, eval_every=50, name="demo", device="auto",
+                   compile="off")
 # The demo continues from the weights shipped for its network (core/assets/demo_weights.pt, made by
 # benchmarks/train_demo_weights.py), so its first grids already show tissue; a gentler learning rate
 # keeps what they learned. It trains in bf16 where the CPU has it natively: 1.28x the images per
