@@ -260,3 +260,8 @@ def test_compiled_training_resumes_exactly(pcam, tmp_path, monkeypatch):
     for part in a:
         for key in a[part]:
             assert torch.equal(a[part][key], b[part][key]), f"{part}.{key} differs"
+
+
+@pytest.mark.parametrize("from_scratch", [False, True])
+def test_the_demo_is_not_compiled_even_on_a_gpu(from_scratch):
+    assert not compiles(demo_config(300, from_scratch).compile, torch.device("cuda"))
