@@ -181,6 +181,8 @@ CASES: list[Case] = [
          ["--schedule: unknown value 'exp'"]),
     Case("train-compile-unknown", ["train", "--data", "{pcam}", *TINY, "--compile", "maybe"], 2,
          ["--compile: unknown value 'maybe'", "auto, on, off"]),
+    Case("train-compile-bare", ["train", "--data", "{pcam}", *TINY, "--compile"], 2,  # a switch until issue 22
+         ["'--compile' requires an argument"]),
     Case("train-config-compile-number", ["train", "--data", "{pcam}", "--config", "{work}/c.toml"], 2,
          ["c.toml: key 'compile'", "expected text", "1"], files={"c.toml": "compile = 1\n"}),
     Case("runs-show-missing", ["runs", "show", "99"], 2, ["99"], setup="seeded"),
