@@ -244,7 +244,7 @@ def test_compiled_training_resumes_exactly(pcam, tmp_path, monkeypatch):
     resumed in a new Trainer, which compiles again (from the cache) to 4."""
     monkeypatch.setenv("DDPM_TUI_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv(compilation.CACHE_ENV, raising=False)
-    cfg = small_config(pcam, compile="on", max_steps=4, ckpt_every=2, attention="none", dropout=0.0)
+    cfg = small_config(pcam, compile="on", max_steps=4, ckpt_every=2, attention="none", dropout=0.0, dim_mults="1")
     straight = Trainer(cfg, tmp_path / "straight", pcam)
     assert straight.fit() == "finished"
     straight.close()
