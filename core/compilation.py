@@ -23,7 +23,7 @@ CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
 
 def compiles(choice: str, device: torch.device, deterministic: bool = False) -> bool:
     """Whether a run with `--compile choice` compiles its network on `device`. auto compiles on CUDA
-    (on 2 CPU cores the 32 px network took 112 s to compile, then stepped 1.06-1.12x faster), except for a
+    (on 2 CPU cores the 32 px network took 95 s to compile, then stepped no faster in fp32), except for a
     --deterministic run: its bit-exact resume on CUDA was checked with eager kernels, not with
     Inductor's (BENCHMARKS.md), so auto keeps it eager."""
     return choice == "on" or (choice == "auto" and device.type == "cuda" and not deterministic)
