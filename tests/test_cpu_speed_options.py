@@ -19,6 +19,8 @@ from core.model import build_unet
 from core.train import trainer as trainer_module
 from core.train.trainer import Trainer, ema_update, make_optimizer
 
+from conftest import TINY
+
 SMALL = dict(image_size=32, dim=16, dim_mults="1,2", res_blocks=1, attention="linear", batch_size=4,
              timesteps=50, warmup_steps=2, device="cpu", dropout=0.1, seed=5, sample_every=0, eval_every=0)
 
@@ -225,8 +227,11 @@ def test_a_compiled_run_reports_its_first_step_and_keeps_it_out_of_the_rate(pcam
     trainer.close()
     assert compiled == [(trainer.model, compilation.COMPILE_MODE)] and trainer.net.calls == 3
     assert "model._orig_mod" not in str(list(trainer.state_dict()["model"])[:1])
-    first = [r.getMessage() for r in caplog.records if "the first step took" in r.getMessage()]
+    messages = [r.getMessage() for r in caplog.records]
+    first = [m for m in messages if "the first step took" in m]
     assert len(first) == 1 and str(tmp_path / "cache" / "torch-compile") in first[0]
+    assert messages.index(first[0]) > messages.index(f"torch.compile (mode {compilation.COMPILE_MODE}): "
+                                                     "compiling the network at the first step")
     assert float(first[0].split("took ")[1].split(" s")[0]) >= 0.5
     assert rates[0] == 0.0 and all(r > 4 / 0.5 for r in rates[1:]), rates  # 4 images a step, no 0.5 s in it
 
@@ -265,3 +270,16 @@ def test_compiled_training_resumes_exactly(pcam, tmp_path, monkeypatch):
 @pytest.mark.parametrize("from_scratch", [False, True])
 def test_the_demo_is_not_compiled_even_on_a_gpu(from_scratch):
     assert not compiles(demo_config(300, from_scratch).compile, torch.device("cuda"))
+
+
+@pytest.mark.parametrize("choice, told", [("on", True), ("auto", False)])
+def test_train_says_before_the_first_step_that_it_compiles(workdir, cli, pcam, monkeypatch, choice, told):
+    """The first compiled step is silent for a minute or more; `train` says why before it starts."""
+    monkeypatch.setattr(compilation.torch, "compile", lambda net, mode: net)  # the wiring, not a real compile
+    monkeypatch.delenv(compilation.CACHE_ENV, raising=False)
+    result = cli("train", "--data", pcam, *TINY, "--max-steps", "2", "--sample-every", "0", "--compile", choice)
+    assert result.code == 0, result
+    line = [text for text in result.err.splitlines() if "compiles the U-Net at the first step" in text]
+    assert bool(line) == told, result.err
+    if told:
+        assert str(workdir / "cache" / "torch-compile") in line[0] and "--compile off" in line[0]

@@ -351,6 +351,8 @@ class Trainer:
         rate_steps, rate_time, last_time = 0, 0.0, time.perf_counter()
         last_log = 0.0
         compiling = self.compiled  # the first step compiles: reported, and kept out of the img/s
+        if compiling:
+            log.info("torch.compile (mode %s): compiling the network at the first step", COMPILE_MODE)
         if self.replicas.is_main and (advice := resources.batch_advice(cfg, self.device)):
             log.info("memory: %s", advice)
         try:
