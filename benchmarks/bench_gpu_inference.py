@@ -5,8 +5,8 @@ depend on them), bf16 autocast as a bf16 run is sampled and evaluated:
   DDIM-50 sampling of `--n` images (core.generation.generate, 256 per batch), images per second;
   the exact bound over all 1000 timesteps of `--bpd-images` images (core.evaluate.nll.variational_bound,
   `--eval-batch` image-timesteps per network pass), image-timesteps per second.
-Each is timed `--rounds` times after one untimed pass (which holds the compile); the compiled
-results are checked against the eager ones.
+Each is timed `--rounds` times after one untimed pass (which holds the compile); each mode's
+largest difference from the eager results is printed beside its rate.
 
     python benchmarks/bench_gpu_inference.py [--modes eager,default,reduce-overhead] [--jsonl OUT.jsonl]
 """

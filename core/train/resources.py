@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
+from typing import Callable
 
 from core.errors import BadInput
 from core.model import attention_heads
@@ -177,10 +178,12 @@ def fmt_bytes(n: float) -> str:
     raise AssertionError("unreachable")
 
 
-def check_fits(needed: int, device, what: str, advice: str) -> None:
-    """BadInput naming the estimate when `needed` bytes exceed what the device has free."""
+def check_fits(needed: int, device, what: str, advice: str | Callable[[int], str]) -> None:
+    """BadInput naming the estimate when `needed` bytes exceed what the device has free; `advice`
+    may be a function of those free bytes, called only then."""
     available, where = device_memory_available(device)
     if needed > available:
+        advice = advice(available) if callable(advice) else advice
         raise BadInput(f"{what} needs about {fmt_bytes(needed)}; {where} {fmt_bytes(available)} available ({advice})")
 
 
@@ -188,13 +191,16 @@ def check_training_fits(cfg, device) -> MemoryEstimate:
     """Refuse a config whose training step would not fit in the device's memory, naming the
     largest --batch-size that would."""
     est = training_memory(cfg)
-    largest = largest_batch(cfg, device_memory_available(device)[0])
+
+    def advice(available: int) -> str:
+        largest = largest_batch(cfg, available)
+        return ((f"--batch-size {largest} fits; or " if largest else "")
+                + "lower --batch-size, --dim, --dim-mults or --res-blocks")
+
     check_fits(est.total, device,
                f"training (--dim {cfg.dim}, --dim-mults {cfg.dim_mults}, --res-blocks {cfg.res_blocks}, "
                f"--batch-size {cfg.batch_size}: {est.parameters:,} parameters, {fmt_bytes(est.parameter_bytes)} "
-               f"for weights and optimizer, {fmt_bytes(est.activation_bytes)} of activations)",
-               (f"--batch-size {largest} fits; or " if largest else "") + "lower --batch-size, --dim, --dim-mults "
-               "or --res-blocks")
+               f"for weights and optimizer, {fmt_bytes(est.activation_bytes)} of activations)", advice)
     return est
 
 
