@@ -16,7 +16,7 @@ import torch
 from core.data.locate import cache_dir
 
 # "default": Inductor's Triton kernels, the one mode measured: "reduce-overhead" (CUDA graphs) did not
-# finish its warm-up within the ~60 s it had on the H200, and "max-autotune" was not reached (BENCHMARKS.md).
+# finish its warm-up in the roughly 70 s left to it on the H200, and "max-autotune" was not reached (BENCHMARKS.md).
 COMPILE_MODE = "default"
 CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
 
