@@ -368,6 +368,7 @@ def main(argv=None) -> dict:
     for i in range(args.rounds):
         for r in runners if i % 2 == 0 else runners[::-1]:
             r.timed(args.steps, args.max_other, args.retries, args.max_wait)
+            print(f"  {r.name}: {r.rates[-1]:.2f} img/s", file=sys.stderr, flush=True)
         print(f"round {i + 1:>2}/{args.rounds}: " + ", ".join(
             f"{r.name} {r.rates[-1]:5.2f} img/s" + ("" if r.others[-1] is None else f" (others {r.others[-1]:.0%})")
             for r in runners))

@@ -38,7 +38,7 @@ step() {  # step MAX_S COMMAND...: run it for at most MAX_S seconds or what is l
 
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader
 step 30 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(), 'bf16', torch.cuda.is_bf16_supported())"
-step 240 python3 benchmarks/bench_train_speed.py --device cuda --precision bf16 --image-size 96 --batch-size 64 \
+step 240 env TORCH_LOGS=recompiles python3 benchmarks/bench_train_speed.py --device cuda --precision bf16 --image-size 96 --batch-size 64 \
   --compile default --rounds 4 --steps 10 --warmup 3 --max-wait 0 --retries 0 --json "$out/train_speed_gpu.json"
 step 200 python3 benchmarks/check_cuda_resume.py --steps 30 --kill-after 10 --train-args="$train_args"
 step 170 python3 benchmarks/bench_gpu_mfu.py --shapes 96:64,96:256,32:128 --variants eager,compiled \
