@@ -1,9 +1,11 @@
-"""torch.compile of the U-Net for training: whether a run compiles, in which mode, and where the
-compiled kernels are kept so that later runs and resumes skip the compile.
+"""torch.compile of the U-Net: whether a training run or an inference job (sampling, evaluation,
+a synthetic set) compiles, in which mode, and where the compiled kernels are kept so that later
+runs, resumes and jobs skip the compile.
 
 Measured on one H200 (BENCHMARKS.md, "Model FLOP utilisation on a GPU"): the default mode doubles
-the training step's images per second at 96 px after a compile of about 90 s; a later process that
-compiles the same network finds its kernels in the cache and starts in seconds.
+the training step's images per second at 96 px after a compile of about 90 s, and runs DDIM-50 3.2x
+and the bits/dim bound 3.3x faster after 34-38 s; a later process that compiles the same network
+finds its kernels in the cache and starts in seconds.
 """
 
 from __future__ import annotations
@@ -15,10 +17,17 @@ import torch
 
 from core.data.locate import cache_dir
 
-# "default": Inductor's Triton kernels, the one mode measured: "reduce-overhead" (CUDA graphs) did not
-# finish its warm-up in the roughly 70 s left to it on the H200, and "max-autotune" was not reached (BENCHMARKS.md).
+# "default": Inductor's Triton kernels. "reduce-overhead" (CUDA graphs) stepped 1,510 img/s on the H200
+# against default's 1,324-1,476 in other processes, within their spread, after a longer warm-up; "max-autotune"
+# was not reached (BENCHMARKS.md).
 COMPILE_MODE = "default"
 CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
+# A cold compile of the inference graph took 34-38 s on the H200 at 96 px, after which a network pass
+# took 0.28-0.29 ms less per image (DDIM-50 and the bound). A job's last, smaller batch compiles once
+# more, so an inference job pays off from about two compiles' worth of passes: 250,000 image passes at
+# 96 px (5,000 DDIM-50 samples, the exact bound of 250 images). Other sizes are scaled by their pixel
+# count, an assumption: only 96 px was measured.
+INFERENCE_BREAK_EVEN_PIXEL_PASSES = 250_000 * 96 * 96
 
 
 def compiles(choice: str, device: torch.device, deterministic: bool = False) -> bool:
@@ -27,6 +36,14 @@ def compiles(choice: str, device: torch.device, deterministic: bool = False) -> 
     --deterministic run: its bit-exact resume on CUDA was checked with eager kernels, not with
     Inductor's (BENCHMARKS.md), so auto keeps it eager."""
     return choice == "on" or (choice == "auto" and device.type == "cuda" and not deterministic)
+
+
+def compiles_inference(choice: str, device: torch.device, image_passes: int, image_size: int) -> bool:
+    """Whether an inference job of `image_passes` network passes of one `image_size` image compiles the
+    network of a run trained with `--compile choice`: on CUDA, when the job is long enough to win back
+    the compile (INFERENCE_BREAK_EVEN_PIXEL_PASSES), unless the run was told --compile off."""
+    return (choice != "off" and device.type == "cuda"
+            and image_passes * image_size ** 2 >= INFERENCE_BREAK_EVEN_PIXEL_PASSES)
 
 
 def compile_cache() -> Path:

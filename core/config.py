@@ -74,7 +74,8 @@ class TrainConfig:
     precision: str = _opt("auto", "autocast precision; bf16 on a CPU only where it is native (AVX512-BF16, AMX); auto: bf16 on a GPU that has it and, on such a CPU, for a run from trained weights (--init-weights); fp32 otherwise", PRECISIONS)
     compile: str = _opt("auto", "torch.compile the U-Net; auto: on CUDA (twice the images per second at 96 px on an "
                         "H200, after a compile of about 90 s whose kernels later runs reuse) unless --deterministic, "
-                        "not on a CPU", COMPILE)
+                        "not on a CPU; the run's sampling and evaluation jobs compile on CUDA when long enough to "
+                        "win the compile back, unless off", COMPILE)
     seed: int = _opt(0, "seed for weights, data order, noise")
     ckpt_every: int = _opt(500, "checkpoint every N steps")
     keep_ckpts: int = _opt(3, "checkpoints kept")

@@ -19,6 +19,12 @@ from core.samplers import sampler_named
 SAMPLE_BATCH = 256  # images drawn together: memory stays bounded for any n
 
 
+def network_passes(n: int, steps: int, guidance: float = 0.0) -> int:
+    """Passes of one image through the network that drawing n samples in `steps` steps makes; twice as
+    many with classifier-free guidance, which predicts with and without the class."""
+    return n * steps * (2 if guidance else 1)
+
+
 def class_labels(n: int, num_classes: int, class_label: int | None, device) -> torch.Tensor | None:
     """Labels for n samples: all `class_label`, or the classes in turn; None for unconditional nets."""
     if not num_classes:

@@ -13,9 +13,9 @@ import torch
 from core.config import SEED_MAX
 from core.device import pick_device
 from core.errors import BadInput
-from core.generation import SAMPLE_BATCH, generate
+from core.generation import SAMPLE_BATCH, generate, network_passes
 from core.images import GIF_SHOWS, display_scale, make_grid, reverse_process_frames, save_gif, save_png
-from core.inference import load_run_model
+from core.inference import inference_autocast, load_run_model
 from core.labels import label_of
 from core.loaded_run import load_run
 from core.outputs import check_writable
@@ -88,8 +88,9 @@ def sample_run(store: Store, run_id, out: Path, n: int = 16, sampler: str = "ddi
     check_fits(sampling_memory(cfg, min(n, SAMPLE_BATCH)) + n * tile * (1 + 2 * frames), dev,
                f"sampling {n} images at --scale {factor}{' with a GIF' if gif else ''}",
                "lower --n or --scale")
-    net, diffusion, cfg, path, run = load_run_model(store, run.id, device, checkpoint)
-    with torch.inference_mode():
+    net, diffusion, cfg, path, run = load_run_model(store, run.id, device, checkpoint,
+                                                    network_passes(n, steps, guidance))
+    with torch.inference_mode(), inference_autocast(cfg, dev):
         samples = generate(net, diffusion, n, cfg.image_size, sampler, steps, guidance, label, seed,
                            next(net.parameters()).device, eta, frames=frames, on_step=on_step)
     save_png(out, make_grid(samples.images, scale=factor))

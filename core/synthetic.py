@@ -191,14 +191,15 @@ def synthesize(store: Store, plan: SynthPlan, device: str = "auto", on_progress:
     manifest. The network is loaded once; each batch is saved atomically before the next starts."""
     import torch
 
-    from core.inference import load_run_model
-    from core.generation import generate
+    from core.generation import generate, network_passes
+    from core.inference import inference_autocast, load_run_model
 
     progress = on_progress or (lambda done, total: None)
     manifest = read_manifest(plan.out)
     if manifest is not None and manifest.get("complete"):
         return manifest
-    net, diffusion, cfg, path, _ = load_run_model(store, plan.run_id, device, plan.checkpoint_step)
+    net, diffusion, cfg, path, _ = load_run_model(store, plan.run_id, device, plan.checkpoint_step,
+                                                  network_passes(plan.n, plan.steps, plan.guidance))
     plan.out.mkdir(parents=True, exist_ok=True)
     (plan.out / PARTS).mkdir(exist_ok=True)
     write_manifest(plan, complete=False, checkpoint_path=str(path))
@@ -209,7 +210,7 @@ def synthesize(store: Store, plan: SynthPlan, device: str = "auto", on_progress:
         size = min(BATCH, plan.n - start)
         part = part_path(plan.out, index)
         if not part.exists():
-            with torch.inference_mode():
+            with torch.inference_mode(), inference_autocast(cfg, dev):
                 images = generate(net, diffusion, size, cfg.image_size, plan.sampler, plan.steps, plan.guidance,
                                   label, seed=batch_seed(plan.seed, index), device=dev).images
             save_part(part, images, batch_labels(start, size, plan.classes))

@@ -13,6 +13,7 @@ from core.errors import BadInput
 from core.evaluate.classifier import read_training_record, seen_in
 from core.evaluate.defaults import DEFAULT_EVAL_N, EVAL_SAMPLER, EVAL_STEPS, UTILITY_STEPS
 from core.evaluate.metrics import REQUESTS
+from core.generation import network_passes
 from core.labels import LABEL_NAMES
 from core.loaded_run import load_run
 from core.samplers import sampler_named
@@ -72,6 +73,19 @@ class EvalPlan:
     note: str = ""  # what the user should know about the request as made, e.g. a smaller n
     utility_steps: int = UTILITY_STEPS  # training steps of each classifier of the utility metric
     augment: bool = False  # utility also trains on real + synthetic patches
+
+    def nll_passes_per_image(self) -> int:
+        """Network passes of the bound for one patch: its KL terms (every t >= 1, or K of them) and the
+        decoder's at t = 0."""
+        return (self.nll_timesteps or self.cfg.timesteps - 1) + 1
+
+    def network_passes(self) -> int:
+        """Passes of one image through the run's network that the plan makes: the bound's for each of
+        n patches, and the chains of n samples, which every sample-based metric shares."""
+        passes = self.n * self.nll_passes_per_image() if "nll" in self.metrics else 0
+        if any(REQUESTS[m].samples for m in self.metrics):
+            passes += network_passes(self.n, self.steps, self.guidance)
+        return passes
 
 
 def matching_classifier(store: Store, cfg: TrainConfig) -> queries.Classifier | None:

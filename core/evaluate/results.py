@@ -58,8 +58,7 @@ def failure_reason(result: Result) -> str | None:
 def nll_result(net, diffusion, cfg, plan: EvalPlan, real, labels, device, progress, eval_batch) -> Result:
     x0 = torch.from_numpy(real).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
     y = torch.from_numpy(labels).to(device) if cfg.conditional else None
-    per_image = (plan.nll_timesteps or diffusion.num_timesteps - 1) + 1
-    total = len(real) * per_image
+    total = len(real) * plan.nll_passes_per_image()
     parts = []
     for start in range(0, len(real), 64):
         chunk = slice(start, start + 64)

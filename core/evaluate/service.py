@@ -15,29 +15,15 @@ The computations are core.evaluate.results.
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-
-import torch
-
-from core.config import TrainConfig
 from core.data.prepared import random_patches
-from core.device import has_native_bf16, training_precision
 from core.errors import WorkFailed
 from core.evaluate.metrics import REQUESTS
 from core.evaluate.planning import EvalPlan
 from core.evaluate.results import (Progress, Result, draw_samples, failure_reason, feature_results, nll_result,
                                    ssim_results, utility_results)
-from core.inference import load_run_model
+from core.inference import inference_autocast, load_run_model
 from core.store import queries
 from core.store.db import Store
-
-
-def autocast_for(cfg: TrainConfig, device: torch.device):
-    """The autocast the run trained with (CUDA only), so the evaluated network computes as it did."""
-    precision = training_precision(cfg.precision, device, has_native_bf16(device)) if device.type == "cuda" else "fp32"
-    if precision in ("bf16", "fp16"):
-        return torch.autocast("cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
-    return nullcontext()
 
 
 def evaluate(store: Store, plan: EvalPlan, device: str = "auto", on_progress: Progress | None = None,
@@ -46,12 +32,12 @@ def evaluate(store: Store, plan: EvalPlan, device: str = "auto", on_progress: Pr
     `eval_batch`: image-timesteps per network pass of the bound (default: 64 on a CPU, where larger
     batches run slower per image, 512 on a GPU)."""
     progress = on_progress or (lambda stage, done, total: None)
-    net, diffusion, cfg, _, _ = load_run_model(store, plan.run_id, device, plan.checkpoint_step)
+    net, diffusion, cfg, _, _ = load_run_model(store, plan.run_id, device, plan.checkpoint_step, plan.network_passes())
     dev = next(net.parameters()).device
     eval_batch = eval_batch or (512 if dev.type == "cuda" else 64)
     real, real_labels = random_patches(cfg, plan.run_dir, plan.split, plan.n, plan.seed)
     results: list[Result] = []
-    with autocast_for(cfg, dev):
+    with inference_autocast(cfg, dev):
         if "nll" in plan.metrics:
             results.append(nll_result(net, diffusion, cfg, plan, real, real_labels, dev, progress, eval_batch))
         samples = None
