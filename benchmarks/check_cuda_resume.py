@@ -6,7 +6,7 @@ checkpoints tensor by tensor (model and EMA) and the two loss curves. With the p
 the first mode trains under torch.compile and the --deterministic one eager (`--compile auto`).
 
     python benchmarks/check_cuda_resume.py [--steps 60] [--kill-after 20] [--image-size 32] [--device cuda]
-                                           [--train-args '--compile on']
+                                           [--train-args '--compile on'] [--modes default,deterministic]
 """
 
 from __future__ import annotations
@@ -77,12 +77,14 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, default=32)
     ap.add_argument("--device", default="cuda", help="cpu: a smoke test of this script")
     ap.add_argument("--train-args", default="", help="more train options for every run, e.g. '--compile on'")
+    ap.add_argument("--modes", default="default,deterministic", help="which of the two to check, in order")
     args = ap.parse_args()
     MODEL.extend(args.train_args.split())
     MODEL[MODEL.index("--device") + 1] = args.device
     MODEL.extend(["--image-size", str(args.image_size)])
     print(torch.__version__, torch.cuda.get_device_name() if args.device == "cuda" else args.device)
-    for name, mode in (("default kernels", []), ("--deterministic", ["--deterministic"])):
+    modes = {"default": ("default kernels", []), "deterministic": ("--deterministic", ["--deterministic"])}
+    for name, mode in (modes[m] for m in args.modes.split(",")):
         with tempfile.TemporaryDirectory(prefix="ddpm-cuda-resume-") as folder:
             print(f"{name}: {compare(Path(folder), mode, args.steps, args.kill_after)}", flush=True)
 
