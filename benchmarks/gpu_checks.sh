@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks of BENCHMARKS.md in one go, within a deadline (default 480 s), what is still unmeasured first
 # (two H200 sessions on 2026-12-04 measured the rest; BENCHMARKS.md, "Next GPU session"):
+#   0. each convolution of the 96 px step timed alone: the rate that bounds MFU (step_traffic.py --time-convs);
 #   1. the torch.compile modes side by side in one process at 96 px (default, reduce-overhead, max-autotune
 #      without CUDA graphs), then the 32 px step eager and compiled (bench_gpu_mfu.py);
 #   2. the product end to end on CUDA: train the demo data at 96 px, sample 64 and then 5,120 images (a job
@@ -38,6 +39,7 @@ step() {  # step MAX_S COMMAND...: run it for at most MAX_S seconds or what is l
 
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader
 step 30 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(), 'bf16', torch.cuda.is_bf16_supported())"
+step 60 python3 benchmarks/step_traffic.py --image-size 96 --batch 64 --time-convs
 step 200 python3 benchmarks/bench_gpu_mfu.py --shapes 96:64 --variants compiled,compiled-ro,compiled-mac \
   --jsonl "$out/mfu.jsonl"
 step 150 python3 benchmarks/bench_gpu_mfu.py --shapes 32:128 --variants eager,compiled --jsonl "$out/mfu.jsonl"
