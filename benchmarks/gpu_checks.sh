@@ -6,7 +6,8 @@
 #      without CUDA graphs), then the 32 px step eager and compiled (bench_gpu_mfu.py);
 #   2. the product end to end on CUDA: train the demo data at 96 px, sample 64 and then 5,120 images (a job
 #      long enough that sample compiles the network: 256,000 image passes), evaluate;
-#   3. exact resume on CUDA of a compiled --deterministic run (SIGKILL and resume against an uninterrupted run);
+#   3. the product's sampling and bound compiled against eager (check_compiled_inference.py), and exact resume
+#      on CUDA of a compiled --deterministic run (SIGKILL and resume against an uninterrupted run);
 #   4. training throughput at 96 px in bf16: ours (eager and compiled) beside lucidrains and diffusers;
 #   5. DDIM-50 sampling and the bits/dim loop, eager and compiled (bench_gpu_inference.py).
 # Each check gets at most what is left of the deadline; a check cut off keeps what it printed and wrote.
@@ -52,6 +53,7 @@ step 150 python3 -m ddpm_tui sample 1 --device cuda --sampler ddim --steps 50 \
   --n 5120 --scale 1 --out "$runs/samples-5120.png"
 step 60 python3 -m ddpm_tui eval 1 --device cuda --metrics nll --n 16 --nll-timesteps all
 step 20 python3 -m ddpm_tui runs show 1
+step 120 python3 benchmarks/check_compiled_inference.py --device cuda
 step 200 python3 benchmarks/check_cuda_resume.py --steps 30 --kill-after 10 --modes deterministic \
   --train-args="--compile on $train_args"
 step 240 env TORCH_LOGS=recompiles python3 benchmarks/bench_train_speed.py --device cuda --precision bf16 \
