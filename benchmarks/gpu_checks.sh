@@ -9,7 +9,8 @@
 #   3. the product's sampling and bound compiled against eager (check_compiled_inference.py), and exact resume
 #      on CUDA of a compiled --deterministic run (SIGKILL and resume against an uninterrupted run);
 #   4. training throughput at 96 px in bf16: ours (eager and compiled) beside lucidrains and diffusers;
-#   5. DDIM-50 sampling and the bits/dim loop, eager and compiled (bench_gpu_inference.py).
+#   5. DDIM-50 sampling and the bits/dim loop, eager and compiled (bench_gpu_inference.py);
+#   6. sampling beside lucidrains and diffusers: DDIM-50 and DPM-Solver++-20 (bench_sample_speed.py).
 # Each check gets at most what is left of the deadline; a check cut off keeps what it printed and wrote.
 # A cold torch.compile of the 96 px U-Net took 84-87 s on the H200; later processes reuse the cache.
 # Usage: bash benchmarks/gpu_checks.sh [OUT_DIR] [DEADLINE_S] [TRAIN_ARGS]
@@ -60,5 +61,7 @@ step 240 env TORCH_LOGS=recompiles python3 benchmarks/bench_train_speed.py --dev
   --image-size 96 --batch-size 64 --compile default --rounds 4 --steps 10 --warmup 3 --max-wait 0 --retries 0 \
   --json "$out/train_speed_gpu.json"
 step 200 python3 benchmarks/bench_gpu_inference.py --modes eager,default --jsonl "$out/inference.jsonl"
+step 150 python3 benchmarks/bench_sample_speed.py --device cuda --precision bf16 --image-size 96 --n 256 --rounds 3 \
+  --max-wait 0 --retries 0 --json "$out/sample_speed_gpu.json"
 echo "== done at $SECONDS s"
 exit $status
