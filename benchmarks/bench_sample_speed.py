@@ -1,5 +1,7 @@
 """Sampling throughput: ours against lucidrains' denoising-diffusion-pytorch and Hugging Face diffusers,
-the matched networks of bench_train_speed.py (`--set matched`), side by side in one process.
+side by side in one process, on bench_train_speed.py's networks: the matched ones (`--set matched`) or
+each library's own defaults (`--set defaults`: ours TrainConfig(), lucidrains Unet(dim=64) with its
+GaussianDiffusion's defaults, diffusers its train_unconditional example's UNet2DModel with a linear schedule).
 
 Each contender draws `--n` images from fixed seeds, with random weights (speed does not depend on
 them), in eval mode without gradients:
@@ -38,19 +40,23 @@ from core.inference import for_inference  # noqa: E402
 DEFAULT_JSON = train_speed.HERE / "results" / "sample_speed.json"
 
 
-def ours(image_size: int, device: torch.device, sampler: str, steps: int) -> Callable[[int, int], None]:
-    model, diffusion = create_model_and_diffusion(train_speed.ours_config("matched", image_size))
+def ours(preset: str, image_size: int, device: torch.device, sampler: str, steps: int) -> Callable[[int, int], None]:
+    model, diffusion = create_model_and_diffusion(train_speed.ours_config(preset, image_size))
     net = for_inference(model, device)
     return lambda n, seed: generate(net, diffusion, n, image_size, sampler, steps, seed=seed, device=device)
 
 
-def lucidrains(image_size: int, device: torch.device, steps: int) -> Callable[[int, int], None]:
+def lucidrains(preset: str, image_size: int, device: torch.device, steps: int) -> Callable[[int, int], None]:
     from denoising_diffusion_pytorch import GaussianDiffusion, Unet
 
-    model = Unet(dim=train_speed.DIM, dim_mults=train_speed.DIM_MULTS,
-                 full_attn=(False,) * len(train_speed.DIM_MULTS), dropout=0.0)
-    diffusion = GaussianDiffusion(model, image_size=image_size, timesteps=train_speed.TIMESTEPS, objective="pred_noise",
-                                  beta_schedule="cosine", sampling_timesteps=steps).to(device).eval()
+    if preset == "defaults":  # as its README builds them, DDIM through sampling_timesteps
+        diffusion = GaussianDiffusion(Unet(dim=train_speed.DIM), image_size=image_size, sampling_timesteps=steps)
+    else:
+        model = Unet(dim=train_speed.DIM, dim_mults=train_speed.DIM_MULTS,
+                     full_attn=(False,) * len(train_speed.DIM_MULTS), dropout=0.0)
+        diffusion = GaussianDiffusion(model, image_size=image_size, timesteps=train_speed.TIMESTEPS,
+                                      objective="pred_noise", beta_schedule="cosine", sampling_timesteps=steps)
+    diffusion = diffusion.to(device).eval()
 
     def draw(n, seed):
         torch.manual_seed(seed)
@@ -58,11 +64,13 @@ def lucidrains(image_size: int, device: torch.device, steps: int) -> Callable[[i
     return draw
 
 
-def diffusers(image_size: int, device: torch.device, scheduler_name: str, steps: int) -> Callable[[int, int], None]:
+def diffusers(preset: str, image_size: int, device: torch.device, scheduler_name: str,
+              steps: int) -> Callable[[int, int], None]:
     import diffusers as hf
 
-    model = train_speed.diffusers_unet("matched", image_size).to(device).eval()
-    scheduler = getattr(hf, scheduler_name)(num_train_timesteps=train_speed.TIMESTEPS, beta_schedule="squaredcos_cap_v2")
+    model = train_speed.diffusers_unet(preset, image_size).to(device).eval()
+    scheduler = getattr(hf, scheduler_name)(num_train_timesteps=train_speed.TIMESTEPS,
+                                            beta_schedule="linear" if preset == "defaults" else "squaredcos_cap_v2")
 
     def draw(n, seed):
         generator = torch.Generator(device=device).manual_seed(seed)
@@ -73,13 +81,14 @@ def diffusers(image_size: int, device: torch.device, scheduler_name: str, steps:
     return draw
 
 
-def contenders(image_size: int, device: torch.device, fast_steps: int) -> dict:
+def contenders(preset: str, image_size: int, device: torch.device, fast_steps: int) -> dict:
     return {
-        "ours ddim-50": lambda: ours(image_size, device, "ddim", 50),
-        "lucidrains ddim-50": lambda: lucidrains(image_size, device, 50),
-        "diffusers ddim-50": lambda: diffusers(image_size, device, "DDIMScheduler", 50),
-        f"ours dpm++-{fast_steps}": lambda: ours(image_size, device, "dpm++", fast_steps),
-        f"diffusers dpm++-{fast_steps}": lambda: diffusers(image_size, device, "DPMSolverMultistepScheduler", fast_steps),
+        "ours ddim-50": lambda: ours(preset, image_size, device, "ddim", 50),
+        "lucidrains ddim-50": lambda: lucidrains(preset, image_size, device, 50),
+        "diffusers ddim-50": lambda: diffusers(preset, image_size, device, "DDIMScheduler", 50),
+        f"ours dpm++-{fast_steps}": lambda: ours(preset, image_size, device, "dpm++", fast_steps),
+        f"diffusers dpm++-{fast_steps}": lambda: diffusers(preset, image_size, device, "DPMSolverMultistepScheduler",
+                                                           fast_steps),
     }
 
 
@@ -114,6 +123,8 @@ class Runner:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--set", dest="which", choices=("matched", "defaults"), default="matched",
+                   help="matched: bench_train_speed's matched networks; defaults: each library's own network")
     p.add_argument("--image-size", type=int, default=32)
     p.add_argument("--n", type=int, default=16, help="images drawn per timing (one batch)")
     p.add_argument("--fast-steps", type=int, default=20, help="steps of the DPM-Solver++ contenders")
@@ -132,8 +143,8 @@ def main(argv=None) -> dict:
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if args.precision == "bf16" \
         else contextlib.nullcontext
     runners = [Runner(name, build, device, autocast) for name, build in
-               contenders(args.image_size, device, args.fast_steps).items()]
-    print(f"torch {torch.__version__}, {device}, {args.precision}, {args.image_size} px, {args.threads} threads, "
+               contenders(args.which, args.image_size, device, args.fast_steps).items()]
+    print(f"torch {torch.__version__}, set {args.which}, {device}, {args.precision}, {args.image_size} px, {args.threads} threads, "
           f"{args.n} images per timing, " + ", ".join(f"{k} {v}" for k, v in train_speed.library_versions().items()))
     for r in runners:  # warm-up: one small draw each
         r.images_per_s(2, seed=0)
