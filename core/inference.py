@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from contextlib import nullcontext
+from typing import Callable
 
 import torch
 
-from core.compilation import compile_network, compiles_inference
+from core.compilation import compile_cache, compile_network, compiles_inference
 from core.config import TrainConfig
 from core.device import has_native_bf16, load_weights, pick_device, training_precision
 from core.factory import create_model_and_diffusion
@@ -14,10 +15,12 @@ from core.loaded_run import load_run
 from core.store.db import Store
 
 
-def load_run_model(store: Store, run_id, device: str = "auto", step: int | None = None, image_passes: int = 0):
+def load_run_model(store: Store, run_id, device: str = "auto", step: int | None = None, image_passes: int = 0,
+                   say: Callable[[str], None] | None = None):
     """(EMA network in eval mode, diffusion, config, checkpoint path, run) of a run's newest good
     checkpoint, or of the one of `step`. `image_passes`, the network passes of one image the job will
-    make, decides whether the network is compiled (core.compilation.compiles_inference)."""
+    make, decides whether the network is compiled (core.compilation.compiles_inference); `say` is
+    told so, as the job's first batch waits for the compile."""
     loaded = load_run(store, run_id)
     run, cfg = loaded.record, loaded.cfg
     path, state = loaded.checkpoint(step)
@@ -26,6 +29,10 @@ def load_run_model(store: Store, run_id, device: str = "auto", step: int | None 
     dev = pick_device(device)
     net = for_inference(net, dev)
     if compiles_inference(cfg.compile, dev, image_passes, cfg.image_size):
+        if say:
+            say(f"run {run.id}: torch.compile compiles the network for this job of {image_passes:,} network passes "
+                f"before its first batch (about 35 s at 96 px on an H200; seconds once its kernels are in "
+                f"{compile_cache()}); a run trained with --compile off is never compiled")
         net = compile_network(net)
     return net, diffusion, cfg, path, run
 

@@ -44,11 +44,13 @@ def check_output(path: Path, suffix: str, option: str) -> None:
 def sample_run(store: Store, run_id, out: Path, n: int = 16, sampler: str = "ddim", steps: int | None = None,
                eta: float = 0.0, guidance: float = 0.0, class_name: str | None = None, gif: Path | None = None,
                seed: int = 0, scale: int = 0, device: str = "auto", gif_show: str = "both",
-               checkpoint: int | None = None, on_step: Callable[[int, int], None] | None = None) -> SampleResult:
+               checkpoint: int | None = None, on_step: Callable[[int, int], None] | None = None,
+               say: Callable[[str], None] | None = None) -> SampleResult:
     """Write a PNG grid of n samples (and optionally a GIF of the reverse process: x_t, the predicted
     x_0, or both side by side) from the newest good checkpoint, or that of step `checkpoint`. `steps`
-    defaults to the sampler's own (core.samplers: the full chain for ddpm, 50 for ddim, 20 for dpm++).
-    Sizes that cannot fit in memory are refused up front. `on_step(done, total)` follows the network steps (steps x batches)."""
+    defaults to the sampler's own (core.samplers: the full chain for ddpm, 50 for ddim and dpm++).
+    Sizes that cannot fit in memory are refused up front. `on_step(done, total)` follows the network steps
+    (steps x batches); `say` gets the lines worth showing on the way (a compile before the first batch)."""
     chosen = sampler_named(sampler)
     for name, value in (("n", n), ("steps", steps if steps is not None else 1)):
         if value <= 0:
@@ -89,7 +91,7 @@ def sample_run(store: Store, run_id, out: Path, n: int = 16, sampler: str = "ddi
                f"sampling {n} images at --scale {factor}{' with a GIF' if gif else ''}",
                "lower --n or --scale")
     net, diffusion, cfg, path, run = load_run_model(store, run.id, device, checkpoint,
-                                                    network_passes(n, steps, guidance))
+                                                    network_passes(n, steps, guidance), say)
     with torch.inference_mode(), inference_autocast(cfg, dev):
         samples = generate(net, diffusion, n, cfg.image_size, sampler, steps, guidance, label, seed,
                            next(net.parameters()).device, eta, frames=frames, on_step=on_step)

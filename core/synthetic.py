@@ -186,9 +186,11 @@ def part_path(out: Path, index: int) -> Path:
     return out / PARTS / f"batch-{index:07d}.npz"
 
 
-def synthesize(store: Store, plan: SynthPlan, device: str = "auto", on_progress: Progress | None = None) -> dict:
+def synthesize(store: Store, plan: SynthPlan, device: str = "auto", on_progress: Progress | None = None,
+               say: Callable[[str], None] | None = None) -> dict:
     """Draw the plan's set into its folder (resuming from the batches already there) and return its
-    manifest. The network is loaded once; each batch is saved atomically before the next starts."""
+    manifest. The network is loaded once; each batch is saved atomically before the next starts.
+    `say` gets the lines worth showing on the way."""
     import torch
 
     from core.generation import generate, network_passes
@@ -199,7 +201,7 @@ def synthesize(store: Store, plan: SynthPlan, device: str = "auto", on_progress:
     if manifest is not None and manifest.get("complete"):
         return manifest
     net, diffusion, cfg, path, _ = load_run_model(store, plan.run_id, device, plan.checkpoint_step,
-                                                  network_passes(plan.n, plan.steps, plan.guidance))
+                                                  network_passes(plan.n, plan.steps, plan.guidance), say)
     plan.out.mkdir(parents=True, exist_ok=True)
     (plan.out / PARTS).mkdir(exist_ok=True)
     write_manifest(plan, complete=False, checkpoint_path=str(path))
@@ -277,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         plan = plan_synth(store, args.run, args.out, args.n, checkpoint=args.checkpoint)
         print(f"drawing {plan.n} patches of run {plan.run_id} into {plan.out}", flush=True)
-        manifest = synthesize(store, plan, on_progress=lambda done, total: print(f"{done}/{total}", flush=True))
+        manifest = synthesize(store, plan, on_progress=lambda done, total: print(f"{done}/{total}", flush=True),
+                              say=lambda line: print(line, flush=True))
     except (BadInput, WorkFailed) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -20,6 +20,7 @@ from core.evaluate.planning import EvalPlan
 from conftest import TINY
 
 AT_96 = INFERENCE_BREAK_EVEN_PIXEL_PASSES // 96 ** 2
+NOTICE = "torch.compile compiles the network for this job"
 
 
 @pytest.fixture(autouse=True)
@@ -77,15 +78,33 @@ def test_sample_eval_and_synth_run_through_the_compiled_network(workdir, cli, pc
         monkeypatch.setattr(inference, "compiles_inference", rule(answer))
         r = cli("sample", "1", "--n", "4", "--steps", "5", "--out", workdir / out)
         assert r.code == 0, r
+        assert (NOTICE in r.err) is answer, r.err  # the first batch waits for the compile: say why
     assert asked == [4 * 5, 4 * 5] and graphs, (asked, graphs)
     assert np.array_equal(iio.imread(workdir / "compiled.png"), iio.imread(workdir / "eager.png"))
 
     monkeypatch.setattr(inference, "compiles_inference", rule(True))
     asked.clear(), graphs.clear(), torch._dynamo.reset()  # a new network of the same class reuses its graphs
     r = cli("eval", "1", "--metrics", "nll,ssim", "--n", "8", "--nll-timesteps", "5", "--steps", "5", "--json")
-    assert r.code == 0, r
+    assert r.code == 0 and NOTICE in r.err, r
     assert asked == [8 * 6 + 8 * 5] and graphs
     asked.clear(), graphs.clear(), torch._dynamo.reset()  # a new network of the same class reuses its graphs
     r = cli("synth", "1", "--n", "6", "--out", "set", "--steps", "2", "--device", "cpu")
-    assert r.code == 0, r
+    assert r.code == 0 and NOTICE in r.err, r
     assert asked == [6 * 2] and graphs
+
+
+def test_a_line_said_during_a_progress_bar_shows_above_it_as_plain_printable_text():
+    """On a terminal the compile notice prints above the live bar; a cache path from the environment
+    is shown as it is, neither read as rich markup nor passing control characters through."""
+    import io
+
+    from rich.console import Console
+
+    from ddpm_tui.cli.render import say_above, stage_progress
+
+    screen = io.StringIO()
+    with stage_progress(Console(file=screen, force_terminal=True, width=200)) as progress:
+        progress.add_task("sampling", total=10)
+        say_above(progress)("kernels in /tmp/[bold]cache\x1b[2J")
+    text = screen.getvalue()
+    assert "kernels in /tmp/[bold]cache" in text and "\x1b[2J" not in text, repr(text)

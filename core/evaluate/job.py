@@ -53,7 +53,7 @@ def run_job(store, job_id: int) -> int:
     queries.set_eval_job(store, job_id, expect=("running",), pid=os.getpid())
     try:
         plan = plan_evaluation(store, job.run_id, job.metrics, job.n, nll_timesteps=job.nll_timesteps)
-        rows = evaluate(store, plan)
+        rows = evaluate(store, plan, say=lambda line: print(line, flush=True))
     except Exception as exc:
         reason = str(exc) if isinstance(exc, (BadInput, WorkFailed)) else f"{exc.__class__.__name__}: {exc}"
         queries.set_eval_job(store, job_id, status="failed", reason=reason.splitlines()[0] if reason else "failed")
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"evaluating run {plan.run_id}: {', '.join(plan.metrics)} on {plan.n} {plan.split} patches", flush=True)
             if plan.note:
                 print(plan.note, flush=True)
-            for row in evaluate(store, plan):
+            for row in evaluate(store, plan, say=lambda line: print(line, flush=True)):
                 interval = f" [{row.ci_low:.5g}, {row.ci_high:.5g}]" if row.ci_low is not None else ""
                 print(f"run {row.run_id} {row.metric} {row.value:.5g}{interval}", flush=True)
     except (BadInput, WorkFailed) as exc:

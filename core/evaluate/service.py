@@ -15,6 +15,8 @@ The computations are core.evaluate.results.
 
 from __future__ import annotations
 
+from typing import Callable
+
 from core.data.prepared import random_patches
 from core.errors import WorkFailed
 from core.evaluate.metrics import REQUESTS
@@ -27,12 +29,13 @@ from core.store.db import Store
 
 
 def evaluate(store: Store, plan: EvalPlan, device: str = "auto", on_progress: Progress | None = None,
-             eval_batch: int | None = None) -> list[queries.Evaluation]:
+             eval_batch: int | None = None, say: Callable[[str], None] | None = None) -> list[queries.Evaluation]:
     """Compute the plan's metrics and store one evaluation row per number. Returns the rows.
     `eval_batch`: image-timesteps per network pass of the bound (default: 64 on a CPU, where larger
-    batches run slower per image, 512 on a GPU)."""
+    batches run slower per image, 512 on a GPU); `say` gets the lines worth showing on the way."""
     progress = on_progress or (lambda stage, done, total: None)
-    net, diffusion, cfg, _, _ = load_run_model(store, plan.run_id, device, plan.checkpoint_step, plan.network_passes())
+    net, diffusion, cfg, _, _ = load_run_model(store, plan.run_id, device, plan.checkpoint_step,
+                                               plan.network_passes(), say)
     dev = next(net.parameters()).device
     eval_batch = eval_batch or (512 if dev.type == "cuda" else 64)
     real, real_labels = random_patches(cfg, plan.run_dir, plan.split, plan.n, plan.seed)

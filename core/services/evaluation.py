@@ -134,10 +134,12 @@ class EvaluationUseCases(Session):
         return plan_evaluation(self.store, run_id, metrics, n, split, nll_timesteps, sampler, steps, guidance,
                                checkpoint, seed, classifier, **utility)
 
-    def evaluate(self, plan, device: str = "auto", on_progress=None) -> list[dict]:
-        """Evaluate in this process and store each metric; returns the stored records."""
+    def evaluate(self, plan, device: str = "auto", on_progress=None, say=None) -> list[dict]:
+        """Evaluate in this process and store each metric; returns the stored records. `say` gets
+        the lines worth showing on the way."""
         from core.evaluate.service import evaluate
-        return [queries.evaluation_record(r) for r in evaluate(self.store, plan, device=device, on_progress=on_progress)]
+        return [queries.evaluation_record(r)
+                for r in evaluate(self.store, plan, device=device, on_progress=on_progress, say=say)]
 
     def rank(self, sweep_id: int | str | None = None, metric: str | None = None, mixed: bool = False):
         """The ranking of a sweep's configurations (the newest sweep without `sweep_id`)."""

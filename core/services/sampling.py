@@ -23,7 +23,7 @@ class SamplingUseCases(Session):
                device: str = "auto", **options):
         """Samples of a run's EMA weights in a PNG grid at `out` (and the other files `options`
         ask for: core.sample.sample_run's gif, sampler, eta, guidance, class_name, seed, scale,
-        gif_show, on_step); `steps` None is the sampler's own default."""
+        gif_show, on_step, say); `steps` None is the sampler's own default."""
         from core.sample import sample_run
         return sample_run(self.store, run_id, out, n=n, steps=steps, device=device, checkpoint=checkpoint, **options)
 
@@ -33,10 +33,11 @@ class SamplingUseCases(Session):
         from core.synthetic import plan_synth
         return plan_synth(self.store, run_id, out, n, **options)
 
-    def synthesize(self, plan, device: str = "auto", on_progress=None) -> dict:
-        """Draw a planned synthetic set into its folder, resuming what a killed job left; its manifest."""
+    def synthesize(self, plan, device: str = "auto", on_progress=None, say=None) -> dict:
+        """Draw a planned synthetic set into its folder, resuming what a killed job left; its manifest.
+        `say` gets the lines worth showing on the way."""
         from core.synthetic import synthesize
-        return synthesize(self.store, plan, device=device, on_progress=on_progress)
+        return synthesize(self.store, plan, device=device, on_progress=on_progress, say=say)
 
     def start_synth(self, run_id: int | str, n: int, checkpoint: int | None = None) -> SynthJob:
         """Check a synthetic set of n patches of the run (into its folder synthetic/<time>-n<N>),

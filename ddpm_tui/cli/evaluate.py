@@ -14,6 +14,7 @@ from ddpm_tui.cli.render import (
     echo_json,
     evaluation_lines,
     ranking_lines,
+    say_above,
     stage_progress,
     values_ranking_lines,
 )
@@ -56,7 +57,7 @@ def sample(
 
         result = lab.sample(run, out, n=n, sampler=sampler, steps=steps, eta=eta, guidance=guidance,
                             class_name=class_name, gif=gif, seed=seed, scale=scale, device=device,
-                            gif_show=gif_show, checkpoint=checkpoint, on_step=on_step)
+                            gif_show=gif_show, checkpoint=checkpoint, on_step=on_step, say=say_above(progress))
     typer.echo(result.chain, err=True)
     for path in result.paths:
         typer.echo(str(path))
@@ -121,7 +122,7 @@ def eval_runs(
                     tasks[stage] = progress.add_task(f"run {plan.run_id} {stage}", total=total)
                 progress.advance(tasks[stage], advance)
 
-            records += lab.evaluate(plan, device=device, on_progress=on_progress)
+            records += lab.evaluate(plan, device=device, on_progress=on_progress, say=say_above(progress))
     if as_json:
         echo_json(records)
         return

@@ -46,6 +46,11 @@ def stage_progress(console):
                     TimeRemainingColumn(), console=console, transient=True, disable=not console.is_terminal)
 
 
+def say_above(progress):
+    """A line on stderr above a stage_progress bar (as is: no markup), made printable first."""
+    return lambda line: progress.console.print(printable(line), markup=False, highlight=False, soft_wrap=True)
+
+
 # ---- runs ----------------------------------------------------------------------------------------
 def runs_lines(records: list[dict]) -> list[str]:
     """`runs list`: one line per run."""

@@ -7,7 +7,7 @@ import typer
 
 from core.samplers import sampler_choices
 from core.text import printable
-from ddpm_tui.cli.render import stage_progress
+from ddpm_tui.cli.render import say_above, stage_progress
 from ddpm_tui.options import Where, global_options
 
 
@@ -38,7 +38,7 @@ def synth(
                           seed=seed, checkpoint=checkpoint)
     with stage_progress(Console(stderr=True)) as progress:
         task = progress.add_task("drawing", total=plan.n)
-        manifest = lab.synthesize(plan, device=device,
+        manifest = lab.synthesize(plan, device=device, say=say_above(progress),
                                   on_progress=lambda done, total: progress.update(task, completed=done))
     counts = ", ".join(f"{name} {count}" for name, count in manifest["counts"].items())
     typer.echo(f"{printable(str(plan.out))}: {plan.n} patches of run {plan.run_id} (step {plan.checkpoint_step}; "
