@@ -25,7 +25,6 @@ import contextlib
 import os
 import platform
 import statistics
-import time
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -101,24 +100,21 @@ class Runner:
         self.rates, self.others, self.discarded = [], [], 0
 
     def images_per_s(self, n: int, seed: int) -> tuple[float, float | None]:
-        busy0, own0, start = train_speed.busy_cpu_s(), time.process_time(), time.perf_counter()
-        with torch.no_grad(), self.autocast():
-            self.draw(n, seed)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        wall, busy1 = time.perf_counter() - start, train_speed.busy_cpu_s()
-        other = None if busy0 is None else max(0.0, busy1 - busy0 - (time.process_time() - own0))
-        return n / wall, None if other is None else other / (wall * os.cpu_count())
+        def work():
+            with torch.no_grad(), self.autocast():
+                self.draw(n, seed)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+
+        wall, other = train_speed.timed_beside_others(work)
+        return n / wall, other
 
     def timed(self, n: int, seed: int, args) -> None:
-        for attempt in range(args.retries + 1):
-            train_speed.wait_quiet(args.max_other, args.max_wait)
-            rate, other = self.images_per_s(n, seed)
-            if other is None or other <= args.max_other or attempt == args.retries:
-                break
-            self.discarded += 1
+        rate, other, discarded = train_speed.quiet_timing(lambda: self.images_per_s(n, seed), args.max_other,
+                                                          args.retries, args.max_wait)
         self.rates.append(rate)
         self.others.append(other)
+        self.discarded += discarded
 
 
 def main(argv=None) -> dict:

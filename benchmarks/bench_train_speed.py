@@ -256,28 +256,46 @@ class Runner:
 
     def steps(self, n: int) -> tuple[float, float | None]:
         """Train n steps; return img/s and the share of all cores that other processes used meanwhile."""
+        def work():
+            for _ in range(n):
+                self.opt.zero_grad(set_to_none=True)
+                self.loss_fn(self.batch).backward()
+                self.opt.step()
+                self.contender.after_step()
+            self.synchronize()
+
         self.synchronize()
-        busy0, own0, start = busy_cpu_s(), time.process_time(), time.perf_counter()
-        for _ in range(n):
-            self.opt.zero_grad(set_to_none=True)
-            self.loss_fn(self.batch).backward()
-            self.opt.step()
-            self.contender.after_step()
-        self.synchronize()
-        wall, busy1 = time.perf_counter() - start, busy_cpu_s()
-        other = None if busy0 is None else max(0.0, busy1 - busy0 - (time.process_time() - own0))
-        return n * self.batch.shape[0] / wall, None if other is None else other / (wall * os.cpu_count())
+        wall, other = timed_beside_others(work)
+        return n * self.batch.shape[0] / wall, other
 
     def timed(self, n: int, max_other: float, retries: int, max_wait: float) -> None:
         """Time n steps once the machine is quiet; redo (up to `retries` times) if others got busy."""
-        for attempt in range(retries + 1):
-            wait_quiet(max_other, max_wait)
-            rate, other = self.steps(n)
-            if other is None or other <= max_other or attempt == retries:
-                break
-            self.discarded += 1
+        rate, other, discarded = quiet_timing(lambda: self.steps(n), max_other, retries, max_wait)
         self.rates.append(rate)
         self.others.append(other)
+        self.discarded += discarded
+
+
+def timed_beside_others(work: Callable[[], None]) -> tuple[float, float | None]:
+    """Run `work`: (its wall seconds, the share of all cores other processes used meanwhile, or None
+    where /proc/stat cannot be read)."""
+    busy0, own0, start = busy_cpu_s(), time.process_time(), time.perf_counter()
+    work()
+    wall, busy1 = time.perf_counter() - start, busy_cpu_s()
+    other = None if busy0 is None else max(0.0, busy1 - busy0 - (time.process_time() - own0))
+    return wall, None if other is None else other / (wall * os.cpu_count())
+
+
+def quiet_timing(measure: Callable[[], tuple[float, float | None]], max_other: float, retries: int,
+                 max_wait: float) -> tuple[float, float | None, int]:
+    """`measure()` -> (rate, others' share) once the machine is quiet, redone up to `retries` times
+    while other processes kept more than `max_other` of the cores: (rate, share, timings discarded)."""
+    for attempt in range(retries + 1):
+        wait_quiet(max_other, max_wait)
+        rate, other = measure()
+        if other is None or other <= max_other or attempt == retries:
+            return rate, other, attempt
+    raise AssertionError("unreachable")
 
 
 def wait_quiet(max_other: float, max_wait: float, probe: float = 0.5) -> None:

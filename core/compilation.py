@@ -17,9 +17,9 @@ import torch
 
 from core.data.locate import cache_dir
 
-# "default": Inductor's Triton kernels. "reduce-overhead" (CUDA graphs) stepped 1,510 img/s on the H200
-# against default's 1,324-1,476 in other processes, within their spread, after a longer warm-up; "max-autotune"
-# was not reached (BENCHMARKS.md).
+# "default": Inductor's Triton kernels. "reduce-overhead" (CUDA graphs) stepped 1,510 img/s on the H200,
+# 2-14% above default's 1,324 and 1,476 in other processes, whose own two timings differ by 11%: not shown
+# faster. "max-autotune" was not reached (BENCHMARKS.md).
 COMPILE_MODE = "default"
 CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
 # A cold compile of the inference graph took 34-38 s on the H200 at 96 px, after which a network pass
